@@ -1,0 +1,22 @@
+//! Every JSON shape that crosses a process boundary in Runway.
+//!
+//! `v1` is the environment's REST API (`/_runway/api/v1/…`), `fleet` is the
+//! controller ↔ front-end protocol, `error` the error body shared by both.
+//! This crate holds data only: no I/O and no policy, so that the server, the
+//! client and the tests agree on the wire format by construction.
+
+pub mod error;
+pub mod fleet;
+pub mod v1;
+
+pub use error::ErrorBody;
+
+/// Prefix of every platform URL; app names may never start with `_`, so no app
+/// can shadow it.
+pub const PLATFORM_PREFIX: &str = "/_runway";
+/// Prefix of the versioned REST API.
+pub const API_V1: &str = "/_runway/api/v1";
+/// Header carrying the request id on every response (and accepted on requests).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Header naming the front-end that served a response.
+pub const FRONTEND_HEADER: &str = "x-runway-frontend";

@@ -1,0 +1,469 @@
+//! Server.API: the environment's REST surface under `/_runway/api/v1`, and
+//! its OpenAPI document at `/_runway/api/openapi.json`.
+//!
+//! Every handler takes a `Caller<Scope>` argument: an endpoint without one
+//! cannot be reached, by construction, without a valid token of that scope.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use http::StatusCode;
+use runway_api::v1::*;
+use runway_store::{DeleteVersion, LogKind, LogQuery, StoreError};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::Controller;
+use crate::deployer::{app_not_found, narrow, parse_app_version, property_views};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::{Admin, Caller, Deploy, Read, new_token};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Runway environment API", version = "1"),
+    paths(
+        environment, publish, list_apps, show_app, list_versions, delete_version, deploy, list_deployments,
+        get_config, patch_config, logs, list_tokens, create_token, revoke_token, list_frontends
+    ),
+    components(schemas(runway_api::ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The controller's routes. Anything not matched falls through to whatever
+/// this router is merged with (the front-end in `runway up`); unknown API
+/// paths get a JSON 404.
+pub fn router(controller: Controller) -> Router {
+    let api = Router::new()
+        .route("/environment", get(environment))
+        .route("/packages", post(publish))
+        .route("/apps", get(list_apps))
+        .route("/apps/{app}", get(show_app))
+        .route("/apps/{app}/versions", get(list_versions))
+        .route("/apps/{app}/versions/{version}", delete(delete_version))
+        .route("/apps/{app}/deployments", post(deploy))
+        .route("/apps/{app}/config", get(get_config).patch(patch_config))
+        .route("/deployments", get(list_deployments))
+        .route("/logs", get(logs))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{token}", delete(revoke_token))
+        .route("/frontends", get(list_frontends))
+        .fallback(api_not_found);
+    Router::new()
+        .route("/_runway/api/openapi.json", get(openapi))
+        .nest("/_runway/api/v1", api)
+        .with_state(controller)
+}
+
+async fn api_not_found(uri: http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no API endpoint at {}; the endpoints are listed in /_runway/api/openapi.json",
+        uri.path()
+    ))
+}
+
+async fn openapi(_caller: Caller<Read>) -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+fn app_url(controller: &Controller, app: &str) -> String {
+    format!("{}/{app}/", controller.config().base_url.trim_end_matches('/'))
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/environment", responses((status = 200, body = EnvironmentInfo)))]
+async fn environment(State(c): State<Controller>, _caller: Caller<Read>) -> ApiResult<Json<EnvironmentInfo>> {
+    Ok(Json(EnvironmentInfo {
+        name: c.config().environment.clone(),
+        base_url: c.config().base_url.clone(),
+        runway_version: env!("CARGO_PKG_VERSION").to_string(),
+        engine: c.runtime().engine_fingerprint().to_string(),
+        generation: c.store().generation().await?,
+        limits: c.config().limits,
+        frontends: frontends(&c),
+    }))
+}
+
+fn frontends(c: &Controller) -> Vec<FrontendInfo> {
+    c.inner
+        .frontends
+        .iter()
+        .map(|f| {
+            let (generation, ready) = f.status();
+            FrontendInfo {
+                name: f.name().to_string(),
+                address: c.config().base_url.clone(),
+                state: if ready { "ready" } else { "starting" }.to_string(),
+                generation,
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct PublishParams {
+    /// Deploy the version once published (default true).
+    deploy: Option<bool>,
+}
+
+#[utoipa::path(
+    post, path = "/_runway/api/v1/packages", params(PublishParams),
+    request_body(content = Vec<u8>, content_type = "application/vnd.runway.package"),
+    responses(
+        (status = 201, body = PublishResult, description = "new version"),
+        (status = 200, body = PublishResult, description = "identical version already published"),
+        (status = 400, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody),
+        (status = 413, body = runway_api::ErrorBody), (status = 422, body = runway_api::ErrorBody),
+    )
+)]
+async fn publish(
+    State(c): State<Controller>,
+    _caller: Caller<Deploy>,
+    Query(params): Query<PublishParams>,
+    body: Body,
+) -> ApiResult<Response> {
+    let max = c.config().max_package_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the package is larger than this environment's limit of {max} bytes"),
+        )
+    };
+    let bytes = axum::body::to_bytes(body, usize::try_from(max).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| too_large())?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_package",
+            "the request body is empty: send the .rwp file built by `runway app build`",
+        ));
+    }
+    let (result, created) = c.publish(bytes, params.deploy.unwrap_or(true)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(result)).into_response())
+}
+
+async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<AppSummary> {
+    let description = match &record.running_version {
+        Some(v) => c.store().version(&record.name, v).await?.and_then(|v| v.description),
+        None => None,
+    };
+    Ok(AppSummary {
+        url: app_url(c, &record.name),
+        name: record.name,
+        running_version: record.running_version,
+        running_digest: record.running_digest,
+        description,
+        deployed_at_ms: record.deployed_at_ms,
+        version_count: record.version_count,
+    })
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/apps", responses((status = 200, body = Vec<AppSummary>)))]
+async fn list_apps(State(c): State<Controller>, _caller: Caller<Read>) -> ApiResult<Json<Vec<AppSummary>>> {
+    let mut apps = Vec::new();
+    for record in c.store().apps().await? {
+        apps.push(summary(&c, record).await?);
+    }
+    Ok(Json(apps))
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/apps/{app}", responses((status = 200, body = AppDetail), (status = 404, body = runway_api::ErrorBody)))]
+async fn show_app(State(c): State<Controller>, _caller: Caller<Read>, Path(app): Path<String>) -> ApiResult<Json<AppDetail>> {
+    let record = c.store().app(&app).await?.ok_or_else(|| app_not_found(&app))?;
+    let (manifest, _) = c.manifest_for_config(&app, record.running_version.as_deref()).await?;
+    let values = c.store().properties(&app).await?;
+    Ok(Json(AppDetail {
+        summary: summary(&c, record).await?,
+        properties: property_views(&manifest, &values),
+        timers: manifest
+            .timers
+            .iter()
+            .map(|t| TimerView {
+                name: t.name.clone(),
+                schedule: t.schedule.clone(),
+                path: t.path.clone(),
+                timeout_secs: t.timeout_secs,
+            })
+            .collect(),
+        dependencies: manifest.dependencies.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        outbound_allow: manifest.outbound.allow.iter().map(ToString::to_string).collect(),
+        limits: narrow(c.config().limits, &manifest),
+    }))
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/apps/{app}/versions", responses((status = 200, body = Vec<VersionSummary>)))]
+async fn list_versions(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<VersionSummary>>> {
+    let record = c.store().app(&app).await?.ok_or_else(|| app_not_found(&app))?;
+    let versions = c.store().versions(&app).await?;
+    Ok(Json(
+        versions
+            .into_iter()
+            .map(|v| VersionSummary {
+                running: record.running_version.as_deref() == Some(v.version.as_str()),
+                app: v.app,
+                version: v.version,
+                digest: v.digest,
+                component_digest: v.component_digest,
+                size_bytes: v.size_bytes,
+                published_at_ms: v.published_at_ms,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/_runway/api/v1/apps/{app}/versions/{version}", responses((status = 204), (status = 409, body = runway_api::ErrorBody)))]
+async fn delete_version(
+    State(c): State<Controller>,
+    _caller: Caller<Deploy>,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    parse_app_version(&app, &version)?;
+    let record = c.store().version(&app, &version).await?;
+    match c.store().delete_version(&app, &version).await? {
+        DeleteVersion::Deleted => {
+            if let Some(record) = record
+                && let Ok(digest) = runway_manifest::Digest::parse(&record.digest)
+            {
+                let path = c.config().data_dir.join("packages").join(format!("{}.rwp", digest.hex()));
+                let _ = tokio::fs::remove_file(path).await;
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        DeleteVersion::NotFound => Err(ApiError::not_found(format!(
+            "app {app} has no version {version}; `runway app versions {app}` lists them"
+        ))),
+        DeleteVersion::Running => Err(ApiError::conflict(format!(
+            "{app} {version} is running and cannot be deleted; deploy another version first (`runway app deploy {app}@VERSION`)"
+        ))),
+    }
+}
+
+#[utoipa::path(post, path = "/_runway/api/v1/apps/{app}/deployments", request_body = DeployRequest, responses((status = 200, body = Deployment), (status = 404, body = runway_api::ErrorBody)))]
+async fn deploy(
+    State(c): State<Controller>,
+    _caller: Caller<Deploy>,
+    Path(app): Path<String>,
+    Json(request): Json<DeployRequest>,
+) -> ApiResult<Json<Deployment>> {
+    parse_app_version(&app, &request.version)?;
+    if c.store().version(&app, &request.version).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "app {app} has no version {}; `runway app versions {app}` lists the published ones",
+            request.version
+        )));
+    }
+    Ok(Json(c.deploy(&app, &request.version).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct DeploymentParams {
+    app: Option<String>,
+    limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/deployments", params(DeploymentParams), responses((status = 200, body = Vec<Deployment>)))]
+async fn list_deployments(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Query(params): Query<DeploymentParams>,
+) -> ApiResult<Json<Vec<Deployment>>> {
+    let records = c
+        .store()
+        .deployments(params.app.as_deref(), params.limit.unwrap_or(50).clamp(1, 1000))
+        .await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| Deployment {
+                id: r.id,
+                app: r.app,
+                version: r.version,
+                kind: r.kind,
+                status: r.status,
+                error: r.error,
+                generation: r.generation,
+                started_at_ms: r.started_at_ms,
+                finished_at_ms: r.finished_at_ms,
+                stage_ms: None,
+                commit_ms: None,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/apps/{app}/config", responses((status = 200, body = Vec<PropertyView>)))]
+async fn get_config(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<PropertyView>>> {
+    let record = c.store().app(&app).await?.ok_or_else(|| app_not_found(&app))?;
+    let (manifest, _) = c.manifest_for_config(&app, record.running_version.as_deref()).await?;
+    let values = c.store().properties(&app).await?;
+    Ok(Json(property_views(&manifest, &values)))
+}
+
+#[utoipa::path(patch, path = "/_runway/api/v1/apps/{app}/config", request_body = ConfigPatch, responses((status = 200, body = Vec<PropertyView>), (status = 400, body = runway_api::ErrorBody)))]
+async fn patch_config(
+    State(c): State<Controller>,
+    _caller: Caller<Deploy>,
+    Path(app): Path<String>,
+    Json(patch): Json<ConfigPatch>,
+) -> ApiResult<Json<Vec<PropertyView>>> {
+    Ok(Json(c.set_config(&app, &patch.values).await?))
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/logs", params(LogParams), responses((status = 200, body = Vec<LogEntry>)))]
+async fn logs(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Query(params): Query<LogParams>,
+) -> ApiResult<Json<Vec<LogEntry>>> {
+    let mut kinds = Vec::new();
+    for kind in params.kind.as_deref().unwrap_or("").split(',').filter(|k| !k.is_empty()) {
+        let parsed = LogKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("unknown log kind '{kind}': expected request, output, error or platform"),
+            )
+        })?;
+        kinds.push(parsed);
+    }
+    let query = LogQuery {
+        app: params.app,
+        kinds,
+        errors_only: params.errors.unwrap_or(false),
+        after_id: params.after,
+        since_ms: params.since_ms,
+        limit: params.limit.unwrap_or(100).clamp(1, 5000),
+        frontend: params.frontend,
+        status: params.status,
+    };
+    let entries = c.store().logs(&query).await?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| LogEntry {
+                id: e.id,
+                at_ms: e.at_ms,
+                kind: e.kind.as_str().to_string(),
+                level: e.level.as_str().to_string(),
+                app: e.app,
+                version: e.version,
+                frontend: e.frontend,
+                request_id: e.request_id,
+                method: e.method,
+                path: e.path,
+                status: e.status,
+                duration_us: e.duration_us,
+                bytes_out: e.bytes_out,
+                stream: e.stream,
+                message: e.message,
+            })
+            .collect(),
+    ))
+}
+
+/// Query parameters of `GET /logs` (mirrors [`LogQueryParams`]).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct LogParams {
+    app: Option<String>,
+    /// Comma-separated: request, output, error, platform.
+    kind: Option<String>,
+    errors: Option<bool>,
+    after: Option<i64>,
+    since_ms: Option<i64>,
+    limit: Option<i64>,
+    frontend: Option<String>,
+    status: Option<i64>,
+}
+
+fn token_info(t: runway_store::TokenRecord) -> TokenInfo {
+    TokenInfo {
+        id: t.id,
+        scope: Scope::parse(&t.scope).unwrap_or(Scope::Read),
+        name: t.name,
+        created_at_ms: t.created_at_ms,
+        last_used_at_ms: t.last_used_at_ms,
+        revoked_at_ms: t.revoked_at_ms,
+    }
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/tokens", responses((status = 200, body = Vec<TokenInfo>)))]
+async fn list_tokens(State(c): State<Controller>, _caller: Caller<Admin>) -> ApiResult<Json<Vec<TokenInfo>>> {
+    Ok(Json(c.store().tokens().await?.into_iter().map(token_info).collect()))
+}
+
+#[utoipa::path(post, path = "/_runway/api/v1/tokens", request_body = CreateToken, responses((status = 201, body = TokenCreated), (status = 409, body = runway_api::ErrorBody)))]
+async fn create_token(
+    State(c): State<Controller>,
+    _caller: Caller<Admin>,
+    Json(request): Json<CreateToken>,
+) -> ApiResult<Response> {
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("token name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    if name.chars().all(|ch| ch.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("token name {name:?}: must not be all digits (ids are numbers)"),
+        ));
+    }
+    let (token, hash) = new_token();
+    let record = match c.store().create_token(name, request.scope.as_str(), &hash).await {
+        Ok(record) => record,
+        Err(StoreError::Conflict(message)) => return Err(ApiError::conflict(message)),
+        Err(e) => return Err(e.into()),
+    };
+    let created = TokenCreated {
+        info: token_info(record),
+        token,
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+#[utoipa::path(delete, path = "/_runway/api/v1/tokens/{token}", responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
+async fn revoke_token(
+    State(c): State<Controller>,
+    _caller: Caller<Admin>,
+    Path(token): Path<String>,
+) -> ApiResult<StatusCode> {
+    if c.store().revoke_token(&token).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "no active token with id or name '{token}'; `runway token list` shows them"
+        )))
+    }
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/frontends", responses((status = 200, body = Vec<FrontendInfo>)))]
+async fn list_frontends(State(c): State<Controller>, _caller: Caller<Read>) -> Json<Vec<FrontendInfo>> {
+    Json(frontends(&c))
+}

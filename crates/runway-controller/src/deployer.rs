@@ -1,0 +1,556 @@
+//! The deployment controller: publish (validate, compile once, store), and
+//! deployments (build the next routing table, stage it on every front-end,
+//! commit it, record it).
+//!
+//! Invariant: the catalog's running versions and generation change only after
+//! every front-end committed the new table; any failure before that leaves
+//! the catalog and what is served exactly as they were.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::StatusCode;
+use runway_api::fleet::{AppAssignment, RoutingTable};
+use runway_api::v1::{Deployment, Limits, PropertyView, PublishResult};
+use runway_frontend::DirSource;
+use runway_manifest::{AppName, Digest, Manifest, Package, Version};
+use runway_runtime::ComponentError;
+use runway_store::{ArtifactRecord, DeploymentRecord, InsertVersion, NewVersion, now_ms};
+
+use crate::Controller;
+use crate::error::{ApiError, ApiResult};
+
+/// What a deployment changes relative to the committed state.
+enum Change {
+    /// Re-apply the committed state (startup, recovery).
+    Nothing,
+    /// Switch `app` to `version`.
+    Deploy { app: String, version: String },
+    /// Run `app` with these environment property values.
+    Config { app: String, values: BTreeMap<String, String> },
+}
+
+/// A deployment that passed: times of its two phases.
+struct Rollout {
+    generation: i64,
+    stage_ms: u64,
+    commit_ms: u64,
+}
+
+impl Controller {
+    fn package_path(&self, digest: &Digest) -> PathBuf {
+        self.config().data_dir.join("packages").join(format!("{}.rwp", digest.hex()))
+    }
+
+    fn artifact_path(&self, digest: &Digest) -> PathBuf {
+        self.config().data_dir.join("artifacts").join(format!("{}.cwasm", digest.hex()))
+    }
+
+    /// A source that reads this controller's content-addressed directories,
+    /// for a front-end in the same process or on the same disk.
+    pub fn artifact_source(data_dir: impl Into<PathBuf>) -> DirSource {
+        DirSource::new(data_dir)
+    }
+
+    /// Publishes a package: validates it, compiles its component (unless an
+    /// artifact for this component and engine exists), stores both, records
+    /// the version, and deploys it when asked. Returns whether the version
+    /// is new.
+    pub async fn publish(&self, bytes: Bytes, deploy: bool) -> ApiResult<(PublishResult, bool)> {
+        let started = Instant::now();
+        let max = self.config().max_package_bytes;
+        let upload = bytes.clone();
+        let package = tokio::task::spawn_blocking(move || Package::from_bytes(&upload, max))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_package", e.to_string()))?;
+        let app = package.manifest.app.name.to_string();
+        let version = package.manifest.app.version.to_string();
+
+        if let Some(existing) = self.store().version(&app, &version).await?
+            && existing.digest != package.digest.to_string()
+        {
+            return Err(version_conflict(&app, &version, &existing.digest, &package.digest));
+        }
+        let validate_ms = started.elapsed().as_millis() as u64;
+
+        let (artifact_digest, compiled, compile_ms) = self.ensure_artifact(&package.component, package.component_digest).await?;
+
+        let package_path = self.package_path(&package.digest);
+        if !package_path.exists() {
+            write_atomically(&package_path, &bytes).await.map_err(ApiError::internal)?;
+        }
+        let outcome = self
+            .store()
+            .insert_version(&NewVersion {
+                app: app.clone(),
+                version: version.clone(),
+                digest: package.digest.to_string(),
+                component_digest: package.component_digest.to_string(),
+                description: package.manifest.app.description.clone(),
+                manifest_toml: package.manifest_toml.clone(),
+                size_bytes: bytes.len() as i64,
+            })
+            .await?;
+        let created = match outcome {
+            InsertVersion::Created => true,
+            InsertVersion::Unchanged => false,
+            InsertVersion::Conflict { existing_digest } => {
+                return Err(version_conflict(&app, &version, &existing_digest, &package.digest));
+            }
+        };
+        tracing::info!(%app, %version, digest = %package.digest, created, compiled, "published");
+
+        let deployment = if deploy {
+            Some(match self.deploy(&app, &version).await {
+                Ok(deployment) => deployment,
+                // The version is published either way; the failed deployment
+                // is reported, not hidden behind an error status.
+                Err(e) => failed_deployment(&app, &version, &e),
+            })
+        } else {
+            None
+        };
+        let result = PublishResult {
+            app,
+            version,
+            digest: package.digest.to_string(),
+            component_digest: package.component_digest.to_string(),
+            artifact_digest: artifact_digest.to_string(),
+            created,
+            compiled,
+            validate_ms,
+            compile_ms,
+            deployment,
+        };
+        Ok((result, created))
+    }
+
+    /// Returns the artifact for a component under this engine, compiling it
+    /// only if none exists yet. (digest, compiled now?, compile time)
+    async fn ensure_artifact(&self, component: &[u8], component_digest: Digest) -> ApiResult<(Digest, bool, u64)> {
+        let engine = self.runtime().engine_fingerprint().to_string();
+        let key = component_digest.to_string();
+        if let Some(record) = self.store().artifact(&key, &engine).await? {
+            let digest = Digest::parse(&record.artifact_digest).map_err(ApiError::internal)?;
+            if self.artifact_path(&digest).exists() {
+                return Ok((digest, false, 0));
+            }
+        }
+        let _slot = self.inner.compile_slots.acquire().await.map_err(ApiError::internal)?;
+        let started = Instant::now();
+        let runtime = self.runtime().clone();
+        let component = component.to_vec();
+        let (artifact, _report) = tokio::task::spawn_blocking(move || runtime.compile(&component))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(component_error)?;
+        let compile_ms = started.elapsed().as_millis() as u64;
+        let digest = Digest::of(&artifact);
+        write_atomically(&self.artifact_path(&digest), &artifact)
+            .await
+            .map_err(ApiError::internal)?;
+        self.store()
+            .insert_artifact(&ArtifactRecord {
+                component_digest: key,
+                engine,
+                artifact_digest: digest.to_string(),
+                size_bytes: artifact.len() as i64,
+                compile_ms: compile_ms as i64,
+                created_at_ms: now_ms(),
+            })
+            .await?;
+        Ok((digest, true, compile_ms))
+    }
+
+    /// Switches `app` to `version` on every front-end: the rollback path too.
+    pub async fn deploy(&self, app: &str, version: &str) -> ApiResult<Deployment> {
+        let change = Change::Deploy {
+            app: app.to_string(),
+            version: version.to_string(),
+        };
+        self.run_deployment(app, version, "deploy", change).await
+    }
+
+    /// Sets (or unsets, with `None`) environment values of an app's
+    /// properties; a running app is redeployed with them, atomically.
+    pub async fn set_config(&self, app: &str, patch: &BTreeMap<String, Option<String>>) -> ApiResult<Vec<PropertyView>> {
+        let record = self
+            .store()
+            .app(app)
+            .await?
+            .ok_or_else(|| app_not_found(app))?;
+        let (manifest, _) = self.manifest_for_config(app, record.running_version.as_deref()).await?;
+        for (key, value) in patch {
+            let Some(property) = manifest.properties.get(key) else {
+                let declared: Vec<&str> = manifest.properties.keys().map(String::as_str).collect();
+                return Err(ApiError::bad_request(
+                    "unknown_property",
+                    format!(
+                        "app {app} declares no property '{key}' (declared: {}); add it under [properties.{key}] in runway.toml",
+                        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                    ),
+                ));
+            };
+            if let Some(value) = value {
+                property.kind.check(value).map_err(|problem| {
+                    ApiError::bad_request(
+                        "invalid_property",
+                        format!("property {key} of app {app} = {value:?}: {problem}"),
+                    )
+                })?;
+            }
+        }
+        let mut values = self.store().properties(app).await?;
+        for (key, value) in patch {
+            match value {
+                Some(value) => values.insert(key.clone(), value.clone()),
+                None => values.remove(key),
+            };
+        }
+        let changes: Vec<(String, Option<String>)> = patch.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        match record.running_version {
+            Some(version) => {
+                let change = Change::Config {
+                    app: app.to_string(),
+                    values: values.clone(),
+                };
+                let store = self.store().clone();
+                let app_name = app.to_string();
+                self.run_deployment_then(app, &version, "config", change, move || async move {
+                    store.set_properties(&app_name, &changes).await
+                })
+                .await?;
+            }
+            None => self.store().set_properties(app, &changes).await?,
+        }
+        Ok(property_views(&manifest, &values))
+    }
+
+    /// The manifest whose properties an app's configuration follows: the
+    /// running version's, or the newest published one's.
+    pub async fn manifest_for_config(&self, app: &str, running: Option<&str>) -> ApiResult<(Manifest, String)> {
+        let record = match running {
+            Some(version) => self.store().version(app, version).await?,
+            None => self.store().versions(app).await?.into_iter().next(),
+        }
+        .ok_or_else(|| app_not_found(app))?;
+        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
+        Ok((manifest, record.version))
+    }
+
+    async fn run_deployment(&self, app: &str, version: &str, kind: &str, change: Change) -> ApiResult<Deployment> {
+        self.run_deployment_then(app, version, kind, change, || async { Ok(()) }).await
+    }
+
+    /// Runs one deployment under the environment's deployment lock. `before_commit`
+    /// persists what the deployment depends on (e.g. property values) once
+    /// every front-end staged successfully; if it fails, nothing switches.
+    async fn run_deployment_then<F, Fut>(
+        &self,
+        app: &str,
+        version: &str,
+        kind: &str,
+        change: Change,
+        before_commit: F,
+    ) -> ApiResult<Deployment>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), runway_store::StoreError>>,
+    {
+        let _lock = self.inner.deploy_lock.lock().await;
+        let id = self.store().begin_deployment(app, version, kind).await?;
+        let outcome = async {
+            let table = self.build_table(change).await?;
+            let rollout = self.rollout(table, before_commit).await?;
+            let running = vec![(app.to_string(), Some(version.to_string()))];
+            self.store()
+                .commit_deployment(id, rollout.generation, &running)
+                .await
+                .map_err(ApiError::from)?;
+            Ok::<_, ApiError>(rollout)
+        }
+        .await;
+        match outcome {
+            Ok(rollout) => {
+                let record = self.deployment_record(id).await?;
+                tracing::info!(%app, %version, kind, generation = rollout.generation, "deployment committed");
+                Ok(deployment_view(record, Some(&rollout)))
+            }
+            Err(e) => {
+                self.store().fail_deployment(id, &e.to_string()).await?;
+                tracing::warn!(%app, %version, kind, "deployment failed: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    async fn deployment_record(&self, id: i64) -> ApiResult<DeploymentRecord> {
+        // Deployments are listed newest first; a just-finished one is near the top.
+        self.store()
+            .deployments(None, 50)
+            .await?
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| ApiError::internal(format!("deployment {id} vanished from the catalog")))
+    }
+
+    /// Re-applies the committed state to every front-end: at startup, so a
+    /// front-end serves exactly what the catalog says before it is ready.
+    pub async fn restore(&self) -> ApiResult<()> {
+        let _lock = self.inner.deploy_lock.lock().await;
+        let failed = self
+            .store()
+            .fail_unfinished_deployments("the controller stopped during the deployment")
+            .await?;
+        if failed > 0 {
+            tracing::warn!(failed, "marked interrupted deployments as failed");
+        }
+        let mut table = self.build_table(Change::Nothing).await?;
+        // Re-staging the committed generation: no new generation is recorded.
+        let generation = self.store().generation().await?;
+        table.generation = generation;
+        for frontend in &self.inner.frontends {
+            frontend.stage(&table).await.map_err(stage_error)?;
+            frontend.commit(generation).await.map_err(stage_error)?;
+        }
+        Ok(())
+    }
+
+    /// Stages `table` everywhere, then commits it everywhere.
+    async fn rollout<F, Fut>(&self, table: RoutingTable, before_commit: F) -> ApiResult<Rollout>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), runway_store::StoreError>>,
+    {
+        let generation = table.generation;
+        let started = Instant::now();
+        let staged = futures::future::join_all(self.inner.frontends.iter().map(|f| f.stage(&table))).await;
+        if let Some(error) = staged.into_iter().find_map(Result::err) {
+            for frontend in &self.inner.frontends {
+                frontend.abort(generation).await;
+            }
+            return Err(stage_error(error));
+        }
+        let stage_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = before_commit().await {
+            for frontend in &self.inner.frontends {
+                frontend.abort(generation).await;
+            }
+            return Err(e.into());
+        }
+        let started = Instant::now();
+        for frontend in &self.inner.frontends {
+            frontend.commit(generation).await.map_err(stage_error)?;
+        }
+        Ok(Rollout {
+            generation,
+            stage_ms,
+            commit_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// The routing table of the next generation: every running app, with
+    /// `change` applied.
+    async fn build_table(&self, change: Change) -> ApiResult<RoutingTable> {
+        let mut running: BTreeMap<String, String> = self
+            .store()
+            .apps()
+            .await?
+            .into_iter()
+            .filter_map(|a| a.running_version.map(|v| (a.name, v)))
+            .collect();
+        let mut config_override = None;
+        match change {
+            Change::Nothing => {}
+            Change::Deploy { app, version } => {
+                running.insert(app, version);
+            }
+            Change::Config { app, values } => config_override = Some((app, values)),
+        }
+        let mut apps = Vec::with_capacity(running.len());
+        for (app, version) in running {
+            let values = match &config_override {
+                Some((target, values)) if *target == app => values.clone(),
+                _ => self.store().properties(&app).await?,
+            };
+            apps.push(self.assignment(&app, &version, &values).await?);
+        }
+        Ok(RoutingTable {
+            generation: self.store().generation().await? + 1,
+            environment: self.config().environment.clone(),
+            base_url: self.config().base_url.clone(),
+            apps,
+        })
+    }
+
+    async fn assignment(&self, app: &str, version: &str, values: &BTreeMap<String, String>) -> ApiResult<AppAssignment> {
+        let record = self.store().version(app, version).await?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "app {app} has no version {version}; `runway app versions {app}` lists the published ones"
+            ))
+        })?;
+        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
+        let mut config = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (name, property) in &manifest.properties {
+            match values.get(name).or(property.default.as_ref()) {
+                Some(value) => {
+                    config.insert(name.clone(), value.clone());
+                }
+                None if property.required => missing.push(name.clone()),
+                None => {}
+            }
+        }
+        if !missing.is_empty() {
+            let example = missing.iter().map(|m| format!("{m}=…")).collect::<Vec<_>>().join(" ");
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "missing_property",
+                format!(
+                    "{app} {version} requires properties with no value in this environment: {}; set them with `runway app config {app} {example}`",
+                    missing.join(", ")
+                ),
+            )
+            .with_details(serde_json::json!({ "missing": missing })));
+        }
+        // An artifact compiled by another engine configuration (e.g. after an
+        // upgrade) is recompiled from the stored package, once.
+        let package_digest = Digest::parse(&record.digest).map_err(ApiError::internal)?;
+        let component_digest = Digest::parse(&record.component_digest).map_err(ApiError::internal)?;
+        let engine = self.runtime().engine_fingerprint().to_string();
+        let artifact_digest = match self.store().artifact(&record.component_digest, &engine).await? {
+            Some(artifact) => artifact.artifact_digest,
+            None => {
+                let bytes = tokio::fs::read(self.package_path(&package_digest))
+                    .await
+                    .map_err(ApiError::internal)?;
+                let max = self.config().max_package_bytes;
+                let package = tokio::task::spawn_blocking(move || Package::from_bytes(&bytes, max))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::internal)?;
+                self.ensure_artifact(&package.component, component_digest).await?.0.to_string()
+            }
+        };
+        Ok(AppAssignment {
+            app: app.to_string(),
+            version: version.to_string(),
+            package_digest: record.digest,
+            artifact_digest,
+            config,
+            limits: narrow(self.config().limits, &manifest),
+            outbound_allow: manifest.outbound.allow.iter().map(ToString::to_string).collect(),
+        })
+    }
+}
+
+/// The environment's bounds narrowed by an app's `[limits]`.
+pub fn narrow(bounds: Limits, manifest: &Manifest) -> Limits {
+    let limits = &manifest.limits;
+    Limits {
+        timeout_ms: limits.timeout_ms.map_or(bounds.timeout_ms, |t| t.min(bounds.timeout_ms)),
+        memory_bytes: limits
+            .memory_mib
+            .map_or(bounds.memory_bytes, |m| m.saturating_mul(1 << 20).min(bounds.memory_bytes)),
+        max_body_bytes: limits
+            .max_body_bytes
+            .map_or(bounds.max_body_bytes, |b| b.min(bounds.max_body_bytes)),
+    }
+}
+
+/// Every declared property with its effective value (secrets never shown).
+pub fn property_views(manifest: &Manifest, values: &BTreeMap<String, String>) -> Vec<PropertyView> {
+    manifest
+        .properties
+        .iter()
+        .map(|(name, property)| {
+            let (value, source) = match (values.get(name), &property.default) {
+                (Some(v), _) => (Some(v.clone()), "environment"),
+                (None, Some(d)) => (Some(d.clone()), "default"),
+                (None, None) => (None, "unset"),
+            };
+            PropertyView {
+                name: name.clone(),
+                kind: property.kind.as_str().to_string(),
+                required: property.required,
+                secret: property.secret,
+                description: property.description.clone(),
+                value: if property.secret { None } else { value },
+                source: source.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn deployment_view(record: DeploymentRecord, rollout: Option<&Rollout>) -> Deployment {
+    Deployment {
+        id: record.id,
+        app: record.app,
+        version: record.version,
+        kind: record.kind,
+        status: record.status,
+        error: record.error,
+        generation: record.generation,
+        started_at_ms: record.started_at_ms,
+        finished_at_ms: record.finished_at_ms,
+        stage_ms: rollout.map(|r| r.stage_ms),
+        commit_ms: rollout.map(|r| r.commit_ms),
+    }
+}
+
+fn failed_deployment(app: &str, version: &str, error: &ApiError) -> Deployment {
+    Deployment {
+        id: 0,
+        app: app.to_string(),
+        version: version.to_string(),
+        kind: "deploy".into(),
+        status: "failed".into(),
+        error: Some(error.message.clone()),
+        generation: None,
+        started_at_ms: now_ms(),
+        finished_at_ms: Some(now_ms()),
+        stage_ms: None,
+        commit_ms: None,
+    }
+}
+
+pub fn app_not_found(app: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no app named '{app}' in this environment; `runway app list` shows the published apps"
+    ))
+}
+
+fn version_conflict(app: &str, version: &str, existing: &str, new: &Digest) -> ApiError {
+    ApiError::conflict(format!(
+        "{app} {version} is already published with digest {existing}, and this package has digest {new}; \
+         versions are immutable: bump [app] version in runway.toml"
+    ))
+    .with_details(serde_json::json!({ "existing_digest": existing, "digest": new.to_string() }))
+}
+
+fn component_error(e: ComponentError) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", format!("component.wasm: {e}"))
+}
+
+fn stage_error(e: runway_frontend::StageError) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "deployment_failed", format!("deployment failed, nothing was switched: {e}"))
+}
+
+/// Parses `NAME` and `VERSION` from path segments with precise errors.
+pub fn parse_app_version(app: &str, version: &str) -> ApiResult<(AppName, Version)> {
+    let name = AppName::parse(app)
+        .map_err(|e| ApiError::bad_request("invalid_app_name", format!("app name '{app}': {e}")))?;
+    let version = Version::parse(version).map_err(|e| {
+        ApiError::bad_request("invalid_version", format!("version '{version}': {e}; expected semver like 1.2.3"))
+    })?;
+    Ok((name, version))
+}
+
+async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", rand::random::<u64>()));
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await
+}

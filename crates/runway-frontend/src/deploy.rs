@@ -1,0 +1,385 @@
+//! The deployment service of a front-end: fetch → verify → load → stage, then
+//! an atomic switch on commit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use runway_api::fleet::{AppAssignment, RoutingTable, StageReport};
+use runway_manifest::{AllowedOrigin, AppName, Digest, Package};
+use runway_runtime::{AppLimits, InternalRouter, KeyValue, LoadedComponent, OutboundPolicy, Runtime};
+use runway_store::{LogSink, Store};
+
+use crate::FrontendConfig;
+use crate::events::StoreKv;
+
+/// Why a table could not be staged or committed. Names the app and the step.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StageError {
+    #[error("app {app}: cannot fetch {what} {digest}: {reason}")]
+    Fetch {
+        app: String,
+        what: &'static str,
+        digest: String,
+        reason: String,
+    },
+    #[error(
+        "app {app}: {what} {digest} failed verification: its content hashes to {actual}; \
+         the copy is corrupt and was discarded"
+    )]
+    Digest {
+        app: String,
+        what: &'static str,
+        digest: String,
+        actual: String,
+    },
+    #[error("app {app}: {reason}")]
+    Load { app: String, reason: String },
+    #[error("generation {generation} was not staged on front-end {frontend} (staged: {staged})")]
+    NotStaged {
+        frontend: String,
+        generation: i64,
+        staged: String,
+    },
+    #[error("front-end {frontend}: {reason}")]
+    Io { frontend: String, reason: String },
+}
+
+/// Which kind of content-addressed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactKind {
+    Package,
+    Artifact,
+}
+
+impl ArtifactKind {
+    fn label(self) -> &'static str {
+        match self {
+            ArtifactKind::Package => "package",
+            ArtifactKind::Artifact => "compiled artifact",
+        }
+    }
+
+    /// File name of a content-addressed file of this kind.
+    pub fn file_name(self, digest: &Digest) -> String {
+        match self {
+            ArtifactKind::Package => format!("{}.rwp", digest.hex()),
+            ArtifactKind::Artifact => format!("{}.cwasm", digest.hex()),
+        }
+    }
+
+    fn dir(self) -> &'static str {
+        match self {
+            ArtifactKind::Package => "packages",
+            ArtifactKind::Artifact => "artifacts",
+        }
+    }
+}
+
+/// Where a front-end gets packages and artifacts it does not have yet. The
+/// bytes are verified by the caller; a source need not be trusted.
+#[async_trait]
+pub trait ArtifactSource: Send + Sync {
+    async fn fetch(&self, kind: ArtifactKind, digest: &Digest) -> Result<Vec<u8>, String>;
+}
+
+/// Reads the controller's content-addressed directories (`<root>/packages`,
+/// `<root>/artifacts`): the source of a front-end living next to its controller.
+pub struct DirSource {
+    root: PathBuf,
+}
+
+impl DirSource {
+    pub fn new(root: impl Into<PathBuf>) -> DirSource {
+        DirSource { root: root.into() }
+    }
+}
+
+#[async_trait]
+impl ArtifactSource for DirSource {
+    async fn fetch(&self, kind: ArtifactKind, digest: &Digest) -> Result<Vec<u8>, String> {
+        let path = self.root.join(kind.dir()).join(kind.file_name(digest));
+        tokio::fs::read(&path)
+            .await
+            .map_err(|e| format!("failed to read {}: {e}", path.display()))
+    }
+}
+
+/// Everything served at one generation.
+pub(crate) struct Routes {
+    pub(crate) generation: i64,
+    pub(crate) apps: HashMap<String, Arc<RunningApp>>,
+}
+
+/// One app as served: immutable for the life of its routing table.
+pub(crate) struct RunningApp {
+    pub(crate) name: AppName,
+    pub(crate) version: Arc<str>,
+    pub(crate) package: Arc<Package>,
+    pub(crate) component: LoadedComponent,
+    pub(crate) artifact: Digest,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) limits: AppLimits,
+    pub(crate) outbound: Arc<OutboundPolicy>,
+    pub(crate) kv: Arc<dyn KeyValue>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: FrontendConfig,
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    pub(crate) log: LogSink,
+    source: Arc<dyn ArtifactSource>,
+    pub(crate) routes: ArcSwap<Routes>,
+    staged: Mutex<Option<Arc<Routes>>>,
+    components: Mutex<HashMap<Digest, LoadedComponent>>,
+    packages: Mutex<HashMap<Digest, Arc<Package>>>,
+    ready: AtomicBool,
+    /// For app-to-app calls, which re-enter this front-end.
+    pub(crate) this: Weak<Inner>,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        config: FrontendConfig,
+        runtime: Runtime,
+        store: Store,
+        source: Arc<dyn ArtifactSource>,
+    ) -> Result<Arc<Inner>, StageError> {
+        for kind in [ArtifactKind::Package, ArtifactKind::Artifact] {
+            let dir = config.cache_dir.join(kind.dir());
+            std::fs::create_dir_all(&dir).map_err(|e| StageError::Io {
+                frontend: config.name.clone(),
+                reason: format!("cannot create cache directory {}: {e}", dir.display()),
+            })?;
+        }
+        let log = store.log_sink();
+        Ok(Arc::new_cyclic(|this| Inner {
+            config,
+            runtime,
+            store,
+            log,
+            source,
+            routes: ArcSwap::from_pointee(Routes {
+                generation: 0,
+                apps: HashMap::new(),
+            }),
+            staged: Mutex::new(None),
+            components: Mutex::new(HashMap::new()),
+            packages: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            this: this.clone(),
+        }))
+    }
+
+    pub(crate) fn status(&self) -> (i64, bool) {
+        (self.routes.load().generation, self.ready.load(Ordering::Acquire))
+    }
+
+    pub(crate) async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
+        let started = Instant::now();
+        let mut fetched_bytes = 0;
+        let mut apps = HashMap::new();
+        for assignment in &table.apps {
+            let (app, bytes) = self.prepare(table, assignment).await?;
+            fetched_bytes += bytes;
+            apps.insert(assignment.app.clone(), Arc::new(app));
+        }
+        let loaded_apps = apps.len() as u32;
+        *self.staged.lock().expect("staged lock poisoned") = Some(Arc::new(Routes {
+            generation: table.generation,
+            apps,
+        }));
+        Ok(StageReport {
+            frontend: self.config.name.clone(),
+            generation: table.generation,
+            fetched_bytes,
+            loaded_apps,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    pub(crate) fn commit(&self, generation: i64) -> Result<(), StageError> {
+        let mut staged = self.staged.lock().expect("staged lock poisoned");
+        let routes = match staged.take() {
+            Some(routes) if routes.generation == generation => routes,
+            other => {
+                let description = match &other {
+                    Some(routes) => format!("generation {}", routes.generation),
+                    None => "nothing".into(),
+                };
+                *staged = other;
+                return Err(StageError::NotStaged {
+                    frontend: self.config.name.clone(),
+                    generation,
+                    staged: description,
+                });
+            }
+        };
+        // Keep only what the new table uses: old instances in flight hold
+        // their own references and finish on the old version.
+        let artifacts: Vec<Digest> = routes.apps.values().map(|a| a.artifact).collect();
+        let packages: Vec<Digest> = routes.apps.values().map(|a| a.package.digest).collect();
+        self.routes.store(routes);
+        self.components
+            .lock()
+            .expect("components lock poisoned")
+            .retain(|digest, _| artifacts.contains(digest));
+        self.packages
+            .lock()
+            .expect("packages lock poisoned")
+            .retain(|digest, _| packages.contains(digest));
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn abort(&self, generation: i64) {
+        let mut staged = self.staged.lock().expect("staged lock poisoned");
+        if staged.as_ref().is_some_and(|routes| routes.generation == generation) {
+            *staged = None;
+        }
+    }
+
+    /// Fetches, verifies and loads one app of a table. Returns the bytes fetched.
+    async fn prepare(&self, table: &RoutingTable, assignment: &AppAssignment) -> Result<(RunningApp, u64), StageError> {
+        let app = &assignment.app;
+        let load_error = |reason: String| StageError::Load {
+            app: app.clone(),
+            reason,
+        };
+        let name = AppName::parse(app).map_err(|e| load_error(e.to_string()))?;
+        let package_digest =
+            Digest::parse(&assignment.package_digest).map_err(|e| load_error(format!("bad package digest: {e}")))?;
+        let artifact_digest =
+            Digest::parse(&assignment.artifact_digest).map_err(|e| load_error(format!("bad artifact digest: {e}")))?;
+
+        let mut fetched = 0;
+        let cached_package = self.packages.lock().expect("packages lock poisoned").get(&package_digest).cloned();
+        let package = match cached_package {
+            Some(package) => package,
+            None => {
+                let (bytes, n) = self.verified_bytes(app, ArtifactKind::Package, &package_digest).await?;
+                fetched += n;
+                let max = self.config.max_package_bytes;
+                let package = tokio::task::spawn_blocking(move || Package::from_bytes(&bytes, max))
+                    .await
+                    .map_err(|e| load_error(e.to_string()))?
+                    .map_err(|e| load_error(e.to_string()))?;
+                if package.digest != package_digest {
+                    return Err(load_error(format!(
+                        "package file {} holds package {}",
+                        package_digest, package.digest
+                    )));
+                }
+                let package = Arc::new(package);
+                self.packages
+                    .lock()
+                    .expect("packages lock poisoned")
+                    .insert(package_digest, package.clone());
+                package
+            }
+        };
+
+        let cached_component = self.components.lock().expect("components lock poisoned").get(&artifact_digest).cloned();
+        let component = match cached_component {
+            Some(component) => component,
+            None => {
+                let (bytes, n) = self.verified_bytes(app, ArtifactKind::Artifact, &artifact_digest).await?;
+                fetched += n;
+                let runtime = self.runtime.clone();
+                // SAFETY: `bytes` hash to the artifact digest the controller
+                // recorded when it compiled them with this engine configuration.
+                let component = tokio::task::spawn_blocking(move || unsafe { runtime.load(&bytes) })
+                    .await
+                    .map_err(|e| load_error(e.to_string()))?
+                    .map_err(|e| load_error(e.to_string()))?;
+                self.components
+                    .lock()
+                    .expect("components lock poisoned")
+                    .insert(artifact_digest, component.clone());
+                component
+            }
+        };
+
+        let allow = assignment
+            .outbound_allow
+            .iter()
+            .map(|origin| AllowedOrigin::parse(origin).map_err(|e| load_error(format!("outbound origin {origin}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let internal: Arc<dyn InternalRouter> = Arc::new(crate::serve::AppToApp {
+            frontend: self.this.clone(),
+        });
+        let mut config = assignment.config.clone();
+        config.insert("runway.environment".into(), table.environment.clone());
+        config.insert("runway.base_url".into(), table.base_url.clone());
+        config.insert("runway.app".into(), app.clone());
+        config.insert("runway.version".into(), assignment.version.clone());
+        let limits = AppLimits {
+            timeout: Duration::from_millis(assignment.limits.timeout_ms),
+            memory_bytes: assignment.limits.memory_bytes,
+            max_body_bytes: assignment.limits.max_body_bytes,
+        };
+        let kv: Arc<dyn KeyValue> = Arc::new(StoreKv::new(self.store.clone(), app));
+        let running = RunningApp {
+            name,
+            version: Arc::from(assignment.version.as_str()),
+            package,
+            component,
+            artifact: artifact_digest,
+            config: Arc::new(config),
+            limits,
+            outbound: Arc::new(OutboundPolicy {
+                allow,
+                internal: Some(internal),
+            }),
+            kv,
+        };
+        Ok((running, fetched))
+    }
+
+    /// Returns the verified bytes of a content-addressed file, from the local
+    /// cache or the source, and how many bytes had to be fetched.
+    async fn verified_bytes(&self, app: &str, kind: ArtifactKind, digest: &Digest) -> Result<(Vec<u8>, u64), StageError> {
+        let path = self.config.cache_dir.join(kind.dir()).join(kind.file_name(digest));
+        if let Ok(bytes) = tokio::fs::read(&path).await {
+            if Digest::of(&bytes) == *digest {
+                return Ok((bytes, 0));
+            }
+            // A corrupt cache entry is replaced, never used.
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        let bytes = self.source.fetch(kind, digest).await.map_err(|reason| StageError::Fetch {
+            app: app.to_string(),
+            what: kind.label(),
+            digest: digest.to_string(),
+            reason,
+        })?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(StageError::Digest {
+                app: app.to_string(),
+                what: kind.label(),
+                digest: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        write_atomically(&path, &bytes).await.map_err(|e| StageError::Io {
+            frontend: self.config.name.clone(),
+            reason: format!("cannot write {}: {e}", path.display()),
+        })?;
+        let n = bytes.len() as u64;
+        Ok((bytes, n))
+    }
+}
+
+/// Writes to a temporary file and renames it into place, so a crash never
+/// leaves a partial file under a content address.
+pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", rand::random::<u64>()));
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await
+}

@@ -1,0 +1,90 @@
+//! The front-end role: serves every app of its environment under `/{app}/`
+//! and runs the deployment service that stages and commits routing tables.
+//!
+//! A front-end knows nothing of other environments or other front-ends. It
+//! receives desired state through [`FrontendLink`] (in-process in `runway up`,
+//! over HTTP in a farm), fetches what it lacks from an [`ArtifactSource`],
+//! verifies every byte by digest, and switches atomically.
+
+mod deploy;
+mod events;
+mod serve;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use runway_api::fleet::{RoutingTable, StageReport};
+
+pub use deploy::{ArtifactSource, DirSource, StageError};
+pub use events::StoreKv;
+pub use serve::router;
+
+/// How a front-end is set up.
+#[derive(Debug, Clone)]
+pub struct FrontendConfig {
+    /// Unique within the environment; sent as `x-runway-frontend`.
+    pub name: String,
+    /// Where verified copies of packages and artifacts are kept.
+    pub cache_dir: PathBuf,
+    /// Largest unpacked package accepted.
+    pub max_package_bytes: u64,
+}
+
+/// The controller's view of one front-end: the fleet protocol.
+#[async_trait]
+pub trait FrontendLink: Send + Sync {
+    fn name(&self) -> &str;
+    /// Prepares `table` without changing what is served.
+    async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError>;
+    /// Switches to the staged table of `generation`.
+    async fn commit(&self, generation: i64) -> Result<(), StageError>;
+    /// Drops a staged table that will not be committed.
+    async fn abort(&self, generation: i64);
+    /// The generation being served, and whether the front-end is ready.
+    fn status(&self) -> (i64, bool);
+}
+
+/// A running front-end. Cheap to clone.
+#[derive(Clone)]
+pub struct Frontend {
+    inner: Arc<deploy::Inner>,
+}
+
+impl Frontend {
+    pub fn new(
+        config: FrontendConfig,
+        runtime: runway_runtime::Runtime,
+        store: runway_store::Store,
+        source: Arc<dyn ArtifactSource>,
+    ) -> Result<Frontend, StageError> {
+        deploy::Inner::new(config, runtime, store, source).map(|inner| Frontend { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+}
+
+#[async_trait]
+impl FrontendLink for Frontend {
+    fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
+        self.inner.stage(table).await
+    }
+
+    async fn commit(&self, generation: i64) -> Result<(), StageError> {
+        self.inner.commit(generation)
+    }
+
+    async fn abort(&self, generation: i64) {
+        self.inner.abort(generation)
+    }
+
+    fn status(&self) -> (i64, bool) {
+        self.inner.status()
+    }
+}

@@ -1,0 +1,409 @@
+//! App traffic: `/{app}/…` to the app's static files or a fresh instance of
+//! its component, plus the front-end's `/_runway/health` and `/_runway/ready`.
+
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use percent_encoding::percent_decode_str;
+use runway_api::v1::Health;
+use runway_api::{ErrorBody, FRONTEND_HEADER, REQUEST_ID_HEADER};
+use runway_manifest::AppName;
+use runway_runtime::{HOPS_HEADER, InternalRouter, Invocation, ResponseBody};
+use runway_store::{LogKind, LogLevel, LogSink, NewLogEntry, now_ms};
+
+use crate::Frontend;
+use crate::deploy::{Inner, RunningApp};
+use crate::events::RequestEvents;
+
+/// The front-end's HTTP surface. App traffic is the fallback so that a
+/// controller router can be merged in front of it (`runway up`).
+pub fn router(frontend: Frontend) -> Router {
+    Router::new()
+        .route("/_runway/health", get(health))
+        .route("/_runway/ready", get(ready))
+        .fallback(serve)
+        .with_state(frontend)
+}
+
+async fn health(State(frontend): State<Frontend>) -> Response {
+    let (generation, _) = frontend.inner.status();
+    axum::Json(Health {
+        status: "ok".into(),
+        frontend: frontend.name().to_string(),
+        generation,
+    })
+    .into_response()
+}
+
+/// Ready once the committed routing table is loaded: a front-end that is
+/// behind is never sent traffic.
+async fn ready(State(frontend): State<Frontend>) -> Response {
+    let (generation, ready) = frontend.inner.status();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Health {
+        status: if ready { "ready" } else { "starting" }.into(),
+        frontend: frontend.name().to_string(),
+        generation,
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn serve(State(frontend): State<Frontend>, mut request: Request) -> Response {
+    // Hops are only meaningful between apps of this front-end; a client
+    // cannot claim them.
+    request.headers_mut().remove(HOPS_HEADER);
+    let response = frontend.inner.dispatch(request, 0).await;
+    response.map(Body::new)
+}
+
+/// A request id supplied by the caller is kept if it is short and plain;
+/// otherwise a new one is made.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn error_response(status: StatusCode, code: &str, message: String, request_id: &str) -> http::Response<ResponseBody> {
+    let body = ErrorBody {
+        code: code.to_string(),
+        message,
+        details: serde_json::json!({ "request_id": request_id }),
+    };
+    let json = serde_json::to_vec(&body).expect("error body serializes");
+    http::Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(full(json))
+        .expect("static response parts are valid")
+}
+
+/// Where a request path points inside an app.
+enum Target<'a> {
+    /// `/{app}` without the slash: redirect.
+    Bare(&'a str),
+    App(&'a str, &'a str),
+    Root,
+}
+
+fn split_path(path: &str) -> Target<'_> {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    if trimmed.is_empty() {
+        return Target::Root;
+    }
+    match trimmed.split_once('/') {
+        None => Target::Bare(trimmed),
+        Some((app, rest)) => Target::App(app, rest),
+    }
+}
+
+/// Decodes the path inside the app and refuses anything that could climb
+/// out of it.
+fn inner_path(rest: &str) -> Result<String, String> {
+    let decoded = percent_decode_str(rest)
+        .decode_utf8()
+        .map_err(|_| "the path is not valid UTF-8 once percent-decoded".to_string())?;
+    for segment in decoded.split('/') {
+        if segment == ".." || segment == "." {
+            return Err(format!("the path contains a '{segment}' segment"));
+        }
+        if segment.contains('\\') || segment.contains('\0') {
+            return Err("the path contains a backslash or NUL byte".into());
+        }
+    }
+    Ok(decoded.into_owned())
+}
+
+impl Inner {
+    /// Routes one request. Never fails: every problem becomes a response that
+    /// carries the request id.
+    pub(crate) async fn dispatch(&self, request: http::Request<Body>, hops: u32) -> http::Response<ResponseBody> {
+        let started = Instant::now();
+        let request_id = request_id(request.headers());
+        let routes = self.routes.load_full();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+
+        let (app, response) = match split_path(&path) {
+            Target::Root => (
+                None,
+                error_response(
+                    StatusCode::NOT_FOUND,
+                    "app_not_found",
+                    "no app is served at /: apps live under /{app}/ (`runway app list` shows them)".into(),
+                    &request_id,
+                ),
+            ),
+            Target::Bare(name) if routes.apps.contains_key(name) => {
+                let location = match request.uri().query() {
+                    Some(query) => format!("/{name}/?{query}"),
+                    None => format!("/{name}/"),
+                };
+                let response = http::Response::builder()
+                    .status(StatusCode::PERMANENT_REDIRECT)
+                    .header(LOCATION, location)
+                    .body(full(Bytes::new()))
+                    .expect("redirect parts are valid");
+                (routes.apps.get(name).cloned(), response)
+            }
+            Target::Bare(name) | Target::App(name, _) if !routes.apps.contains_key(name) => (
+                None,
+                error_response(
+                    StatusCode::NOT_FOUND,
+                    "app_not_found",
+                    format!("no app named '{name}' is running here; `runway app list` shows the deployed apps"),
+                    &request_id,
+                ),
+            ),
+            Target::Bare(_) => unreachable!("handled above"),
+            Target::App(name, rest) => {
+                let app = routes.apps.get(name).cloned().expect("checked above");
+                let response = self.serve_app(&app, rest.to_string(), request, &request_id, hops).await;
+                (Some(app), response)
+            }
+        };
+        self.finish(response, started, request_id, method, path, app, &self.log)
+    }
+
+    async fn serve_app(
+        &self,
+        app: &Arc<RunningApp>,
+        rest: String,
+        request: http::Request<Body>,
+        request_id: &str,
+        hops: u32,
+    ) -> http::Response<ResponseBody> {
+        let inner = match inner_path(&rest) {
+            Ok(inner) => inner,
+            Err(reason) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!("{reason}; request paths must stay inside /{}/", app.name),
+                    request_id,
+                );
+            }
+        };
+        if matches!(*request.method(), Method::GET | Method::HEAD)
+            && let Some(response) = static_file(app, &inner, request.headers())
+        {
+            return response;
+        }
+
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > app.limits.max_body_bytes) {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the request body is larger than the limit of {} bytes for app {}",
+                    app.limits.max_body_bytes, app.name
+                ),
+                request_id,
+            );
+        }
+
+        let events = Arc::new(RequestEvents {
+            log: self.log.clone(),
+            app: Arc::from(app.name.as_str()),
+            version: app.version.clone(),
+            frontend: Arc::from(self.config.name.as_str()),
+            request_id: request_id.to_string(),
+        });
+        let invocation = Invocation {
+            app: Arc::from(app.name.as_str()),
+            version: app.version.clone(),
+            request_id: request_id.to_string(),
+            config: app.config.clone(),
+            kv: app.kv.clone(),
+            outbound: app.outbound.clone(),
+            limits: app.limits,
+            events,
+            hops,
+        };
+        match self.runtime.handle(&app.component, invocation, request).await {
+            Ok(response) => response,
+            Err(failure) => error_response(
+                failure.status(),
+                failure.code(),
+                format!("app {}@{}: {failure}", app.name, app.version),
+                request_id,
+            ),
+        }
+    }
+
+    /// Adds the platform headers and wraps the body so the request is logged
+    /// when the body is done (with its real size and duration).
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        response: http::Response<ResponseBody>,
+        started: Instant,
+        request_id: String,
+        method: Method,
+        path: String,
+        app: Option<Arc<RunningApp>>,
+        log: &LogSink,
+    ) -> http::Response<ResponseBody> {
+        let (mut parts, body) = response.into_parts();
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            parts.headers.insert(REQUEST_ID_HEADER, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&self.config.name) {
+            parts.headers.insert(FRONTEND_HEADER, value);
+        }
+        let entry = NewLogEntry {
+            at_ms: now_ms(),
+            kind: LogKind::Request,
+            level: if parts.status.is_server_error() { LogLevel::Error } else { LogLevel::Info },
+            app: app.as_ref().map(|a| a.name.to_string()),
+            version: app.as_ref().map(|a| a.version.to_string()),
+            frontend: Some(self.config.name.clone()),
+            request_id: Some(request_id),
+            method: Some(method.to_string()),
+            path: Some(path),
+            status: Some(i64::from(parts.status.as_u16())),
+            ..Default::default()
+        };
+        let body = LoggedBody {
+            inner: body,
+            bytes: 0,
+            started,
+            entry: Some(entry),
+            log: log.clone(),
+        };
+        http::Response::from_parts(parts, body.boxed_unsync())
+    }
+}
+
+fn static_file(app: &RunningApp, inner: &str, headers: &HeaderMap) -> Option<http::Response<ResponseBody>> {
+    let key = if inner.is_empty() || inner.ends_with('/') {
+        format!("{inner}index.html")
+    } else {
+        inner.to_string()
+    };
+    let bytes = app.package.static_file(&key)?;
+    let etag = format!("\"{}-{}\"", &app.package.digest.hex()[..16], key.len());
+    if headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return http::Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(ETAG, etag)
+            .body(full(Bytes::new()))
+            .ok();
+    }
+    let mime = mime_guess::from_path(&key).first_or_octet_stream();
+    http::Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, mime.as_ref())
+        .header(ETAG, etag)
+        .header(CACHE_CONTROL, "no-cache")
+        .body(full(Bytes::copy_from_slice(bytes)))
+        .ok()
+}
+
+/// Counts the bytes of a response body and writes the request log row when
+/// the body ends (or is dropped, for a client that went away).
+struct LoggedBody {
+    inner: ResponseBody,
+    bytes: u64,
+    started: Instant,
+    entry: Option<NewLogEntry>,
+    log: LogSink,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.duration_us = Some(self.started.elapsed().as_micros() as i64);
+            entry.bytes_out = Some(self.bytes as i64);
+            self.log.write(entry);
+        }
+    }
+}
+
+/// App-to-app calls (`http://<app>.internal/…`) re-enter the front-end's
+/// dispatch without a network hop.
+pub(crate) struct AppToApp {
+    pub(crate) frontend: Weak<Inner>,
+}
+
+impl InternalRouter for AppToApp {
+    fn call(
+        &self,
+        target: AppName,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> BoxFuture<'static, Result<http::Response<wasmtime_wasi_http::WasiBody>, wasmtime_wasi_http::Error>> {
+        let frontend = self.frontend.clone();
+        Box::pin(async move {
+            let Some(frontend) = frontend.upgrade() else {
+                return Err(wasmtime_wasi_http::Error::DestinationUnavailable);
+            };
+            let hops = request
+                .headers()
+                .get(HOPS_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let (mut parts, body) = request.into_parts();
+            let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let uri = format!("/{target}{path_and_query}");
+            parts.uri = uri.parse().map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+            let request = http::Request::from_parts(parts, Body::new(body));
+            Ok(frontend.dispatch(request, hops).await)
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! The WebAssembly host of Runway: one wasmtime engine per process, components
+//! validated and compiled ahead of time, and a fresh sandboxed instance for
+//! every HTTP request.
+//!
+//! The runtime knows nothing about catalogs or routing. Everything a guest may
+//! touch arrives in an [`Invocation`]: its configuration, a key-value backend
+//! already scoped to the app, its outbound policy and its limits. Everything it
+//! produces besides the response (output lines, refused calls, late failures)
+//! leaves through [`InvocationEvents`].
+
+mod capture;
+mod engine;
+mod host;
+mod invoke;
+mod outbound;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use engine::{Runtime, RuntimeConfig};
+pub use host::{KeyValue, KvError};
+pub use invoke::{Failure, ResponseBody};
+pub use outbound::{HOPS_HEADER, INTERNAL_SUFFIX, InternalRouter, OutboundPolicy};
+pub use validate::{ComponentError, ComponentReport};
+pub use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+
+/// Per-request limits for one app (the environment's bounds narrowed by the
+/// app's manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppLimits {
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub max_body_bytes: u64,
+}
+
+/// Which standard stream a captured line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// What happens during an invocation besides the response, reported as it
+/// happens (the response may stream long after [`Runtime::handle`] returned).
+pub trait InvocationEvents: Send + Sync {
+    /// One line the guest wrote to stdout or stderr (without the newline).
+    fn output(&self, stream: Stream, line: &str);
+    /// The guest tried to reach an origin outside its allow-list.
+    fn outbound_denied(&self, url: &str);
+    /// The invocation failed after the response had started (or the failure
+    /// that [`Runtime::handle`] also returns).
+    fn failed(&self, failure: &Failure);
+}
+
+/// Everything one request to one app may use.
+#[derive(Clone)]
+pub struct Invocation {
+    pub app: Arc<str>,
+    pub version: Arc<str>,
+    pub request_id: String,
+    /// Values served through `wasi:config/store`.
+    pub config: Arc<BTreeMap<String, String>>,
+    pub kv: Arc<dyn KeyValue>,
+    pub outbound: Arc<OutboundPolicy>,
+    pub limits: AppLimits,
+    pub events: Arc<dyn InvocationEvents>,
+    /// App-to-app hops that led to this request (0 from outside); bounds call loops.
+    pub hops: u32,
+}
+
+/// A compiled component, linked and pre-instantiated: cheap to clone, ready to
+/// serve requests.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    pre: wasmtime_wasi_http::p2::bindings::ProxyPre<host::HostState>,
+}

@@ -1,0 +1,156 @@
+//! `runway-store`: the three catalogs of an environment and the only crate that
+//! speaks SQL.
+//!
+//! * **platform** — settings, apps and their versions, compiled-artifact
+//!   metadata, deployments and the committed generation, properties, key-value
+//!   data, API tokens;
+//! * **log** — request log, app output and errors, written in batches by a
+//!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
+//! * **session** — login sessions.
+//!
+//! Each catalog is its own database. Today they are SQLite files
+//! (`<dir>/platform.db`, `log.db`, `session.db`, WAL mode); the queries go
+//! through sqlx's `Any` driver with portable SQL (`$N` placeholders, BIGINT
+//! millisecond timestamps) so PostgreSQL can be added behind the same API.
+//! Migrations are embedded, one directory per catalog and backend
+//! (`migrations/<backend>/<catalog>/`).
+//!
+//! Every change that touches more than one row runs in one transaction: when it
+//! fails the catalog is left as it was.
+
+mod apps;
+mod db;
+mod deployments;
+mod error;
+mod kv;
+mod logs;
+mod properties;
+mod sessions;
+mod settings;
+mod tokens;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use apps::{
+    AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
+};
+pub use deployments::DeploymentRecord;
+pub use error::{Result, StoreError};
+pub use logs::{LogEntry, LogKind, LogLevel, LogQuery, LogSink, NewLogEntry};
+pub use sessions::SessionRecord;
+pub use tokens::TokenRecord;
+
+use db::{Catalog, sqlite_path};
+
+/// Milliseconds since the unix epoch, the unit of every timestamp in the catalogs.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Handle on an environment's catalogs. Cheap to clone; all clones share the
+/// same connection pools and log writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    platform: Catalog,
+    log: Catalog,
+    session: Catalog,
+    sink: LogSink,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the SQLite catalogs in `dir` (created if missing), applies pending
+    /// migrations and starts the log writer. Must be called inside a tokio runtime.
+    pub async fn open_sqlite(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let platform = Catalog::open_sqlite(
+            "platform",
+            &sqlite_path(dir, "platform"),
+            &db::SQLITE_PLATFORM,
+        )
+        .await?;
+        let log = match Catalog::open_sqlite("log", &sqlite_path(dir, "log"), &db::SQLITE_LOG).await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                platform.pool.close().await;
+                return Err(e);
+            }
+        };
+        let session = match Catalog::open_sqlite(
+            "session",
+            &sqlite_path(dir, "session"),
+            &db::SQLITE_SESSION,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                platform.pool.close().await;
+                log.pool.close().await;
+                return Err(e);
+            }
+        };
+        let (sink, writer) = logs::start_writer(log.clone());
+        Ok(Store {
+            inner: Arc::new(Inner {
+                platform,
+                log,
+                session,
+                sink,
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// Flushes and stops the log writer, then closes every catalog. Later calls
+    /// on any clone fail with a "pool closed" error; log entries written after
+    /// this are counted as dropped. Calling it twice is harmless.
+    pub async fn close(&self) {
+        self.inner.sink.stop().await;
+        let writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(writer) = writer {
+            // The writer exits right after acknowledging the stop; don't wait
+            // forever if it is somehow stuck.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), writer).await;
+        }
+        self.inner.platform.pool.close().await;
+        self.inner.log.pool.close().await;
+        self.inner.session.pool.close().await;
+    }
+
+    pub(crate) fn platform(&self) -> &Catalog {
+        &self.inner.platform
+    }
+
+    pub(crate) fn log_catalog(&self) -> &Catalog {
+        &self.inner.log
+    }
+
+    pub(crate) fn session_catalog(&self) -> &Catalog {
+        &self.inner.session
+    }
+}

@@ -1,0 +1,161 @@
+//! API tokens (platform catalog). Only the token's hash is stored; the caller
+//! hashes and checks scopes and revocation.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::{Context, Result, StoreError, is_unique_violation};
+use crate::{Store, now_ms};
+
+/// A token (active or revoked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub hash: String,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+const TOKEN_COLUMNS: &str = "id, name, scope, hash, created_at_ms, last_used_at_ms, revoked_at_ms";
+
+fn token_from_row(r: &AnyRow) -> sqlx::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        scope: r.try_get("scope")?,
+        hash: r.try_get("hash")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        last_used_at_ms: r.try_get("last_used_at_ms")?,
+        revoked_at_ms: r.try_get("revoked_at_ms")?,
+    })
+}
+
+impl Store {
+    /// Creates a token. Names are unique among tokens that are not revoked
+    /// ([`StoreError::Conflict`] otherwise).
+    pub async fn create_token(&self, name: &str, scope: &str, hash: &str) -> Result<TokenRecord> {
+        let what = || format!("failed to create token {name:?}");
+        let mut tx = self
+            .platform()
+            .begin_write(&format!("create token {name:?}"))
+            .await?;
+        let taken = sqlx::query("SELECT id FROM tokens WHERE name = $1 AND revoked_at_ms IS NULL")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .context(what)?
+            .is_some();
+        let conflict = || StoreError::Conflict(format!("a token named {name:?} already exists"));
+        if taken {
+            tx.rollback().await.context(what)?;
+            return Err(conflict());
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO tokens (name, scope, hash, created_at_ms) VALUES ($1, $2, $3, $4) \
+             RETURNING {TOKEN_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(scope)
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await.context(what)?;
+                // The name was checked above, so the hash collided (or, on a
+                // backend without write locks, the name was taken meanwhile).
+                let name_taken =
+                    sqlx::query("SELECT id FROM tokens WHERE name = $1 AND revoked_at_ms IS NULL")
+                        .bind(name)
+                        .fetch_optional(&self.platform().pool)
+                        .await
+                        .context(what)?
+                        .is_some();
+                return Err(if name_taken {
+                    conflict()
+                } else {
+                    StoreError::Conflict(format!(
+                        "cannot create token {name:?}: a token with the same hash already exists"
+                    ))
+                });
+            }
+            Err(e) => return Err(e).context(what),
+        };
+        let token = token_from_row(&row).context(what)?;
+        tx.commit().await.context(what)?;
+        Ok(token)
+    }
+
+    /// The token with this hash, revoked or not.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.platform().pool)
+        .await
+        .context(|| "failed to look up token by hash".to_string())?;
+        row.as_ref()
+            .map(token_from_row)
+            .transpose()
+            .context(|| "failed to decode token".to_string())
+    }
+
+    /// Sets the token's last use to now.
+    pub async fn touch_token(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE tokens SET last_used_at_ms = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.platform().pool)
+            .await
+            .context(|| format!("failed to record use of token {id}"))?;
+        Ok(())
+    }
+
+    /// All tokens, revoked ones included, oldest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id"))
+            .fetch_all(&self.platform().pool)
+            .await
+            .context(|| "failed to list tokens".to_string())?;
+        rows.iter()
+            .map(token_from_row)
+            .collect::<sqlx::Result<_>>()
+            .context(|| "failed to decode tokens".to_string())
+    }
+
+    /// Revokes the active token with this id (if `id_or_name` is numeric) or
+    /// name. Returns `false` if no active token matched.
+    pub async fn revoke_token(&self, id_or_name: &str) -> Result<bool> {
+        let now = now_ms();
+        let pool = &self.platform().pool;
+        let r =
+            match id_or_name.parse::<i64>() {
+                Ok(id) => sqlx::query(
+                    "UPDATE tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await,
+                Err(_) => {
+                    sqlx::query(
+                        "UPDATE tokens SET revoked_at_ms = $1 \
+                     WHERE name = $2 AND revoked_at_ms IS NULL",
+                    )
+                    .bind(now)
+                    .bind(id_or_name)
+                    .execute(pool)
+                    .await
+                }
+            }
+            .context(|| format!("failed to revoke token {id_or_name:?}"))?;
+        Ok(r.rows_affected() > 0)
+    }
+}

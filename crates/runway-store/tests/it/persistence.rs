@@ -1,0 +1,104 @@
+use runway_store::{LogQuery, NewLogEntry, Store};
+
+use crate::new_version;
+
+#[tokio::test]
+async fn data_survives_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("catalog"))
+        .await
+        .unwrap();
+    store
+        .insert_version(&new_version("a", "1.0.0", "d1"))
+        .await
+        .unwrap();
+    let id = store
+        .begin_deployment("a", "1.0.0", "deploy")
+        .await
+        .unwrap();
+    store
+        .commit_deployment(id, 3, &[("a".into(), Some("1.0.0".into()))])
+        .await
+        .unwrap();
+    store.kv_set("a", "b", "k", b"v").await.unwrap();
+    store.set_setting("s", "v").await.unwrap();
+    store.create_token("admin", "admin", "h").await.unwrap();
+    store
+        .create_session("sess", "admin", runway_store::now_ms() + 60_000)
+        .await
+        .unwrap();
+    store.log_sink().write(NewLogEntry {
+        at_ms: 1,
+        message: Some("before close".into()),
+        ..Default::default()
+    });
+    // close() flushes pending log entries.
+    store.close().await;
+    store.close().await;
+
+    for db in ["platform.db", "log.db", "session.db"] {
+        assert!(dir.path().join("catalog").join(db).is_file(), "{db}");
+    }
+
+    // Reopen twice: migrations are idempotent.
+    for _ in 0..2 {
+        let store = Store::open_sqlite(&dir.path().join("catalog"))
+            .await
+            .unwrap();
+        assert_eq!(store.generation().await.unwrap(), 3);
+        let a = store.app("a").await.unwrap().unwrap();
+        assert_eq!(a.running_version.as_deref(), Some("1.0.0"));
+        assert_eq!(
+            store.kv_get("a", "b", "k").await.unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(store.setting("s").await.unwrap().as_deref(), Some("v"));
+        assert!(store.token_by_hash("h").await.unwrap().is_some());
+        assert!(store.session("sess").await.unwrap().is_some());
+        let logs = store
+            .logs(&LogQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].message.as_deref(), Some("before close"));
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn catalogs_use_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    store.set_setting("x", "y").await.unwrap();
+    // A WAL database has its `-wal` file next to it while open.
+    assert!(dir.path().join("platform.db-wal").exists());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn open_fails_with_a_message_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the database file should be.
+    std::fs::create_dir(dir.path().join("platform.db")).unwrap();
+    let err = Store::open_sqlite(dir.path()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("failed to open platform catalog at") && msg.contains("platform.db"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn calls_after_close_fail_and_do_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let sink = store.log_sink();
+    store.close().await;
+    assert!(store.setting("x").await.is_err());
+    sink.write(NewLogEntry::default());
+    sink.flush().await;
+    assert_eq!(sink.dropped(), 1);
+}

@@ -1,0 +1,94 @@
+use runway_store::StoreError;
+
+use crate::open;
+
+#[tokio::test]
+async fn create_lookup_conflict_revoke() {
+    let (_dir, store) = open().await;
+    let admin = store
+        .create_token("admin", "admin", "h-admin")
+        .await
+        .unwrap();
+    assert_eq!(admin.name, "admin");
+    assert_eq!(admin.scope, "admin");
+    assert!(admin.revoked_at_ms.is_none() && admin.last_used_at_ms.is_none());
+
+    let err = store
+        .create_token("admin", "read", "h-other")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a token named \"admin\" already exists")
+    );
+    let err = store
+        .create_token("ci", "read", "h-admin")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+
+    let ci = store.create_token("ci", "deploy", "h-ci").await.unwrap();
+    assert_eq!(store.token_by_hash("h-ci").await.unwrap(), Some(ci.clone()));
+    assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
+
+    store.touch_token(ci.id).await.unwrap();
+    assert!(
+        store
+            .token_by_hash("h-ci")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at_ms
+            .is_some()
+    );
+
+    // By id.
+    assert!(store.revoke_token(&ci.id.to_string()).await.unwrap());
+    assert!(!store.revoke_token(&ci.id.to_string()).await.unwrap());
+    let revoked = store.token_by_hash("h-ci").await.unwrap().unwrap();
+    assert!(
+        revoked.revoked_at_ms.is_some(),
+        "revoked tokens are still found"
+    );
+    // The name is free again once revoked.
+    let ci2 = store.create_token("ci", "read", "h-ci2").await.unwrap();
+    assert_ne!(ci2.id, ci.id);
+
+    // By name.
+    assert!(store.revoke_token("ci").await.unwrap());
+    assert!(!store.revoke_token("ci").await.unwrap());
+    assert!(!store.revoke_token("nobody").await.unwrap());
+    assert!(!store.revoke_token("999").await.unwrap());
+
+    let all = store.tokens().await.unwrap();
+    let names: Vec<_> = all
+        .iter()
+        .map(|t| (t.name.as_str(), t.revoked_at_ms.is_some()))
+        .collect();
+    assert_eq!(names, [("admin", false), ("ci", true), ("ci", true)]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sessions_expire() {
+    let (_dir, store) = open().await;
+    let now = runway_store::now_ms();
+    store
+        .create_session("s1", "admin", now + 60_000)
+        .await
+        .unwrap();
+    store.create_session("old", "admin", now - 1).await.unwrap();
+    assert!(matches!(
+        store.create_session("s1", "x", now + 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let s = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(s.subject, "admin");
+    assert_eq!(s.expires_at_ms, now + 60_000);
+    assert_eq!(store.session("old").await.unwrap(), None);
+    assert_eq!(store.purge_expired_sessions().await.unwrap(), 1);
+    store.delete_session("s1").await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), None);
+    store.close().await;
+}

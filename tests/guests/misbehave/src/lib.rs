@@ -1,0 +1,100 @@
+//! Test fixture: a guest that misbehaves on request, to check that a trap, a timeout or
+//! the memory cap fails only the current request.
+//!
+//! * `GET /misbehave/trap`      panics (a wasm trap)
+//! * `GET /misbehave/loop`      spins forever without calling any import
+//! * `GET /misbehave/oom`       allocates 1 MiB chunks forever, touching every page
+//! * `GET /misbehave/ok`        200 "ok\n"
+//! * `POST /misbehave/echo`     200 "<request body length>\n"
+//! * `GET /misbehave/print`     "hello stdout" to stdout, "hello stderr" to stderr, 200 "printed\n"
+//! * `GET /misbehave/sleep?ms=N` sleeps N ms on a wasi:clocks pollable, then 200 "slept N\n"
+//! * anything else              404
+
+use std::io::{Read as _, Write as _};
+
+use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Misbehave;
+
+wasip2::http::proxy::export!(Misbehave);
+
+impl Guest for Misbehave {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let path_with_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((&path_with_query, ""));
+        match path {
+            "/misbehave/trap" => panic!("misbehave: trap requested"),
+            "/misbehave/loop" => {
+                let mut n = 0u64;
+                loop {
+                    n = core::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/misbehave/oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 1 << 20];
+                    // Write to every page so the memory is really used.
+                    for i in (0..chunk.len()).step_by(4096) {
+                        chunk[i] = 1;
+                    }
+                    hoard.push(core::hint::black_box(chunk));
+                }
+            }
+            "/misbehave/ok" => respond(response_out, 200, b"ok\n"),
+            "/misbehave/echo" => {
+                let len = read_body(request).len();
+                respond(response_out, 200, format!("{len}\n").as_bytes());
+            }
+            "/misbehave/print" => {
+                println!("hello stdout");
+                eprintln!("hello stderr");
+                respond(response_out, 200, b"printed\n");
+            }
+            "/misbehave/sleep" => {
+                let ms: u64 = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("ms="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                respond(response_out, 200, format!("slept {ms}\n").as_bytes());
+            }
+            _ => respond(response_out, 404, b"not found\n"),
+        }
+    }
+}
+
+fn read_body(request: IncomingRequest) -> Vec<u8> {
+    let body = request.consume().expect("body consumed once");
+    let mut bytes = Vec::new();
+    {
+        let mut stream = body.stream().expect("stream taken once");
+        stream.read_to_end(&mut bytes).expect("read body");
+    }
+    let _ = IncomingBody::finish(body);
+    bytes
+}
+
+fn respond(response_out: ResponseOutparam, status: u16, body_bytes: &[u8]) {
+    let headers = Fields::new();
+    headers
+        .set("content-type", &[b"text/plain".to_vec()])
+        .expect("valid header");
+    let response = OutgoingResponse::new(headers);
+    response.set_status_code(status).expect("valid status");
+    let body = response.body().expect("body taken once");
+    ResponseOutparam::set(response_out, Ok(response));
+    {
+        let mut stream = body.write().expect("stream taken once");
+        if stream.write_all(body_bytes).is_ok() {
+            let _ = stream.blocking_flush();
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+}
