@@ -1,1 +1,72 @@
-//! runway-cli
+//! `runway-cli`: the `runway` command line.
+//!
+//! `main.rs` only calls [`main`]. Parsing is clap derive ([`cli::Cli`]); each
+//! subcommand is one file under `commands/`. Helpers shared by several commands
+//! live in [`connection`] (environment URL and token), [`output`] (tables,
+//! times, sizes), [`parse`] (argument helpers) and [`templates`] (`app new`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub mod cli;
+pub mod commands;
+pub mod connection;
+pub mod output;
+pub mod parse;
+pub mod templates;
+
+/// Parses the command line, runs the command, prints `error: …` on one line
+/// and returns exit code 1 on failure (clap itself exits 2 on usage errors).
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let default_level = match cli.command {
+        cli::Command::Up(_) => "info",
+        _ => "warn",
+    };
+    init_tracing(cli.verbose, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `RUST_LOG` wins; otherwise `-v` raises the level from `default_level`.
+fn init_tracing(verbose: u8, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => EnvFilter::new(match verbose {
+            0 => default_level,
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Joins the lines of a message so an error is always a single line.
+pub fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

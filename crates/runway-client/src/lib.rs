@@ -1,1 +1,546 @@
-//! runway-client
+//! `runway-client`: a typed HTTP client for a Runway environment's REST API
+//! (`/_runway/api/v1/…`), used by the CLI and the end-to-end tests.
+//!
+//! Every method returns the `runway_api::v1` shape of the endpoint. Error
+//! responses become [`ClientError::Api`], which keeps the body's stable `code`
+//! and its human `message`; an unreachable environment becomes
+//! [`ClientError::Connect`], naming the URL.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use runway_api::ErrorBody;
+use runway_api::v1::{
+    AppDetail, AppSummary, ConfigPatch, CreateToken, DeployRequest, Deployment, EnvironmentInfo,
+    FrontendInfo, Health, LogEntry, LogQueryParams, PropertyView, PublishResult, TokenCreated,
+    TokenInfo, VersionSummary,
+};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+/// Media type of a `.rwp` package upload.
+pub const PACKAGE_CONTENT_TYPE: &str = "application/vnd.runway.package";
+/// Size of the chunks a package is uploaded in (each one reports progress).
+pub const UPLOAD_CHUNK: usize = 64 * 1024;
+/// Time allowed to open a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a whole request, except publishing.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for a publish (upload, validation, compilation, deployment).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Called with `(bytes sent, total bytes)` while a package uploads.
+pub type Progress = Box<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Why a call to the environment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The environment answered with an error status; `code` and `message`
+    /// come from its `{code, message, details}` body.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// No connection could be made (refused, DNS, TLS, connect timeout).
+    /// `reason` is the innermost cause, e.g. "Connection refused (os error 111)".
+    #[error("cannot reach the environment at {url}: {reason}; is `runway up` running?")]
+    Connect { url: String, reason: String },
+    /// The environment answered 2xx with a body that is not the expected shape.
+    #[error("unexpected response from {url}: {source}")]
+    Decode {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Anything else: an invalid environment URL, a timeout, a broken connection.
+    #[error("{message}")]
+    Other {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status of an [`ClientError::Api`] error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The stable error code of an [`ClientError::Api`] error (`not_found`, …).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    fn other(message: String) -> ClientError {
+        ClientError::Other {
+            message,
+            source: None,
+        }
+    }
+}
+
+/// A client of one environment.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    /// `base` as shown to people: `http://host:port`, no trailing slash.
+    base_str: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// `base_url` is the environment's root, `http(s)://host[:port]`, without a path.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let base = parse_base_url(base_url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("runway-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Other {
+                message: "cannot create the HTTP client".into(),
+                source: Some(Box::new(e)),
+            })?;
+        let base_str = base.as_str().trim_end_matches('/').to_owned();
+        Ok(Client {
+            http,
+            base,
+            base_str,
+            token,
+        })
+    }
+
+    /// The environment URL, `http://host:port` (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base_str
+    }
+
+    /// `GET /_runway/health`: the process is up.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        let url = self.url(&["_runway", "health"]);
+        self.get_json(url).await
+    }
+
+    /// `GET /_runway/ready`: the environment serves its committed table (503 otherwise).
+    pub async fn ready(&self) -> Result<Health, ClientError> {
+        let url = self.url(&["_runway", "ready"]);
+        self.get_json(url).await
+    }
+
+    pub async fn environment(&self) -> Result<EnvironmentInfo, ClientError> {
+        self.get_json(self.api(&["environment"])).await
+    }
+
+    /// Uploads a `.rwp` package; `deploy` also makes it the running version.
+    /// Returns the result and whether the server created it (HTTP 201).
+    pub async fn publish(
+        &self,
+        package: Vec<u8>,
+        deploy: bool,
+        progress: Option<Progress>,
+    ) -> Result<(PublishResult, bool), ClientError> {
+        let mut url = self.api(&["packages"]);
+        url.query_pairs_mut()
+            .append_pair("deploy", if deploy { "true" } else { "false" });
+        let total = package.len() as u64;
+        let body = upload_body(Bytes::from(package), progress);
+        let req = self
+            .request(Method::POST, url.clone())
+            .timeout(PUBLISH_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, PACKAGE_CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(body);
+        let resp = self.send(req, &url).await?;
+        let created = resp.status() == StatusCode::CREATED;
+        let result = decode(resp, &url).await?;
+        Ok((result, created))
+    }
+
+    pub async fn apps(&self) -> Result<Vec<AppSummary>, ClientError> {
+        self.get_json(self.api(&["apps"])).await
+    }
+
+    pub async fn app(&self, name: &str) -> Result<AppDetail, ClientError> {
+        self.get_json(self.api(&["apps", name])).await
+    }
+
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>, ClientError> {
+        self.get_json(self.api(&["apps", name, "versions"])).await
+    }
+
+    /// Makes `version` the running version of `name`.
+    pub async fn deploy(&self, name: &str, version: &str) -> Result<Deployment, ClientError> {
+        let url = self.api(&["apps", name, "deployments"]);
+        let body = DeployRequest {
+            version: version.to_owned(),
+        };
+        let req = self.request(Method::POST, url.clone()).json(&body);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    pub async fn delete_version(&self, name: &str, version: &str) -> Result<(), ClientError> {
+        let url = self.api(&["apps", name, "versions", version]);
+        let req = self.request(Method::DELETE, url.clone());
+        self.send(req, &url).await.map(drop)
+    }
+
+    pub async fn config(&self, name: &str) -> Result<Vec<PropertyView>, ClientError> {
+        self.get_json(self.api(&["apps", name, "config"])).await
+    }
+
+    /// Sets (`Some`) or unsets (`None`) properties; returns the resulting configuration.
+    pub async fn set_config(
+        &self,
+        name: &str,
+        patch: &ConfigPatch,
+    ) -> Result<Vec<PropertyView>, ClientError> {
+        let url = self.api(&["apps", name, "config"]);
+        let req = self.request(Method::PATCH, url.clone()).json(patch);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Recent deployments, newest first, optionally of one app.
+    pub async fn deployments(
+        &self,
+        app: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Deployment>, ClientError> {
+        let mut url = self.api(&["deployments"]);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(app) = app {
+                q.append_pair("app", app);
+            }
+            if let Some(limit) = limit {
+                q.append_pair("limit", &limit.to_string());
+            }
+        }
+        self.get_json(strip_empty_query(url)).await
+    }
+
+    pub async fn logs(&self, params: &LogQueryParams) -> Result<Vec<LogEntry>, ClientError> {
+        let mut url = self.api(&["logs"]);
+        {
+            let mut q = url.query_pairs_mut();
+            let mut put = |k: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            };
+            put("app", params.app.clone());
+            put("kind", params.kind.clone());
+            put("errors", params.errors.map(|b| b.to_string()));
+            put("after", params.after.map(|n| n.to_string()));
+            put("since_ms", params.since_ms.map(|n| n.to_string()));
+            put("limit", params.limit.map(|n| n.to_string()));
+            put("frontend", params.frontend.clone());
+            put("status", params.status.map(|n| n.to_string()));
+        }
+        self.get_json(strip_empty_query(url)).await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get_json(self.api(&["tokens"])).await
+    }
+
+    /// Creates a token; the response is the only time its secret is shown.
+    pub async fn create_token(&self, req: &CreateToken) -> Result<TokenCreated, ClientError> {
+        let url = self.api(&["tokens"]);
+        let r = self.request(Method::POST, url.clone()).json(req);
+        decode(self.send(r, &url).await?, &url).await
+    }
+
+    /// Revokes a token by id or by name.
+    pub async fn revoke_token(&self, id_or_name: &str) -> Result<(), ClientError> {
+        let url = self.api(&["tokens", id_or_name]);
+        let req = self.request(Method::DELETE, url.clone());
+        self.send(req, &url).await.map(drop)
+    }
+
+    pub async fn frontends(&self) -> Result<Vec<FrontendInfo>, ClientError> {
+        self.get_json(self.api(&["frontends"])).await
+    }
+
+    // --- plumbing -------------------------------------------------------------
+
+    /// The base URL with `segments` as its path, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) URL can have path segments")
+            .clear()
+            .extend(segments);
+        url
+    }
+
+    /// A URL under `/_runway/api/v1/`.
+    fn api(&self, segments: &[&str]) -> Url {
+        let mut all = vec!["_runway", "api", "v1"];
+        all.extend_from_slice(segments);
+        self.url(&all)
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let req = self
+            .http
+            .request(method, url)
+            .timeout(REQUEST_TIMEOUT)
+            .header(reqwest::header::ACCEPT, "application/json");
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, ClientError> {
+        let req = self.request(Method::GET, url.clone());
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Sends `req`; non-2xx statuses become [`ClientError::Api`].
+    async fn send(&self, req: RequestBuilder, url: &Url) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.transport_error(e, url))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(api_error(status, &body))
+    }
+
+    fn transport_error(&self, e: reqwest::Error, url: &Url) -> ClientError {
+        if e.is_connect() {
+            return ClientError::Connect {
+                url: self.base_str.clone(),
+                reason: root_cause(&e),
+            };
+        }
+        let what = if e.is_timeout() {
+            "timed out"
+        } else {
+            "failed"
+        };
+        ClientError::Other {
+            message: format!("request to {} {what}", without_query(url)),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+/// Checks and normalises an environment URL: `http(s)://host[:port]`, nothing else.
+fn parse_base_url(s: &str) -> Result<Url, ClientError> {
+    let bad = |why: &str| {
+        ClientError::other(format!(
+            "invalid environment URL {s:?}: {why}; expected http://host:port"
+        ))
+    };
+    let url = Url::parse(s.trim()).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(bad(&format!("unsupported scheme {:?}", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials in the URL are not supported (use a token)"));
+    }
+    if url.path() != "/" {
+        return Err(bad(&format!("it has a path ({})", url.path())));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// The package body, in [`UPLOAD_CHUNK`]-sized pieces; `progress` is told as
+/// each piece is handed to the connection.
+fn upload_body(bytes: Bytes, progress: Option<Progress>) -> reqwest::Body {
+    let total = bytes.len() as u64;
+    let chunks = (0..bytes.len())
+        .step_by(UPLOAD_CHUNK)
+        .map(move |start| {
+            let end = (start + UPLOAD_CHUNK).min(bytes.len());
+            if let Some(p) = &progress {
+                p(end as u64, total);
+            }
+            Ok::<Bytes, std::io::Error>(bytes.slice(start..end))
+        });
+    reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response, url: &Url) -> Result<T, ClientError> {
+    let body = resp.bytes().await.map_err(|e| ClientError::Other {
+        message: format!("reading the response from {} failed", without_query(url)),
+        source: Some(Box::new(e)),
+    })?;
+    serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
+        url: without_query(url),
+        source,
+    })
+}
+
+/// Turns an error response into [`ClientError::Api`]; bodies that are not an
+/// [`ErrorBody`] (a proxy's HTML page, a bare 503) still give a useful message.
+fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
+        return ClientError::Api {
+            status: status.as_u16(),
+            code: e.code,
+            message: e.message,
+        };
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = if text.is_empty() || text.starts_with('<') {
+        format!("the environment answered {reason}")
+    } else {
+        let mut t: String = text.chars().take(200).collect();
+        if t.len() < text.len() {
+            t.push('…');
+        }
+        format!("the environment answered {reason}: {t}")
+    };
+    ClientError::Api {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn without_query(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+/// `query_pairs_mut` leaves a bare `?` when nothing was appended.
+fn strip_empty_query(mut url: Url) -> Url {
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_validation() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "https://runway.example.com",
+        ] {
+            let c = Client::new(ok, None).unwrap();
+            assert!(!c.base_url().ends_with('/'), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:8080",
+            "ftp://host",
+            "http://host:8080/api",
+            "http://host?x=1",
+            "",
+            "http://user:pw@host",
+        ] {
+            let e = Client::new(bad, None).unwrap_err().to_string();
+            assert!(e.starts_with("invalid environment URL"), "{bad}: {e}");
+            assert!(e.ends_with("expected http://host:port"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        let c = Client::new("http://h:1", None).unwrap();
+        assert_eq!(
+            c.api(&["apps", "a/b c", "versions", "1.0.0+x"]).as_str(),
+            "http://h:1/_runway/api/v1/apps/a%2Fb%20c/versions/1.0.0+x"
+        );
+        assert_eq!(c.url(&["_runway", "health"]).path(), "/_runway/health");
+    }
+
+    #[test]
+    fn api_errors_keep_code_and_message() {
+        let body = br#"{"code":"not_found","message":"no app named \"x\""}"#;
+        let e = api_error(StatusCode::NOT_FOUND, body);
+        assert_eq!(e.to_string(), "no app named \"x\" (not_found, HTTP 404)");
+        assert_eq!(e.code(), Some("not_found"));
+        let e = api_error(StatusCode::SERVICE_UNAVAILABLE, b"");
+        assert_eq!(
+            e.to_string(),
+            "the environment answered Service Unavailable (service_unavailable, HTTP 503)"
+        );
+        let e = api_error(StatusCode::BAD_GATEWAY, b"<html>oops</html>");
+        assert_eq!(e.status(), Some(502));
+        assert!(!e.to_string().contains("html"));
+    }
+
+    #[tokio::test]
+    async fn upload_body_reports_progress_per_chunk() {
+        use futures::StreamExt;
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let data = Bytes::from(vec![7u8; UPLOAD_CHUNK * 2 + 10]);
+        let progress: Progress = Box::new(move |sent, total| s2.lock().unwrap().push((sent, total)));
+        let body = upload_body(data.clone(), Some(progress));
+        let mut stream = http_body_util_stream(body);
+        let mut got = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got, data);
+        let total = data.len() as u64;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (UPLOAD_CHUNK as u64, total),
+                (2 * UPLOAD_CHUNK as u64, total),
+                (total, total)
+            ]
+        );
+    }
+
+    fn http_body_util_stream(
+        body: reqwest::Body,
+    ) -> impl futures::Stream<Item = Result<Bytes, reqwest::Error>> {
+        // reqwest 0.12 has no public stream accessor on Body; go through a
+        // Response built from an http::Response, which exposes bytes_stream().
+        let resp = reqwest::Response::from(http::Response::new(body));
+        resp.bytes_stream()
+    }
+
+    #[tokio::test]
+    async fn unreachable_environment_is_a_connect_error() {
+        let c = Client::new("http://127.0.0.1:1", Some("t".into())).unwrap();
+        let e = c.apps().await.unwrap_err();
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("cannot reach the environment at http://127.0.0.1:1: "),
+            "{msg}"
+        );
+        assert!(msg.ends_with("is `runway up` running?"), "{msg}");
+    }
+}

@@ -117,6 +117,7 @@ fn frontends(c: &Controller) -> Vec<FrontendInfo> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PublishParams {
     /// Deploy the version once published (default true).
     deploy: Option<bool>,
@@ -278,6 +279,7 @@ async fn deploy(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeploymentParams {
     app: Option<String>,
     limit: Option<i64>,
@@ -388,6 +390,7 @@ async fn logs(
 
 /// Query parameters of `GET /logs` (mirrors [`LogQueryParams`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogParams {
     app: Option<String>,
     /// Comma-separated: request, output, error, platform.

@@ -183,13 +183,27 @@ impl Controller {
             .await?
             .ok_or_else(|| app_not_found(app))?;
         let (manifest, _) = self.manifest_for_config(app, record.running_version.as_deref()).await?;
+        // A key may be declared by any published version: an operator sets
+        // what the next version requires before deploying it.
+        let mut published = Vec::new();
+        for version in self.store().versions(app).await? {
+            published.push(Manifest::parse(&version.manifest_toml, "runway.toml").map_err(ApiError::internal)?);
+        }
         for (key, value) in patch {
-            let Some(property) = manifest.properties.get(key) else {
-                let declared: Vec<&str> = manifest.properties.keys().map(String::as_str).collect();
+            let declared_by = std::iter::once(&manifest)
+                .chain(published.iter())
+                .find_map(|m| m.properties.get(key));
+            let Some(property) = declared_by else {
+                let mut declared: Vec<&str> = published
+                    .iter()
+                    .flat_map(|m| m.properties.keys().map(String::as_str))
+                    .collect();
+                declared.sort_unstable();
+                declared.dedup();
                 return Err(ApiError::bad_request(
                     "unknown_property",
                     format!(
-                        "app {app} declares no property '{key}' (declared: {}); add it under [properties.{key}] in runway.toml",
+                        "app {app} declares no property '{key}' in any published version (declared: {}); add it under [properties.{key}] in runway.toml",
                         if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
                     ),
                 ));

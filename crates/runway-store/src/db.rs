@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 
 use crate::error::{Result, StoreError};
 
@@ -70,12 +70,13 @@ impl Catalog {
                     // Per-connection settings the URL cannot carry. `foreign_keys`
                     // and `busy_timeout` are repeated so they do not depend on
                     // sqlx's defaults.
-                    sqlx::raw_sql(
-                        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                         PRAGMA synchronous = NORMAL;",
-                    )
-                    .execute(conn)
-                    .await?;
+                    for pragma in [
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 5000",
+                        "PRAGMA synchronous = NORMAL",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
                     Ok(())
                 })
             })

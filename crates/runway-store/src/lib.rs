@@ -52,6 +52,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+// `Store` and `LogSink` are shared across tasks and threads.
+const _: fn() = || {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Store>();
+    shareable::<LogSink>();
+};
+
 /// Handle on an environment's catalogs. Cheap to clone; all clones share the
 /// same connection pools and log writer.
 #[derive(Clone)]

@@ -28,9 +28,10 @@ pub(crate) const CHANNEL_CAPACITY: usize = 65_536;
 pub(crate) const MAX_BATCH: usize = 1_000;
 /// Longest the writer waits to fill a batch once it holds an entry.
 pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(100);
-/// Rows per multi-row INSERT statement (14 columns each, well under every
-/// backend's bind-parameter limit).
-const ROWS_PER_INSERT: usize = 100;
+/// Rows per multi-row INSERT statement (14 columns each). Measured on SQLite
+/// through the `Any` driver: 20 rows per statement is ~2.5x faster than one
+/// row, while very wide statements (hundreds of rows) are much slower.
+const ROWS_PER_INSERT: usize = 20;
 /// Rows deleted per statement by [`Store::purge_logs_before`], so the writer
 /// is never locked out for long.
 const PURGE_CHUNK: i64 = 10_000;
@@ -401,7 +402,7 @@ impl Store {
     pub async fn logs(&self, q: &LogQuery) -> Result<Vec<LogEntry>> {
         let mut sql = format!("SELECT id, {INSERT_COLUMNS} FROM log_entries WHERE 1 = 1");
         let mut args: Vec<Arg> = Vec::new();
-        let mut param = |sql: &mut String, args: &mut Vec<Arg>, a: Arg| {
+        let param = |sql: &mut String, args: &mut Vec<Arg>, a: Arg| {
             args.push(a);
             sql.push('$');
             sql.push_str(&args.len().to_string());

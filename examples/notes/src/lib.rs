@@ -28,7 +28,7 @@
 //! | `POST /notes/`       | 201: stores the body as a new note, answers `<id>\n`        |
 //! | `GET /notes/<id>`    | 200 with the note's text, or 404                            |
 //! | `DELETE /notes/<id>` | 204                                                         |
-//! | `GET /notes/_env`    | 200: `environment=…` and `base_url=…` lines                 |
+//! | `GET /notes/_env`    | 200: `environment=`, `base_url=`, `app=`, `version=` lines  |
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release` (or `runway app build`);
 //! the output `target/wasm32-wasip2/release/notes.wasm` is already a component.
@@ -186,9 +186,11 @@ fn env() -> Result<Response, String> {
     Ok(Response::text(
         200,
         format!(
-            "environment={}\nbase_url={}\n",
+            "environment={}\nbase_url={}\napp={}\nversion={}\n",
             value("runway.environment")?,
-            value("runway.base_url")?
+            value("runway.base_url")?,
+            value("runway.app")?,
+            value("runway.version")?
         ),
     ))
 }

@@ -91,7 +91,7 @@ async fn keys_paging() {
     store.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn increment_is_atomic_under_concurrency() {
     let (_dir, store) = open().await;
     let mut tasks = Vec::new();

@@ -36,7 +36,7 @@ async fn insert_created_unchanged_conflict() {
     store.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_publish_of_same_version_creates_once() {
     let (_dir, store) = open().await;
     let mut tasks = Vec::new();

@@ -1,0 +1,33 @@
+//! The command-line grammar (clap derive).
+
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::commands::{app, env, logs, token, up};
+
+/// Runway: a self-hosted platform for WebAssembly HTTP apps.
+#[derive(Parser, Debug)]
+#[command(name = "runway", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a standalone environment (controller and one front-end) in this process.
+    Up(up::UpArgs),
+    /// Create, build, publish and manage apps.
+    #[command(subcommand)]
+    App(app::AppCommand),
+    /// Show the environment's request log, app output and errors.
+    Logs(logs::LogsArgs),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Show the environment: engine, generation, limits, front-ends.
+    Env(env::EnvArgs),
+}

@@ -1,0 +1,55 @@
+//! `runway env [--json]`
+
+use clap::Args;
+use runway_api::v1::EnvironmentInfo;
+
+use crate::commands::app::print_json;
+use crate::commands::app::show::limits;
+use crate::connection::Connection;
+use crate::output::{Table, fields};
+
+#[derive(Args, Debug)]
+pub struct EnvArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+pub async fn run(args: EnvArgs) -> anyhow::Result<()> {
+    let info = args.conn.client()?.environment().await?;
+    if args.json {
+        return print_json(&info);
+    }
+    print!("{}", render(&info));
+    Ok(())
+}
+
+pub fn render(info: &EnvironmentInfo) -> String {
+    let mut out = fields(&[
+        ("name", info.name.clone()),
+        ("base url", info.base_url.clone()),
+        ("runway", info.runway_version.clone()),
+        ("engine", info.engine.clone()),
+        ("generation", info.generation.to_string()),
+        ("limits", limits(&info.limits)),
+    ]);
+    out.push('\n');
+    if info.frontends.is_empty() {
+        out.push_str("front-ends: none\n");
+    } else {
+        out.push_str("front-ends:\n");
+        let mut t = Table::new(["NAME", "ADDRESS", "STATE", "GENERATION"]);
+        for f in &info.frontends {
+            t.row([
+                f.name.clone(),
+                f.address.clone(),
+                f.state.clone(),
+                f.generation.to_string(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}

@@ -1,0 +1,229 @@
+//! `runway logs [APP] [--errors] [--follow] [--kind K] [--limit N] [--json]`
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use runway_api::v1::{LogEntry, LogQueryParams};
+
+use crate::connection::Connection;
+use crate::output::{fmt_us_compact, rfc3339};
+
+/// How often `--follow` asks for new entries.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+const KINDS: [&str; 4] = ["request", "output", "error", "platform"];
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Only this app's entries.
+    pub app: Option<String>,
+    /// Only errors (error entries and 5xx requests).
+    #[arg(long)]
+    pub errors: bool,
+    /// Keep printing new entries until ctrl-c.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only these kinds, comma-separated: request, output, error, platform.
+    #[arg(long, value_name = "K")]
+    pub kind: Option<String>,
+    /// How many entries to fetch (per poll when following).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
+    if let Some(k) = &args.kind {
+        check_kinds(k)?;
+    }
+    let client = args.conn.client()?;
+    let mut params = LogQueryParams {
+        app: args.app.clone(),
+        kind: args.kind.clone(),
+        errors: args.errors.then_some(true),
+        limit: Some(args.limit),
+        ..LogQueryParams::default()
+    };
+    let mut last = print_batch(client.logs(&params).await?, args.json)?;
+    if !args.follow {
+        return Ok(());
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+        }
+        // Drain: a full page means there may be more right now.
+        loop {
+            params.after = last.or(params.after);
+            let batch = client.logs(&params).await?;
+            let full = batch.len() as i64 >= args.limit;
+            last = print_batch(batch, args.json)?.or(last);
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+fn check_kinds(list: &str) -> anyhow::Result<()> {
+    for k in list.split(',').map(str::trim) {
+        if !KINDS.contains(&k) {
+            bail!("unknown log kind {k:?} in --kind {list:?}; use request, output, error or platform (comma-separated)");
+        }
+    }
+    Ok(())
+}
+
+/// Prints entries oldest first; returns the highest id printed. A closed
+/// stdout (`runway logs | head`) ends the command quietly.
+fn print_batch(mut entries: Vec<LogEntry>, json: bool) -> anyhow::Result<Option<i64>> {
+    entries.sort_by_key(|e| e.id);
+    let mut out = std::io::stdout().lock();
+    for e in &entries {
+        let line = if json {
+            serde_json::to_string(e)?
+        } else {
+            format_entry(e)
+        };
+        if let Err(err) = writeln!(out, "{line}") {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(err.into());
+        }
+    }
+    if let Err(err) = out.flush()
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(err.into());
+    }
+    Ok(entries.last().map(|e| e.id))
+}
+
+/// One log line:
+/// - request: `TIME  notes@0.1.0  GET /notes/ 200 1.2ms 123B  req=…`
+/// - output:  `TIME  notes@0.1.0  stdout: line`
+/// - error:   `TIME  ERROR notes@0.1.0  message  req=…`
+/// - platform: `TIME  platform  message` (with `WARN`/`ERROR` when not info)
+pub fn format_entry(e: &LogEntry) -> String {
+    let time = rfc3339(e.at_ms);
+    let who = match (&e.app, &e.version) {
+        (Some(a), Some(v)) => format!("{a}@{v}"),
+        (Some(a), None) => a.clone(),
+        (None, _) => "platform".to_owned(),
+    };
+    let req = e
+        .request_id
+        .as_deref()
+        .map(|r| format!("  req={r}"))
+        .unwrap_or_default();
+    let msg = e.message.as_deref().unwrap_or("").trim_end();
+    match e.kind.as_str() {
+        "request" => {
+            let mut parts = vec![
+                e.method.clone().unwrap_or_else(|| "-".into()),
+                e.path.clone().unwrap_or_else(|| "-".into()),
+                e.status.map_or_else(|| "-".into(), |s| s.to_string()),
+            ];
+            if let Some(us) = e.duration_us {
+                parts.push(fmt_us_compact(us));
+            }
+            if let Some(b) = e.bytes_out {
+                parts.push(format!("{b}B"));
+            }
+            format!("{time}  {who}  {}{req}", parts.join(" "))
+        }
+        "output" => {
+            let stream = e.stream.as_deref().unwrap_or("output");
+            format!("{time}  {who}  {stream}: {msg}")
+        }
+        "error" => format!("{time}  ERROR {who}  {msg}{req}"),
+        _ => {
+            let level = match e.level.as_str() {
+                "warn" => "WARN ",
+                "error" => "ERROR ",
+                _ => "",
+            };
+            format!("{time}  {level}{who}  {msg}{req}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: &str) -> LogEntry {
+        LogEntry {
+            id: 1,
+            at_ms: 1_700_000_000_123,
+            kind: kind.into(),
+            level: "info".into(),
+            app: Some("notes".into()),
+            version: Some("0.1.0".into()),
+            frontend: Some("fe-1".into()),
+            request_id: Some("abc123".into()),
+            method: None,
+            path: None,
+            status: None,
+            duration_us: None,
+            bytes_out: None,
+            stream: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn formats_each_kind() {
+        let mut r = entry("request");
+        r.method = Some("GET".into());
+        r.path = Some("/notes/".into());
+        r.status = Some(200);
+        r.duration_us = Some(1_234);
+        r.bytes_out = Some(123);
+        assert_eq!(
+            format_entry(&r),
+            "2023-11-14T22:13:20.123Z  notes@0.1.0  GET /notes/ 200 1.2ms 123B  req=abc123"
+        );
+        let mut o = entry("output");
+        o.stream = Some("stdout".into());
+        o.message = Some("hello\n".into());
+        o.request_id = None;
+        assert_eq!(
+            format_entry(&o),
+            "2023-11-14T22:13:20.123Z  notes@0.1.0  stdout: hello"
+        );
+        let mut e = entry("error");
+        e.level = "error".into();
+        e.message = Some("trap: unreachable".into());
+        assert_eq!(
+            format_entry(&e),
+            "2023-11-14T22:13:20.123Z  ERROR notes@0.1.0  trap: unreachable  req=abc123"
+        );
+        let mut p = entry("platform");
+        p.app = None;
+        p.version = None;
+        p.request_id = None;
+        p.level = "warn".into();
+        p.message = Some("front-end fe-2 offline".into());
+        assert_eq!(
+            format_entry(&p),
+            "2023-11-14T22:13:20.123Z  WARN platform  front-end fe-2 offline"
+        );
+    }
+
+    #[test]
+    fn kinds_are_checked() {
+        assert!(check_kinds("request,error").is_ok());
+        let e = check_kinds("request,bogus").unwrap_err().to_string();
+        assert!(e.contains("\"bogus\""), "{e}");
+    }
+}

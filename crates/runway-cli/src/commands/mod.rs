@@ -1,0 +1,20 @@
+//! One module per subcommand.
+
+use crate::cli::{Cli, Command};
+
+pub mod app;
+pub mod env;
+pub mod logs;
+pub mod token;
+pub mod up;
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::App(cmd) => app::run(cmd).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::Token(cmd) => token::run(cmd).await,
+        Command::Env(args) => env::run(args).await,
+    }
+}

@@ -1,0 +1,87 @@
+//! `--env` / `--token`: how a command finds and authenticates to an environment.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use runway_client::Client;
+
+/// Where `runway up` listens by default.
+pub const DEFAULT_ENV: &str = "http://127.0.0.1:8080";
+
+/// Files tried, in order, when neither `--token` nor `RUNWAY_TOKEN` is given.
+pub const TOKEN_FILES: [&str; 2] = [".runway/admin.token", "../.runway/admin.token"];
+
+/// Flags of every command that talks to an environment.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// Environment URL, http://host:port.
+    #[arg(long = "env", env = "RUNWAY_ENV", value_name = "URL", default_value = DEFAULT_ENV)]
+    pub env: String,
+    /// API token [default: ./.runway/admin.token or ../.runway/admin.token if present].
+    #[arg(long, env = "RUNWAY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Connection {
+    /// A client for `--env`, authenticated with the resolved token.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let token = resolve_token(self.token.as_deref(), Path::new("."))?;
+        Ok(Client::new(&self.env, Some(token))?)
+    }
+
+    /// The environment URL without a trailing slash (for messages).
+    pub fn env_url(&self) -> &str {
+        self.env.trim().trim_end_matches('/')
+    }
+}
+
+/// `explicit` (flag or environment variable) if non-empty, else the first of
+/// [`TOKEN_FILES`] (relative to `cwd`) that exists.
+pub fn resolve_token(explicit: Option<&str>, cwd: &Path) -> anyhow::Result<String> {
+    if let Some(t) = explicit.map(str::trim).filter(|t| !t.is_empty()) {
+        return Ok(t.to_owned());
+    }
+    for rel in TOKEN_FILES {
+        let path: PathBuf = cwd.join(rel);
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the API token from {}", path.display()))?;
+            let token = text.trim();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "the API token file {} is empty; pass --token or set RUNWAY_TOKEN",
+                path.display()
+            );
+            return Ok(token.to_owned());
+        }
+    }
+    anyhow::bail!(
+        "no API token: pass --token or set RUNWAY_TOKEN (the first admin token is in <data-dir>/admin.token)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_resolution_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inner = tmp.path().join("app");
+        std::fs::create_dir_all(&inner).unwrap();
+        let e = resolve_token(None, &inner).unwrap_err().to_string();
+        assert!(e.starts_with("no API token: pass --token"), "{e}");
+        assert_eq!(resolve_token(Some(" t1 "), &inner).unwrap(), "t1");
+
+        std::fs::create_dir_all(tmp.path().join(".runway")).unwrap();
+        std::fs::write(tmp.path().join(".runway/admin.token"), "parent\n").unwrap();
+        assert_eq!(resolve_token(None, &inner).unwrap(), "parent");
+        assert_eq!(resolve_token(Some(""), &inner).unwrap(), "parent");
+
+        std::fs::create_dir_all(inner.join(".runway")).unwrap();
+        std::fs::write(inner.join(".runway/admin.token"), "here").unwrap();
+        assert_eq!(resolve_token(None, &inner).unwrap(), "here");
+        assert_eq!(resolve_token(Some("flag"), &inner).unwrap(), "flag");
+    }
+}
