@@ -19,7 +19,12 @@ pub struct Connection {
     #[arg(long = "env", env = "RUNWAY_ENV", value_name = "URL", default_value = DEFAULT_ENV)]
     pub env: String,
     /// API token [default: ./.runway/admin.token or ../.runway/admin.token if present].
-    #[arg(long, env = "RUNWAY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RUNWAY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 

@@ -69,7 +69,11 @@ impl Table {
 
 /// `key:  value` lines with the values aligned.
 pub fn fields(pairs: &[(&str, String)]) -> String {
-    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (k, v) in pairs {
         let pad = width - k.chars().count();
@@ -249,7 +253,10 @@ mod tests {
         assert_eq!(fmt_ms(12_345.0), "12.3 s");
         assert_eq!(fmt_duration(Duration::from_micros(4_000)), "4.0 ms");
         assert_eq!(fmt_us_compact(1_200), "1.2ms");
-        assert_eq!(short_digest(&format!("sha256:{}", "ab".repeat(32))), "abababababab");
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "abababababab"
+        );
         assert_eq!(or_dash(None), "-");
         assert_eq!(or_dash(Some("")), "-");
         assert_eq!(or_dash(Some("x")), "x");

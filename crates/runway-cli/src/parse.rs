@@ -10,7 +10,8 @@ pub fn parse_app_at_version(s: &str) -> anyhow::Result<(AppName, Version)> {
     if name.is_empty() || version.is_empty() || version.contains('@') {
         return Err(shape());
     }
-    let app = AppName::parse(name).map_err(|e| anyhow!("invalid app name {name:?} in {s:?}: {e}"))?;
+    let app =
+        AppName::parse(name).map_err(|e| anyhow!("invalid app name {name:?} in {s:?}: {e}"))?;
     let version = Version::parse(version).map_err(|e| {
         anyhow!("invalid version {version:?} in {s:?}: {e}; use a semantic version like 0.1.0")
     })?;
@@ -48,9 +49,17 @@ mod tests {
             );
         }
         let e = parse_app_at_version("Notes@0.1.0").unwrap_err().to_string();
-        assert!(e.starts_with("invalid app name \"Notes\" in \"Notes@0.1.0\": "), "{e}");
-        let e = parse_app_at_version("notes@latest").unwrap_err().to_string();
-        assert!(e.starts_with("invalid version \"latest\" in \"notes@latest\": "), "{e}");
+        assert!(
+            e.starts_with("invalid app name \"Notes\" in \"Notes@0.1.0\": "),
+            "{e}"
+        );
+        let e = parse_app_at_version("notes@latest")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid version \"latest\" in \"notes@latest\": "),
+            "{e}"
+        );
         assert!(e.ends_with("use a semantic version like 0.1.0"), "{e}");
     }
 

@@ -85,11 +85,18 @@ mod tests {
             saw_name |= text.contains("{{name}}");
             saw_crate |= text.contains("{{crate_name}}");
             let out = render(text, &name);
-            assert!(!out.contains("{{name}}") && !out.contains("{{crate_name}}"), "{rel}");
+            assert!(
+                !out.contains("{{name}}") && !out.contains("{{crate_name}}"),
+                "{rel}"
+            );
             assert!(!out.contains("{{"), "{rel} still has a placeholder");
         }
         assert!(saw_name && saw_crate, "the template uses both placeholders");
-        let manifest = RUST_TEMPLATE.iter().find(|(p, _)| *p == "runway.toml").unwrap().1;
+        let manifest = RUST_TEMPLATE
+            .iter()
+            .find(|(p, _)| *p == "runway.toml")
+            .unwrap()
+            .1;
         let out = render(manifest, &name);
         assert!(out.contains("name = \"my-shop\""), "{out}");
         assert!(out.contains("release/my_shop.wasm"), "{out}");

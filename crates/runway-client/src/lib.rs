@@ -352,7 +352,9 @@ fn parse_base_url(s: &str) -> Result<Url, ClientError> {
         return Err(bad("no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not supported (use a token)"));
+        return Err(bad(
+            "credentials in the URL are not supported (use a token)",
+        ));
     }
     if url.path() != "/" {
         return Err(bad(&format!("it has a path ({})", url.path())));
@@ -367,15 +369,13 @@ fn parse_base_url(s: &str) -> Result<Url, ClientError> {
 /// each piece is handed to the connection.
 fn upload_body(bytes: Bytes, progress: Option<Progress>) -> reqwest::Body {
     let total = bytes.len() as u64;
-    let chunks = (0..bytes.len())
-        .step_by(UPLOAD_CHUNK)
-        .map(move |start| {
-            let end = (start + UPLOAD_CHUNK).min(bytes.len());
-            if let Some(p) = &progress {
-                p(end as u64, total);
-            }
-            Ok::<Bytes, std::io::Error>(bytes.slice(start..end))
-        });
+    let chunks = (0..bytes.len()).step_by(UPLOAD_CHUNK).map(move |start| {
+        let end = (start + UPLOAD_CHUNK).min(bytes.len());
+        if let Some(p) = &progress {
+            p(end as u64, total);
+        }
+        Ok::<Bytes, std::io::Error>(bytes.slice(start..end))
+    });
     reqwest::Body::wrap_stream(futures::stream::iter(chunks))
 }
 
@@ -503,7 +503,8 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
         let data = Bytes::from(vec![7u8; UPLOAD_CHUNK * 2 + 10]);
-        let progress: Progress = Box::new(move |sent, total| s2.lock().unwrap().push((sent, total)));
+        let progress: Progress =
+            Box::new(move |sent, total| s2.lock().unwrap().push((sent, total)));
         let body = upload_body(data.clone(), Some(progress));
         let mut stream = http_body_util_stream(body);
         let mut got = Vec::new();

@@ -76,7 +76,9 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
 fn check_kinds(list: &str) -> anyhow::Result<()> {
     for k in list.split(',').map(str::trim) {
         if !KINDS.contains(&k) {
-            bail!("unknown log kind {k:?} in --kind {list:?}; use request, output, error or platform (comma-separated)");
+            bail!(
+                "unknown log kind {k:?} in --kind {list:?}; use request, output, error or platform (comma-separated)"
+            );
         }
     }
     Ok(())

@@ -58,8 +58,9 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    let scope = Scope::parse(&args.scope)
-        .ok_or_else(|| anyhow::anyhow!("unknown scope {:?}; use read, deploy or admin", args.scope))?;
+    let scope = Scope::parse(&args.scope).ok_or_else(|| {
+        anyhow::anyhow!("unknown scope {:?}; use read, deploy or admin", args.scope)
+    })?;
     let created = args
         .conn
         .client()?

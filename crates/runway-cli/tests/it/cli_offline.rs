@@ -79,8 +79,7 @@ fn app_new_creates_the_template() {
     let dir = tmp.path().join("demo-app");
     let files_txt = include_str!("../../templates/rust/FILES.txt");
     for rel in files_txt.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let text = std::fs::read_to_string(dir.join(rel))
-            .unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let text = std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
         assert!(!text.contains("{{"), "{rel} has a placeholder left");
     }
     let manifest = std::fs::read_to_string(dir.join("runway.toml")).unwrap();
@@ -94,7 +93,10 @@ fn app_new_creates_the_template() {
     let o = runway(&["app", "new", "demo-app", "--dir", parent], tmp.path());
     let line = assert_one_line_error(&o);
     assert!(line.contains("not empty"), "{line}");
-    assert_eq!(std::fs::read_to_string(dir.join("runway.toml")).unwrap(), "edited");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runway.toml")).unwrap(),
+        "edited"
+    );
 }
 
 #[test]
@@ -109,11 +111,15 @@ fn publish_of_a_missing_file_names_it() {
 fn publish_of_an_unbuilt_app_says_to_build() {
     let tmp = tempfile::tempdir().unwrap();
     let parent = tmp.path().to_str().unwrap();
-    assert!(runway(&["app", "new", "demo", "--dir", parent], tmp.path()).status.success());
+    assert!(
+        runway(&["app", "new", "demo", "--dir", parent], tmp.path())
+            .status
+            .success()
+    );
     let o = runway(&["app", "publish", "demo"], tmp.path());
     let line = assert_one_line_error(&o);
     assert!(line.contains("demo.wasm"), "{line}");
-    assert!(line.contains("build"), "{line}");
+    assert!(line.contains("runway app build"), "{line}");
 }
 
 #[test]
@@ -141,7 +147,10 @@ fn missing_token_is_explained() {
 #[test]
 fn invalid_environment_url() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = runway(&["env", "--env", "127.0.0.1:8080/x", "--token", "x"], tmp.path());
+    let o = runway(
+        &["env", "--env", "127.0.0.1:8080/x", "--token", "x"],
+        tmp.path(),
+    );
     let line = assert_one_line_error(&o);
     assert!(line.contains("invalid environment URL"), "{line}");
 }

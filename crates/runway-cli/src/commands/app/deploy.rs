@@ -20,9 +20,7 @@ pub struct DeployArgs {
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let (app, version) = parse_app_at_version(&args.target)?;
     let client = args.conn.client()?;
-    let d = client
-        .deploy(app.as_str(), &version.to_string())
-        .await?;
+    let d = client.deploy(app.as_str(), &version.to_string()).await?;
     if d.status == "failed" {
         bail!(
             "deployment {} of {} {} failed: {}",

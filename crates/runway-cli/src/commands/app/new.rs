@@ -18,8 +18,8 @@ pub struct NewArgs {
 }
 
 pub async fn run(args: NewArgs) -> anyhow::Result<()> {
-    let name = AppName::parse(&args.name)
-        .map_err(|e| anyhow!("invalid app name {:?}: {e}", args.name))?;
+    let name =
+        AppName::parse(&args.name).map_err(|e| anyhow!("invalid app name {:?}: {e}", args.name))?;
     let target = args.dir.join(name.as_str());
     if target.exists() {
         if !target.is_dir() {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use runway_api::v1::PublishResult;
-use runway_manifest::Package;
+use runway_manifest::{Package, PackageError};
 
 use crate::connection::Connection;
 use crate::output::{fmt_duration, fmt_ms, human_size};
@@ -53,7 +53,9 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
         }
     };
     let start = Instant::now();
-    let res = client.publish(bytes, deploy, Some(Box::new(on_progress))).await;
+    let res = client
+        .publish(bytes, deploy, Some(Box::new(on_progress)))
+        .await;
     pb.finish_and_clear();
     let (result, _created) = res?;
     let upload = upload_done
@@ -97,17 +99,23 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
 
 /// The package bytes: a `.rwp` file as is, or a directory packed in memory.
 fn load_package(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).with_context(|| {
-        format!(
-            "cannot read package {}; pass a .rwp file made by `runway app build` or an app directory",
+    let meta = std::fs::metadata(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read package {}: {e}; pass a .rwp file made by `runway app build` or an app directory",
             path.display()
         )
     })?;
     if meta.is_dir() {
-        // Packs what is there; `runway app build` builds first. A missing
-        // component gives Package's own error, which says how to build it.
-        let pkg = Package::from_dir(path)?;
-        return Ok(pkg.to_bytes());
+        // Packs what is there, without building. A missing component gives
+        // Package's own error (naming the file); add how to build with runway.
+        return match Package::from_dir(path) {
+            Ok(pkg) => Ok(pkg.to_bytes()),
+            Err(e @ PackageError::ComponentMissing { .. }) => Err(anyhow::anyhow!(
+                "{e}; or run `runway app build --dir {}`, which builds and packs it",
+                path.display()
+            )),
+            Err(e) => Err(e.into()),
+        };
     }
     std::fs::read(path).with_context(|| format!("cannot read package {}", path.display()))
 }
@@ -154,9 +162,9 @@ fn progress_bar(total: u64) -> ProgressBar {
         ProgressDrawTarget::hidden()
     };
     let pb = ProgressBar::with_draw_target(Some(total), target);
-    if let Ok(style) = ProgressStyle::with_template(
-        "uploading [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("uploading [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
+    {
         pb.set_style(style.progress_chars("=> "));
     }
     pb
@@ -218,7 +226,10 @@ mod tests {
             deploy_step(&result(true, Some(deployment("succeeded"))), true),
             "35.0 ms"
         );
-        assert_eq!(deploy_step(&result(true, None), false), "skipped (--no-deploy)");
+        assert_eq!(
+            deploy_step(&result(true, None), false),
+            "skipped (--no-deploy)"
+        );
     }
 
     #[test]
