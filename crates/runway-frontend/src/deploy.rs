@@ -262,19 +262,16 @@ impl Inner {
         let package = match cached_package {
             Some(package) => package,
             None => {
-                let (bytes, n) = self.verified_bytes(app, ArtifactKind::Package, &package_digest).await?;
-                fetched += n;
                 let max = self.config.max_package_bytes;
-                let package = tokio::task::spawn_blocking(move || Package::from_bytes(&bytes, max))
-                    .await
-                    .map_err(|e| load_error(e.to_string()))?
-                    .map_err(|e| load_error(e.to_string()))?;
-                if package.digest != package_digest {
-                    return Err(load_error(format!(
-                        "package file {} holds package {}",
-                        package_digest, package.digest
-                    )));
-                }
+                // A package's digest is that of its canonical index: decoding
+                // verifies every entry against it.
+                let (package, n) = self
+                    .fetch_verified(app, ArtifactKind::Package, &package_digest, move |bytes| {
+                        let package = Package::from_bytes(&bytes, max).map_err(|e| e.to_string())?;
+                        Ok((package.digest, package))
+                    })
+                    .await?;
+                fetched += n;
                 let package = Arc::new(package);
                 self.packages
                     .lock()
@@ -288,7 +285,9 @@ impl Inner {
         let component = match cached_component {
             Some(component) => component,
             None => {
-                let (bytes, n) = self.verified_bytes(app, ArtifactKind::Artifact, &artifact_digest).await?;
+                let (bytes, n) = self
+                    .fetch_verified(app, ArtifactKind::Artifact, &artifact_digest, |bytes| Ok((Digest::of(&bytes), bytes)))
+                    .await?;
                 fetched += n;
                 let runtime = self.runtime.clone();
                 // SAFETY: `bytes` hash to the artifact digest the controller
@@ -341,13 +340,24 @@ impl Inner {
         Ok((running, fetched))
     }
 
-    /// Returns the verified bytes of a content-addressed file, from the local
-    /// cache or the source, and how many bytes had to be fetched.
-    async fn verified_bytes(&self, app: &str, kind: ArtifactKind, digest: &Digest) -> Result<(Vec<u8>, u64), StageError> {
+    /// Returns a content-addressed file, decoded and verified, from the
+    /// local cache or the source, and how many bytes had to be fetched.
+    /// `decode` returns the digest the content really has; a cached copy
+    /// that does not match is discarded and fetched again.
+    async fn fetch_verified<T: Send + 'static>(
+        &self,
+        app: &str,
+        kind: ArtifactKind,
+        digest: &Digest,
+        decode: impl Fn(Vec<u8>) -> Result<(Digest, T), String> + Send + Sync + Clone + 'static,
+    ) -> Result<(T, u64), StageError> {
         let path = self.config.cache_dir.join(kind.dir()).join(kind.file_name(digest));
         if let Ok(bytes) = tokio::fs::read(&path).await {
-            if Digest::of(&bytes) == *digest {
-                return Ok((bytes, 0));
+            let check = decode.clone();
+            if let Ok(Ok((actual, value))) = tokio::task::spawn_blocking(move || check(bytes)).await
+                && actual == *digest
+            {
+                return Ok((value, 0));
             }
             // A corrupt cache entry is replaced, never used.
             let _ = tokio::fs::remove_file(&path).await;
@@ -358,7 +368,18 @@ impl Inner {
             digest: digest.to_string(),
             reason,
         })?;
-        let actual = Digest::of(&bytes);
+        let n = bytes.len() as u64;
+        let copy = bytes.clone();
+        let (actual, value) = tokio::task::spawn_blocking(move || decode(copy))
+            .await
+            .map_err(|e| StageError::Load {
+                app: app.to_string(),
+                reason: e.to_string(),
+            })?
+            .map_err(|reason| StageError::Load {
+                app: app.to_string(),
+                reason: format!("{} {digest}: {reason}", kind.label()),
+            })?;
         if actual != *digest {
             return Err(StageError::Digest {
                 app: app.to_string(),
@@ -371,8 +392,7 @@ impl Inner {
             frontend: self.config.name.clone(),
             reason: format!("cannot write {}: {e}", path.display()),
         })?;
-        let n = bytes.len() as u64;
-        Ok((bytes, n))
+        Ok((value, n))
     }
 }
 

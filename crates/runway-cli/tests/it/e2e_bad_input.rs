@@ -311,7 +311,7 @@ async fn required_properties_block_deployment_until_set_and_secrets_stay_hidden(
     // The operator sets the secret (declared by 0.2.0), then the deploy passes.
     let mut patch = runway_api::v1::ConfigPatch::default();
     patch.values.insert("api_key".into(), Some("s3cr3t".into()));
-    env.client.set_config("hello", patch).await.expect("a key declared by a published version");
+    env.client.set_config("hello", &patch).await.expect("a key declared by a published version");
     let deployment = env.client.deploy("hello", "0.2.0").await.expect("deploys once the secret is set");
     assert_eq!(deployment.status, "succeeded");
     assert_untouched_running(&env, "0.2.0").await;

@@ -174,19 +174,19 @@ async fn property_overrides_apply_per_environment_and_are_validated() {
 
     let mut patch = ConfigPatch::default();
     patch.values.insert("title".into(), Some("Team notes".into()));
-    let views = env.client.set_config("notes", patch).await.unwrap();
+    let views = env.client.set_config("notes", &patch).await.unwrap();
     let title = views.iter().find(|p| p.name == "title").unwrap();
     assert_eq!((title.value.as_deref(), title.source.as_str()), (Some("Team notes"), "environment"));
     assert!(env.get_text("/notes/").await.1.starts_with("Team notes\n"));
 
     let mut unset = ConfigPatch::default();
     unset.values.insert("title".into(), None);
-    env.client.set_config("notes", unset).await.unwrap();
+    env.client.set_config("notes", &unset).await.unwrap();
     assert!(env.get_text("/notes/").await.1.starts_with("Notes\n"));
 
     let mut unknown = ConfigPatch::default();
     unknown.values.insert("colour".into(), Some("red".into()));
-    let err = env.client.set_config("notes", unknown).await.unwrap_err().to_string();
+    let err = env.client.set_config("notes", &unknown).await.unwrap_err().to_string();
     assert!(err.contains("no property 'colour'") && err.contains("title"), "{err}");
 }
 
