@@ -65,7 +65,8 @@ pub fn router(controller: Controller) -> Router {
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{token}", delete(revoke_token))
         .route("/frontends", get(list_frontends))
-        .fallback(api_not_found);
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .route("/_runway/api/openapi.json", get(openapi))
         .nest("/_runway/api/v1", api)
@@ -77,6 +78,17 @@ async fn api_not_found(uri: http::Uri) -> ApiError {
         "no API endpoint at {}; the endpoints are listed in /_runway/api/openapi.json",
         uri.path()
     ))
+}
+
+async fn method_not_allowed(method: http::Method, uri: http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; the endpoints and their methods are listed in /_runway/api/openapi.json",
+            uri.path()
+        ),
+    )
 }
 
 async fn openapi(_caller: Caller<Read>) -> Response {
