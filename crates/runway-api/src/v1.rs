@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 
 /// Token scopes, ordered: `admin` can do everything `deploy` can, which can do
 /// everything `read` can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Read,

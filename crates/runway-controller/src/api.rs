@@ -96,11 +96,17 @@ async fn openapi(_caller: Caller<Read>) -> Response {
 }
 
 fn app_url(controller: &Controller, app: &str) -> String {
-    format!("{}/{app}/", controller.config().base_url.trim_end_matches('/'))
+    format!(
+        "{}/{app}/",
+        controller.config().base_url.trim_end_matches('/')
+    )
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/environment", responses((status = 200, body = EnvironmentInfo)))]
-async fn environment(State(c): State<Controller>, _caller: Caller<Read>) -> ApiResult<Json<EnvironmentInfo>> {
+async fn environment(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+) -> ApiResult<Json<EnvironmentInfo>> {
     Ok(Json(EnvironmentInfo {
         name: c.config().environment.clone(),
         base_url: c.config().base_url.clone(),
@@ -169,13 +175,21 @@ async fn publish(
         ));
     }
     let (result, created) = c.publish(bytes, params.deploy.unwrap_or(true)).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(result)).into_response())
 }
 
 async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<AppSummary> {
     let description = match &record.running_version {
-        Some(v) => c.store().version(&record.name, v).await?.and_then(|v| v.description),
+        Some(v) => c
+            .store()
+            .version(&record.name, v)
+            .await?
+            .and_then(|v| v.description),
         None => None,
     };
     Ok(AppSummary {
@@ -190,7 +204,10 @@ async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<A
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/apps", responses((status = 200, body = Vec<AppSummary>)))]
-async fn list_apps(State(c): State<Controller>, _caller: Caller<Read>) -> ApiResult<Json<Vec<AppSummary>>> {
+async fn list_apps(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+) -> ApiResult<Json<Vec<AppSummary>>> {
     let mut apps = Vec::new();
     for record in c.store().apps().await? {
         apps.push(summary(&c, record).await?);
@@ -199,9 +216,19 @@ async fn list_apps(State(c): State<Controller>, _caller: Caller<Read>) -> ApiRes
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/apps/{app}", responses((status = 200, body = AppDetail), (status = 404, body = runway_api::ErrorBody)))]
-async fn show_app(State(c): State<Controller>, _caller: Caller<Read>, Path(app): Path<String>) -> ApiResult<Json<AppDetail>> {
-    let record = c.store().app(&app).await?.ok_or_else(|| app_not_found(&app))?;
-    let (manifest, _) = c.manifest_for_config(&app, record.running_version.as_deref()).await?;
+async fn show_app(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<AppDetail>> {
+    let record = c
+        .store()
+        .app(&app)
+        .await?
+        .ok_or_else(|| app_not_found(&app))?;
+    let (manifest, _) = c
+        .manifest_for_config(&app, record.running_version.as_deref())
+        .await?;
     let values = c.store().properties(&app).await?;
     Ok(Json(AppDetail {
         summary: summary(&c, record).await?,
@@ -216,8 +243,17 @@ async fn show_app(State(c): State<Controller>, _caller: Caller<Read>, Path(app):
                 timeout_secs: t.timeout_secs,
             })
             .collect(),
-        dependencies: manifest.dependencies.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        outbound_allow: manifest.outbound.allow.iter().map(ToString::to_string).collect(),
+        dependencies: manifest
+            .dependencies
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        outbound_allow: manifest
+            .outbound
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         limits: narrow(c.config().limits, &manifest),
     }))
 }
@@ -228,7 +264,11 @@ async fn list_versions(
     _caller: Caller<Read>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<VersionSummary>>> {
-    let record = c.store().app(&app).await?.ok_or_else(|| app_not_found(&app))?;
+    let record = c
+        .store()
+        .app(&app)
+        .await?
+        .ok_or_else(|| app_not_found(&app))?;
     let versions = c.store().versions(&app).await?;
     Ok(Json(
         versions
@@ -259,7 +299,11 @@ async fn delete_version(
             if let Some(record) = record
                 && let Ok(digest) = runway_manifest::Digest::parse(&record.digest)
             {
-                let path = c.config().data_dir.join("packages").join(format!("{}.rwp", digest.hex()));
+                let path = c
+                    .config()
+                    .data_dir
+                    .join("packages")
+                    .join(format!("{}.rwp", digest.hex()));
                 let _ = tokio::fs::remove_file(path).await;
             }
             Ok(StatusCode::NO_CONTENT)
@@ -305,7 +349,10 @@ async fn list_deployments(
 ) -> ApiResult<Json<Vec<Deployment>>> {
     let records = c
         .store()
-        .deployments(params.app.as_deref(), params.limit.unwrap_or(50).clamp(1, 1000))
+        .deployments(
+            params.app.as_deref(),
+            params.limit.unwrap_or(50).clamp(1, 1000),
+        )
         .await?;
     Ok(Json(
         records
@@ -333,8 +380,14 @@ async fn get_config(
     _caller: Caller<Read>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<PropertyView>>> {
-    let record = c.store().app(&app).await?.ok_or_else(|| app_not_found(&app))?;
-    let (manifest, _) = c.manifest_for_config(&app, record.running_version.as_deref()).await?;
+    let record = c
+        .store()
+        .app(&app)
+        .await?
+        .ok_or_else(|| app_not_found(&app))?;
+    let (manifest, _) = c
+        .manifest_for_config(&app, record.running_version.as_deref())
+        .await?;
     let values = c.store().properties(&app).await?;
     Ok(Json(property_views(&manifest, &values)))
 }
@@ -356,13 +409,24 @@ async fn logs(
     Query(params): Query<LogParams>,
 ) -> ApiResult<Json<Vec<LogEntry>>> {
     let mut kinds = Vec::new();
-    for kind in params.kind.as_deref().unwrap_or("").split(',').filter(|k| !k.is_empty()) {
-        let parsed = LogKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_request",
-                format!("unknown log kind '{kind}': expected request, output, error or platform"),
-            )
-        })?;
+    for kind in params
+        .kind
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|k| !k.is_empty())
+    {
+        let parsed = LogKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    format!(
+                        "unknown log kind '{kind}': expected request, output, error or platform"
+                    ),
+                )
+            })?;
         kinds.push(parsed);
     }
     let query = LogQuery {
@@ -427,8 +491,18 @@ fn token_info(t: runway_store::TokenRecord) -> TokenInfo {
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/tokens", responses((status = 200, body = Vec<TokenInfo>)))]
-async fn list_tokens(State(c): State<Controller>, _caller: Caller<Admin>) -> ApiResult<Json<Vec<TokenInfo>>> {
-    Ok(Json(c.store().tokens().await?.into_iter().map(token_info).collect()))
+async fn list_tokens(
+    State(c): State<Controller>,
+    _caller: Caller<Admin>,
+) -> ApiResult<Json<Vec<TokenInfo>>> {
+    Ok(Json(
+        c.store()
+            .tokens()
+            .await?
+            .into_iter()
+            .map(token_info)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/_runway/api/v1/tokens", request_body = CreateToken, responses((status = 201, body = TokenCreated), (status = 409, body = runway_api::ErrorBody)))]
@@ -438,7 +512,12 @@ async fn create_token(
     Json(request): Json<CreateToken>,
 ) -> ApiResult<Response> {
     let name = request.name.trim();
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!("token name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"),
@@ -451,7 +530,11 @@ async fn create_token(
         ));
     }
     let (token, hash) = new_token();
-    let record = match c.store().create_token(name, request.scope.as_str(), &hash).await {
+    let record = match c
+        .store()
+        .create_token(name, request.scope.as_str(), &hash)
+        .await
+    {
         Ok(record) => record,
         Err(StoreError::Conflict(message)) => return Err(ApiError::conflict(message)),
         Err(e) => return Err(e.into()),
@@ -479,6 +562,9 @@ async fn revoke_token(
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/frontends", responses((status = 200, body = Vec<FrontendInfo>)))]
-async fn list_frontends(State(c): State<Controller>, _caller: Caller<Read>) -> Json<Vec<FrontendInfo>> {
+async fn list_frontends(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+) -> Json<Vec<FrontendInfo>> {
     Json(frontends(&c))
 }

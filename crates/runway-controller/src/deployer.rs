@@ -29,7 +29,10 @@ enum Change {
     /// Switch `app` to `version`.
     Deploy { app: String, version: String },
     /// Run `app` with these environment property values.
-    Config { app: String, values: BTreeMap<String, String> },
+    Config {
+        app: String,
+        values: BTreeMap<String, String>,
+    },
 }
 
 /// A deployment that passed: times of its two phases.
@@ -41,11 +44,17 @@ struct Rollout {
 
 impl Controller {
     fn package_path(&self, digest: &Digest) -> PathBuf {
-        self.config().data_dir.join("packages").join(format!("{}.rwp", digest.hex()))
+        self.config()
+            .data_dir
+            .join("packages")
+            .join(format!("{}.rwp", digest.hex()))
     }
 
     fn artifact_path(&self, digest: &Digest) -> PathBuf {
-        self.config().data_dir.join("artifacts").join(format!("{}.cwasm", digest.hex()))
+        self.config()
+            .data_dir
+            .join("artifacts")
+            .join(format!("{}.cwasm", digest.hex()))
     }
 
     /// A source that reads this controller's content-addressed directories,
@@ -65,22 +74,33 @@ impl Controller {
         let package = tokio::task::spawn_blocking(move || Package::from_bytes(&upload, max))
             .await
             .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_package", e.to_string()))?;
+            .map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_package", e.to_string())
+            })?;
         let app = package.manifest.app.name.to_string();
         let version = package.manifest.app.version.to_string();
 
         if let Some(existing) = self.store().version(&app, &version).await?
             && existing.digest != package.digest.to_string()
         {
-            return Err(version_conflict(&app, &version, &existing.digest, &package.digest));
+            return Err(version_conflict(
+                &app,
+                &version,
+                &existing.digest,
+                &package.digest,
+            ));
         }
         let validate_ms = started.elapsed().as_millis() as u64;
 
-        let (artifact_digest, compiled, compile_ms) = self.ensure_artifact(&package.component, package.component_digest).await?;
+        let (artifact_digest, compiled, compile_ms) = self
+            .ensure_artifact(&package.component, package.component_digest)
+            .await?;
 
         let package_path = self.package_path(&package.digest);
         if !package_path.exists() {
-            write_atomically(&package_path, &bytes).await.map_err(ApiError::internal)?;
+            write_atomically(&package_path, &bytes)
+                .await
+                .map_err(ApiError::internal)?;
         }
         let outcome = self
             .store()
@@ -98,7 +118,12 @@ impl Controller {
             InsertVersion::Created => true,
             InsertVersion::Unchanged => false,
             InsertVersion::Conflict { existing_digest } => {
-                return Err(version_conflict(&app, &version, &existing_digest, &package.digest));
+                return Err(version_conflict(
+                    &app,
+                    &version,
+                    &existing_digest,
+                    &package.digest,
+                ));
             }
         };
         tracing::info!(%app, %version, digest = %package.digest, created, compiled, "published");
@@ -130,7 +155,11 @@ impl Controller {
 
     /// Returns the artifact for a component under this engine, compiling it
     /// only if none exists yet. (digest, compiled now?, compile time)
-    async fn ensure_artifact(&self, component: &[u8], component_digest: Digest) -> ApiResult<(Digest, bool, u64)> {
+    async fn ensure_artifact(
+        &self,
+        component: &[u8],
+        component_digest: Digest,
+    ) -> ApiResult<(Digest, bool, u64)> {
         let engine = self.runtime().engine_fingerprint().to_string();
         let key = component_digest.to_string();
         if let Some(record) = self.store().artifact(&key, &engine).await? {
@@ -139,7 +168,12 @@ impl Controller {
                 return Ok((digest, false, 0));
             }
         }
-        let _slot = self.inner.compile_slots.acquire().await.map_err(ApiError::internal)?;
+        let _slot = self
+            .inner
+            .compile_slots
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
         let started = Instant::now();
         let runtime = self.runtime().clone();
         let component = component.to_vec();
@@ -176,18 +210,27 @@ impl Controller {
 
     /// Sets (or unsets, with `None`) environment values of an app's
     /// properties; a running app is redeployed with them, atomically.
-    pub async fn set_config(&self, app: &str, patch: &BTreeMap<String, Option<String>>) -> ApiResult<Vec<PropertyView>> {
+    pub async fn set_config(
+        &self,
+        app: &str,
+        patch: &BTreeMap<String, Option<String>>,
+    ) -> ApiResult<Vec<PropertyView>> {
         let record = self
             .store()
             .app(app)
             .await?
             .ok_or_else(|| app_not_found(app))?;
-        let (manifest, _) = self.manifest_for_config(app, record.running_version.as_deref()).await?;
+        let (manifest, _) = self
+            .manifest_for_config(app, record.running_version.as_deref())
+            .await?;
         // A key may be declared by any published version: an operator sets
         // what the next version requires before deploying it.
         let mut published = Vec::new();
         for version in self.store().versions(app).await? {
-            published.push(Manifest::parse(&version.manifest_toml, "runway.toml").map_err(ApiError::internal)?);
+            published.push(
+                Manifest::parse(&version.manifest_toml, "runway.toml")
+                    .map_err(ApiError::internal)?,
+            );
         }
         for (key, value) in patch {
             let declared_by = std::iter::once(&manifest)
@@ -204,7 +247,11 @@ impl Controller {
                     "unknown_property",
                     format!(
                         "app {app} declares no property '{key}' in any published version (declared: {}); add it under [properties.{key}] in runway.toml",
-                        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                        if declared.is_empty() {
+                            "none".to_string()
+                        } else {
+                            declared.join(", ")
+                        }
                     ),
                 ));
             };
@@ -224,7 +271,8 @@ impl Controller {
                 None => values.remove(key),
             };
         }
-        let changes: Vec<(String, Option<String>)> = patch.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let changes: Vec<(String, Option<String>)> =
+            patch.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         match record.running_version {
             Some(version) => {
                 let change = Change::Config {
@@ -245,18 +293,30 @@ impl Controller {
 
     /// The manifest whose properties an app's configuration follows: the
     /// running version's, or the newest published one's.
-    pub async fn manifest_for_config(&self, app: &str, running: Option<&str>) -> ApiResult<(Manifest, String)> {
+    pub async fn manifest_for_config(
+        &self,
+        app: &str,
+        running: Option<&str>,
+    ) -> ApiResult<(Manifest, String)> {
         let record = match running {
             Some(version) => self.store().version(app, version).await?,
             None => self.store().versions(app).await?.into_iter().next(),
         }
         .ok_or_else(|| app_not_found(app))?;
-        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
+        let manifest =
+            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
         Ok((manifest, record.version))
     }
 
-    async fn run_deployment(&self, app: &str, version: &str, kind: &str, change: Change) -> ApiResult<Deployment> {
-        self.run_deployment_then(app, version, kind, change, || async { Ok(()) }).await
+    async fn run_deployment(
+        &self,
+        app: &str,
+        version: &str,
+        kind: &str,
+        change: Change,
+    ) -> ApiResult<Deployment> {
+        self.run_deployment_then(app, version, kind, change, || async { Ok(()) })
+            .await
     }
 
     /// Runs one deployment under the environment's deployment lock. `before_commit`
@@ -341,7 +401,8 @@ impl Controller {
     {
         let generation = table.generation;
         let started = Instant::now();
-        let staged = futures::future::join_all(self.inner.frontends.iter().map(|f| f.stage(&table))).await;
+        let staged =
+            futures::future::join_all(self.inner.frontends.iter().map(|f| f.stage(&table))).await;
         if let Some(error) = staged.into_iter().find_map(Result::err) {
             for frontend in &self.inner.frontends {
                 frontend.abort(generation).await;
@@ -400,13 +461,19 @@ impl Controller {
         })
     }
 
-    async fn assignment(&self, app: &str, version: &str, values: &BTreeMap<String, String>) -> ApiResult<AppAssignment> {
+    async fn assignment(
+        &self,
+        app: &str,
+        version: &str,
+        values: &BTreeMap<String, String>,
+    ) -> ApiResult<AppAssignment> {
         let record = self.store().version(app, version).await?.ok_or_else(|| {
             ApiError::not_found(format!(
                 "app {app} has no version {version}; `runway app versions {app}` lists the published ones"
             ))
         })?;
-        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
+        let manifest =
+            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
         let mut config = BTreeMap::new();
         let mut missing = Vec::new();
         for (name, property) in &manifest.properties {
@@ -419,7 +486,11 @@ impl Controller {
             }
         }
         if !missing.is_empty() {
-            let example = missing.iter().map(|m| format!("{m}=…")).collect::<Vec<_>>().join(" ");
+            let example = missing
+                .iter()
+                .map(|m| format!("{m}=…"))
+                .collect::<Vec<_>>()
+                .join(" ");
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "missing_property",
@@ -433,9 +504,14 @@ impl Controller {
         // An artifact compiled by another engine configuration (e.g. after an
         // upgrade) is recompiled from the stored package, once.
         let package_digest = Digest::parse(&record.digest).map_err(ApiError::internal)?;
-        let component_digest = Digest::parse(&record.component_digest).map_err(ApiError::internal)?;
+        let component_digest =
+            Digest::parse(&record.component_digest).map_err(ApiError::internal)?;
         let engine = self.runtime().engine_fingerprint().to_string();
-        let artifact_digest = match self.store().artifact(&record.component_digest, &engine).await? {
+        let artifact_digest = match self
+            .store()
+            .artifact(&record.component_digest, &engine)
+            .await?
+        {
             Some(artifact) => artifact.artifact_digest,
             None => {
                 let bytes = tokio::fs::read(self.package_path(&package_digest))
@@ -446,7 +522,10 @@ impl Controller {
                     .await
                     .map_err(ApiError::internal)?
                     .map_err(ApiError::internal)?;
-                self.ensure_artifact(&package.component, component_digest).await?.0.to_string()
+                self.ensure_artifact(&package.component, component_digest)
+                    .await?
+                    .0
+                    .to_string()
             }
         };
         Ok(AppAssignment {
@@ -456,7 +535,12 @@ impl Controller {
             artifact_digest,
             config,
             limits: narrow(self.config().limits, &manifest),
-            outbound_allow: manifest.outbound.allow.iter().map(ToString::to_string).collect(),
+            outbound_allow: manifest
+                .outbound
+                .allow
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })
     }
 }
@@ -465,10 +549,12 @@ impl Controller {
 pub fn narrow(bounds: Limits, manifest: &Manifest) -> Limits {
     let limits = &manifest.limits;
     Limits {
-        timeout_ms: limits.timeout_ms.map_or(bounds.timeout_ms, |t| t.min(bounds.timeout_ms)),
-        memory_bytes: limits
-            .memory_mib
-            .map_or(bounds.memory_bytes, |m| m.saturating_mul(1 << 20).min(bounds.memory_bytes)),
+        timeout_ms: limits
+            .timeout_ms
+            .map_or(bounds.timeout_ms, |t| t.min(bounds.timeout_ms)),
+        memory_bytes: limits.memory_mib.map_or(bounds.memory_bytes, |m| {
+            m.saturating_mul(1 << 20).min(bounds.memory_bytes)
+        }),
         max_body_bytes: limits
             .max_body_bytes
             .map_or(bounds.max_body_bytes, |b| b.min(bounds.max_body_bytes)),
@@ -546,11 +632,19 @@ fn version_conflict(app: &str, version: &str, existing: &str, new: &Digest) -> A
 }
 
 fn component_error(e: ComponentError) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", format!("component.wasm: {e}"))
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_component",
+        format!("component.wasm: {e}"),
+    )
 }
 
 fn stage_error(e: runway_frontend::StageError) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, "deployment_failed", format!("deployment failed, nothing was switched: {e}"))
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "deployment_failed",
+        format!("deployment failed, nothing was switched: {e}"),
+    )
 }
 
 /// Parses `NAME` and `VERSION` from path segments with precise errors.
@@ -558,7 +652,10 @@ pub fn parse_app_version(app: &str, version: &str) -> ApiResult<(AppName, Versio
     let name = AppName::parse(app)
         .map_err(|e| ApiError::bad_request("invalid_app_name", format!("app name '{app}': {e}")))?;
     let version = Version::parse(version).map_err(|e| {
-        ApiError::bad_request("invalid_version", format!("version '{version}': {e}; expected semver like 1.2.3"))
+        ApiError::bad_request(
+            "invalid_version",
+            format!("version '{version}': {e}; expected semver like 1.2.3"),
+        )
     })?;
     Ok((name, version))
 }

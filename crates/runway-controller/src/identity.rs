@@ -63,7 +63,10 @@ fn unauthorized(message: &str) -> ApiError {
 impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, controller: &Controller) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        controller: &Controller,
+    ) -> Result<Self, ApiError> {
         let header = parts
             .headers
             .get(http::header::AUTHORIZATION)
@@ -71,9 +74,14 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> 
         let token = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| unauthorized("malformed authorization header: expected `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                unauthorized("malformed authorization header: expected `Bearer <token>`")
+            })?;
         if !token.starts_with(PREFIX) {
             return Err(unauthorized("invalid token: Runway tokens start with rwt_"));
         }
@@ -83,7 +91,10 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> 
             .await?
             .ok_or_else(|| unauthorized("invalid token: no such token in this environment"))?;
         if record.revoked_at_ms.is_some() {
-            return Err(unauthorized(&format!("token '{}' has been revoked", record.name)));
+            return Err(unauthorized(&format!(
+                "token '{}' has been revoked",
+                record.name
+            )));
         }
         let scope = Scope::parse(&record.scope).unwrap_or(Scope::Read);
         if scope < S::SCOPE {
@@ -98,7 +109,10 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> 
                 ),
             ));
         }
-        if record.last_used_at_ms.is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS) {
+        if record
+            .last_used_at_ms
+            .is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS)
+        {
             controller.store().touch_token(record.id).await?;
         }
         Ok(Caller {

@@ -94,7 +94,10 @@ impl Controller {
             return Ok(None);
         }
         let (token, hash) = identity::new_token();
-        self.inner.store.create_token("admin", "admin", &hash).await?;
+        self.inner
+            .store
+            .create_token("admin", "admin", &hash)
+            .await?;
         Ok(Some(token))
     }
 }

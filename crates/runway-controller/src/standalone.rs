@@ -58,11 +58,23 @@ impl StandaloneConfig {
     /// Checks every setting before anything is created or bound.
     pub fn validate(&self) -> anyhow::Result<()> {
         let name = &self.environment;
-        if name.is_empty() || name.len() > 63 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            bail!("--name {name:?}: environment names use 1 to 63 lowercase letters, digits and '-', e.g. dev");
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            bail!(
+                "--name {name:?}: environment names use 1 to 63 lowercase letters, digits and '-', e.g. dev"
+            );
         }
         let fe = &self.frontend_name;
-        if fe.is_empty() || fe.len() > 63 || !fe.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        if fe.is_empty()
+            || fe.len() > 63
+            || !fe
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
             bail!("--frontend-name {fe:?}: use 1 to 63 letters, digits, '-' or '.'");
         }
         if let Some(url) = &self.base_url
@@ -117,7 +129,10 @@ impl Standalone {
             .await
             .with_context(|| format!("failed to listen on {} (is another `runway up` running? pick another with --listen)", config.listen))?;
         let addr = listener.local_addr()?;
-        let base_url = config.base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let base_url = config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
 
         let frontend = Frontend::new(
             FrontendConfig {
@@ -151,7 +166,8 @@ impl Standalone {
             write_secret(&data_dir.join("admin.token"), token)?;
         }
 
-        let app = crate::router(controller.clone()).merge(runway_frontend::router(frontend.clone()));
+        let app =
+            crate::router(controller.clone()).merge(runway_frontend::router(frontend.clone()));
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -201,8 +217,12 @@ impl Standalone {
         let _ = self.stop.send(true);
         self.retention.abort();
         match tokio::time::timeout(deadline, self.server).await {
-            Ok(joined) => joined.context("the server task panicked")?.context("the server failed")?,
-            Err(_) => tracing::warn!("requests still in flight after {deadline:?}; stopping anyway"),
+            Ok(joined) => joined
+                .context("the server task panicked")?
+                .context("the server failed")?,
+            Err(_) => {
+                tracing::warn!("requests still in flight after {deadline:?}; stopping anyway")
+            }
         }
         self.controller.store().close().await;
         Ok(())

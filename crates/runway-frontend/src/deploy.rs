@@ -11,7 +11,9 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use runway_api::fleet::{AppAssignment, RoutingTable, StageReport};
 use runway_manifest::{AllowedOrigin, AppName, Digest, Package};
-use runway_runtime::{AppLimits, InternalRouter, KeyValue, LoadedComponent, OutboundPolicy, Runtime};
+use runway_runtime::{
+    AppLimits, InternalRouter, KeyValue, LoadedComponent, OutboundPolicy, Runtime,
+};
 use runway_store::{LogSink, Store};
 
 use crate::FrontendConfig;
@@ -177,7 +179,10 @@ impl Inner {
     }
 
     pub(crate) fn status(&self) -> (i64, bool) {
-        (self.routes.load().generation, self.ready.load(Ordering::Acquire))
+        (
+            self.routes.load().generation,
+            self.ready.load(Ordering::Acquire),
+        )
     }
 
     pub(crate) async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
@@ -239,26 +244,38 @@ impl Inner {
 
     pub(crate) fn abort(&self, generation: i64) {
         let mut staged = self.staged.lock().expect("staged lock poisoned");
-        if staged.as_ref().is_some_and(|routes| routes.generation == generation) {
+        if staged
+            .as_ref()
+            .is_some_and(|routes| routes.generation == generation)
+        {
             *staged = None;
         }
     }
 
     /// Fetches, verifies and loads one app of a table. Returns the bytes fetched.
-    async fn prepare(&self, table: &RoutingTable, assignment: &AppAssignment) -> Result<(RunningApp, u64), StageError> {
+    async fn prepare(
+        &self,
+        table: &RoutingTable,
+        assignment: &AppAssignment,
+    ) -> Result<(RunningApp, u64), StageError> {
         let app = &assignment.app;
         let load_error = |reason: String| StageError::Load {
             app: app.clone(),
             reason,
         };
         let name = AppName::parse(app).map_err(|e| load_error(e.to_string()))?;
-        let package_digest =
-            Digest::parse(&assignment.package_digest).map_err(|e| load_error(format!("bad package digest: {e}")))?;
-        let artifact_digest =
-            Digest::parse(&assignment.artifact_digest).map_err(|e| load_error(format!("bad artifact digest: {e}")))?;
+        let package_digest = Digest::parse(&assignment.package_digest)
+            .map_err(|e| load_error(format!("bad package digest: {e}")))?;
+        let artifact_digest = Digest::parse(&assignment.artifact_digest)
+            .map_err(|e| load_error(format!("bad artifact digest: {e}")))?;
 
         let mut fetched = 0;
-        let cached_package = self.packages.lock().expect("packages lock poisoned").get(&package_digest).cloned();
+        let cached_package = self
+            .packages
+            .lock()
+            .expect("packages lock poisoned")
+            .get(&package_digest)
+            .cloned();
         let package = match cached_package {
             Some(package) => package,
             None => {
@@ -267,7 +284,8 @@ impl Inner {
                 // verifies every entry against it.
                 let (package, n) = self
                     .fetch_verified(app, ArtifactKind::Package, &package_digest, move |bytes| {
-                        let package = Package::from_bytes(&bytes, max).map_err(|e| e.to_string())?;
+                        let package =
+                            Package::from_bytes(&bytes, max).map_err(|e| e.to_string())?;
                         Ok((package.digest, package))
                     })
                     .await?;
@@ -281,21 +299,29 @@ impl Inner {
             }
         };
 
-        let cached_component = self.components.lock().expect("components lock poisoned").get(&artifact_digest).cloned();
+        let cached_component = self
+            .components
+            .lock()
+            .expect("components lock poisoned")
+            .get(&artifact_digest)
+            .cloned();
         let component = match cached_component {
             Some(component) => component,
             None => {
                 let (bytes, n) = self
-                    .fetch_verified(app, ArtifactKind::Artifact, &artifact_digest, |bytes| Ok((Digest::of(&bytes), bytes)))
+                    .fetch_verified(app, ArtifactKind::Artifact, &artifact_digest, |bytes| {
+                        Ok((Digest::of(&bytes), bytes))
+                    })
                     .await?;
                 fetched += n;
                 let runtime = self.runtime.clone();
                 // SAFETY: `bytes` hash to the artifact digest the controller
                 // recorded when it compiled them with this engine configuration.
-                let component = tokio::task::spawn_blocking(move || unsafe { runtime.load(&bytes) })
-                    .await
-                    .map_err(|e| load_error(e.to_string()))?
-                    .map_err(|e| load_error(e.to_string()))?;
+                let component =
+                    tokio::task::spawn_blocking(move || unsafe { runtime.load(&bytes) })
+                        .await
+                        .map_err(|e| load_error(e.to_string()))?
+                        .map_err(|e| load_error(e.to_string()))?;
                 self.components
                     .lock()
                     .expect("components lock poisoned")
@@ -307,7 +333,10 @@ impl Inner {
         let allow = assignment
             .outbound_allow
             .iter()
-            .map(|origin| AllowedOrigin::parse(origin).map_err(|e| load_error(format!("outbound origin {origin}: {e}"))))
+            .map(|origin| {
+                AllowedOrigin::parse(origin)
+                    .map_err(|e| load_error(format!("outbound origin {origin}: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let internal: Arc<dyn InternalRouter> = Arc::new(crate::serve::AppToApp {
             frontend: self.this.clone(),
@@ -351,7 +380,11 @@ impl Inner {
         digest: &Digest,
         decode: impl Fn(Vec<u8>) -> Result<(Digest, T), String> + Send + Sync + Clone + 'static,
     ) -> Result<(T, u64), StageError> {
-        let path = self.config.cache_dir.join(kind.dir()).join(kind.file_name(digest));
+        let path = self
+            .config
+            .cache_dir
+            .join(kind.dir())
+            .join(kind.file_name(digest));
         if let Ok(bytes) = tokio::fs::read(&path).await {
             let check = decode.clone();
             if let Ok(Ok((actual, value))) = tokio::task::spawn_blocking(move || check(bytes)).await
@@ -362,12 +395,16 @@ impl Inner {
             // A corrupt cache entry is replaced, never used.
             let _ = tokio::fs::remove_file(&path).await;
         }
-        let bytes = self.source.fetch(kind, digest).await.map_err(|reason| StageError::Fetch {
-            app: app.to_string(),
-            what: kind.label(),
-            digest: digest.to_string(),
-            reason,
-        })?;
+        let bytes = self
+            .source
+            .fetch(kind, digest)
+            .await
+            .map_err(|reason| StageError::Fetch {
+                app: app.to_string(),
+                what: kind.label(),
+                digest: digest.to_string(),
+                reason,
+            })?;
         let n = bytes.len() as u64;
         let copy = bytes.clone();
         let (actual, value) = tokio::task::spawn_blocking(move || decode(copy))
@@ -388,10 +425,12 @@ impl Inner {
                 actual: actual.to_string(),
             });
         }
-        write_atomically(&path, &bytes).await.map_err(|e| StageError::Io {
-            frontend: self.config.name.clone(),
-            reason: format!("cannot write {}: {e}", path.display()),
-        })?;
+        write_atomically(&path, &bytes)
+            .await
+            .map_err(|e| StageError::Io {
+                frontend: self.config.name.clone(),
+                reason: format!("cannot write {}: {e}", path.display()),
+            })?;
         Ok((value, n))
     }
 }

@@ -29,22 +29,39 @@ fn kv_error(e: impl std::fmt::Display) -> KvError {
 #[async_trait]
 impl KeyValue for StoreKv {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.store.kv_get(&self.app, bucket, key).await.map_err(kv_error)
+        self.store
+            .kv_get(&self.app, bucket, key)
+            .await
+            .map_err(kv_error)
     }
 
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.store.kv_set(&self.app, bucket, key, value).await.map_err(kv_error)
+        self.store
+            .kv_set(&self.app, bucket, key, value)
+            .await
+            .map_err(kv_error)
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), KvError> {
-        self.store.kv_delete(&self.app, bucket, key).await.map_err(kv_error)
+        self.store
+            .kv_delete(&self.app, bucket, key)
+            .await
+            .map_err(kv_error)
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
-        self.store.kv_exists(&self.app, bucket, key).await.map_err(kv_error)
+        self.store
+            .kv_exists(&self.app, bucket, key)
+            .await
+            .map_err(kv_error)
     }
 
-    async fn keys(&self, bucket: &str, cursor: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), KvError> {
+    async fn keys(
+        &self,
+        bucket: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), KvError> {
         self.store
             .kv_keys(&self.app, bucket, cursor, i64::from(limit))
             .await
@@ -52,7 +69,10 @@ impl KeyValue for StoreKv {
     }
 
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.store.kv_increment(&self.app, bucket, key, delta).await.map_err(kv_error)
+        self.store
+            .kv_increment(&self.app, bucket, key, delta)
+            .await
+            .map_err(kv_error)
     }
 }
 
@@ -93,12 +113,14 @@ impl InvocationEvents for RequestEvents {
             "outbound request to {url} refused: its origin is not in [outbound] allow of the app's runway.toml"
         );
         tracing::warn!(app = %self.app, request_id = %self.request_id, "{message}");
-        self.log.write(self.entry(LogKind::Platform, LogLevel::Warn, message));
+        self.log
+            .write(self.entry(LogKind::Platform, LogLevel::Warn, message));
     }
 
     fn failed(&self, failure: &Failure) {
         let message = format!("{} ({})", failure, failure.code());
         tracing::warn!(app = %self.app, version = %self.version, request_id = %self.request_id, "{message}");
-        self.log.write(self.entry(LogKind::Error, LogLevel::Error, message));
+        self.log
+            .write(self.entry(LogKind::Error, LogLevel::Error, message));
     }
 }

@@ -52,7 +52,11 @@ async fn health(State(frontend): State<Frontend>) -> Response {
 /// behind is never sent traffic.
 async fn ready(State(frontend): State<Frontend>) -> Response {
     let (generation, ready) = frontend.inner.status();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = Health {
         status: if ready { "ready" } else { "starting" }.into(),
         frontend: frontend.name().to_string(),
@@ -78,17 +82,25 @@ fn request_id(headers: &HeaderMap) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
 fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
-fn error_response(status: StatusCode, code: &str, message: String, request_id: &str) -> http::Response<ResponseBody> {
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    request_id: &str,
+) -> http::Response<ResponseBody> {
     let body = ErrorBody {
         code: code.to_string(),
         message,
@@ -141,7 +153,11 @@ fn inner_path(rest: &str) -> Result<String, String> {
 impl Inner {
     /// Routes one request. Never fails: every problem becomes a response that
     /// carries the request id.
-    pub(crate) async fn dispatch(&self, request: http::Request<Body>, hops: u32) -> http::Response<ResponseBody> {
+    pub(crate) async fn dispatch(
+        &self,
+        request: http::Request<Body>,
+        hops: u32,
+    ) -> http::Response<ResponseBody> {
         let started = Instant::now();
         let request_id = request_id(request.headers());
         let routes = self.routes.load_full();
@@ -154,7 +170,8 @@ impl Inner {
                 error_response(
                     StatusCode::NOT_FOUND,
                     "app_not_found",
-                    "no app is served at /: apps live under /{app}/ (`runway app list` shows them)".into(),
+                    "no app is served at /: apps live under /{app}/ (`runway app list` shows them)"
+                        .into(),
                     &request_id,
                 ),
             ),
@@ -175,14 +192,18 @@ impl Inner {
                 error_response(
                     StatusCode::NOT_FOUND,
                     "app_not_found",
-                    format!("no app named '{name}' is running here; `runway app list` shows the deployed apps"),
+                    format!(
+                        "no app named '{name}' is running here; `runway app list` shows the deployed apps"
+                    ),
                     &request_id,
                 ),
             ),
             Target::Bare(_) => unreachable!("handled above"),
             Target::App(name, rest) => {
                 let app = routes.apps.get(name).cloned().expect("checked above");
-                let response = self.serve_app(&app, rest.to_string(), request, &request_id, hops).await;
+                let response = self
+                    .serve_app(&app, rest.to_string(), request, &request_id, hops)
+                    .await;
                 (Some(app), response)
             }
         };
@@ -249,7 +270,11 @@ impl Inner {
             events,
             hops,
         };
-        match self.runtime.handle(&app.component, invocation, request).await {
+        match self
+            .runtime
+            .handle(&app.component, invocation, request)
+            .await
+        {
             Ok(response) => response,
             Err(failure) => error_response(
                 failure.status(),
@@ -283,7 +308,11 @@ impl Inner {
         let entry = NewLogEntry {
             at_ms: now_ms(),
             kind: LogKind::Request,
-            level: if parts.status.is_server_error() { LogLevel::Error } else { LogLevel::Info },
+            level: if parts.status.is_server_error() {
+                LogLevel::Error
+            } else {
+                LogLevel::Info
+            },
             app: app.as_ref().map(|a| a.name.to_string()),
             version: app.as_ref().map(|a| a.version.to_string()),
             frontend: Some(self.config.name.clone()),
@@ -304,7 +333,11 @@ impl Inner {
     }
 }
 
-fn static_file(app: &RunningApp, inner: &str, headers: &HeaderMap) -> Option<http::Response<ResponseBody>> {
+fn static_file(
+    app: &RunningApp,
+    inner: &str,
+    headers: &HeaderMap,
+) -> Option<http::Response<ResponseBody>> {
     let key = if inner.is_empty() || inner.ends_with('/') {
         format!("{inner}index.html")
     } else {
@@ -386,7 +419,10 @@ impl InternalRouter for AppToApp {
         &self,
         target: AppName,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
-    ) -> BoxFuture<'static, Result<http::Response<wasmtime_wasi_http::WasiBody>, wasmtime_wasi_http::Error>> {
+    ) -> BoxFuture<
+        'static,
+        Result<http::Response<wasmtime_wasi_http::WasiBody>, wasmtime_wasi_http::Error>,
+    > {
         let frontend = self.frontend.clone();
         Box::pin(async move {
             let Some(frontend) = frontend.upgrade() else {
@@ -399,9 +435,15 @@ impl InternalRouter for AppToApp {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             let (mut parts, body) = request.into_parts();
-            let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let path_and_query = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
             let uri = format!("/{target}{path_and_query}");
-            parts.uri = uri.parse().map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+            parts.uri = uri
+                .parse()
+                .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
             let request = http::Request::from_parts(parts, Body::new(body));
             Ok(frontend.dispatch(request, hops).await)
         })

@@ -47,7 +47,10 @@ impl Capture {
     }
 
     fn write(&self, bytes: &[u8]) {
-        self.inner.lock().expect("capture lock poisoned").push(bytes);
+        self.inner
+            .lock()
+            .expect("capture lock poisoned")
+            .push(bytes);
     }
 
     /// Emits a trailing line without newline; called when the request ends.
@@ -79,7 +82,8 @@ impl Lines {
         }
         if kept.len() < bytes.len() && !self.truncated {
             self.truncated = true;
-            let note = format!("[runway: output beyond {MAX_BYTES} bytes in one request was dropped]");
+            let note =
+                format!("[runway: output beyond {MAX_BYTES} bytes in one request was dropped]");
             self.events.output(self.stream, &note);
         }
     }
@@ -127,7 +131,11 @@ impl OutputStream for Capture {
 }
 
 impl AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Capture::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }

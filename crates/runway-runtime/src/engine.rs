@@ -11,9 +11,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::LoadedComponent;
 use crate::host::{self, HostState};
 use crate::validate::{self, ComponentError, ComponentReport};
-use crate::LoadedComponent;
 
 /// How often the ticker advances the engine's epoch. A CPU-bound guest yields
 /// to the executor at every tick and is stopped at the first tick past its
@@ -138,9 +138,9 @@ impl Runtime {
             .map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
         let report = validate::check_world(&self.inner.engine, &compiled)?;
         self.link(&compiled)?;
-        let artifact = compiled
-            .serialize()
-            .map_err(|e| ComponentError::Invalid(format!("failed to serialize compiled code: {e:#}")))?;
+        let artifact = compiled.serialize().map_err(|e| {
+            ComponentError::Invalid(format!("failed to serialize compiled code: {e:#}"))
+        })?;
         Ok((artifact, report))
     }
 
@@ -154,8 +154,10 @@ impl Runtime {
     /// artifact's digest against the catalog before calling this.
     pub unsafe fn load(&self, artifact: &[u8]) -> Result<LoadedComponent, ComponentError> {
         // SAFETY: forwarded to the caller, see above.
-        let component = unsafe { Component::deserialize(&self.inner.engine, artifact) }
-            .map_err(|e| ComponentError::Invalid(format!("failed to load compiled artifact: {e:#}")))?;
+        let component =
+            unsafe { Component::deserialize(&self.inner.engine, artifact) }.map_err(|e| {
+                ComponentError::Invalid(format!("failed to load compiled artifact: {e:#}"))
+            })?;
         self.link(&component)
     }
 

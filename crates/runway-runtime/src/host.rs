@@ -41,7 +41,12 @@ pub trait KeyValue: Send + Sync {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError>;
     /// Keys after `cursor` in order, at most `limit`, and the cursor to pass
     /// next if more remain.
-    async fn keys(&self, bucket: &str, cursor: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), KvError>;
+    async fn keys(
+        &self,
+        bucket: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), KvError>;
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError>;
 }
 
@@ -108,7 +113,12 @@ pub(crate) struct MemoryCapExceeded {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         if desired > self.limit {
             return Err(MemoryCapExceeded {
                 limit: self.limit,
@@ -119,7 +129,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -130,7 +145,11 @@ impl config::Host for HostState {
     }
 
     async fn get_all(&mut self) -> Result<Vec<(String, String)>, config::Error> {
-        Ok(self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(self
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -173,12 +192,21 @@ impl kv::Host for HostState {
 }
 
 impl kv::HostBucket for HostState {
-    async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, kv::Error> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, kv::Error> {
         let name = self.bucket_name(&bucket)?;
         self.kv.get(&name, &key).await.map_err(other)
     }
 
-    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), kv::Error> {
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), kv::Error> {
         check_value(&value)?;
         let name = self.bucket_name(&bucket)?;
         self.kv.set(&name, &key, &value).await.map_err(other)
@@ -194,7 +222,11 @@ impl kv::HostBucket for HostState {
         self.kv.exists(&name, &key).await.map_err(other)
     }
 
-    async fn list_keys(&mut self, bucket: Resource<Bucket>, cursor: Option<u64>) -> Result<kv::KeyResponse, kv::Error> {
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<kv::KeyResponse, kv::Error> {
         let open = self.bucket(&bucket)?;
         let name = open.name.clone();
         let after = match cursor {
@@ -206,7 +238,11 @@ impl kv::HostBucket for HostState {
                     .ok_or_else(|| kv::Error::Other(format!("unknown cursor {n}")))?,
             ),
         };
-        let (keys, next) = self.kv.keys(&name, after.as_deref(), KEYS_PAGE).await.map_err(other)?;
+        let (keys, next) = self
+            .kv
+            .keys(&name, after.as_deref(), KEYS_PAGE)
+            .await
+            .map_err(other)?;
         let cursor = match next {
             None => None,
             Some(next) => {
@@ -225,9 +261,15 @@ impl kv::HostBucket for HostState {
 }
 
 impl atomics::Host for HostState {
-    async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64, kv::Error> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, kv::Error> {
         let name = self.bucket_name(&bucket)?;
-        let delta = i64::try_from(delta).map_err(|_| other("delta does not fit a signed 64-bit integer"))?;
+        let delta = i64::try_from(delta)
+            .map_err(|_| other("delta does not fit a signed 64-bit integer"))?;
         let value = self.kv.increment(&name, &key, delta).await.map_err(other)?;
         u64::try_from(value).map_err(|_| other(format!("counter {key} is negative ({value})")))
     }
@@ -248,7 +290,11 @@ impl batch::Host for HostState {
         Ok(out)
     }
 
-    async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> Result<(), kv::Error> {
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), kv::Error> {
         let name = self.bucket_name(&bucket)?;
         for (key, value) in key_values {
             check_value(&value)?;
@@ -257,7 +303,11 @@ impl batch::Host for HostState {
         Ok(())
     }
 
-    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<(), kv::Error> {
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), kv::Error> {
         let name = self.bucket_name(&bucket)?;
         for key in keys {
             self.kv.delete(&name, &key).await.map_err(other)?;

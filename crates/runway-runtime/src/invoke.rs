@@ -95,10 +95,11 @@ impl Runtime {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &self.inner;
-        let permit = match tokio::time::timeout(SLOT_WAIT, inner.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(Failure::Overloaded(inner.config.max_instances)),
-        };
+        let permit =
+            match tokio::time::timeout(SLOT_WAIT, inner.slots.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(Failure::Overloaded(inner.config.max_instances)),
+            };
 
         let limits = invocation.limits;
         let events = invocation.events.clone();
@@ -107,8 +108,12 @@ impl Runtime {
 
         let stdout = Capture::new(Stream::Stdout, events.clone());
         let stderr = Capture::new(Stream::Stderr, events.clone());
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
-        let memory_limit = usize::try_from(limits.memory_bytes.min(inner.config.max_memory_bytes)).unwrap_or(usize::MAX);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let memory_limit = usize::try_from(limits.memory_bytes.min(inner.config.max_memory_bytes))
+            .unwrap_or(usize::MAX);
         let mut store = Store::new(
             &inner.engine,
             HostState {
@@ -123,7 +128,9 @@ impl Runtime {
                 },
                 config: invocation.config.clone(),
                 kv: invocation.kv.clone(),
-                limiter: MemoryCap { limit: memory_limit },
+                limiter: MemoryCap {
+                    limit: memory_limit,
+                },
             },
         );
         store.limiter(|state| &mut state.limiter);
@@ -223,7 +230,9 @@ where
     request.map(|body| {
         http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
             .map_err(move |e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     too_large.store(true, Ordering::Relaxed);
                     wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max))
                 } else {
@@ -245,5 +254,11 @@ fn classify(error: &wasmtime::Error, timeout: Duration) -> Failure {
         return Failure::Trap(trap.to_string());
     }
     let message = format!("{error:#}");
-    Failure::Trap(message.lines().next().unwrap_or("unknown error").to_string())
+    Failure::Trap(
+        message
+            .lines()
+            .next()
+            .unwrap_or("unknown error")
+            .to_string(),
+    )
 }

@@ -37,7 +37,9 @@ pub struct OutboundPolicy {
 
 impl OutboundPolicy {
     fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        self.allow.iter().any(|origin| origin.allows(scheme, host, port))
+        self.allow
+            .iter()
+            .any(|origin| origin.allows(scheme, host, port))
     }
 }
 
@@ -51,8 +53,15 @@ pub(crate) struct OutboundHooks {
 }
 
 type SendFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
-        + Send,
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
 >;
 
 impl WasiHttpHooks for OutboundHooks {
@@ -88,7 +97,10 @@ impl WasiHttpHooks for OutboundHooks {
             let call = router.call(target, request);
             return Box::new(async move {
                 let response = call.await?;
-                Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
+                Ok((
+                    response,
+                    Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+                ))
             });
         }
 

@@ -87,16 +87,36 @@ fn is_provided(import: &str) -> bool {
     })
 }
 
-pub(crate) fn check_world(engine: &Engine, component: &Component) -> Result<ComponentReport, ComponentError> {
+pub(crate) fn check_world(
+    engine: &Engine,
+    component: &Component,
+) -> Result<ComponentReport, ComponentError> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
 
-    if !exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")) {
-        let exports = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+    if !exports
+        .iter()
+        .any(|e| e.starts_with("wasi:http/incoming-handler@0.2."))
+    {
+        let exports = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
         return Err(ComponentError::MissingHandler { exports });
     }
-    let unsupported: Vec<String> = imports.iter().filter(|i| !is_provided(i)).cloned().collect();
+    let unsupported: Vec<String> = imports
+        .iter()
+        .filter(|i| !is_provided(i))
+        .cloned()
+        .collect();
     if !unsupported.is_empty() {
         return Err(ComponentError::UnsupportedImports { unsupported });
     }
@@ -109,10 +129,19 @@ mod tests {
 
     #[test]
     fn headers() {
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(ComponentError::CoreModule)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(ComponentError::CoreModule)
+        ));
         assert!(matches!(check_header(b"\0asm\x0d\0\x01\0"), Ok(())));
-        assert!(matches!(check_header(b"PK\x03\x04zip!"), Err(ComponentError::NotWasm)));
-        assert!(matches!(check_header(b"\0as"), Err(ComponentError::NotWasm)));
+        assert!(matches!(
+            check_header(b"PK\x03\x04zip!"),
+            Err(ComponentError::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0as"),
+            Err(ComponentError::NotWasm)
+        ));
     }
 
     #[test]

@@ -12,14 +12,21 @@ use crate::support::{TestEnv, package, repackage, with_version};
 /// Publishes raw bytes and returns the API error (status, code, message).
 async fn publish_error(env: &TestEnv, bytes: Vec<u8>) -> (u16, String, String) {
     match env.client.publish(bytes, true, None).await {
-        Err(ClientError::Api { status, code, message }) => (status, code, message),
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+        }) => (status, code, message),
         other => panic!("expected an API error, got {other:?}"),
     }
 }
 
 /// The state that must not change: hello 0.1.0 serving, one app, one version.
 async fn assert_untouched(env: &TestEnv) {
-    assert_eq!(env.get_text("/hello/").await, (200, "Hello from Runway!\n".to_string()));
+    assert_eq!(
+        env.get_text("/hello/").await,
+        (200, "Hello from Runway!\n".to_string())
+    );
     let apps = env.client.apps().await.unwrap();
     assert_eq!(apps.len(), 1, "{apps:?}");
     assert_eq!(apps[0].running_version.as_deref(), Some("0.1.0"));
@@ -34,7 +41,11 @@ async fn bad_packages_and_components_are_refused_and_change_nothing() {
 
     // Not a package at all.
     let (status, code, message) = publish_error(&env, b"hello, I am not a package".to_vec()).await;
-    assert_eq!((status, code.as_str()), (400, "invalid_package"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "invalid_package"),
+        "{message}"
+    );
     assert!(message.contains("not a Runway package"), "{message}");
     assert_untouched(&env).await;
 
@@ -48,17 +59,26 @@ async fn bad_packages_and_components_are_refused_and_change_nothing() {
     let tampered = tamper_component(&repackage(&hello, |m| with_version(m, "0.9.0")));
     let (status, code, message) = publish_error(&env, tampered).await;
     assert_eq!((status, code.as_str()), (400, "invalid_package"));
-    assert!(message.contains("component.wasm") && message.contains("mismatch"), "{message}");
+    assert!(
+        message.contains("component.wasm") && message.contains("mismatch"),
+        "{message}"
+    );
     assert_untouched(&env).await;
 
     // Oversized upload.
     let (status, code, message) = publish_error(&env, vec![7u8; 3 << 20]).await;
-    assert_eq!((status, code.as_str()), (413, "payload_too_large"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (413, "payload_too_large"),
+        "{message}"
+    );
     assert_untouched(&env).await;
 
     // Same version, different bytes.
     let changed = runway_manifest::Package::from_parts(
-        hello.manifest_toml.replace("description = ", "description = \"changed\"\n# "),
+        hello
+            .manifest_toml
+            .replace("description = ", "description = \"changed\"\n# "),
         hello.component.clone(),
         hello.static_files.clone(),
     )
@@ -71,11 +91,18 @@ async fn bad_packages_and_components_are_refused_and_change_nothing() {
     // A core module, a component without the handler, one with a foreign import.
     for (guest, expected) in [
         ("tests/guests/coremodule", "core WebAssembly module"),
-        ("tests/guests/noexport", "does not export wasi:http/incoming-handler"),
+        (
+            "tests/guests/noexport",
+            "does not export wasi:http/incoming-handler",
+        ),
         ("tests/guests/badimport", "test:extra/secret-sauce"),
     ] {
         let (status, code, message) = publish_error(&env, package(guest).to_bytes()).await;
-        assert_eq!((status, code.as_str()), (422, "invalid_component"), "{guest}: {message}");
+        assert_eq!(
+            (status, code.as_str()),
+            (422, "invalid_component"),
+            "{guest}: {message}"
+        );
         assert!(message.contains(expected), "{guest}: {message}");
         assert_untouched(&env).await;
     }
@@ -87,7 +114,9 @@ fn tamper_component(package: &runway_manifest::Package) -> Vec<u8> {
     use std::io::Read;
     let bytes = package.to_bytes();
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut tar).unwrap();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut tar)
+        .unwrap();
     let mut archive = tar::Archive::new(&tar[..]);
     let mut builder = tar::Builder::new(Vec::new());
     for entry in archive.entries().unwrap() {
@@ -125,12 +154,25 @@ async fn misbehaving_guests_fail_only_their_own_request() {
     ] {
         let response = env.get(path).await;
         assert_eq!(response.status(), status, "{path}");
-        let request_id = response.headers()["x-request-id"].to_str().unwrap().to_string();
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
         let body = response.text().await.unwrap();
-        assert!(body.contains(&format!("\"code\":\"{code}\"")), "{path}: {body}");
-        assert!(body.contains(&request_id), "{path}: the error carries the request id: {body}");
+        assert!(
+            body.contains(&format!("\"code\":\"{code}\"")),
+            "{path}: {body}"
+        );
+        assert!(
+            body.contains(&request_id),
+            "{path}: the error carries the request id: {body}"
+        );
         // The next request to the same app succeeds, and the others never noticed.
-        assert_eq!(env.get_text("/misbehave/ok").await, (200, "ok\n".to_string()), "after {path}");
+        assert_eq!(
+            env.get_text("/misbehave/ok").await,
+            (200, "ok\n".to_string()),
+            "after {path}"
+        );
         assert_eq!(env.get_text("/hello/").await.0, 200);
     }
 
@@ -168,17 +210,38 @@ async fn misbehaving_guests_fail_only_their_own_request() {
         .unwrap();
     let lines: Vec<(&str, &str)> = output
         .iter()
-        .map(|l| (l.stream.as_deref().unwrap_or(""), l.message.as_deref().unwrap_or("")))
+        .map(|l| {
+            (
+                l.stream.as_deref().unwrap_or(""),
+                l.message.as_deref().unwrap_or(""),
+            )
+        })
         .collect();
     assert!(lines.contains(&("stdout", "hello stdout")), "{lines:?}");
     assert!(lines.contains(&("stderr", "hello stderr")), "{lines:?}");
 
     // Request bodies over the app's cap: declared, and streamed without a length.
-    let small = env.http.post(format!("{}/misbehave/echo", env.url)).body(vec![b'x'; 1000]).send().await.unwrap();
-    assert_eq!((small.status().as_u16(), small.text().await.unwrap()), (200, "1000\n".to_string()));
-    let big = env.http.post(format!("{}/misbehave/echo", env.url)).body(vec![b'x'; 4096]).send().await.unwrap();
+    let small = env
+        .http
+        .post(format!("{}/misbehave/echo", env.url))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (small.status().as_u16(), small.text().await.unwrap()),
+        (200, "1000\n".to_string())
+    );
+    let big = env
+        .http
+        .post(format!("{}/misbehave/echo", env.url))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(big.status(), 413);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b'y'; 512])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b'y'; 512])).collect();
     let streamed = env
         .http
         .post(format!("{}/misbehave/echo", env.url))
@@ -193,7 +256,11 @@ async fn misbehaving_guests_fail_only_their_own_request() {
 async fn path_traversal_and_bad_names_are_refused() {
     let env = TestEnv::start().await;
     env.publish(&package("examples/hello")).await;
-    for raw in ["/hello/../hello/index.txt", "/hello/%2e%2e/%2e%2e/etc/passwd", "/hello/a/..%2F..%2Fx"] {
+    for raw in [
+        "/hello/../hello/index.txt",
+        "/hello/%2e%2e/%2e%2e/etc/passwd",
+        "/hello/a/..%2F..%2Fx",
+    ] {
         let (status, body) = raw_get(env.env.as_ref().unwrap().addr(), raw).await;
         assert_eq!(status, 400, "{raw}: {body}");
         assert!(body.contains("invalid_path"), "{raw}: {body}");
@@ -209,7 +276,10 @@ async fn path_traversal_and_bad_names_are_refused() {
             .unwrap();
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
-        assert!([400, 404, 405].contains(&status), "{app}@{version}: {status} {body}");
+        assert!(
+            [400, 404, 405].contains(&status),
+            "{app}@{version}: {status} {body}"
+        );
         assert!(body.contains("\"code\""), "JSON error body: {body}");
     }
     assert_eq!(env.get_text("/hello/").await.0, 200);
@@ -221,11 +291,18 @@ async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, response)
 }
 
@@ -236,12 +313,49 @@ async fn tokens_are_required_scoped_and_revocable() {
     let status = |r: reqwest::Response| r.status().as_u16();
 
     assert_eq!(status(env.http.get(&api).send().await.unwrap()), 401);
-    assert_eq!(status(env.http.get(&api).bearer_auth("rwt_0000").send().await.unwrap()), 401);
-    let body = env.http.get(&api).bearer_auth("garbage").send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        status(
+            env.http
+                .get(&api)
+                .bearer_auth("rwt_0000")
+                .send()
+                .await
+                .unwrap()
+        ),
+        401
+    );
+    let body = env
+        .http
+        .get(&api)
+        .bearer_auth("garbage")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
     // Liveness and readiness are open.
-    assert_eq!(status(env.http.get(format!("{}/_runway/health", env.url)).send().await.unwrap()), 200);
-    assert_eq!(status(env.http.get(format!("{}/_runway/ready", env.url)).send().await.unwrap()), 200);
+    assert_eq!(
+        status(
+            env.http
+                .get(format!("{}/_runway/health", env.url))
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            env.http
+                .get(format!("{}/_runway/ready", env.url))
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
     // The OpenAPI document needs a token too, and names the endpoints.
     let doc = env
         .http
@@ -257,11 +371,24 @@ async fn tokens_are_required_scoped_and_revocable() {
 
     let reader = env
         .client
-        .create_token(&CreateToken { name: "ci-reader".into(), scope: Scope::Read })
+        .create_token(&CreateToken {
+            name: "ci-reader".into(),
+            scope: Scope::Read,
+        })
         .await
         .unwrap();
     assert!(reader.token.starts_with("rwt_"));
-    assert_eq!(status(env.http.get(&api).bearer_auth(&reader.token).send().await.unwrap()), 200);
+    assert_eq!(
+        status(
+            env.http
+                .get(&api)
+                .bearer_auth(&reader.token)
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
     let publish = env
         .http
         .post(format!("{}/_runway/api/v1/packages", env.url))
@@ -272,14 +399,27 @@ async fn tokens_are_required_scoped_and_revocable() {
         .unwrap();
     assert_eq!(publish.status(), 403);
     assert!(publish.text().await.unwrap().contains("needs deploy"));
-    assert!(env.client.apps().await.unwrap().is_empty(), "a refused publish changed nothing");
+    assert!(
+        env.client.apps().await.unwrap().is_empty(),
+        "a refused publish changed nothing"
+    );
 
     // Listed without the secret; revoked, it stops working at once.
     let listed = env.client.tokens().await.unwrap();
     assert!(listed.iter().any(|t| t.name == "ci-reader"));
-    assert!(!serde_json::to_string(&listed).unwrap().contains(&reader.token));
+    assert!(
+        !serde_json::to_string(&listed)
+            .unwrap()
+            .contains(&reader.token)
+    );
     env.client.revoke_token("ci-reader").await.unwrap();
-    let revoked = env.http.get(&api).bearer_auth(&reader.token).send().await.unwrap();
+    let revoked = env
+        .http
+        .get(&api)
+        .bearer_auth(&reader.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revoked.status(), 401);
     assert!(revoked.text().await.unwrap().contains("revoked"));
 
@@ -295,24 +435,43 @@ async fn required_properties_block_deployment_until_set_and_secrets_stay_hidden(
     let hello = package("examples/hello");
     env.publish(&hello).await;
     let needs_secret = repackage(&hello, |m| {
-        format!("{}\n[properties.api_key]\ntype = \"string\"\nrequired = true\nsecret = true\n", with_version(m, "0.2.0"))
+        format!(
+            "{}\n[properties.api_key]\ntype = \"string\"\nrequired = true\nsecret = true\n",
+            with_version(m, "0.2.0")
+        )
     });
-    let (result, _) = env.client.publish(needs_secret.to_bytes(), true, None).await.unwrap();
+    let (result, _) = env
+        .client
+        .publish(needs_secret.to_bytes(), true, None)
+        .await
+        .unwrap();
     let deployment = result.deployment.expect("deploy was attempted");
     assert_eq!(deployment.status, "failed");
     assert!(deployment.error.unwrap().contains("api_key"));
     assert_untouched_running(&env, "0.1.0").await;
 
     // Deploying 0.2.0 again fails with a message saying how to fix it.
-    let err = env.client.deploy("hello", "0.2.0").await.unwrap_err().to_string();
+    let err = env
+        .client
+        .deploy("hello", "0.2.0")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("runway app config hello api_key="), "{err}");
     assert_untouched_running(&env, "0.1.0").await;
 
     // The operator sets the secret (declared by 0.2.0), then the deploy passes.
     let mut patch = runway_api::v1::ConfigPatch::default();
     patch.values.insert("api_key".into(), Some("s3cr3t".into()));
-    env.client.set_config("hello", &patch).await.expect("a key declared by a published version");
-    let deployment = env.client.deploy("hello", "0.2.0").await.expect("deploys once the secret is set");
+    env.client
+        .set_config("hello", &patch)
+        .await
+        .expect("a key declared by a published version");
+    let deployment = env
+        .client
+        .deploy("hello", "0.2.0")
+        .await
+        .expect("deploys once the secret is set");
     assert_eq!(deployment.status, "succeeded");
     assert_untouched_running(&env, "0.2.0").await;
 

@@ -14,7 +14,10 @@ async fn publish_then_serve_with_platform_headers_and_static_files() {
     let env = TestEnv::start().await;
     let result = env.publish(&package("examples/hello")).await;
     assert!(result.created && result.compiled);
-    assert_eq!((result.app.as_str(), result.version.as_str()), ("hello", "0.1.0"));
+    assert_eq!(
+        (result.app.as_str(), result.version.as_str()),
+        ("hello", "0.1.0")
+    );
 
     let response = env.get("/hello/").await;
     assert_eq!(response.status(), 200);
@@ -36,8 +39,15 @@ async fn publish_then_serve_with_platform_headers_and_static_files() {
     assert_eq!(response.headers()["x-request-id"], "trace-42");
 
     // `/hello` redirects to `/hello/`; unknown apps are a JSON 404.
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = client.get(format!("{}/hello", env.url)).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("{}/hello", env.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 308);
     assert_eq!(response.headers()["location"], "/hello/");
     let (status, body) = env.get_text("/nope/").await;
@@ -55,7 +65,10 @@ async fn publish_then_serve_with_platform_headers_and_static_files() {
         })
         .await
         .unwrap();
-    let row = logs.iter().find(|l| l.request_id.as_deref() == Some("trace-42")).expect("request logged");
+    let row = logs
+        .iter()
+        .find(|l| l.request_id.as_deref() == Some("trace-42"))
+        .expect("request logged");
     assert_eq!(row.status, Some(200));
     assert_eq!(row.bytes_out, Some("Hello from Runway!\n".len() as i64));
     assert_eq!(row.version.as_deref(), Some("0.1.0"));
@@ -69,9 +82,14 @@ async fn republish_is_idempotent_and_a_known_component_is_never_recompiled() {
     let again = env.publish(&hello).await;
     assert!(!again.created, "same bytes, same version: nothing new");
     assert!(!again.compiled);
-    let next = env.publish(&repackage(&hello, |m| with_version(m, "0.1.1"))).await;
+    let next = env
+        .publish(&repackage(&hello, |m| with_version(m, "0.1.1")))
+        .await;
     assert!(next.created);
-    assert!(!next.compiled, "same component digest: the artifact is reused");
+    assert!(
+        !next.compiled,
+        "same component digest: the artifact is reused"
+    );
     assert_eq!(next.artifact_digest, first.artifact_digest);
 }
 
@@ -118,7 +136,10 @@ async fn redeploy_under_concurrent_load_fails_no_request() {
     for worker in workers {
         failures.extend(worker.await.unwrap());
     }
-    assert!(failures.is_empty(), "failed requests during redeploys: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "failed requests during redeploys: {failures:?}"
+    );
     assert!(ok.load(Ordering::Relaxed) > 50, "the load ran");
 }
 
@@ -127,20 +148,38 @@ async fn rollback_is_a_deployment_of_the_previous_version() {
     let env = TestEnv::start().await;
     let notes = package("examples/notes");
     env.publish(&notes).await;
-    env.publish(&repackage(&notes, |m| with_version(m, "0.2.0"))).await;
-    assert!(env.get_text("/notes/_env").await.1.contains("version=0.2.0"));
+    env.publish(&repackage(&notes, |m| with_version(m, "0.2.0")))
+        .await;
+    assert!(
+        env.get_text("/notes/_env")
+            .await
+            .1
+            .contains("version=0.2.0")
+    );
 
     env.client.deploy("notes", "0.1.0").await.expect("rollback");
-    assert!(env.get_text("/notes/_env").await.1.contains("version=0.1.0"));
+    assert!(
+        env.get_text("/notes/_env")
+            .await
+            .1
+            .contains("version=0.1.0")
+    );
     let apps = env.client.apps().await.unwrap();
     assert_eq!(apps[0].running_version.as_deref(), Some("0.1.0"));
     let versions = env.client.versions("notes").await.unwrap();
     assert_eq!(versions.iter().filter(|v| v.running).count(), 1);
 
     // The running version cannot be deleted; the other one can.
-    let err = env.client.delete_version("notes", "0.1.0").await.unwrap_err();
+    let err = env
+        .client
+        .delete_version("notes", "0.1.0")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("is running"), "{err}");
-    env.client.delete_version("notes", "0.2.0").await.expect("delete idle version");
+    env.client
+        .delete_version("notes", "0.2.0")
+        .await
+        .expect("delete idle version");
     assert_eq!(env.client.versions("notes").await.unwrap().len(), 1);
 }
 
@@ -149,21 +188,43 @@ async fn key_value_data_survives_redeploys_and_restarts() {
     let mut env = TestEnv::start().await;
     let notes = package("examples/notes");
     env.publish(&notes).await;
-    let created = env.http.post(format!("{}/notes/", env.url)).body("buy milk").send().await.unwrap();
+    let created = env
+        .http
+        .post(format!("{}/notes/", env.url))
+        .body("buy milk")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.status(), 201);
     let id = created.text().await.unwrap().trim().to_string();
 
-    env.publish(&repackage(&notes, |m| with_version(m, "0.2.0"))).await;
-    assert_eq!(env.get_text(&format!("/notes/{id}")).await, (200, "buy milk".to_string()));
+    env.publish(&repackage(&notes, |m| with_version(m, "0.2.0")))
+        .await;
+    assert_eq!(
+        env.get_text(&format!("/notes/{id}")).await,
+        (200, "buy milk".to_string())
+    );
 
     env.restart().await;
-    assert_eq!(env.get_text(&format!("/notes/{id}")).await, (200, "buy milk".to_string()));
+    assert_eq!(
+        env.get_text(&format!("/notes/{id}")).await,
+        (200, "buy milk".to_string())
+    );
     let (status, listing) = env.get_text("/notes/").await;
     assert_eq!(status, 200);
     assert!(listing.contains(&format!("{id}: buy milk")), "{listing}");
     // The counter goes on where it was.
-    let next = env.http.post(format!("{}/notes/", env.url)).body("x").send().await.unwrap();
-    assert_eq!(next.text().await.unwrap().trim(), (id.parse::<u64>().unwrap() + 1).to_string());
+    let next = env
+        .http
+        .post(format!("{}/notes/", env.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        next.text().await.unwrap().trim(),
+        (id.parse::<u64>().unwrap() + 1).to_string()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,10 +234,15 @@ async fn property_overrides_apply_per_environment_and_are_validated() {
     assert!(env.get_text("/notes/").await.1.starts_with("Notes\n"));
 
     let mut patch = ConfigPatch::default();
-    patch.values.insert("title".into(), Some("Team notes".into()));
+    patch
+        .values
+        .insert("title".into(), Some("Team notes".into()));
     let views = env.client.set_config("notes", &patch).await.unwrap();
     let title = views.iter().find(|p| p.name == "title").unwrap();
-    assert_eq!((title.value.as_deref(), title.source.as_str()), (Some("Team notes"), "environment"));
+    assert_eq!(
+        (title.value.as_deref(), title.source.as_str()),
+        (Some("Team notes"), "environment")
+    );
     assert!(env.get_text("/notes/").await.1.starts_with("Team notes\n"));
 
     let mut unset = ConfigPatch::default();
@@ -186,8 +252,16 @@ async fn property_overrides_apply_per_environment_and_are_validated() {
 
     let mut unknown = ConfigPatch::default();
     unknown.values.insert("colour".into(), Some("red".into()));
-    let err = env.client.set_config("notes", &unknown).await.unwrap_err().to_string();
-    assert!(err.contains("no property 'colour'") && err.contains("title"), "{err}");
+    let err = env
+        .client
+        .set_config("notes", &unknown)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no property 'colour'") && err.contains("title"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +291,10 @@ async fn outbound_calls_follow_the_allow_list_and_reach_other_apps_internally() 
     assert!(body.contains("HttpRequestDenied"), "{body}");
     // Another app of the environment, without leaving the process.
     let (status, body) = fetch("http://hello.internal/".into()).await;
-    assert_eq!((status, body.as_str()), (200, "status=200\nHello from Runway!\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "status=200\nHello from Runway!\n")
+    );
 
     env.flush_logs().await;
     let logs = env
@@ -230,7 +307,11 @@ async fn outbound_calls_follow_the_allow_list_and_reach_other_apps_internally() 
         .await
         .unwrap();
     assert!(
-        logs.iter().any(|l| l.message.as_deref().unwrap_or("").contains("http://127.0.0.1:1/ refused")),
+        logs.iter().any(|l| l
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("http://127.0.0.1:1/ refused")),
         "{logs:?}"
     );
 }

@@ -12,7 +12,10 @@ use runway_manifest::Package;
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// Builds the guest app at `rel` (relative to the repo root) for
@@ -31,16 +34,29 @@ pub fn guest(rel: &str) -> PathBuf {
     if dir.join("Cargo.toml").exists() {
         let target = root.join("target").join("guests");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "--release", "--locked", "--target", "wasm32-wasip2"])
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+            ])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(&dir)
             .status()
             .expect("failed to run cargo for a guest");
-        assert!(status.success(), "building guest {rel} failed (is the wasm32-wasip2 target installed?)");
+        assert!(
+            status.success(),
+            "building guest {rel} failed (is the wasm32-wasip2 target installed?)"
+        );
         let manifest = std::fs::read_to_string(dir.join("runway.toml")).expect("guest manifest");
-        let manifest = runway_manifest::Manifest::parse(&manifest, "runway.toml").expect("guest manifest parses");
+        let manifest = runway_manifest::Manifest::parse(&manifest, "runway.toml")
+            .expect("guest manifest parses");
         let component = Path::new(&manifest.component.path);
-        let built_wasm = target.join("wasm32-wasip2/release").join(component.file_name().unwrap());
+        let built_wasm = target
+            .join("wasm32-wasip2/release")
+            .join(component.file_name().unwrap());
         let dest = dir.join(component);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(&built_wasm, &dest).expect("copy the built component");
@@ -98,10 +114,14 @@ impl TestEnv {
 
     pub async fn start_with(configure: impl FnOnce(&mut StandaloneConfig)) -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StandaloneConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
+        let mut config =
+            StandaloneConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
         configure(&mut config);
         let env = Standalone::start(config).await.expect("environment starts");
-        let token = env.admin_token().expect("first start creates a token").to_string();
+        let token = env
+            .admin_token()
+            .expect("first start creates a token")
+            .to_string();
         let url = env.base_url().to_string();
         let client = runway_client::Client::new(&url, Some(token.clone())).expect("client");
         TestEnv {
@@ -110,7 +130,10 @@ impl TestEnv {
             url,
             token,
             client,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         }
     }
 
@@ -121,11 +144,18 @@ impl TestEnv {
     /// Stops the environment and starts it again on the same data directory.
     pub async fn restart(&mut self) {
         let env = self.env.take().expect("running");
-        env.shutdown(Duration::from_secs(10)).await.expect("clean shutdown");
+        env.shutdown(Duration::from_secs(10))
+            .await
+            .expect("clean shutdown");
         let mut config = StandaloneConfig::new(self.data_dir(), "127.0.0.1:0".parse().unwrap());
         config.environment = "dev".into();
-        let env = Standalone::start(config).await.expect("environment restarts");
-        assert!(env.admin_token().is_none(), "a restart must not mint a new admin token");
+        let env = Standalone::start(config)
+            .await
+            .expect("environment restarts");
+        assert!(
+            env.admin_token().is_none(),
+            "a restart must not mint a new admin token"
+        );
         self.url = env.base_url().to_string();
         self.client = runway_client::Client::new(&self.url, Some(self.token.clone())).unwrap();
         self.env = Some(env);
@@ -144,7 +174,11 @@ impl TestEnv {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.url)).send().await.expect("request reaches the environment")
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request reaches the environment")
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
@@ -155,6 +189,13 @@ impl TestEnv {
 
     /// Waits until everything logged so far is in the log catalog.
     pub async fn flush_logs(&self) {
-        self.env.as_ref().unwrap().controller().store().log_sink().flush().await;
+        self.env
+            .as_ref()
+            .unwrap()
+            .controller()
+            .store()
+            .log_sink()
+            .flush()
+            .await;
     }
 }
