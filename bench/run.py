@@ -51,12 +51,13 @@ def ensure_tools():
         run(["cargo", "install", "--locked", "wasmtime-cli", "--version", WASMTIME_VERSION])
 
 
-def build():
-    run(["cargo", "build", "--release", "-p", "runway-cli"], cwd=ROOT)
+def build(runway_bin=None):
+    if runway_bin is None:
+        run(["cargo", "build", "--release", "-p", "runway-cli"], cwd=ROOT)
     env = dict(os.environ)
     env.pop("CARGO_TARGET_DIR", None)
     run(["cargo", "build", "--release", "--target", "wasm32-wasip2"], cwd=os.path.join(ROOT, "examples/hello"), env=env)
-    return os.path.join(ROOT, "target/release/runway"), os.path.join(
+    return runway_bin or os.path.join(ROOT, "target/release/runway"), os.path.join(
         ROOT, "examples/hello/target/wasm32-wasip2/release/hello.wasm"
     )
 
@@ -149,10 +150,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--apps", type=int, default=200)
+    ap.add_argument("--runway-bin", help="use this runway binary instead of building target/release/runway")
     args = ap.parse_args()
 
     ensure_tools()
-    runway, hello_wasm = build()
+    runway, hello_wasm = build(args.runway_bin)
+    log(f"runway binary: {runway}")
     work = tempfile.mkdtemp(prefix="runway-bench-")
     env = dict(os.environ)
 
