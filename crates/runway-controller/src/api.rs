@@ -17,7 +17,7 @@ use serde::Deserialize;
 use utoipa::OpenApi;
 
 use crate::Controller;
-use crate::deployer::{app_not_found, narrow, parse_app_version, property_views};
+use crate::deployer::{app_not_found, deployment_view, narrow, parse_app_version, property_views};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Admin, Caller, Deploy, Read, new_token};
 
@@ -203,6 +203,28 @@ async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<A
     })
 }
 
+/// An app's record, the manifest its configuration follows, and its
+/// environment property values.
+async fn app_config(
+    c: &Controller,
+    app: &str,
+) -> ApiResult<(
+    runway_store::AppRecord,
+    runway_manifest::Manifest,
+    std::collections::BTreeMap<String, String>,
+)> {
+    let record = c
+        .store()
+        .app(app)
+        .await?
+        .ok_or_else(|| app_not_found(app))?;
+    let (manifest, _) = c
+        .manifest_for_config(app, record.running_version.as_deref())
+        .await?;
+    let values = c.store().properties(app).await?;
+    Ok((record, manifest, values))
+}
+
 #[utoipa::path(get, path = "/_runway/api/v1/apps", responses((status = 200, body = Vec<AppSummary>)))]
 async fn list_apps(
     State(c): State<Controller>,
@@ -221,15 +243,7 @@ async fn show_app(
     _caller: Caller<Read>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<AppDetail>> {
-    let record = c
-        .store()
-        .app(&app)
-        .await?
-        .ok_or_else(|| app_not_found(&app))?;
-    let (manifest, _) = c
-        .manifest_for_config(&app, record.running_version.as_deref())
-        .await?;
-    let values = c.store().properties(&app).await?;
+    let (record, manifest, values) = app_config(&c, &app).await?;
     Ok(Json(AppDetail {
         summary: summary(&c, record).await?,
         properties: property_views(&manifest, &values),
@@ -357,19 +371,7 @@ async fn list_deployments(
     Ok(Json(
         records
             .into_iter()
-            .map(|r| Deployment {
-                id: r.id,
-                app: r.app,
-                version: r.version,
-                kind: r.kind,
-                status: r.status,
-                error: r.error,
-                generation: r.generation,
-                started_at_ms: r.started_at_ms,
-                finished_at_ms: r.finished_at_ms,
-                stage_ms: None,
-                commit_ms: None,
-            })
+            .map(|r| deployment_view(r, None))
             .collect(),
     ))
 }
@@ -380,15 +382,7 @@ async fn get_config(
     _caller: Caller<Read>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<PropertyView>>> {
-    let record = c
-        .store()
-        .app(&app)
-        .await?
-        .ok_or_else(|| app_not_found(&app))?;
-    let (manifest, _) = c
-        .manifest_for_config(&app, record.running_version.as_deref())
-        .await?;
-    let values = c.store().properties(&app).await?;
+    let (_, manifest, values) = app_config(&c, &app).await?;
     Ok(Json(property_views(&manifest, &values)))
 }
 

@@ -36,7 +36,7 @@ enum Change {
 }
 
 /// A deployment that passed: times of its two phases.
-struct Rollout {
+pub(crate) struct Rollout {
     generation: i64,
     stage_ms: u64,
     commit_ms: u64,
@@ -585,7 +585,7 @@ pub fn property_views(manifest: &Manifest, values: &BTreeMap<String, String>) ->
         .collect()
 }
 
-fn deployment_view(record: DeploymentRecord, rollout: Option<&Rollout>) -> Deployment {
+pub(crate) fn deployment_view(record: DeploymentRecord, rollout: Option<&Rollout>) -> Deployment {
     Deployment {
         id: record.id,
         app: record.app,

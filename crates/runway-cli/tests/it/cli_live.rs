@@ -11,8 +11,9 @@ fn runway() -> Command {
     Command::new(env!("CARGO_BIN_EXE_runway"))
 }
 
-/// Starts `runway up` on a free port; returns the child, its URL and token.
-fn start(data_dir: &std::path::Path) -> (Child, String, String) {
+/// Starts `runway up` on a free port; returns the child, its URL and the
+/// admin token if this start printed one.
+fn start(data_dir: &std::path::Path) -> (Child, String, Option<String>) {
     let mut child = runway()
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -21,14 +22,14 @@ fn start(data_dir: &std::path::Path) -> (Child, String, String) {
         .spawn()
         .expect("runway up starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut url, mut token) = (String::new(), String::new());
+    let (mut url, mut token) = (String::new(), None);
     let mut expect_token = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split(" listening on ").nth(1) {
             url = rest.trim().to_string();
         } else if expect_token {
-            token = line.trim().to_string();
+            token = Some(line.trim().to_string());
             expect_token = false;
         } else if line.contains("admin token (shown once") {
             expect_token = true;
@@ -42,7 +43,6 @@ fn start(data_dir: &std::path::Path) -> (Child, String, String) {
         url.starts_with("http://127.0.0.1:"),
         "bound address printed"
     );
-    assert!(token.starts_with("rwt_"), "admin token printed once");
     (child, url, token)
 }
 
@@ -76,6 +76,8 @@ fn up_publish_serve_and_stop_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join(".runway");
     let (mut child, url, token) = start(&data);
+    let token = token.expect("the first start prints the admin token");
+    assert!(token.starts_with("rwt_"));
     let on_disk = std::fs::read_to_string(data.join("admin.token")).unwrap();
     assert_eq!(on_disk.trim(), token);
 
@@ -118,37 +120,11 @@ fn up_publish_serve_and_stop_gracefully() {
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 
     // Started again on the same data: the app is still there, no new token.
-    let (mut child, url, _) = start_again(&data);
+    let (mut child, url, token) = start(&data);
+    assert!(token.is_none(), "a restart must not print a new token");
     assert_eq!(get_text(&format!("{url}/hello/")), "Hello from Runway!\n");
     child.kill().unwrap();
     child.wait().unwrap();
-}
-
-fn start_again(data_dir: &std::path::Path) -> (Child, String, ()) {
-    let mut child = runway()
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut url = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        assert!(
-            !line.contains("shown once"),
-            "a restart must not print a new token"
-        );
-        if let Some(rest) = line.split(" listening on ").nth(1) {
-            url = rest.trim().to_string();
-        }
-        if line.contains("ctrl-c to stop") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, url, ())
 }
 
 /// A plain GET on a fresh runtime (the test itself is synchronous).

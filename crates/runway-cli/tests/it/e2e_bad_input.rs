@@ -177,16 +177,7 @@ async fn misbehaving_guests_fail_only_their_own_request() {
     }
 
     // Errors are in the log catalog with app, version and cause.
-    env.flush_logs().await;
-    let errors = env
-        .client
-        .logs(&runway_api::v1::LogQueryParams {
-            app: Some("misbehave".into()),
-            errors: Some(true),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let errors = env.logs("misbehave", None, true).await;
     for code in ["app_trapped", "app_timeout", "app_memory_limit"] {
         assert!(
             errors.iter().any(|e| e.kind == "error"
@@ -198,16 +189,7 @@ async fn misbehaving_guests_fail_only_their_own_request() {
 
     // Output is captured line by line.
     assert_eq!(env.get_text("/misbehave/print").await.0, 200);
-    env.flush_logs().await;
-    let output = env
-        .client
-        .logs(&runway_api::v1::LogQueryParams {
-            app: Some("misbehave".into()),
-            kind: Some("output".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let output = env.logs("misbehave", Some("output"), false).await;
     let lines: Vec<(&str, &str)> = output
         .iter()
         .map(|l| {

@@ -55,16 +55,7 @@ async fn publish_then_serve_with_platform_headers_and_static_files() {
     assert!(body.contains("\"code\":\"app_not_found\""), "{body}");
 
     // The request is in the log catalog with its status and size.
-    env.flush_logs().await;
-    let logs = env
-        .client
-        .logs(&runway_api::v1::LogQueryParams {
-            app: Some("hello".into()),
-            kind: Some("request".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let logs = env.logs("hello", Some("request"), false).await;
     let row = logs
         .iter()
         .find(|l| l.request_id.as_deref() == Some("trace-42"))
@@ -296,16 +287,7 @@ async fn outbound_calls_follow_the_allow_list_and_reach_other_apps_internally() 
         (200, "status=200\nHello from Runway!\n")
     );
 
-    env.flush_logs().await;
-    let logs = env
-        .client
-        .logs(&runway_api::v1::LogQueryParams {
-            app: Some("caller".into()),
-            kind: Some("platform".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let logs = env.logs("caller", Some("platform"), false).await;
     assert!(
         logs.iter().any(|l| l
             .message

@@ -187,15 +187,24 @@ impl TestEnv {
         (status, response.text().await.unwrap())
     }
 
-    /// Waits until everything logged so far is in the log catalog.
-    pub async fn flush_logs(&self) {
-        self.env
-            .as_ref()
-            .unwrap()
-            .controller()
-            .store()
-            .log_sink()
-            .flush()
-            .await;
+    /// The log rows of `app` (of one kind, or errors only), once everything
+    /// logged so far is in the log catalog.
+    pub async fn logs(
+        &self,
+        app: &str,
+        kind: Option<&str>,
+        errors: bool,
+    ) -> Vec<runway_api::v1::LogEntry> {
+        let env = self.env.as_ref().unwrap();
+        env.controller().store().log_sink().flush().await;
+        self.client
+            .logs(&runway_api::v1::LogQueryParams {
+                app: Some(app.into()),
+                kind: kind.map(str::to_string),
+                errors: errors.then_some(true),
+                ..Default::default()
+            })
+            .await
+            .expect("logs query")
     }
 }
