@@ -203,28 +203,6 @@ async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<A
     })
 }
 
-/// An app's record, the manifest its configuration follows, and its
-/// environment property values.
-async fn app_config(
-    c: &Controller,
-    app: &str,
-) -> ApiResult<(
-    runway_store::AppRecord,
-    runway_manifest::Manifest,
-    std::collections::BTreeMap<String, String>,
-)> {
-    let record = c
-        .store()
-        .app(app)
-        .await?
-        .ok_or_else(|| app_not_found(app))?;
-    let (manifest, _) = c
-        .manifest_for_config(app, record.running_version.as_deref())
-        .await?;
-    let values = c.store().properties(app).await?;
-    Ok((record, manifest, values))
-}
-
 #[utoipa::path(get, path = "/_runway/api/v1/apps", responses((status = 200, body = Vec<AppSummary>)))]
 async fn list_apps(
     State(c): State<Controller>,
@@ -243,7 +221,7 @@ async fn show_app(
     _caller: Caller<Read>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<AppDetail>> {
-    let (record, manifest, values) = app_config(&c, &app).await?;
+    let (record, manifest, values) = c.app_config(&app).await?;
     Ok(Json(AppDetail {
         summary: summary(&c, record).await?,
         properties: property_views(&manifest, &values),
@@ -382,7 +360,7 @@ async fn get_config(
     _caller: Caller<Read>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<PropertyView>>> {
-    let (_, manifest, values) = app_config(&c, &app).await?;
+    let (_, manifest, values) = c.app_config(&app).await?;
     Ok(Json(property_views(&manifest, &values)))
 }
 

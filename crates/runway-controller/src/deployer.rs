@@ -215,14 +215,7 @@ impl Controller {
         app: &str,
         patch: &BTreeMap<String, Option<String>>,
     ) -> ApiResult<Vec<PropertyView>> {
-        let record = self
-            .store()
-            .app(app)
-            .await?
-            .ok_or_else(|| app_not_found(app))?;
-        let (manifest, _) = self
-            .manifest_for_config(app, record.running_version.as_deref())
-            .await?;
+        let (record, manifest, mut values) = self.app_config(app).await?;
         // A key may be declared by any published version: an operator sets
         // what the next version requires before deploying it.
         let mut published = Vec::new();
@@ -264,7 +257,6 @@ impl Controller {
                 })?;
             }
         }
-        let mut values = self.store().properties(app).await?;
         for (key, value) in patch {
             match value {
                 Some(value) => values.insert(key.clone(), value.clone()),
@@ -289,6 +281,24 @@ impl Controller {
             None => self.store().set_properties(app, &changes).await?,
         }
         Ok(property_views(&manifest, &values))
+    }
+
+    /// An app's record, the manifest its configuration follows, and its
+    /// environment property values.
+    pub async fn app_config(
+        &self,
+        app: &str,
+    ) -> ApiResult<(runway_store::AppRecord, Manifest, BTreeMap<String, String>)> {
+        let record = self
+            .store()
+            .app(app)
+            .await?
+            .ok_or_else(|| app_not_found(app))?;
+        let (manifest, _) = self
+            .manifest_for_config(app, record.running_version.as_deref())
+            .await?;
+        let values = self.store().properties(app).await?;
+        Ok((record, manifest, values))
     }
 
     /// The manifest whose properties an app's configuration follows: the
