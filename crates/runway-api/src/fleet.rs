@@ -46,3 +46,75 @@ pub struct StageReport {
     pub loaded_apps: u32,
     pub elapsed_ms: u64,
 }
+
+/// Fleet endpoints a front-end calls on its controller.
+pub const FLEET_V1: &str = "/_runway/fleet/v1";
+
+/// `POST /_runway/fleet/v1/register` (bearer: a join token). A front-end says
+/// who it is on every start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FrontendHello {
+    pub name: String,
+    /// Random identity kept in the front-end's data directory: tells a restart
+    /// from a second process claiming the same name.
+    pub node_id: String,
+    /// Base URL the controller and balancers reach it at, `http://host:port`.
+    pub address: String,
+    pub flags: crate::v1::FrontendFlags,
+    pub engine: EngineSettings,
+    pub runway_version: String,
+}
+
+/// The engine settings artifacts depend on. Controller and front-ends must
+/// agree on all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EngineSettings {
+    /// Fingerprint of everything below plus wasmtime's own compatibility hash.
+    pub fingerprint: String,
+    pub max_memory_bytes: u64,
+}
+
+/// Answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    pub environment: String,
+    /// The front-end's key for this start: bearer on every fleet call, both ways.
+    pub key: String,
+    /// Where the environment's catalogs are (a `postgres://` URL or a
+    /// directory), unless the front-end was told otherwise.
+    pub catalog: String,
+    /// The committed generation the front-end must serve before it is ready.
+    pub generation: i64,
+    pub heartbeat_ms: u64,
+    pub offline_after_ms: u64,
+    pub enabled: bool,
+}
+
+/// `POST /_runway/fleet/v1/heartbeat` (bearer: the front-end's key,
+/// `x-runway-frontend`: its name).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Heartbeat {
+    pub generation: i64,
+    pub ready: bool,
+}
+
+/// Answer to a heartbeat: what the front-end should serve.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatReply {
+    pub generation: i64,
+    pub enabled: bool,
+}
+
+/// One front-end's part in a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FrontendProgress {
+    pub frontend: String,
+    /// `staged`, `committed`, `failed` (staging failed), `disabled` (staging
+    /// failed and it was disabled so the deployment could proceed), `behind`
+    /// (did not take the commit; catches up before it is ready again),
+    /// `skipped` (offline or disabled: catches up when it returns).
+    pub state: String,
+    pub fetched_bytes: u64,
+    pub elapsed_ms: u64,
+    pub error: Option<String>,
+}

@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Token scopes, ordered: `admin` can do everything `deploy` can, which can do
-/// everything `read` can.
+/// everything `read` can. `join` is below `read`: it only registers front-ends.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// Registers front-ends (`runway frontend serve --join-token`); no API access.
+    Join,
     Read,
     Deploy,
     Admin,
@@ -20,6 +22,7 @@ pub enum Scope {
 impl Scope {
     pub fn as_str(self) -> &'static str {
         match self {
+            Scope::Join => "join",
             Scope::Read => "read",
             Scope::Deploy => "deploy",
             Scope::Admin => "admin",
@@ -28,6 +31,7 @@ impl Scope {
 
     pub fn parse(s: &str) -> Option<Scope> {
         match s {
+            "join" => Some(Scope::Join),
             "read" => Some(Scope::Read),
             "deploy" => Some(Scope::Deploy),
             "admin" => Some(Scope::Admin),
@@ -64,14 +68,88 @@ pub struct Limits {
     pub max_body_bytes: u64,
 }
 
-/// A front-end as the controller sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A front-end as the controller sees it (`GET /_runway/api/v1/frontends`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FrontendInfo {
     pub name: String,
+    /// Base URL the controller and the balancer reach it at, `http://host:port`.
     pub address: String,
-    /// `ready`, `staging`, `starting`, `offline`, `disabled`.
-    pub state: String,
+    pub state: FrontendState,
+    /// Generation it serves (0 before its first table).
     pub generation: i64,
+    /// Unix milliseconds of its last heartbeat; `None` for an in-process front-end.
+    pub last_heartbeat_ms: Option<i64>,
+    pub flags: FrontendFlags,
+    /// Set by `runway frontend disable`; a disabled front-end is drained and
+    /// skipped by deployments until enabled again.
+    pub enabled: bool,
+}
+
+impl FrontendInfo {
+    /// Whether a balancer may send it new app requests.
+    pub fn takes_traffic(&self) -> bool {
+        self.enabled && self.flags.serves_apps && self.state == FrontendState::Ready
+    }
+}
+
+/// Where a front-end is in its life, as the controller last heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontendState {
+    /// Serves the committed generation.
+    Ready,
+    /// Registered and heartbeating, but still fetching and loading the
+    /// committed generation (after a start, or after missing a deployment).
+    CatchingUp,
+    /// No heartbeat within the offline timeout.
+    Offline,
+    /// Disabled by an operator (whatever its heartbeat says).
+    Disabled,
+}
+
+impl FrontendState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontendState::Ready => "ready",
+            FrontendState::CatchingUp => "catching-up",
+            FrontendState::Offline => "offline",
+            FrontendState::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for FrontendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a front-end does besides existing (OutSystems' front-end roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct FrontendFlags {
+    pub serves_apps: bool,
+    pub runs_timers: bool,
+    pub sends_email: bool,
+}
+
+impl Default for FrontendFlags {
+    fn default() -> Self {
+        FrontendFlags {
+            serves_apps: true,
+            runs_timers: true,
+            sends_email: true,
+        }
+    }
+}
+
+/// `GET /_runway/api/v1/frontends`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FrontendList {
+    /// The environment's committed generation.
+    pub generation: i64,
+    /// Seconds without a heartbeat after which a front-end is offline.
+    pub offline_after_secs: u64,
+    pub frontends: Vec<FrontendInfo>,
 }
 
 /// `GET /_runway/api/v1/apps` (one row per app).
@@ -155,6 +233,10 @@ pub struct PublishResult {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeployRequest {
     pub version: String,
+    /// If staging fails on some front-ends, disable them and deploy on the
+    /// others (they catch up once enabled) instead of failing the deployment.
+    #[serde(default)]
+    pub disable_failed_frontends: bool,
 }
 
 /// A deployment: switching an app to a version (or re-applying its configuration).
@@ -175,6 +257,9 @@ pub struct Deployment {
     pub stage_ms: Option<u64>,
     /// Time spent switching (commit).
     pub commit_ms: Option<u64>,
+    /// Each front-end's part (empty for in-process front-ends).
+    #[serde(default)]
+    pub frontends: Vec<crate::fleet::FrontendProgress>,
 }
 
 /// `PATCH /_runway/api/v1/apps/{app}/config`: `null` unsets (back to the default).
@@ -218,6 +303,7 @@ pub struct LogQueryParams {
     pub errors: Option<bool>,
     pub after: Option<i64>,
     pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
     pub limit: Option<i64>,
     pub frontend: Option<String>,
     pub status: Option<i64>,

@@ -2,7 +2,7 @@
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{app, env, logs, token, up};
+use crate::commands::{app, controller, env, frontend, logs, token, up};
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
 #[derive(Parser, Debug)]
@@ -30,4 +30,10 @@ pub enum Command {
     Token(token::TokenCommand),
     /// Show the environment: engine, generation, limits, front-ends.
     Env(env::EnvArgs),
+    /// Run the controller of a server farm.
+    #[command(subcommand)]
+    Controller(controller::ControllerCommand),
+    /// Run a farm front-end, or list, enable, disable and remove front-ends.
+    #[command(subcommand)]
+    Frontend(frontend::FrontendCommand),
 }

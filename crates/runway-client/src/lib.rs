@@ -13,7 +13,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use runway_api::ErrorBody;
 use runway_api::v1::{
     AppDetail, AppSummary, ConfigPatch, CreateToken, DeployRequest, Deployment, EnvironmentInfo,
-    FrontendInfo, Health, LogEntry, LogQueryParams, PropertyView, PublishResult, TokenCreated,
+    FrontendList, Health, LogEntry, LogQueryParams, PropertyView, PublishResult, TokenCreated,
     TokenInfo, VersionSummary,
 };
 use serde::de::DeserializeOwned;
@@ -180,9 +180,21 @@ impl Client {
 
     /// Makes `version` the running version of `name`.
     pub async fn deploy(&self, name: &str, version: &str) -> Result<Deployment, ClientError> {
+        self.deploy_with(name, version, false).await
+    }
+
+    /// [`Client::deploy`]; with `disable_failed_frontends`, front-ends that
+    /// fail to stage are disabled instead of failing the deployment.
+    pub async fn deploy_with(
+        &self,
+        name: &str,
+        version: &str,
+        disable_failed_frontends: bool,
+    ) -> Result<Deployment, ClientError> {
         let url = self.api(&["apps", name, "deployments"]);
         let body = DeployRequest {
             version: version.to_owned(),
+            disable_failed_frontends,
         };
         let req = self.request(Method::POST, url.clone()).json(&body);
         decode(self.send(req, &url).await?, &url).await
@@ -267,8 +279,24 @@ impl Client {
         self.send(req, &url).await.map(drop)
     }
 
-    pub async fn frontends(&self) -> Result<Vec<FrontendInfo>, ClientError> {
+    pub async fn frontends(&self) -> Result<FrontendList, ClientError> {
         self.get_json(self.api(&["frontends"])).await
+    }
+
+    /// Enables (`true`) or disables a front-end: a disabled one is drained by
+    /// balancers and skipped by deployments.
+    pub async fn set_frontend_enabled(&self, name: &str, enabled: bool) -> Result<(), ClientError> {
+        let action = if enabled { "enable" } else { "disable" };
+        let url = self.api(&["frontends", name, action]);
+        let req = self.request(Method::POST, url.clone());
+        self.send(req, &url).await.map(drop)
+    }
+
+    /// Forgets an offline front-end.
+    pub async fn remove_frontend(&self, name: &str) -> Result<(), ClientError> {
+        let url = self.api(&["frontends", name]);
+        let req = self.request(Method::DELETE, url.clone());
+        self.send(req, &url).await.map(drop)
     }
 
     // --- plumbing -------------------------------------------------------------

@@ -26,7 +26,8 @@ use crate::identity::{Admin, Caller, Deploy, Read, new_token};
     info(title = "Runway environment API", version = "1"),
     paths(
         environment, publish, list_apps, show_app, list_versions, delete_version, deploy, list_deployments,
-        get_config, patch_config, logs, list_tokens, create_token, revoke_token, list_frontends
+        get_config, patch_config, logs, list_tokens, create_token, revoke_token, list_frontends,
+        enable_frontend, disable_frontend, remove_frontend
     ),
     components(schemas(runway_api::ErrorBody)),
     modifiers(&BearerAuth),
@@ -65,6 +66,9 @@ pub fn router(controller: Controller) -> Router {
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{token}", delete(revoke_token))
         .route("/frontends", get(list_frontends))
+        .route("/frontends/{name}", delete(remove_frontend))
+        .route("/frontends/{name}/enable", post(enable_frontend))
+        .route("/frontends/{name}/disable", post(disable_frontend))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
@@ -114,24 +118,8 @@ async fn environment(
         engine: c.runtime().engine_fingerprint().to_string(),
         generation: c.store().generation().await?,
         limits: c.config().limits,
-        frontends: frontends(&c),
+        frontends: c.frontend_list().await?.frontends,
     }))
-}
-
-fn frontends(c: &Controller) -> Vec<FrontendInfo> {
-    c.inner
-        .frontends
-        .iter()
-        .map(|f| {
-            let (generation, ready) = f.status();
-            FrontendInfo {
-                name: f.name().to_string(),
-                address: c.config().base_url.clone(),
-                state: if ready { "ready" } else { "starting" }.to_string(),
-                generation,
-            }
-        })
-        .collect()
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -323,7 +311,10 @@ async fn deploy(
             request.version
         )));
     }
-    Ok(Json(c.deploy(&app, &request.version).await?))
+    Ok(Json(
+        c.deploy_with(&app, &request.version, request.disable_failed_frontends)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -407,6 +398,7 @@ async fn logs(
         errors_only: params.errors.unwrap_or(false),
         after_id: params.after,
         since_ms: params.since_ms,
+        until_ms: params.until_ms,
         limit: params.limit.unwrap_or(100).clamp(1, 5000),
         frontend: params.frontend,
         status: params.status,
@@ -446,6 +438,7 @@ struct LogParams {
     errors: Option<bool>,
     after: Option<i64>,
     since_ms: Option<i64>,
+    until_ms: Option<i64>,
     limit: Option<i64>,
     frontend: Option<String>,
     status: Option<i64>,
@@ -533,10 +526,40 @@ async fn revoke_token(
     }
 }
 
-#[utoipa::path(get, path = "/_runway/api/v1/frontends", responses((status = 200, body = Vec<FrontendInfo>)))]
+#[utoipa::path(get, path = "/_runway/api/v1/frontends", responses((status = 200, body = FrontendList)))]
 async fn list_frontends(
     State(c): State<Controller>,
     _caller: Caller<Read>,
-) -> Json<Vec<FrontendInfo>> {
-    Json(frontends(&c))
+) -> ApiResult<Json<FrontendList>> {
+    Ok(Json(c.frontend_list().await?))
+}
+
+#[utoipa::path(post, path = "/_runway/api/v1/frontends/{name}/enable", responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
+async fn enable_frontend(
+    State(c): State<Controller>,
+    _caller: Caller<Admin>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.set_frontend_enabled(&name, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/_runway/api/v1/frontends/{name}/disable", responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
+async fn disable_frontend(
+    State(c): State<Controller>,
+    _caller: Caller<Admin>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.set_frontend_enabled(&name, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/_runway/api/v1/frontends/{name}", responses((status = 204), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
+async fn remove_frontend(
+    State(c): State<Controller>,
+    _caller: Caller<Admin>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.remove_frontend(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

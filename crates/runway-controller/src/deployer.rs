@@ -2,9 +2,21 @@
 //! deployments (build the next routing table, stage it on every front-end,
 //! commit it, record it).
 //!
-//! Invariant: the catalog's running versions and generation change only after
-//! every front-end committed the new table; any failure before that leaves
-//! the catalog and what is served exactly as they were.
+//! A deployment is a two-phase commit whose decision is the catalog:
+//!
+//! 1. **stage** the new table on every target front-end (in-process ones, and
+//!    in a farm every registered front-end that is enabled and online);
+//! 2. **record** the new running versions and generation in one transaction —
+//!    from here on the deployment has happened;
+//! 3. **commit** on every staged front-end (an atomic switch each).
+//!
+//! A failure before 2 aborts the staged tables: the catalog and what is served
+//! stay exactly as they were. A front-end that misses 3 (it died, or the
+//! network did) is marked behind and is not ready until it has caught up on
+//! its own (see `fleet`), so no ready front-end serves an older generation.
+//! A controller that stops during 1 leaves a `running` deployment, which the
+//! next start marks failed (nothing was switched); one that stops after 2
+//! leaves front-ends behind, which catch up by themselves.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,9 +24,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
-use runway_api::fleet::{AppAssignment, RoutingTable};
+use runway_api::fleet::{AppAssignment, FrontendProgress, RoutingTable};
 use runway_api::v1::{Deployment, Limits, PropertyView, PublishResult};
-use runway_frontend::DirSource;
+use runway_frontend::{DirSource, StageError};
 use runway_manifest::{AppName, Digest, Manifest, Package, Version};
 use runway_runtime::ComponentError;
 use runway_store::{ArtifactRecord, DeploymentRecord, InsertVersion, NewVersion, now_ms};
@@ -33,6 +45,15 @@ enum Change {
         app: String,
         values: BTreeMap<String, String>,
     },
+}
+
+/// What a deployment does when a front-end fails to stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnStageFailure {
+    /// Nothing switches anywhere.
+    Fail,
+    /// That front-end is disabled; the others switch.
+    DisableFrontend,
 }
 
 /// A deployment that passed: times of its two phases.
@@ -201,11 +222,30 @@ impl Controller {
 
     /// Switches `app` to `version` on every front-end: the rollback path too.
     pub async fn deploy(&self, app: &str, version: &str) -> ApiResult<Deployment> {
+        self.deploy_with(app, version, false).await
+    }
+
+    /// [`Controller::deploy`]; with `disable_failed`, front-ends that fail to
+    /// stage are disabled and the deployment goes on without them.
+    pub async fn deploy_with(
+        &self,
+        app: &str,
+        version: &str,
+        disable_failed: bool,
+    ) -> ApiResult<Deployment> {
         let change = Change::Deploy {
             app: app.to_string(),
             version: version.to_string(),
         };
-        self.run_deployment(app, version, "deploy", change).await
+        let on_failure = if disable_failed {
+            OnStageFailure::DisableFrontend
+        } else {
+            OnStageFailure::Fail
+        };
+        self.run_deployment_then(app, version, "deploy", change, on_failure, || async {
+            Ok(())
+        })
+        .await
     }
 
     /// Sets (or unsets, with `None`) environment values of an app's
@@ -273,9 +313,14 @@ impl Controller {
                 };
                 let store = self.store().clone();
                 let app_name = app.to_string();
-                self.run_deployment_then(app, &version, "config", change, move || async move {
-                    store.set_properties(&app_name, &changes).await
-                })
+                self.run_deployment_then(
+                    app,
+                    &version,
+                    "config",
+                    change,
+                    OnStageFailure::Fail,
+                    move || async move { store.set_properties(&app_name, &changes).await },
+                )
                 .await?;
             }
             None => self.store().set_properties(app, &changes).await?,
@@ -318,27 +363,18 @@ impl Controller {
         Ok((manifest, record.version))
     }
 
-    async fn run_deployment(
-        &self,
-        app: &str,
-        version: &str,
-        kind: &str,
-        change: Change,
-    ) -> ApiResult<Deployment> {
-        self.run_deployment_then(app, version, kind, change, || async { Ok(()) })
-            .await
-    }
-
-    /// Runs one deployment under the environment's deployment lock. `before_commit`
-    /// persists what the deployment depends on (e.g. property values) once
-    /// every front-end staged successfully; if it fails, nothing switches.
+    /// Runs one deployment under the environment's deployment lock.
+    /// `before_record` persists what the deployment depends on (e.g. property
+    /// values) once every front-end staged successfully; if it fails, nothing
+    /// switches.
     async fn run_deployment_then<F, Fut>(
         &self,
         app: &str,
         version: &str,
         kind: &str,
         change: Change,
-        before_commit: F,
+        on_failure: OnStageFailure,
+        before_record: F,
     ) -> ApiResult<Deployment>
     where
         F: FnOnce() -> Fut,
@@ -346,17 +382,18 @@ impl Controller {
     {
         let _lock = self.inner.deploy_lock.lock().await;
         let id = self.store().begin_deployment(app, version, kind).await?;
+        let running = vec![(app.to_string(), Some(version.to_string()))];
+        let mut progress = Vec::new();
         let outcome = async {
             let table = self.build_table(change).await?;
-            let rollout = self.rollout(table, before_commit).await?;
-            let running = vec![(app.to_string(), Some(version.to_string()))];
-            self.store()
-                .commit_deployment(id, rollout.generation, &running)
+            self.rollout(id, table, &running, on_failure, &mut progress, before_record)
                 .await
-                .map_err(ApiError::from)?;
-            Ok::<_, ApiError>(rollout)
         }
         .await;
+        if !progress.is_empty() {
+            let json = serde_json::to_string(&progress).map_err(ApiError::internal)?;
+            self.store().set_deployment_progress(id, &json).await?;
+        }
         match outcome {
             Ok(rollout) => {
                 let record = self.deployment_record(id).await?;
@@ -366,7 +403,11 @@ impl Controller {
             Err(e) => {
                 self.store().fail_deployment(id, &e.to_string()).await?;
                 tracing::warn!(%app, %version, kind, "deployment failed: {e}");
-                Err(e)
+                Err(if progress.is_empty() {
+                    e
+                } else {
+                    e.with_detail("frontends", serde_json::json!(progress))
+                })
             }
         }
     }
@@ -381,54 +422,184 @@ impl Controller {
             .ok_or_else(|| ApiError::internal(format!("deployment {id} vanished from the catalog")))
     }
 
-    /// Re-applies the committed state to every front-end: at startup, so a
-    /// front-end serves exactly what the catalog says before it is ready.
+    /// At startup: marks deployments the previous process left unfinished as
+    /// failed (their decision was never recorded, so nothing switched), and
+    /// re-applies the committed state to the in-process front-ends, so they
+    /// serve exactly what the catalog says before they are ready. Registered
+    /// front-ends catch up by themselves.
     pub async fn restore(&self) -> ApiResult<()> {
         let _lock = self.inner.deploy_lock.lock().await;
         let failed = self
             .store()
-            .fail_unfinished_deployments("the controller stopped during the deployment")
+            .fail_unfinished_deployments(
+                "the controller stopped during the deployment, before it was recorded; \
+                 nothing was switched: deploy again",
+            )
             .await?;
         if failed > 0 {
             tracing::warn!(failed, "marked interrupted deployments as failed");
         }
-        let mut table = self.build_table(Change::Nothing).await?;
-        // Re-staging the committed generation: no new generation is recorded.
-        let generation = self.store().generation().await?;
-        table.generation = generation;
-        for frontend in &self.inner.frontends {
+        if self.inner.fleet.local.is_empty() {
+            return Ok(());
+        }
+        let table = self.build_committed_table().await?;
+        for frontend in &self.inner.fleet.local {
             frontend.stage(&table).await.map_err(stage_error)?;
-            frontend.commit(generation).await.map_err(stage_error)?;
+            frontend.commit(table.generation).await.map_err(stage_error)?;
         }
         Ok(())
     }
 
-    /// Stages `table` everywhere, then commits it everywhere.
-    async fn rollout<F, Fut>(&self, table: RoutingTable, before_commit: F) -> ApiResult<Rollout>
+    /// The committed routing table, for a front-end catching up. Refused while
+    /// a deployment runs: its table could mix recorded and unrecorded state.
+    pub async fn committed_table(&self) -> ApiResult<RoutingTable> {
+        let Ok(_lock) = self.inner.deploy_lock.try_lock() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "deployment_in_progress",
+                "a deployment is in progress; ask again after it ends",
+            ));
+        };
+        self.build_committed_table().await
+    }
+
+    async fn build_committed_table(&self) -> ApiResult<RoutingTable> {
+        let mut table = self.build_table(Change::Nothing).await?;
+        // The committed generation itself, not the next one.
+        table.generation = self.store().generation().await?;
+        Ok(table)
+    }
+
+    /// Stages `table` on every target, records the deployment (the decision),
+    /// then commits on every staged front-end. Fills `progress` with each
+    /// registered front-end's part.
+    async fn rollout<F, Fut>(
+        &self,
+        id: i64,
+        table: RoutingTable,
+        running: &[(String, Option<String>)],
+        on_failure: OnStageFailure,
+        progress: &mut Vec<FrontendProgress>,
+        before_record: F,
+    ) -> ApiResult<Rollout>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(), runway_store::StoreError>>,
     {
         let generation = table.generation;
+        let (targets, skipped) = self.deployment_targets().await?;
+        let remote = |name: &str| !self.inner.fleet.local.iter().any(|l| l.name() == name);
+        progress.extend(skipped);
         let started = Instant::now();
-        let staged =
-            futures::future::join_all(self.inner.frontends.iter().map(|f| f.stage(&table))).await;
-        if let Some(error) = staged.into_iter().find_map(Result::err) {
-            for frontend in &self.inner.frontends {
-                frontend.abort(generation).await;
+        let staged = futures::future::join_all(targets.iter().map(|f| f.stage(&table))).await;
+        let mut ready = Vec::new();
+        let mut failures = Vec::new();
+        for (target, result) in targets.iter().zip(staged) {
+            match result {
+                Ok(report) => {
+                    if remote(target.name()) {
+                        progress.push(FrontendProgress {
+                            frontend: target.name().to_string(),
+                            state: "staged".into(),
+                            fetched_bytes: report.fetched_bytes,
+                            elapsed_ms: report.elapsed_ms,
+                            error: None,
+                        });
+                    }
+                    ready.push(target.clone());
+                }
+                // Down: it serves nothing now, and catches up before it is
+                // ready again. The deployment goes on without it.
+                Err(error @ StageError::Unreachable { .. }) if remote(target.name()) => {
+                    self.store().mark_frontend_behind(target.name()).await?;
+                    progress.push(FrontendProgress {
+                        frontend: target.name().to_string(),
+                        state: "behind".into(),
+                        fetched_bytes: 0,
+                        elapsed_ms: 0,
+                        error: Some(format!("{error}; it catches up before it serves again")),
+                    });
+                }
+                Err(error) => failures.push((target.clone(), error)),
             }
-            return Err(stage_error(error));
         }
         let stage_ms = started.elapsed().as_millis() as u64;
-        if let Err(e) = before_commit().await {
-            for frontend in &self.inner.frontends {
+        let disable = on_failure == OnStageFailure::DisableFrontend
+            && failures.iter().all(|(f, _)| remote(f.name()))
+            && (!ready.is_empty() || targets.is_empty());
+        for (frontend, error) in &failures {
+            frontend.abort(generation).await;
+            let state = if disable {
+                self.store()
+                    .set_frontend_enabled(frontend.name(), false)
+                    .await?;
+                tracing::warn!(frontend = frontend.name(), "disabled: staging failed: {error}");
+                "disabled"
+            } else {
+                "failed"
+            };
+            progress.push(FrontendProgress {
+                frontend: frontend.name().to_string(),
+                state: state.into(),
+                fetched_bytes: 0,
+                elapsed_ms: stage_ms,
+                error: Some(error.to_string()),
+            });
+        }
+        if !failures.is_empty() && !disable {
+            for frontend in &ready {
+                frontend.abort(generation).await;
+            }
+            let errors: Vec<String> = failures.iter().map(|(_, e)| e.to_string()).collect();
+            let mut error = stage_error(failures.swap_remove(0).1);
+            if errors.len() > 1 {
+                error.message = format!(
+                    "staging failed on {} front-ends, nothing was switched: {}",
+                    errors.len(),
+                    errors.join("; ")
+                );
+            }
+            return Err(error);
+        }
+        let recorded = async {
+            before_record().await?;
+            self.store()
+                .commit_deployment(id, generation, running)
+                .await
+        }
+        .await;
+        if let Err(e) = recorded {
+            for frontend in &ready {
                 frontend.abort(generation).await;
             }
             return Err(e.into());
         }
         let started = Instant::now();
-        for frontend in &self.inner.frontends {
-            frontend.commit(generation).await.map_err(stage_error)?;
+        let committed =
+            futures::future::join_all(ready.iter().map(|f| f.commit(generation))).await;
+        for (frontend, result) in ready.iter().zip(committed) {
+            let entry = progress
+                .iter_mut()
+                .find(|p| p.frontend == frontend.name() && p.state == "staged");
+            match result {
+                Ok(()) => {
+                    if let Some(entry) = entry {
+                        entry.state = "committed".into();
+                    }
+                }
+                Err(error) => {
+                    // Recorded, so this front-end is behind: keep it out of the
+                    // pool until it has caught up.
+                    tracing::warn!(frontend = frontend.name(), "missed the commit: {error}");
+                    if remote(frontend.name()) {
+                        self.store().mark_frontend_behind(frontend.name()).await?;
+                    }
+                    if let Some(entry) = entry {
+                        entry.state = "behind".into();
+                        entry.error = Some(error.to_string());
+                    }
+                }
+            }
         }
         Ok(Rollout {
             generation,
@@ -608,6 +779,11 @@ pub(crate) fn deployment_view(record: DeploymentRecord, rollout: Option<&Rollout
         finished_at_ms: record.finished_at_ms,
         stage_ms: rollout.map(|r| r.stage_ms),
         commit_ms: rollout.map(|r| r.commit_ms),
+        frontends: record
+            .frontends
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -624,6 +800,11 @@ fn failed_deployment(app: &str, version: &str, error: &ApiError) -> Deployment {
         finished_at_ms: Some(now_ms()),
         stage_ms: None,
         commit_ms: None,
+        frontends: error
+            .details
+            .get("frontends")
+            .and_then(|f| serde_json::from_value(f.clone()).ok())
+            .unwrap_or_default(),
     }
 }
 

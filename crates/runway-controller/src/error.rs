@@ -36,6 +36,15 @@ impl ApiError {
         self
     }
 
+    /// Adds one key to the details object (keeping what is there).
+    pub fn with_detail(mut self, key: &str, value: serde_json::Value) -> ApiError {
+        if !self.details.is_object() {
+            self.details = serde_json::json!({});
+        }
+        self.details[key] = value;
+        self
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }

@@ -60,6 +60,47 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
+/// The bearer credential of a request.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+        unauthorized(
+            "missing bearer token: send `authorization: Bearer <token>` (see `runway token create`)",
+        )
+    })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("malformed authorization header: expected `Bearer <token>`"))
+}
+
+/// The active token a request presents, whatever its scope.
+pub(crate) async fn authenticate(
+    controller: &Controller,
+    headers: &http::HeaderMap,
+) -> Result<TokenRecord, ApiError> {
+    let token = bearer(headers)?;
+    if !token.starts_with(PREFIX) {
+        return Err(unauthorized("invalid token: Runway tokens start with rwt_"));
+    }
+    let record = controller
+        .store()
+        .token_by_hash(&hash_token(token))
+        .await?
+        .ok_or_else(|| unauthorized("invalid token: no such token in this environment"))?;
+    if record.revoked_at_ms.is_some() {
+        return Err(unauthorized(&format!(
+            "token '{}' has been revoked",
+            record.name
+        )));
+    }
+    Ok(record)
+}
+
 impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> {
     type Rejection = ApiError;
 
@@ -67,36 +108,8 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> 
         parts: &mut Parts,
         controller: &Controller,
     ) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing bearer token: send `authorization: Bearer <token>` (see `runway token create`)"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                unauthorized("malformed authorization header: expected `Bearer <token>`")
-            })?;
-        if !token.starts_with(PREFIX) {
-            return Err(unauthorized("invalid token: Runway tokens start with rwt_"));
-        }
-        let record = controller
-            .store()
-            .token_by_hash(&hash_token(token))
-            .await?
-            .ok_or_else(|| unauthorized("invalid token: no such token in this environment"))?;
-        if record.revoked_at_ms.is_some() {
-            return Err(unauthorized(&format!(
-                "token '{}' has been revoked",
-                record.name
-            )));
-        }
-        let scope = Scope::parse(&record.scope).unwrap_or(Scope::Read);
+        let record = authenticate(controller, &parts.headers).await?;
+        let scope = Scope::parse(&record.scope).unwrap_or(Scope::Join);
         if scope < S::SCOPE {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -139,5 +152,6 @@ mod tests {
     #[test]
     fn scopes_are_ordered() {
         assert!(Scope::Admin > Scope::Deploy && Scope::Deploy > Scope::Read);
+        assert!(Scope::Read > Scope::Join);
     }
 }

@@ -6,7 +6,9 @@
 pub mod api;
 pub mod deployer;
 pub mod error;
+pub mod fleet;
 pub mod identity;
+pub mod server;
 pub mod standalone;
 
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use runway_store::Store;
 use tokio::sync::{Mutex, Semaphore};
 
 pub use api::router;
+pub use fleet::{FarmConfig, fleet_router};
 
 /// How an environment is set up.
 #[derive(Debug, Clone)]
@@ -45,7 +48,7 @@ struct Inner {
     config: ControllerConfig,
     store: Store,
     runtime: Runtime,
-    frontends: Vec<Arc<dyn FrontendLink>>,
+    fleet: fleet::Fleet,
     /// One deployment at a time per environment: each builds on the
     /// generation the previous one committed.
     deploy_lock: Mutex<()>,
@@ -58,7 +61,8 @@ impl Controller {
         config: ControllerConfig,
         store: Store,
         runtime: Runtime,
-        frontends: Vec<Arc<dyn FrontendLink>>,
+        local: Vec<Arc<dyn FrontendLink>>,
+        farm: Option<FarmConfig>,
     ) -> std::io::Result<Controller> {
         for dir in ["packages", "artifacts"] {
             std::fs::create_dir_all(config.data_dir.join(dir))?;
@@ -68,7 +72,7 @@ impl Controller {
                 config,
                 store,
                 runtime,
-                frontends,
+                fleet: fleet::Fleet::new(local, farm),
                 deploy_lock: Mutex::new(()),
                 compile_slots: Semaphore::new(1),
             }),
@@ -93,11 +97,47 @@ impl Controller {
         if !self.inner.store.tokens().await?.is_empty() {
             return Ok(None);
         }
-        let (token, hash) = identity::new_token();
-        self.inner
-            .store
-            .create_token("admin", "admin", &hash)
-            .await?;
-        Ok(Some(token))
+        self.create_token("admin", "admin").await.map(Some)
     }
+
+    /// Creates the first join token if the environment has no active one,
+    /// returning its secret (to be written to `join.token`).
+    pub async fn ensure_join_token(&self) -> Result<Option<String>, runway_store::StoreError> {
+        let tokens = self.inner.store.tokens().await?;
+        if tokens
+            .iter()
+            .any(|t| t.scope == "join" && t.revoked_at_ms.is_none())
+        {
+            return Ok(None);
+        }
+        // A name is unique among active tokens only; a revoked "join" frees it.
+        self.create_token("join", "join").await.map(Some)
+    }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        scope: &str,
+    ) -> Result<String, runway_store::StoreError> {
+        let (token, hash) = identity::new_token();
+        self.inner.store.create_token(name, scope, &hash).await?;
+        Ok(token)
+    }
+}
+
+/// Writes a secret readable only by its owner.
+pub fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(())
 }

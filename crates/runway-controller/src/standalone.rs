@@ -5,7 +5,7 @@
 //! protocol (`FrontendLink`); here the link is a direct call.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,24 +57,9 @@ impl StandaloneConfig {
 
     /// Checks every setting before anything is created or bound.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let name = &self.environment;
-        if name.is_empty()
-            || name.len() > 63
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            bail!(
-                "--name {name:?}: environment names use 1 to 63 lowercase letters, digits and '-', e.g. dev"
-            );
-        }
+        validate_environment_name(&self.environment)?;
         let fe = &self.frontend_name;
-        if fe.is_empty()
-            || fe.len() > 63
-            || !fe
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        {
+        if !crate::fleet::valid_frontend_name(fe) {
             bail!("--frontend-name {fe:?}: use 1 to 63 letters, digits, '-' or '.'");
         }
         if let Some(url) = &self.base_url
@@ -96,6 +81,21 @@ impl StandaloneConfig {
         }
         Ok(())
     }
+}
+
+/// Environment names: 1 to 63 lowercase letters, digits and '-'.
+pub fn validate_environment_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        bail!(
+            "--name {name:?}: environment names use 1 to 63 lowercase letters, digits and '-', e.g. dev"
+        );
+    }
+    Ok(())
 }
 
 /// A running standalone environment.
@@ -156,6 +156,7 @@ impl Standalone {
             store.clone(),
             runtime,
             vec![link],
+            None,
         )?;
         controller
             .restore()
@@ -163,7 +164,7 @@ impl Standalone {
             .map_err(|e| anyhow::anyhow!("failed to restore the deployed apps: {e}"))?;
         let admin_token = controller.ensure_admin_token().await?;
         if let Some(token) = &admin_token {
-            write_secret(&data_dir.join("admin.token"), token)?;
+            crate::write_secret(&data_dir.join("admin.token"), token)?;
         }
 
         let app =
@@ -227,20 +228,4 @@ impl Standalone {
         self.controller.store().close().await;
         Ok(())
     }
-}
-
-/// Writes a secret readable only by its owner.
-fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    writeln!(file, "{secret}").with_context(|| format!("failed to write {}", path.display()))?;
-    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,18 @@ pub enum StageError {
     },
     #[error("front-end {frontend}: {reason}")]
     Io { frontend: String, reason: String },
+    /// No connection could be made: the front-end is down (or cut off), so
+    /// it serves nothing and catches up when it is back.
+    #[error("front-end {frontend} is unreachable: {reason}")]
+    Unreachable { frontend: String, reason: String },
+    #[error(
+        "front-end {frontend} already has generation {newest}; generation {generation} is older"
+    )]
+    Stale {
+        frontend: String,
+        generation: i64,
+        newest: i64,
+    },
 }
 
 /// Which kind of content-addressed file.
@@ -141,6 +153,9 @@ pub(crate) struct Inner {
     components: Mutex<HashMap<Digest, LoadedComponent>>,
     packages: Mutex<HashMap<Digest, Arc<Package>>>,
     ready: AtomicBool,
+    /// The highest generation the controller said is committed. Serving an
+    /// older one makes this front-end not ready.
+    committed: AtomicI64,
     /// For app-to-app calls, which re-enter this front-end.
     pub(crate) this: Weak<Inner>,
 }
@@ -174,15 +189,23 @@ impl Inner {
             components: Mutex::new(HashMap::new()),
             packages: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            committed: AtomicI64::new(0),
             this: this.clone(),
         }))
     }
 
+    /// The generation served, and whether it is ready: it has committed a
+    /// table, and none older than the committed generation it knows of.
     pub(crate) fn status(&self) -> (i64, bool) {
-        (
-            self.routes.load().generation,
-            self.ready.load(Ordering::Acquire),
-        )
+        let generation = self.routes.load().generation;
+        let ready = self.ready.load(Ordering::Acquire)
+            && generation >= self.committed.load(Ordering::Acquire);
+        (generation, ready)
+    }
+
+    /// Learns that `generation` is committed in the environment.
+    pub(crate) fn note_committed(&self, generation: i64) {
+        self.committed.fetch_max(generation, Ordering::AcqRel);
     }
 
     pub(crate) async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
@@ -195,10 +218,26 @@ impl Inner {
             apps.insert(assignment.app.clone(), Arc::new(app));
         }
         let loaded_apps = apps.len() as u32;
-        *self.staged.lock().expect("staged lock poisoned") = Some(Arc::new(Routes {
-            generation: table.generation,
-            apps,
-        }));
+        {
+            // A table older than one staged or served meanwhile (a catch-up
+            // racing a deployment) is dropped, never staged over a newer one.
+            let mut staged = self.staged.lock().expect("staged lock poisoned");
+            let newest = staged
+                .as_ref()
+                .map_or(0, |r| r.generation)
+                .max(self.routes.load().generation);
+            if table.generation < newest {
+                return Err(StageError::Stale {
+                    frontend: self.config.name.clone(),
+                    generation: table.generation,
+                    newest,
+                });
+            }
+            *staged = Some(Arc::new(Routes {
+                generation: table.generation,
+                apps,
+            }));
+        }
         Ok(StageReport {
             frontend: self.config.name.clone(),
             generation: table.generation,
@@ -229,6 +268,7 @@ impl Inner {
         // their own references and finish on the old version.
         let artifacts: Vec<Digest> = routes.apps.values().map(|a| a.artifact).collect();
         let packages: Vec<Digest> = routes.apps.values().map(|a| a.package.digest).collect();
+        self.note_committed(routes.generation);
         self.routes.store(routes);
         self.components
             .lock()

@@ -8,6 +8,7 @@
 
 mod deploy;
 mod events;
+mod node;
 mod serve;
 
 use std::path::PathBuf;
@@ -16,8 +17,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use runway_api::fleet::{RoutingTable, StageReport};
 
-pub use deploy::{ArtifactSource, DirSource, StageError};
+pub use deploy::{ArtifactKind, ArtifactSource, DirSource, StageError};
 pub use events::StoreKv;
+pub use node::{FrontendNode, NodeConfig};
 pub use serve::router;
 
 /// How a front-end is set up.

@@ -1,8 +1,14 @@
 //! Opening a catalog: connection options, pool, journal mode and migrations.
 //!
 //! All catalogs are reached through sqlx's `Any` driver so the same queries run
-//! on SQLite now and PostgreSQL later. Only this module (and the per-backend
-//! migration directories) knows which backend is behind a pool.
+//! on SQLite and PostgreSQL. Only this module (and the per-backend migration
+//! directories) knows which backend is behind a pool.
+//!
+//! On PostgreSQL an environment is one database with three schemas,
+//! `platform`, `log` and `session`; each catalog's pool pins its
+//! `search_path` to its schema, so the SQL is the same as on SQLite, where
+//! each catalog is its own file. Several environments share a server by
+//! using one database each.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +24,7 @@ use crate::error::{Result, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
     Sqlite,
+    Postgres,
 }
 
 /// One open catalog database.
@@ -31,6 +38,9 @@ pub(crate) struct Catalog {
 pub(crate) static SQLITE_PLATFORM: Migrator = sqlx::migrate!("./migrations/sqlite/platform");
 pub(crate) static SQLITE_LOG: Migrator = sqlx::migrate!("./migrations/sqlite/log");
 pub(crate) static SQLITE_SESSION: Migrator = sqlx::migrate!("./migrations/sqlite/session");
+pub(crate) static PG_PLATFORM: Migrator = sqlx::migrate!("./migrations/postgres/platform");
+pub(crate) static PG_LOG: Migrator = sqlx::migrate!("./migrations/postgres/log");
+pub(crate) static PG_SESSION: Migrator = sqlx::migrate!("./migrations/postgres/session");
 
 /// How long a connection waits for SQLite's write lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,6 +122,80 @@ impl Catalog {
         })
     }
 
+    /// Opens the catalog `schema` in the PostgreSQL database at `url`: creates
+    /// the schema if missing, pins every connection's `search_path` to it and
+    /// applies `migrator` (sqlx serializes concurrent migrators with an
+    /// advisory lock, so front-ends and the controller may start together).
+    pub(crate) async fn open_postgres(
+        schema: &'static str,
+        url: &str,
+        max_connections: u32,
+        migrator: &'static Migrator,
+    ) -> Result<Catalog> {
+        sqlx::any::install_default_drivers();
+        let shown = redact_url(url);
+        let open_err = |source| StoreError::OpenDatabase {
+            catalog: schema,
+            url: shown.clone(),
+            source,
+        };
+        let options = AnyConnectOptions::from_url(&url.parse().map_err(|e| {
+            open_err(sqlx::Error::Configuration(
+                format!("not a URL ({e}); use postgres://user[:password]@host[:port]/database").into(),
+            ))
+        })?)
+        .map_err(open_err)?;
+
+        // The schema must exist before a connection can be pinned to it.
+        {
+            use sqlx::Connection;
+            let mut conn = tokio::time::timeout(PG_CONNECT_TIMEOUT, sqlx::AnyConnection::connect_with(&options))
+                .await
+                .map_err(|_| open_err(sqlx::Error::PoolTimedOut))?
+                .map_err(open_err)?;
+            let created = conn
+                .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+                .await;
+            // Two processes creating the schema at once: one of them loses the
+            // race on the catalog's unique index, and the schema exists.
+            if let Err(e) = created
+                && !crate::error::is_unique_violation(&e)
+            {
+                return Err(open_err(e));
+            }
+            let _ = conn.close().await;
+        }
+
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(60))
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(format!("SET search_path TO {schema}").as_str())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        if let Err(source) = migrator.run(&pool).await {
+            pool.close().await;
+            return Err(StoreError::MigrateDatabase {
+                catalog: schema,
+                url: shown,
+                source,
+            });
+        }
+        Ok(Catalog {
+            name: schema,
+            pool,
+            backend: Backend::Postgres,
+        })
+    }
+
     /// Begins a transaction that will write. On SQLite it takes the write lock
     /// up front (`BEGIN IMMEDIATE`), so a read-then-write transaction cannot fail
     /// with `SQLITE_BUSY` when upgrading its lock; waiting for the lock honours
@@ -120,6 +204,7 @@ impl Catalog {
     pub(crate) async fn begin_write(&self, what: &str) -> Result<Transaction<'static, Any>> {
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
         };
         tx.map_err(|source| StoreError::Query {
             context: format!(
@@ -128,6 +213,22 @@ impl Catalog {
             ),
             source,
         })
+    }
+}
+
+/// How long opening a PostgreSQL connection (or waiting for a pooled one) may take.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `url` without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => url.to_string(),
     }
 }
 

@@ -29,6 +29,9 @@ pub struct DeploymentRecord {
     pub generation: Option<i64>,
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    /// Per-front-end progress, JSON written by the controller
+    /// ([`Store::set_deployment_progress`]).
+    pub frontends: Option<String>,
 }
 
 fn deployment_from_row(r: &AnyRow) -> sqlx::Result<DeploymentRecord> {
@@ -42,6 +45,7 @@ fn deployment_from_row(r: &AnyRow) -> sqlx::Result<DeploymentRecord> {
         generation: r.try_get("generation")?,
         started_at_ms: r.try_get("started_at_ms")?,
         finished_at_ms: r.try_get("finished_at_ms")?,
+        frontends: r.try_get("frontends")?,
     })
 }
 
@@ -206,7 +210,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<DeploymentRecord>> {
         let columns = "id, app, version, kind, status, error, generation, started_at_ms, \
-                       finished_at_ms";
+                       finished_at_ms, frontends";
         let limit = limit.max(0);
         let rows = match app {
             Some(app) => {
@@ -232,6 +236,18 @@ impl Store {
             .map(deployment_from_row)
             .collect::<sqlx::Result<_>>()
             .context(|| "failed to decode deployments".to_string())
+    }
+
+    /// Replaces the per-front-end progress of deployment `id` (a JSON document
+    /// the controller owns).
+    pub async fn set_deployment_progress(&self, id: i64, frontends_json: &str) -> Result<()> {
+        sqlx::query("UPDATE deployments SET frontends = $1 WHERE id = $2")
+            .bind(frontends_json)
+            .bind(id)
+            .execute(&self.platform().pool)
+            .await
+            .context(|| format!("failed to record the progress of deployment {id}"))?;
+        Ok(())
     }
 
     /// Marks every `running` deployment `failed` with `reason` (call at startup:

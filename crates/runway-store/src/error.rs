@@ -24,6 +24,26 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A PostgreSQL catalog could not be reached or opened. `url` has no password.
+    #[error(
+        "failed to open the {catalog} catalog in PostgreSQL database {url}: {source}; \
+         check that the server is running and the database exists \
+         (createdb -h HOST -U USER DATABASE), and the URL's user, host and port"
+    )]
+    OpenDatabase {
+        catalog: &'static str,
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A PostgreSQL catalog's migrations could not be applied.
+    #[error("failed to migrate the {catalog} catalog in PostgreSQL database {url}: {source}")]
+    MigrateDatabase {
+        catalog: &'static str,
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
     /// A catalog's migrations could not be applied.
     #[error("failed to migrate {catalog} catalog at {path}: {source}")]
     Migrate {

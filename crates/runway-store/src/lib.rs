@@ -8,12 +8,12 @@
 //!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
 //! * **session** — login sessions.
 //!
-//! Each catalog is its own database. Today they are SQLite files
-//! (`<dir>/platform.db`, `log.db`, `session.db`, WAL mode); the queries go
-//! through sqlx's `Any` driver with portable SQL (`$N` placeholders, BIGINT
-//! millisecond timestamps) so PostgreSQL can be added behind the same API.
-//! Migrations are embedded, one directory per catalog and backend
-//! (`migrations/<backend>/<catalog>/`).
+//! Two backends, one code path: SQLite files (`<dir>/platform.db`, `log.db`,
+//! `session.db`, WAL mode) for `runway up`, or one PostgreSQL database per
+//! environment with the schemas `platform`, `log` and `session` for a farm.
+//! Queries go through sqlx's `Any` driver with portable SQL (`$N`
+//! placeholders, BIGINT millisecond timestamps). Migrations are embedded, one
+//! directory per catalog and backend (`migrations/<backend>/<catalog>/`).
 //!
 //! Every change that touches more than one row runs in one transaction: when it
 //! fails the catalog is left as it was.
@@ -22,12 +22,15 @@ mod apps;
 mod db;
 mod deployments;
 mod error;
+mod frontends;
 mod kv;
 mod logs;
 mod properties;
 mod sessions;
 mod settings;
 mod tokens;
+
+pub mod testing;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -38,10 +41,12 @@ pub use apps::{
 };
 pub use deployments::DeploymentRecord;
 pub use error::{Result, StoreError};
+pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use logs::{LogEntry, LogKind, LogLevel, LogQuery, LogSink, NewLogEntry};
 pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;
 
+pub use db::redact_url;
 use db::{Catalog, sqlite_path};
 
 /// Milliseconds since the unix epoch, the unit of every timestamp in the catalogs.
@@ -116,8 +121,46 @@ impl Store {
                 return Err(e);
             }
         };
+        Ok(Store::assemble(platform, log, session))
+    }
+
+    /// Opens the catalogs of an environment in the PostgreSQL database at
+    /// `url` (one schema per catalog, created if missing), applies pending
+    /// migrations and starts the log writer. Must be called inside a tokio runtime.
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        let platform = Catalog::open_postgres("platform", url, 6, &db::PG_PLATFORM).await?;
+        let log = match Catalog::open_postgres("log", url, 2, &db::PG_LOG).await {
+            Ok(c) => c,
+            Err(e) => {
+                platform.pool.close().await;
+                return Err(e);
+            }
+        };
+        let session = match Catalog::open_postgres("session", url, 2, &db::PG_SESSION).await {
+            Ok(c) => c,
+            Err(e) => {
+                platform.pool.close().await;
+                log.pool.close().await;
+                return Err(e);
+            }
+        };
+        Ok(Store::assemble(platform, log, session))
+    }
+
+    /// Opens the catalogs at `location`: a `postgres://` URL, or a directory
+    /// for SQLite files.
+    pub async fn open(location: &str) -> Result<Store> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Store::open_postgres(location).await
+        } else {
+            Store::open_sqlite(Path::new(location.strip_prefix("sqlite:").unwrap_or(location)))
+                .await
+        }
+    }
+
+    fn assemble(platform: Catalog, log: Catalog, session: Catalog) -> Store {
         let (sink, writer) = logs::start_writer(log.clone());
-        Ok(Store {
+        Store {
             inner: Arc::new(Inner {
                 platform,
                 log,
@@ -125,7 +168,15 @@ impl Store {
                 sink,
                 writer: Mutex::new(Some(writer)),
             }),
-        })
+        }
+    }
+
+    /// Which backend the catalogs are on: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.inner.platform.backend {
+            db::Backend::Sqlite => "sqlite",
+            db::Backend::Postgres => "postgres",
+        }
     }
 
     /// Flushes and stops the log writer, then closes every catalog. Later calls

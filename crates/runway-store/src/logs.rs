@@ -187,6 +187,8 @@ pub struct LogQuery {
     pub after_id: Option<i64>,
     /// Only entries at or after this time.
     pub since_ms: Option<i64>,
+    /// Only entries before this time.
+    pub until_ms: Option<i64>,
     pub limit: i64,
     pub frontend: Option<String>,
     pub status: Option<i64>,
@@ -436,6 +438,10 @@ impl Store {
         if let Some(since) = q.since_ms {
             sql.push_str(" AND at_ms >= ");
             param(&mut sql, &mut args, Arg::Int(since));
+        }
+        if let Some(until) = q.until_ms {
+            sql.push_str(" AND at_ms < ");
+            param(&mut sql, &mut args, Arg::Int(until));
         }
         if let Some(frontend) = &q.frontend {
             sql.push_str(" AND frontend = ");

@@ -45,7 +45,7 @@ pub fn render(info: &EnvironmentInfo) -> String {
             t.row([
                 f.name.clone(),
                 f.address.clone(),
-                f.state.clone(),
+                f.state.to_string(),
                 f.generation.to_string(),
             ]);
         }

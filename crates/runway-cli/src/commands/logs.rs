@@ -1,4 +1,5 @@
-//! `runway logs [APP] [--errors] [--follow] [--kind K] [--limit N] [--json]`
+//! `runway logs [APP] [--errors] [--follow] [--kind K] [--frontend NAME]
+//! [--status N] [--since T] [--until T] [--limit N] [--json]`
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -27,6 +28,18 @@ pub struct LogsArgs {
     /// Only these kinds, comma-separated: request, output, error, platform.
     #[arg(long, value_name = "K")]
     pub kind: Option<String>,
+    /// Only entries logged by this front-end.
+    #[arg(long, value_name = "NAME")]
+    pub frontend: Option<String>,
+    /// Only requests answered with this HTTP status.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(100..=599))]
+    pub status: Option<i64>,
+    /// Only entries from this time on: an age (30s, 10m, 2h, 1d) or unix milliseconds.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub since: Option<i64>,
+    /// Only entries before this time: an age (30s, 10m, 2h, 1d) or unix milliseconds.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub until: Option<i64>,
     /// How many entries to fetch (per poll when following).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
     pub limit: i64,
@@ -47,6 +60,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         kind: args.kind.clone(),
         errors: args.errors.then_some(true),
         limit: Some(args.limit),
+        frontend: args.frontend.clone(),
+        status: args.status,
+        since_ms: args.since,
+        until_ms: args.until,
         ..LogQueryParams::default()
     };
     let mut last = print_batch(client.logs(&params).await?, args.json)?;
@@ -86,6 +103,31 @@ fn check_kinds(list: &str) -> anyhow::Result<()> {
 
 /// Prints entries oldest first; returns the highest id printed. A closed
 /// stdout (`runway logs | head`) ends the command quietly.
+/// `--since`/`--until`: an age before now (`90s`, `10m`, `2h`, `1d`) or unix
+/// milliseconds.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let bad = || {
+        format!("{text:?}: expected an age like 30s, 10m, 2h or 1d, or unix milliseconds")
+    };
+    if let Ok(ms) = text.parse::<i64>() {
+        return if ms >= 0 { Ok(ms) } else { Err(bad()) };
+    }
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_ms)
+        .filter(|age| *age >= 0)
+        .map(|age| runway_store::now_ms() - age)
+        .ok_or_else(bad)
+}
+
 fn print_batch(mut entries: Vec<LogEntry>, json: bool) -> anyhow::Result<Option<i64>> {
     entries.sort_by_key(|e| e.id);
     let mut out = std::io::stdout().lock();

@@ -3,7 +3,9 @@
 use crate::cli::{Cli, Command};
 
 pub mod app;
+pub mod controller;
 pub mod env;
+pub mod frontend;
 pub mod logs;
 pub mod token;
 pub mod up;
@@ -16,5 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(args).await,
         Command::Token(cmd) => token::run(cmd).await,
         Command::Env(args) => env::run(args).await,
+        Command::Controller(cmd) => controller::run(cmd).await,
+        Command::Frontend(cmd) => frontend::run(cmd).await,
     }
 }

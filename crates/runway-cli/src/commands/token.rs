@@ -21,8 +21,8 @@ pub enum TokenCommand {
 pub struct CreateArgs {
     /// A name to recognise the token by, e.g. ci.
     pub name: String,
-    /// What the token may do: read < deploy < admin.
-    #[arg(long, value_parser = ["read", "deploy", "admin"])]
+    /// What the token may do: read < deploy < admin; join only registers front-ends.
+    #[arg(long, value_parser = ["read", "deploy", "admin", "join"])]
     pub scope: String,
     /// Print JSON (including the token) instead of text.
     #[arg(long)]
@@ -59,7 +59,7 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let scope = Scope::parse(&args.scope).ok_or_else(|| {
-        anyhow::anyhow!("unknown scope {:?}; use read, deploy or admin", args.scope)
+        anyhow::anyhow!("unknown scope {:?}; use read, deploy, admin or join", args.scope)
     })?;
     let created = args
         .conn

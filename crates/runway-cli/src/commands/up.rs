@@ -26,10 +26,17 @@ pub struct UpArgs {
     /// Name of the built-in front-end (sent as x-runway-frontend).
     #[arg(long, default_value = "fe-1")]
     pub frontend_name: String,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Environment-wide bounds, shared by `up` and `controller serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
     /// Per-request wall-clock deadline bound, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
-    /// Per-instance memory cap bound, in MiB.
+    /// Per-instance memory cap bound, in MiB (front-ends must use the same).
     #[arg(long, default_value_t = 128)]
     pub memory_mib: u64,
     /// Request body cap bound, in bytes.
@@ -46,19 +53,33 @@ pub struct UpArgs {
     pub log_retention_days: u64,
 }
 
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            timeout_ms: self.timeout_ms,
+            memory_bytes: self.memory_mib.saturating_mul(1 << 20),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+
+    pub fn max_package_bytes(&self) -> u64 {
+        self.max_package_mib.saturating_mul(1 << 20)
+    }
+
+    pub fn log_retention(&self) -> Duration {
+        Duration::from_secs(self.log_retention_days.saturating_mul(24 * 3600))
+    }
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut config = StandaloneConfig::new(&args.data_dir, args.listen);
     config.environment = args.name;
     config.base_url = args.base_url;
     config.frontend_name = args.frontend_name;
-    config.limits = Limits {
-        timeout_ms: args.timeout_ms,
-        memory_bytes: args.memory_mib.saturating_mul(1 << 20),
-        max_body_bytes: args.max_body_bytes,
-    };
-    config.max_package_bytes = args.max_package_mib.saturating_mul(1 << 20);
-    config.max_instances = args.max_instances;
-    config.log_retention = Duration::from_secs(args.log_retention_days.saturating_mul(24 * 3600));
+    config.limits = args.limits.limits();
+    config.max_package_bytes = args.limits.max_package_bytes();
+    config.max_instances = args.limits.max_instances;
+    config.log_retention = args.limits.log_retention();
 
     let environment = Standalone::start(config).await?;
     println!(
@@ -92,7 +113,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let mut terminate =

@@ -4,4 +4,6 @@ mod cli_live;
 mod cli_offline;
 mod e2e_bad_input;
 mod e2e_serve;
+mod farm;
+mod farm_support;
 mod support;

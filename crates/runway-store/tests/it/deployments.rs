@@ -2,7 +2,6 @@ use runway_store::StoreError;
 
 use crate::{new_version, open};
 
-#[tokio::test]
 async fn commit_sets_running_version_and_generation_together() {
     let (_dir, store) = open().await;
     assert_eq!(store.generation().await.unwrap(), 0);
@@ -50,7 +49,6 @@ async fn commit_sets_running_version_and_generation_together() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn commit_with_unknown_version_changes_nothing() {
     let (_dir, store) = open().await;
     store
@@ -97,7 +95,6 @@ async fn commit_with_unknown_version_changes_nothing() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn fail_leaves_running_version() {
     let (_dir, store) = open().await;
     store
@@ -148,7 +145,6 @@ async fn fail_leaves_running_version() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn fail_unfinished_marks_running_only() {
     let (_dir, store) = open().await;
     store
@@ -188,3 +184,10 @@ async fn fail_unfinished_marks_running_only() {
     assert_eq!(store.fail_unfinished_deployments("again").await.unwrap(), 0);
     store.close().await;
 }
+
+crate::both!(
+    commit_sets_running_version_and_generation_together,
+    commit_with_unknown_version_changes_nothing,
+    fail_leaves_running_version,
+    fail_unfinished_marks_running_only,
+);

@@ -2,7 +2,6 @@ use runway_store::StoreError;
 
 use crate::open;
 
-#[tokio::test]
 async fn set_get_delete_exists() {
     let (_dir, store) = open().await;
     assert_eq!(store.kv_get("a", "b", "k").await.unwrap(), None);
@@ -22,7 +21,6 @@ async fn set_get_delete_exists() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn scoping_by_app_and_bucket() {
     let (_dir, store) = open().await;
     store
@@ -52,7 +50,6 @@ async fn scoping_by_app_and_bucket() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn keys_paging() {
     let (_dir, store) = open().await;
     for i in (0..25).rev() {
@@ -91,7 +88,6 @@ async fn keys_paging() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn increment_is_atomic_under_concurrency() {
     let (_dir, store) = open().await;
     let mut tasks = Vec::new();
@@ -118,7 +114,6 @@ async fn increment_is_atomic_under_concurrency() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn increment_of_non_integer_fails_and_changes_nothing() {
     let (_dir, store) = open().await;
     store.kv_set("a", "b", "name", b"hello").await.unwrap();
@@ -142,3 +137,11 @@ async fn increment_of_non_integer_fails_and_changes_nothing() {
     assert!(matches!(err, StoreError::Overflow(_)), "{err}");
     store.close().await;
 }
+
+crate::both!(
+    increment_is_atomic_under_concurrency,
+    set_get_delete_exists,
+    scoping_by_app_and_bucket,
+    keys_paging,
+    increment_of_non_integer_fails_and_changes_nothing,
+);

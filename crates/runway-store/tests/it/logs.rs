@@ -33,7 +33,6 @@ fn entry(i: i64) -> NewLogEntry {
     }
 }
 
-#[tokio::test]
 async fn write_flush_and_query() {
     let (_dir, store) = open().await;
     let sink = store.log_sink();
@@ -130,6 +129,16 @@ async fn write_flush_and_query() {
         .await
         .unwrap();
     assert_eq!(since.len(), 10);
+    let window = store
+        .logs(&LogQuery {
+            since_ms: Some(1_000 + 4990),
+            until_ms: Some(1_000 + 4995),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 5);
 
     // Following with after_id: oldest first, pages of 1000 cover everything once.
     let mut cursor = 0;
@@ -171,7 +180,6 @@ async fn write_flush_and_query() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn entries_arrive_without_flush() {
     let (_dir, store) = open().await;
     store.log_sink().write(entry(0));
@@ -193,7 +201,6 @@ async fn entries_arrive_without_flush() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn retention_purges_old_entries() {
     let (_dir, store) = open().await;
     let sink = store.log_sink();
@@ -253,7 +260,6 @@ async fn retention_purges_old_entries() {
         .unwrap();
 }
 
-#[tokio::test]
 async fn full_queue_drops_instead_of_blocking() {
     let (_dir, store) = open().await;
     let sink = store.log_sink();
@@ -275,3 +281,10 @@ async fn full_queue_drops_instead_of_blocking() {
     assert_eq!(written + sink.dropped(), 70_000);
     store.close().await;
 }
+
+crate::both!(
+    write_flush_and_query,
+    entries_arrive_without_flush,
+    retention_purges_old_entries,
+    full_queue_drops_instead_of_blocking,
+);

@@ -1,13 +1,9 @@
 use runway_store::{LogQuery, NewLogEntry, Store};
 
-use crate::new_version;
+use crate::{Guard, new_version, open};
 
-#[tokio::test]
 async fn data_survives_close_and_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("catalog"))
-        .await
-        .unwrap();
+    let (guard, store) = open().await;
     store
         .insert_version(&new_version("a", "1.0.0", "d1"))
         .await
@@ -36,15 +32,15 @@ async fn data_survives_close_and_reopen() {
     store.close().await;
     store.close().await;
 
-    for db in ["platform.db", "log.db", "session.db"] {
-        assert!(dir.path().join("catalog").join(db).is_file(), "{db}");
+    if let Guard::Dir(dir) = &guard {
+        for db in ["platform.db", "log.db", "session.db"] {
+            assert!(dir.path().join(db).is_file(), "{db}");
+        }
     }
 
     // Reopen twice: migrations are idempotent.
     for _ in 0..2 {
-        let store = Store::open_sqlite(&dir.path().join("catalog"))
-            .await
-            .unwrap();
+        let store = Store::open(&guard.location()).await.unwrap();
         assert_eq!(store.generation().await.unwrap(), 3);
         let a = store.app("a").await.unwrap().unwrap();
         assert_eq!(a.running_version.as_deref(), Some("1.0.0"));
@@ -91,10 +87,8 @@ async fn open_fails_with_a_message_naming_the_file() {
     );
 }
 
-#[tokio::test]
 async fn calls_after_close_fail_and_do_not_hang() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let (_guard, store) = open().await;
     let sink = store.log_sink();
     store.close().await;
     assert!(store.setting("x").await.is_err());
@@ -102,3 +96,60 @@ async fn calls_after_close_fail_and_do_not_hang() {
     sink.flush().await;
     assert_eq!(sink.dropped(), 1);
 }
+
+#[tokio::test]
+async fn unreachable_database_is_a_clear_error_without_the_password() {
+    // Nothing listens on port 1.
+    let err = Store::open("postgres://runway:hunter2@127.0.0.1:1/runway_prod")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("platform catalog")
+            && msg.contains("127.0.0.1:1/runway_prod")
+            && msg.contains("createdb")
+            && !msg.contains("hunter2"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn missing_database_is_a_clear_error() {
+    let mut url = url::Url::parse(&crate::admin_url()).unwrap();
+    url.set_path("runway_store_test_does_not_exist");
+    let err = Store::open(url.as_str()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("runway_store_test_does_not_exist") && msg.contains("does not exist"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_catalogs_are_schemas_of_one_database() {
+    let db = crate::PgDatabase::create().await;
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    store.set_setting("x", "y").await.unwrap();
+    store.close().await;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+         WHERE table_schema IN ('platform', 'log', 'session') \
+         AND table_name IN ('settings', 'log_entries', 'sessions') ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            ("log".to_string(), "log_entries".to_string()),
+            ("platform".to_string(), "settings".to_string()),
+            ("session".to_string(), "sessions".to_string()),
+        ]
+    );
+}
+
+crate::both!(data_survives_close_and_reopen, calls_after_close_fail_and_do_not_hang);

@@ -1,6 +1,5 @@
 use crate::open;
 
-#[tokio::test]
 async fn set_and_unset_in_one_call() {
     let (_dir, store) = open().await;
     assert!(store.properties("app").await.unwrap().is_empty());
@@ -36,3 +35,7 @@ async fn set_and_unset_in_one_call() {
     assert!(store.properties("other").await.unwrap().is_empty());
     store.close().await;
 }
+
+crate::both!(
+    set_and_unset_in_one_call,
+);

@@ -2,7 +2,6 @@ use runway_store::StoreError;
 
 use crate::open;
 
-#[tokio::test]
 async fn create_lookup_conflict_revoke() {
     let (_dir, store) = open().await;
     let admin = store
@@ -70,7 +69,6 @@ async fn create_lookup_conflict_revoke() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn sessions_expire() {
     let (_dir, store) = open().await;
     let now = runway_store::now_ms();
@@ -92,3 +90,8 @@ async fn sessions_expire() {
     assert_eq!(store.session("s1").await.unwrap(), None);
     store.close().await;
 }
+
+crate::both!(
+    create_lookup_conflict_revoke,
+    sessions_expire,
+);

@@ -2,7 +2,6 @@ use runway_store::{ArtifactRecord, DeleteVersion, InsertVersion};
 
 use crate::{new_version, open};
 
-#[tokio::test]
 async fn insert_created_unchanged_conflict() {
     let (_dir, store) = open().await;
     let v = new_version("notes", "1.0.0", "d1");
@@ -36,7 +35,6 @@ async fn insert_created_unchanged_conflict() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_publish_of_same_version_creates_once() {
     let (_dir, store) = open().await;
     let mut tasks = Vec::new();
@@ -61,7 +59,6 @@ async fn concurrent_publish_of_same_version_creates_once() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn listing_order_and_apps() {
     let (_dir, store) = open().await;
     for v in ["1.0.0", "1.1.0", "0.9.0"] {
@@ -94,7 +91,6 @@ async fn listing_order_and_apps() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn delete_running_refused_last_deletes_app_keeps_data() {
     let (_dir, store) = open().await;
     store
@@ -170,7 +166,6 @@ async fn delete_running_refused_last_deletes_app_keeps_data() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn artifacts_are_idempotent() {
     let (_dir, store) = open().await;
     assert!(store.artifact("c1", "engine-a").await.unwrap().is_none());
@@ -193,7 +188,6 @@ async fn artifacts_are_idempotent() {
     store.close().await;
 }
 
-#[tokio::test]
 async fn settings_roundtrip() {
     let (_dir, store) = open().await;
     assert_eq!(store.setting("name").await.unwrap(), None);
@@ -205,3 +199,12 @@ async fn settings_roundtrip() {
     );
     store.close().await;
 }
+
+crate::both!(
+    concurrent_publish_of_same_version_creates_once,
+    insert_created_unchanged_conflict,
+    listing_order_and_apps,
+    delete_running_refused_last_deletes_app_keeps_data,
+    artifacts_are_idempotent,
+    settings_roundtrip,
+);

@@ -13,6 +13,10 @@ pub struct DeployArgs {
     /// What to deploy, e.g. notes@0.1.0.
     #[arg(value_name = "NAME@VERSION")]
     pub target: String,
+    /// If some front-ends fail to stage, disable them and deploy on the others
+    /// (they catch up when enabled again) instead of failing the deployment.
+    #[arg(long)]
+    pub disable_failed_frontends: bool,
     #[command(flatten)]
     pub conn: Connection,
 }
@@ -20,7 +24,13 @@ pub struct DeployArgs {
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let (app, version) = parse_app_at_version(&args.target)?;
     let client = args.conn.client()?;
-    let d = client.deploy(app.as_str(), &version.to_string()).await?;
+    let d = client
+        .deploy_with(
+            app.as_str(),
+            &version.to_string(),
+            args.disable_failed_frontends,
+        )
+        .await?;
     if d.status == "failed" {
         bail!(
             "deployment {} of {} {} failed: {}",
@@ -59,6 +69,13 @@ pub fn describe(d: &Deployment, env_url: &str) -> String {
     let mut out = format!("{verb} {} {} ({detail})", d.app, d.version);
     if d.status == "succeeded" {
         out.push_str(&format!(", running at {env_url}/{}/", d.app));
+    }
+    // Front-ends that did not simply commit: say which, and why.
+    for p in d.frontends.iter().filter(|p| p.state != "committed") {
+        out.push_str(&format!("\n  front-end {}: {}", p.frontend, p.state));
+        if let Some(error) = &p.error {
+            out.push_str(&format!(" ({error})"));
+        }
     }
     out
 }

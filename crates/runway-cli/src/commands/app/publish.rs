@@ -208,6 +208,7 @@ mod tests {
             finished_at_ms: Some(40),
             stage_ms: Some(30),
             commit_ms: Some(5),
+            frontends: Vec::new(),
         }
     }
 

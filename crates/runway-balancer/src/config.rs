@@ -1,0 +1,285 @@
+//! What a balancer is told at start, and the checks that turn a configuration
+//! into one the rest of the crate can trust.
+//!
+//! Everything here is validated before a socket is bound or the controller is
+//! called, so a wrong flag is one clear error naming the flag and the fix.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::HeaderValue;
+use url::Url;
+
+use crate::error::{BalancerError, Result};
+
+/// How a balancer runs. Build one with [`BalancerConfig::new`] (or
+/// [`defaults`]) and change the fields that differ from the defaults.
+#[derive(Debug, Clone)]
+pub struct BalancerConfig {
+    /// Where app traffic arrives (the environment's address).
+    pub listen: SocketAddr,
+    /// Where the list of front-ends comes from.
+    pub discovery: Discovery,
+    /// How an upstream is chosen for a request. Default: least outstanding.
+    pub policy: Policy,
+    /// Active health checks.
+    pub health: HealthConfig,
+    /// Time allowed to open a TCP connection to a front-end. Default 1 s.
+    pub connect_timeout: Duration,
+    /// How long a front-end stays out of the pool after a connection error
+    /// (passive ejection). Default 5 s; zero disables passive ejection.
+    pub eject_for: Duration,
+    /// Total tries for a retryable request, the first one included. Default 3.
+    pub max_attempts: u32,
+    /// How long in-flight requests may run after [`crate::Balancer::shutdown`]
+    /// stopped accepting connections. Default 30 s.
+    pub shutdown_grace: Duration,
+}
+
+/// Where the balancer learns which front-ends exist.
+#[derive(Debug, Clone)]
+pub enum Discovery {
+    /// Fixed upstream list (`--upstream http://127.0.0.1:9101 --upstream ...`).
+    /// Names are the URLs' `host:port`.
+    Static(Vec<Url>),
+    /// Poll the controller's `GET {url}/_runway/api/v1/frontends` with
+    /// `Authorization: Bearer {token}` every `interval`.
+    Controller {
+        url: Url,
+        token: String,
+        interval: Duration,
+    },
+}
+
+/// How an upstream is chosen among the ones in the pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// The upstream with the fewest in-flight requests; ties are broken by a
+    /// rotating start, so an idle farm is served round-robin.
+    #[default]
+    LeastOutstanding,
+    /// Each request goes to the next upstream in the pool.
+    RoundRobin,
+}
+
+impl Policy {
+    /// The spelling used by `--policy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::LeastOutstanding => "least-outstanding",
+            Policy::RoundRobin => "round-robin",
+        }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = BalancerError;
+
+    fn from_str(s: &str) -> Result<Policy> {
+        match s {
+            "least-outstanding" => Ok(Policy::LeastOutstanding),
+            "round-robin" => Ok(Policy::RoundRobin),
+            other => Err(BalancerError::Invalid {
+                setting: "--policy",
+                value: other.to_string(),
+                fix: "use least-outstanding or round-robin",
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Active health checks: `GET {upstream}{path}` every `interval`.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Default `/_runway/ready`: a front-end that has not loaded the committed
+    /// routing table answers 503 there and gets no traffic.
+    pub path: String,
+    /// Default 1 s.
+    pub interval: Duration,
+    /// Default 1 s.
+    pub timeout: Duration,
+    /// Consecutive 2xx answers that bring an unhealthy upstream back. Default 2.
+    pub rise: u32,
+    /// Consecutive failures that take a healthy upstream out. Default 2.
+    pub fall: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            path: "/_runway/ready".to_string(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 2,
+        }
+    }
+}
+
+/// A configuration with every default of the brief: least-outstanding policy,
+/// health checks of `/_runway/ready` every second (rise 2, fall 2), 1 s
+/// connect timeout, 5 s passive ejection, 3 attempts, 30 s shutdown grace.
+pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
+    BalancerConfig {
+        listen,
+        discovery,
+        policy: Policy::default(),
+        health: HealthConfig::default(),
+        connect_timeout: Duration::from_secs(1),
+        eject_for: Duration::from_secs(5),
+        max_attempts: 3,
+        shutdown_grace: Duration::from_secs(30),
+    }
+}
+
+impl BalancerConfig {
+    /// Same as [`defaults`].
+    pub fn new(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
+        defaults(listen, discovery)
+    }
+
+    /// Every check that does not need the network.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let invalid = |setting: &'static str, value: String, fix: &'static str| {
+            Err(BalancerError::Invalid {
+                setting,
+                value,
+                fix,
+            })
+        };
+        if self.max_attempts == 0 {
+            return invalid("max attempts", "0".into(), "it must be at least 1");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid(
+                "connect timeout",
+                "0 ms".into(),
+                "it must be more than zero",
+            );
+        }
+        let health = &self.health;
+        if !health.path.starts_with('/') || health.path.parse::<http::Uri>().is_err() {
+            return invalid(
+                "health check path",
+                health.path.clone(),
+                "it must be a URL path starting with /, such as /_runway/ready",
+            );
+        }
+        if health.interval.is_zero() {
+            return invalid(
+                "--health-interval-ms",
+                "0".into(),
+                "it must be at least 1",
+            );
+        }
+        if health.timeout.is_zero() {
+            return invalid(
+                "health check timeout",
+                "0 ms".into(),
+                "it must be more than zero",
+            );
+        }
+        if health.rise == 0 {
+            return invalid("--health-rise", "0".into(), "it must be at least 1");
+        }
+        if health.fall == 0 {
+            return invalid("--health-fall", "0".into(), "it must be at least 1");
+        }
+        match &self.discovery {
+            Discovery::Static(urls) => {
+                if urls.is_empty() {
+                    return Err(BalancerError::NoUpstreams);
+                }
+                let mut names = Vec::with_capacity(urls.len());
+                for url in urls {
+                    let name = upstream_name(url).map_err(|reason| BalancerError::BadUpstream {
+                        url: url.to_string(),
+                        reason,
+                    })?;
+                    if names.contains(&name) {
+                        return Err(BalancerError::DuplicateUpstream { name });
+                    }
+                    names.push(name);
+                }
+            }
+            Discovery::Controller {
+                url,
+                token,
+                interval,
+            } => {
+                check_controller_url(url)?;
+                if token.is_empty() {
+                    return Err(BalancerError::NoToken {
+                        controller: display_url(url),
+                    });
+                }
+                if HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+                    return Err(BalancerError::BadToken);
+                }
+                if interval.is_zero() {
+                    return invalid(
+                        "discovery interval",
+                        "0 ms".into(),
+                        "it must be more than zero",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of a statically configured upstream (`host:port`), or why its URL
+/// cannot be an upstream. Front-end addresses from the controller go through
+/// the same check.
+pub(crate) fn upstream_name(url: &Url) -> std::result::Result<String, String> {
+    if url.scheme() != "http" {
+        return Err(format!(
+            "is not http:// (the balancer speaks plain HTTP/1.1 to front-ends; {} is not supported)",
+            url.scheme()
+        ));
+    }
+    let Some(host) = url.host_str() else {
+        return Err("has no host".into());
+    };
+    if url.path() != "/" && !url.path().is_empty() {
+        return Err(format!(
+            "has a path ({}); requests are forwarded with their path unchanged, so give only scheme, host and port",
+            url.path()
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("has a query or fragment; give only scheme, host and port".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("has credentials; give only scheme, host and port".into());
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    Ok(format!("{host}:{port}"))
+}
+
+fn check_controller_url(url: &Url) -> Result<()> {
+    let reason = match url.scheme() {
+        "http" if url.host_str().is_some() => return Ok(()),
+        "http" => "has no host".to_string(),
+        "https" => "is https://, which the balancer cannot speak yet (it has no TLS client); \
+                    reach the controller over http:// on a private network"
+            .to_string(),
+        other => format!("is not http:// ({other})"),
+    };
+    Err(BalancerError::BadController {
+        url: url.to_string(),
+        reason,
+    })
+}
+
+/// A URL as a person typed it: without the trailing `/` that `Url` adds.
+pub(crate) fn display_url(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}

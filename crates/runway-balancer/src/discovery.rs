@@ -1,0 +1,390 @@
+//! Which upstreams exist: a fixed list, or the controller's list of
+//! front-ends polled every interval, and the reconciliation of that list with
+//! the pool.
+//!
+//! # Membership and drain
+//!
+//! [`Members`] holds the upstreams discovery currently lists (each with its
+//! health-check task) and the ones being drained. Applying a new list:
+//!
+//! - a front-end that appears gets a new [`Upstream`] (unhealthy until its
+//!   first check, see [`crate::health`]) and a health task;
+//! - a front-end that is still listed at the same address is left alone, with
+//!   its health state and in-flight count;
+//! - a front-end that left the list, stopped taking traffic
+//!   ([`FrontendInfo::takes_traffic`], e.g. disabled or catching up) or moved
+//!   to another address is **drained**: it leaves the pool snapshot at once,
+//!   so no new request goes to it, while requests already sent to it finish
+//!   normally (they hold their own reference). Its health checks stop, and
+//!   it is forgotten once its last in-flight request is done.
+//!
+//! The pool snapshot is republished only when the membership changed.
+//!
+//! A poll that fails (controller down, bad answer) changes nothing: the last
+//! known list stays, with a warning, so a blink of the controller never
+//! empties the pool. Only the *first* discovery, in
+//! [`crate::Balancer::start`], turns a failure into an error.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use runway_api::ErrorBody;
+use runway_api::v1::{FrontendInfo, FrontendList};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use url::Url;
+
+use crate::client::{HttpClient, UpstreamBody};
+use crate::config::{display_url, upstream_name};
+use crate::error::{BalancerError, Result};
+use crate::health::{Checker, display_duration};
+use crate::pool::{Pool, Upstream, UpstreamStatus};
+
+/// A whole discovery exchange (connect, answer, body) must fit in this.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest front-end list the balancer reads.
+const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
+/// While the controller stays unreachable, a warning every this many polls.
+const WARN_EVERY: u32 = 60;
+
+/// An upstream as discovery lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub name: String,
+    pub url: Url,
+}
+
+/// Targets of a static `--upstream` list (validated by the configuration).
+pub(crate) fn static_targets(urls: &[Url]) -> Vec<Target> {
+    urls.iter()
+        .filter_map(|url| {
+            let name = upstream_name(url).ok()?;
+            Some(Target {
+                name,
+                url: url.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The upstreams discovery lists and the ones being drained.
+pub(crate) struct Members {
+    pool: Arc<Pool>,
+    checker: Arc<Checker>,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    current: Vec<Member>,
+    draining: Vec<Arc<Upstream>>,
+    /// Front-end entries already reported as unusable, so a bad entry is
+    /// warned about once, not at every poll.
+    rejected: HashSet<(String, String)>,
+    stopped: bool,
+}
+
+struct Member {
+    upstream: Arc<Upstream>,
+    health: JoinHandle<()>,
+}
+
+impl Members {
+    pub fn new(pool: Arc<Pool>, checker: Arc<Checker>) -> Members {
+        Members {
+            pool,
+            checker,
+            registry: Mutex::new(Registry::default()),
+        }
+    }
+
+    /// Reconciles the pool with `targets` (see the module doc) and returns the
+    /// upstreams it added. With `initial`, the new upstreams' health tasks
+    /// skip their immediate check because the caller runs it.
+    pub fn apply(&self, targets: Vec<Target>, initial: bool) -> Vec<Arc<Upstream>> {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if registry.stopped {
+            return Vec::new();
+        }
+        let mut previous: Vec<Option<Member>> =
+            std::mem::take(&mut registry.current).into_iter().map(Some).collect();
+        let mut next = Vec::with_capacity(targets.len());
+        let mut added = Vec::new();
+        let mut changed = false;
+        for target in targets {
+            if next.iter().any(|m: &Member| m.upstream.name == target.name) {
+                continue;
+            }
+            let kept = previous.iter_mut().find_map(|slot| {
+                let same = slot
+                    .as_ref()
+                    .is_some_and(|m| m.upstream.name == target.name && m.upstream.url == target.url);
+                if same { slot.take() } else { None }
+            });
+            if let Some(member) = kept {
+                next.push(member);
+                continue;
+            }
+            let Some(upstream) = Upstream::new(target.name.clone(), target.url.clone()) else {
+                if registry
+                    .rejected
+                    .insert((target.name.clone(), target.url.to_string()))
+                {
+                    tracing::warn!(
+                        upstream = %target.name,
+                        "front-end {} has an address the balancer cannot use ({}); skipping it",
+                        target.name,
+                        target.url
+                    );
+                }
+                continue;
+            };
+            let upstream = Arc::new(upstream);
+            tracing::info!(
+                upstream = %upstream.name,
+                url = %upstream.url,
+                "front-end {} joined the pool's candidates at {}",
+                upstream.name,
+                display_url(&upstream.url)
+            );
+            let health = self.checker.spawn(upstream.clone(), !initial);
+            added.push(upstream.clone());
+            next.push(Member { upstream, health });
+            changed = true;
+        }
+        for member in previous.into_iter().flatten() {
+            member.health.abort();
+            member.upstream.start_draining();
+            tracing::info!(
+                upstream = %member.upstream.name,
+                "front-end {} left discovery or stopped taking traffic; draining {} in-flight requests",
+                member.upstream.name,
+                member.upstream.outstanding()
+            );
+            registry.draining.push(member.upstream);
+            changed = true;
+        }
+        if changed {
+            self.pool
+                .publish(next.iter().map(|m| m.upstream.clone()).collect());
+        }
+        registry.current = next;
+        registry.forget_drained();
+        added
+    }
+
+    /// Every known upstream: the listed ones in discovery order, then the
+    /// ones still draining.
+    pub fn statuses(&self) -> Vec<UpstreamStatus> {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.forget_drained();
+        registry
+            .current
+            .iter()
+            .map(|m| m.upstream.status())
+            .chain(registry.draining.iter().map(|u| u.status()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .len()
+    }
+
+    /// Stops every health check; later lists are ignored.
+    pub fn stop(&self) {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.stopped = true;
+        for member in &registry.current {
+            member.health.abort();
+        }
+    }
+}
+
+impl Registry {
+    fn forget_drained(&mut self) {
+        self.draining.retain(|upstream| {
+            let busy = upstream.outstanding() > 0;
+            if !busy {
+                tracing::info!(
+                    upstream = %upstream.name,
+                    "front-end {} is drained",
+                    upstream.name
+                );
+            }
+            busy
+        });
+    }
+}
+
+/// The controller's front-end list endpoint, as the balancer calls it.
+pub(crate) struct Controller {
+    client: HttpClient,
+    endpoint: Uri,
+    authorization: HeaderValue,
+    /// The URL as given, for messages.
+    display: String,
+}
+
+impl Controller {
+    /// `url` and `token` have been validated by the configuration.
+    pub fn new(client: HttpClient, url: &Url, token: &str) -> Result<Controller> {
+        let display = display_url(url);
+        let endpoint = format!("{display}{}/frontends", runway_api::API_V1)
+            .parse()
+            .map_err(|e| BalancerError::BadController {
+                url: url.to_string(),
+                reason: format!("does not make a valid request URI ({e})"),
+            })?;
+        let authorization =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| BalancerError::BadToken)?;
+        Ok(Controller {
+            client,
+            endpoint,
+            authorization,
+            display,
+        })
+    }
+
+    /// One `GET /_runway/api/v1/frontends`, bounded by [`DISCOVERY_TIMEOUT`].
+    pub async fn fetch(&self) -> Result<FrontendList> {
+        match tokio::time::timeout(DISCOVERY_TIMEOUT, self.exchange()).await {
+            Ok(result) => result,
+            Err(_) => Err(BalancerError::ControllerUnreachable {
+                controller: self.display.clone(),
+                reason: format!("no answer within {}", display_duration(DISCOVERY_TIMEOUT)),
+            }),
+        }
+    }
+
+    async fn exchange(&self) -> Result<FrontendList> {
+        let mut request = Request::new(UpstreamBody::empty());
+        *request.uri_mut() = self.endpoint.clone();
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, self.authorization.clone());
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static("runway-balancer"));
+        let response = self.client.request(request).await.map_err(|e| {
+            BalancerError::ControllerUnreachable {
+                controller: self.display.clone(),
+                reason: crate::proxy::describe_error(&e),
+            }
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_LIST_BYTES)
+            .collect()
+            .await
+            .map_err(|e| BalancerError::ControllerBadList {
+                controller: self.display.clone(),
+                reason: format!("reading the answer failed: {e}"),
+            })?
+            .to_bytes();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(BalancerError::ControllerRefusedToken {
+                controller: self.display.clone(),
+                status: status.as_u16(),
+            });
+        }
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|e| format!(" ({})", e.message))
+                .unwrap_or_default();
+            return Err(BalancerError::ControllerStatus {
+                controller: self.display.clone(),
+                status: status.as_u16(),
+                detail,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| BalancerError::ControllerBadList {
+            controller: self.display.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The front-ends of a list that may take traffic, as targets. Entries whose
+/// address is unusable are left out (and warned about by [`Members::apply`]
+/// if their address parses, here otherwise).
+pub(crate) fn controller_targets(list: &FrontendList) -> Vec<Target> {
+    list.frontends
+        .iter()
+        .filter(|f| f.takes_traffic())
+        .filter_map(target_of)
+        .collect()
+}
+
+fn target_of(frontend: &FrontendInfo) -> Option<Target> {
+    let checked = Url::parse(&frontend.address)
+        .map_err(|e| e.to_string())
+        .and_then(|url| upstream_name(&url).map(|_| url));
+    match checked {
+        Ok(url) => Some(Target {
+            name: frontend.name.clone(),
+            url,
+        }),
+        Err(reason) => {
+            tracing::debug!(
+                upstream = %frontend.name,
+                "front-end {} has an unusable address {:?} ({reason}); skipping it",
+                frontend.name,
+                frontend.address
+            );
+            None
+        }
+    }
+}
+
+/// Polls the controller every `interval` until `stop` turns true.
+pub(crate) fn spawn_controller_loop(
+    controller: Controller,
+    members: Arc<Members>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The first tick is immediate, and the first discovery was done at start.
+        ticks.tick().await;
+        let mut failures: u32 = 0;
+        loop {
+            let fetched = tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => break,
+                fetched = async {
+                    ticks.tick().await;
+                    controller.fetch().await
+                } => fetched,
+            };
+            match fetched {
+                Ok(list) => {
+                    if failures > 0 {
+                        tracing::info!(
+                            "the controller at {} answers again after {failures} failed polls",
+                            controller.display
+                        );
+                    }
+                    failures = 0;
+                    members.apply(controller_targets(&list), false);
+                }
+                Err(error) => {
+                    if failures % WARN_EVERY == 0 {
+                        tracing::warn!(
+                            "front-end discovery failed; keeping the last known {} front-ends: {error}",
+                            members.len()
+                        );
+                    }
+                    failures = failures.saturating_add(1);
+                }
+            }
+        }
+        tracing::debug!("front-end discovery stopped");
+    })
+}

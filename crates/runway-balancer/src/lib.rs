@@ -1,0 +1,211 @@
+//! The load balancer in front of a farm of Runway front-ends
+//! (`runway balancer serve`): the environment's address.
+//!
+//! A [`Balancer`] accepts HTTP/1.1 app traffic and forwards each request to
+//! one front-end, streaming bodies both ways over kept-alive connections.
+//!
+//! - `discovery` learns the front-ends: a fixed `--upstream` list, or the
+//!   controller's `GET /_runway/api/v1/frontends` polled every interval.
+//!   Front-ends that leave are drained, never cut.
+//! - `health` checks each one actively (`/_runway/ready`); `proxy` ejects
+//!   one passively after a connection error.
+//! - `pool` holds the lock-free snapshot a request picks from
+//!   (least-outstanding or round-robin).
+//! - `proxy` forwards, retries idempotent requests on another front-end
+//!   when no answer came back, and logs every request
+//!   (target `runway_balancer::access`).
+//! - `headers` rewrites headers (`X-Forwarded-*`, `Forwarded`, request id,
+//!   hop-by-hop).
+//! - `server` accepts connections and shuts down gracefully.
+//!
+//! The crate speaks only HTTP and the `runway-api` wire types: it knows
+//! nothing of apps, the runtime or the catalogs.
+
+mod client;
+mod config;
+mod discovery;
+mod error;
+mod headers;
+mod health;
+mod pool;
+mod proxy;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{BalancerConfig, Discovery, HealthConfig, Policy, defaults};
+pub use error::{BalancerError, Result};
+pub use pool::UpstreamStatus;
+
+use discovery::{Controller, Members};
+use health::Checker;
+use pool::Pool;
+use proxy::Proxy;
+
+/// A running balancer. Stop it with [`Balancer::shutdown`]; dropping it
+/// stops it abruptly.
+pub struct Balancer {
+    addr: SocketAddr,
+    members: Arc<Members>,
+    shutdown_grace: std::time::Duration,
+    stop: watch::Sender<bool>,
+    force: watch::Sender<bool>,
+    connections: mpsc::Receiver<()>,
+    accept: Option<JoinHandle<()>>,
+    discovery: Option<JoinHandle<()>>,
+}
+
+impl Balancer {
+    /// Validates `config`, does the first discovery (an unreachable controller
+    /// or a refused token is an error here, not later), runs the first health
+    /// check of every upstream, binds the listener and starts serving.
+    pub async fn start(config: BalancerConfig) -> Result<Balancer> {
+        config.validate()?;
+        let client = client::http_client(config.connect_timeout);
+        let pool = Arc::new(Pool::new(config.policy));
+        let checker = Arc::new(Checker::new(client.clone(), config.health.clone()));
+        let members = Arc::new(Members::new(pool.clone(), checker.clone()));
+
+        let (stop, stop_rx) = watch::channel(false);
+        let (force, force_rx) = watch::channel(false);
+
+        let (targets, controller) = match &config.discovery {
+            Discovery::Static(urls) => (discovery::static_targets(urls), None),
+            Discovery::Controller {
+                url,
+                token,
+                interval,
+            } => {
+                let controller = Controller::new(client.clone(), url, token)?;
+                let list = controller.fetch().await?;
+                let targets = discovery::controller_targets(&list);
+                if targets.is_empty() {
+                    tracing::warn!(
+                        "the controller at {} lists no front-end that takes traffic ({} listed); \
+                         requests get 503 until one is ready",
+                        config::display_url(url),
+                        list.frontends.len()
+                    );
+                }
+                (targets, Some((controller, *interval)))
+            }
+        };
+
+        let listener = bind(config.listen).await?;
+        let addr = listener.local_addr().map_err(|e| BalancerError::Listen {
+            addr: config.listen,
+            reason: e.to_string(),
+        })?;
+
+        // The first check of each initial upstream is awaited so that the
+        // balancer serves as soon as `start` returns.
+        let initial = members.apply(targets, true);
+        futures::future::join_all(initial.iter().map(|u| checker.check_and_record(u))).await;
+
+        let discovery = controller.map(|(controller, interval)| {
+            discovery::spawn_controller_loop(controller, members.clone(), interval, stop_rx.clone())
+        });
+
+        let proxy = Arc::new(Proxy {
+            pool,
+            client,
+            max_attempts: config.max_attempts,
+            eject_for: config.eject_for,
+        });
+        let (connections_tx, connections) = mpsc::channel(1);
+        let accept = server::spawn_accept_loop(listener, proxy, stop_rx, force_rx, connections_tx);
+
+        let in_pool = members.statuses().iter().filter(|s| s.in_pool).count();
+        tracing::info!(
+            %addr,
+            policy = %config.policy,
+            "the balancer listens on {addr}; {in_pool} of {} front-ends are in the pool",
+            members.len()
+        );
+        Ok(Balancer {
+            addr,
+            members,
+            shutdown_grace: config.shutdown_grace,
+            stop,
+            force,
+            connections,
+            accept: Some(accept),
+            discovery,
+        })
+    }
+
+    /// The address the balancer listens on (with the actual port when the
+    /// configuration asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every known upstream: those discovery lists, in its order, then those
+    /// still draining.
+    pub fn upstreams(&self) -> Vec<UpstreamStatus> {
+        self.members.statuses()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish for up to
+    /// the shutdown grace, then cuts what is left and stops discovery and
+    /// health checks.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        let drained = tokio::time::timeout(self.shutdown_grace, self.connections.recv()).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "requests still in flight after the shutdown grace of {}; closing their connections",
+                health::display_duration(self.shutdown_grace)
+            );
+            let _ = self.force.send(true);
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.connections.recv(),
+            )
+            .await;
+        }
+        if let Some(discovery) = self.discovery.take() {
+            let _ = discovery.await;
+        }
+        self.members.stop();
+        tracing::info!("the balancer stopped");
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        let _ = self.force.send(true);
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        if let Some(discovery) = self.discovery.take() {
+            discovery.abort();
+        }
+        self.members.stop();
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address in use".to_string(),
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges)".to_string()
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "no such address on this machine".to_string()
+            }
+            _ => e.to_string(),
+        };
+        BalancerError::Listen { addr, reason }
+    })
+}

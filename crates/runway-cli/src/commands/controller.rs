@@ -1,0 +1,95 @@
+//! `runway controller serve`: the controller of a server farm, until ctrl-c
+//! or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use runway_controller::server::{ControllerServer, ServerConfig};
+use runway_runtime::RuntimeConfig;
+
+use crate::commands::up::{LimitArgs, shutdown_signal};
+
+#[derive(Subcommand, Debug)]
+pub enum ControllerCommand {
+    /// Run the controller of a farm: environment API, deployment controller
+    /// and fleet endpoints; front-ends register with it.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The environment's name.
+    #[arg(long, default_value = "prod")]
+    pub name: String,
+    /// The catalogs: postgres://user[:password]@host[:port]/database (one
+    /// database per environment), or a directory for SQLite files.
+    #[arg(long, env = "RUNWAY_DATABASE", hide_env_values = true)]
+    pub database: String,
+    /// What front-ends are told to open, if it differs (e.g. another host name).
+    #[arg(long, hide_env_values = true)]
+    pub frontend_database: Option<String>,
+    /// Where packages, artifacts, admin.token, join.token and fleet.key live.
+    #[arg(long, default_value = "./.runway-controller")]
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// The environment's public URL, usually its balancer's (default: http://<listen address>).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// How often front-ends heartbeat, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// A front-end silent this long is offline and leaves the pool, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub offline_after_ms: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+pub async fn run(cmd: ControllerCommand) -> anyhow::Result<()> {
+    match cmd {
+        ControllerCommand::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = ServerConfig::new(&args.name, &args.database, &args.data_dir, args.listen);
+    config.frontend_database = args.frontend_database;
+    config.base_url = args.base_url;
+    config.limits = args.limits.limits();
+    config.max_package_bytes = args.limits.max_package_bytes();
+    config.runtime = RuntimeConfig {
+        max_memory_bytes: config.limits.memory_bytes,
+        max_instances: args.limits.max_instances,
+    };
+    config.heartbeat = Duration::from_millis(args.heartbeat_ms);
+    config.offline_after = Duration::from_millis(args.offline_after_ms);
+    config.log_retention = args.limits.log_retention();
+
+    let server = ControllerServer::start(config).await?;
+    println!(
+        "runway: controller of environment '{}' listening on http://{}",
+        args.name,
+        server.addr()
+    );
+    for (file, created) in [
+        ("admin.token", server.admin_token().is_some()),
+        ("join.token", server.join_token().is_some()),
+    ] {
+        let path = args.data_dir.join(file);
+        let verb = if created { "written to" } else { "in" };
+        println!("runway: {file} {verb} {}", path.display());
+    }
+    println!("runway: ctrl-c to stop");
+    shutdown_signal()
+        .await
+        .context("failed to listen for shutdown signals")?;
+    println!("runway: stopping");
+    server.shutdown(Duration::from_secs(30)).await?;
+    println!("runway: stopped");
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! `runway frontend serve|list|enable|disable|remove`
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use runway_api::v1::{FrontendFlags, FrontendList};
+use runway_frontend::{FrontendNode, NodeConfig};
+use runway_runtime::RuntimeConfig;
+
+use crate::commands::app::print_json;
+use crate::commands::up::shutdown_signal;
+use crate::connection::Connection;
+use crate::output::{Table, relative};
+
+#[derive(Subcommand, Debug)]
+pub enum FrontendCommand {
+    /// Run a front-end that joins a farm's controller and serves its apps.
+    Serve(ServeArgs),
+    /// List the environment's front-ends.
+    List(ListArgs),
+    /// Take a front-end back into deployments and the balancers' pool.
+    Enable(NameArgs),
+    /// Drain a front-end: balancers send it no new requests, deployments skip it.
+    Disable(NameArgs),
+    /// Forget an offline front-end.
+    Remove(NameArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The controller's URL, http://host:port.
+    #[arg(long, env = "RUNWAY_CONTROLLER")]
+    pub controller: url::Url,
+    /// A join token (the controller's join.token, or `runway token create NAME --scope join`).
+    #[arg(long, env = "RUNWAY_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: String,
+    /// Where this front-end keeps its identity and its cache of artifacts.
+    #[arg(long, default_value = "./.runway-frontend")]
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9101")]
+    pub listen: SocketAddr,
+    /// URL the controller and balancers reach this front-end at (default: http://<listen address>).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Unique name in the environment (default: the one in --data-dir, else <host>-<port>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The catalogs, if not where the controller says (its --frontend-database).
+    #[arg(long, hide_env_values = true)]
+    pub database: Option<String>,
+    /// Per-instance memory cap bound, in MiB: must equal the controller's.
+    #[arg(long, default_value_t = 128)]
+    pub memory_mib: u64,
+    /// Most instances alive at once (requests in flight).
+    #[arg(long, default_value_t = 1000)]
+    pub max_instances: u32,
+    /// Largest unpacked package accepted, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_package_mib: u64,
+    /// Do not serve apps (a timers- or email-only front-end).
+    #[arg(long)]
+    pub no_apps: bool,
+    /// Do not run timers.
+    #[arg(long)]
+    pub no_timers: bool,
+    /// Do not send email.
+    #[arg(long)]
+    pub no_email: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The front-end's name, as `runway frontend list` shows it.
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+pub async fn run(cmd: FrontendCommand) -> anyhow::Result<()> {
+    match cmd {
+        FrontendCommand::Serve(args) => serve(args).await,
+        FrontendCommand::List(args) => list(args).await,
+        FrontendCommand::Enable(args) => {
+            args.conn
+                .client()?
+                .set_frontend_enabled(&args.name, true)
+                .await?;
+            println!("enabled front-end {}", args.name);
+            Ok(())
+        }
+        FrontendCommand::Disable(args) => {
+            args.conn
+                .client()?
+                .set_frontend_enabled(&args.name, false)
+                .await?;
+            println!(
+                "disabled front-end {}: balancers drain it, deployments skip it",
+                args.name
+            );
+            Ok(())
+        }
+        FrontendCommand::Remove(args) => {
+            args.conn.client()?.remove_frontend(&args.name).await?;
+            println!("removed front-end {}", args.name);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = NodeConfig {
+        controller: args.controller,
+        join_token: args.join_token,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        advertise: args.advertise,
+        name: args.name,
+        flags: FrontendFlags {
+            serves_apps: !args.no_apps,
+            runs_timers: !args.no_timers,
+            sends_email: !args.no_email,
+        },
+        database: args.database,
+        runtime: RuntimeConfig {
+            max_memory_bytes: args.memory_mib.saturating_mul(1 << 20),
+            max_instances: args.max_instances,
+        },
+        max_package_bytes: args.max_package_mib.saturating_mul(1 << 20),
+    };
+    let node = FrontendNode::start(config).await?;
+    println!(
+        "runway: front-end '{}' listening on http://{}",
+        node.frontend().name(),
+        node.addr()
+    );
+    println!("runway: ctrl-c to stop");
+    shutdown_signal()
+        .await
+        .context("failed to listen for shutdown signals")?;
+    println!("runway: stopping (in-flight requests get up to 30 s)");
+    node.shutdown(Duration::from_secs(30)).await?;
+    println!("runway: stopped");
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let list = args.conn.client()?.frontends().await?;
+    if args.json {
+        return print_json(&list);
+    }
+    print!("{}", render(&list, runway_store::now_ms()));
+    Ok(())
+}
+
+/// The `frontend list` table.
+pub fn render(list: &FrontendList, now_ms: i64) -> String {
+    let mut t = Table::new([
+        "NAME",
+        "ADDRESS",
+        "STATE",
+        "GENERATION",
+        "LAST HEARTBEAT",
+        "FLAGS",
+    ]);
+    for f in &list.frontends {
+        let mut flags = Vec::new();
+        if f.flags.serves_apps {
+            flags.push("apps");
+        }
+        if f.flags.runs_timers {
+            flags.push("timers");
+        }
+        if f.flags.sends_email {
+            flags.push("email");
+        }
+        t.row([
+            f.name.clone(),
+            f.address.clone(),
+            f.state.to_string(),
+            f.generation.to_string(),
+            f.last_heartbeat_ms
+                .map(|at| relative(at, now_ms))
+                .unwrap_or_else(|| "in-process".into()),
+            flags.join(","),
+        ]);
+    }
+    format!(
+        "{}committed generation {}; offline after {} s without a heartbeat\n",
+        t.render(),
+        list.generation,
+        list.offline_after_secs
+    )
+}

@@ -1,0 +1,346 @@
+//! Server farm reliability, end to end: the controller, front-ends and the
+//! balancer are separate `runway` processes talking over real sockets, and
+//! the catalogs are on the real PostgreSQL server.
+
+use std::time::{Duration, Instant};
+
+use runway_api::v1::{FrontendState, LogQueryParams, PublishResult};
+use runway_manifest::Package;
+
+use crate::farm_support::{Farm, Load, run, served_generation};
+use crate::support::{package, repackage, with_version};
+
+async fn publish(farm: &Farm, package: &Package) -> PublishResult {
+    let (result, _) = farm
+        .client
+        .publish(package.to_bytes(), true, None)
+        .await
+        .expect("publish succeeds");
+    let d = result.deployment.as_ref().expect("published and deployed");
+    assert_eq!(d.status, "succeeded", "deployment failed: {d:?}");
+    result
+}
+
+/// Waits until `url` answers 200 (the balancer has found a ready front-end).
+async fn wait_200(url: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = reqwest::get(url).await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer 200 within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redeploys_across_three_frontends_under_load_fail_no_request() {
+    let mut farm = Farm::start(3).await;
+    let hello = package("examples/hello");
+    publish(&farm, &hello).await;
+    let lb = farm.start_balancer();
+    let url = format!("{lb}/hello/");
+    wait_200(&url, Duration::from_secs(10)).await;
+
+    let load = Load::start(&url, 4);
+    for version in ["0.2.0", "0.3.0"] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let result = publish(&farm, &repackage(&hello, |m| with_version(m, version))).await;
+        let d = result.deployment.unwrap();
+        assert_eq!(d.frontends.len(), 3, "{d:?}");
+        assert!(d.frontends.iter().all(|p| p.state == "committed"), "{d:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Rollback is a deployment too.
+    farm.client.deploy("hello", "0.1.0").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = load.stop().await;
+    assert!(stats.failed.is_empty(), "failed requests: {:?}", stats.failed);
+    assert!(stats.ok > 50, "{stats:?}");
+    assert_eq!(stats.by_frontend.len(), 3, "traffic reached every front-end: {stats:?}");
+
+    let list = farm.list().await;
+    for f in &list.frontends {
+        assert_eq!((f.state, f.generation), (FrontendState::Ready, list.generation));
+    }
+
+    // Logs from every front-end are in the environment's log catalog, tagged.
+    let client = &farm.client;
+    let mut deadline = Instant::now() + Duration::from_secs(10);
+    for fe in ["fe1", "fe2", "fe3"] {
+        loop {
+            let rows = client
+                .logs(&LogQueryParams {
+                    app: Some("hello".into()),
+                    frontend: Some(fe.into()),
+                    status: Some(200),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if !rows.is_empty() {
+                assert!(rows.iter().all(|r| r.frontend.as_deref() == Some(fe)));
+                break;
+            }
+            assert!(Instant::now() < deadline, "no log rows from {fe}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        deadline = Instant::now() + Duration::from_secs(10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_frontend_leaves_the_pool_without_failing_a_request() {
+    let mut farm = Farm::start(3).await;
+    publish(&farm, &package("examples/hello")).await;
+    let lb = farm.start_balancer();
+    let url = format!("{lb}/hello/");
+    wait_200(&url, Duration::from_secs(10)).await;
+
+    let load = Load::start(&url, 4);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    farm.frontend("fe2").kill();
+    // The controller declares it offline after 1.5 s without a heartbeat.
+    farm.wait_for(Duration::from_secs(10), "fe2 offline", |list| {
+        list.frontends
+            .iter()
+            .any(|f| f.name == "fe2" && f.state == FrontendState::Offline)
+    })
+    .await;
+    let detected = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let during = load.stop().await;
+    assert!(
+        during.failed.is_empty(),
+        "failed requests after kill -9: {:?}",
+        during.failed
+    );
+    assert!(detected < Duration::from_secs(5), "detected after {detected:?}");
+
+    // From now on, fe2 gets nothing.
+    let after = Load::start(&url, 2);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = after.stop().await;
+    assert!(after.failed.is_empty(), "{:?}", after.failed);
+    assert!(!after.by_frontend.contains_key("fe2"), "{after:?}");
+    assert!(after.ok > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frontend_down_during_a_deployment_catches_up_before_it_is_ready() {
+    let mut farm = Farm::start(3).await;
+    let hello = package("examples/hello");
+    publish(&farm, &hello).await;
+    let before = farm.list().await.generation;
+
+    farm.frontend("fe3").kill();
+    let result = publish(&farm, &repackage(&hello, |m| with_version(m, "0.2.0"))).await;
+    let d = result.deployment.unwrap();
+    let fe3 = d
+        .frontends
+        .iter()
+        .find(|p| p.frontend == "fe3")
+        .expect("fe3 is in the deployment's status");
+    assert!(
+        fe3.state == "behind" || fe3.state == "skipped",
+        "fe3 was down: {d:?}"
+    );
+    let committed = d.generation.unwrap();
+    assert!(committed > before);
+    for p in d.frontends.iter().filter(|p| p.frontend != "fe3") {
+        assert_eq!(p.state, "committed", "{d:?}");
+    }
+    let list = farm.list().await;
+    let listed = list.frontends.iter().find(|f| f.name == "fe3").unwrap();
+    assert_ne!(listed.state, FrontendState::Ready, "{listed:?}");
+
+    // It comes back: it registers, fetches, verifies, loads the committed
+    // generation, and only then is listed ready.
+    farm.restart_frontend("fe3");
+    let url = farm.frontend("fe3").url.clone();
+    let list = farm
+        .wait_ready(&["fe3".to_string()], Duration::from_secs(30))
+        .await;
+    let fe3 = list.frontends.iter().find(|f| f.name == "fe3").unwrap();
+    assert_eq!(fe3.generation, committed);
+    assert_eq!(served_generation(&url).await, committed);
+    let ready = reqwest::get(format!("{url}/_runway/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_frontend_joins_under_load_with_no_configuration_change() {
+    let mut farm = Farm::start(3).await;
+    publish(&farm, &package("examples/hello")).await;
+    let lb = farm.start_balancer();
+    let url = format!("{lb}/hello/");
+    wait_200(&url, Duration::from_secs(10)).await;
+
+    let load = Load::start(&url, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    farm.add_frontend("fe4");
+    farm.wait_ready(&["fe4".to_string()], Duration::from_secs(20))
+        .await;
+    // The balancer discovers it and sends it traffic.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = reqwest::get(&url).await.unwrap();
+        if r.headers()["x-runway-frontend"] == "fe4" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fe4 never served through the balancer");
+    }
+    let joined = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = load.stop().await;
+    assert!(stats.failed.is_empty(), "{:?}", stats.failed);
+    assert!(stats.by_frontend.contains_key("fe4"), "{stats:?}");
+    assert!(joined < Duration::from_secs(15), "joined after {joined:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disabled_frontends_are_drained_skipped_and_catch_up_when_enabled() {
+    let mut farm = Farm::start(2).await;
+    let hello = package("examples/hello");
+    publish(&farm, &hello).await;
+    let lb = farm.start_balancer();
+    let url = format!("{lb}/hello/");
+    wait_200(&url, Duration::from_secs(10)).await;
+
+    let env = farm.controller.url.clone();
+    let (ok, out, err) = run(&["frontend", "disable", "fe2", "--env", &env, "--token", &farm.admin]);
+    assert!(ok, "{out}{err}");
+    farm.wait_for(Duration::from_secs(5), "fe2 disabled", |l| {
+        l.frontends
+            .iter()
+            .any(|f| f.name == "fe2" && f.state == FrontendState::Disabled)
+    })
+    .await;
+    // Give the balancer a discovery round, then nothing goes to fe2.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let load = Load::start(&url, 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = load.stop().await;
+    assert!(stats.failed.is_empty(), "{:?}", stats.failed);
+    assert!(!stats.by_frontend.contains_key("fe2"), "{stats:?}");
+
+    // A deployment skips it and says so.
+    let result = publish(&farm, &repackage(&hello, |m| with_version(m, "0.2.0"))).await;
+    let d = result.deployment.unwrap();
+    let fe2 = d.frontends.iter().find(|p| p.frontend == "fe2").unwrap();
+    assert_eq!(fe2.state, "skipped", "{d:?}");
+
+    // Enabled again, it serves the committed generation.
+    let (ok, out, err) = run(&["frontend", "enable", "fe2", "--env", &env, "--token", &farm.admin]);
+    assert!(ok, "{out}{err}");
+    let list = farm
+        .wait_ready(&["fe2".to_string()], Duration::from_secs(10))
+        .await;
+    let fe2 = list.frontends.iter().find(|f| f.name == "fe2").unwrap();
+    assert_eq!(fe2.generation, d.generation.unwrap());
+
+    // `frontend list` shows every column; --json is the API's document.
+    let (ok, out, _) = run(&["frontend", "list", "--env", &env, "--token", &farm.admin]);
+    assert!(ok);
+    for column in ["NAME", "ADDRESS", "STATE", "GENERATION", "LAST HEARTBEAT", "FLAGS"] {
+        assert!(out.contains(column), "{out}");
+    }
+    assert!(out.contains("fe1") && out.contains("apps,timers,email"), "{out}");
+    let (ok, out, _) = run(&["frontend", "list", "--json", "--env", &env, "--token", &farm.admin]);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["frontends"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_farm_input_is_a_clear_error_and_changes_nothing() {
+    let mut farm = Farm::start(1).await;
+    let ctl = farm.controller.url.clone();
+    let before = farm.list().await;
+    let dir = farm.dir.path().to_path_buf();
+    let serve = |name: &str, token: &str, extra: &[&str]| {
+        let data = dir.join(format!("bad-{name}"));
+        let mut args = vec![
+            "frontend".to_string(),
+            "serve".into(),
+            "--controller".into(),
+            ctl.clone(),
+            "--join-token".into(),
+            token.to_string(),
+            "--data-dir".into(),
+            data.to_str().unwrap().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--name".into(),
+            name.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    };
+
+    // A wrong join token.
+    let (ok, _, err) = serve("fe-x", "rwt_00", &[]);
+    assert!(!ok);
+    assert!(err.contains("refused to register") && err.contains("no such token"), "{err}");
+    // An API token is not a join token.
+    let (ok, _, err) = serve("fe-x", &farm.admin.clone(), &[]);
+    assert!(!ok);
+    assert!(err.contains("join token"), "{err}");
+    // A revoked join token.
+    let env = ["--env", ctl.as_str(), "--token", farm.admin.as_str()];
+    let (ok, joiner, err) = run(&[&["token", "create", "joiner", "--scope", "join"][..], &env].concat());
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&[&["token", "revoke", "joiner"][..], &env].concat());
+    assert!(ok, "{err}");
+    let (ok, _, err) = serve("fe-x", joiner.trim(), &[]);
+    assert!(!ok);
+    assert!(err.contains("revoked"), "{err}");
+    // Mismatched engine settings, in plain words.
+    let join = farm.join.clone();
+    let (ok, _, err) = serve("fe-x", &join, &["--memory-mib", "64"]);
+    assert!(!ok);
+    assert!(
+        err.contains("engine settings differ") && err.contains("--memory-mib 128"),
+        "{err}"
+    );
+    // A second process claiming a registered name.
+    let (ok, _, err) = serve("fe1", &join, &[]);
+    assert!(!ok);
+    assert!(err.contains("already registered") && err.contains("--name"), "{err}");
+    // A dead controller (nothing listens on port 1).
+    let data = dir.join("bad-dead");
+    let (ok, _, err) = run(&[
+        "frontend", "serve", "--controller", "http://127.0.0.1:1", "--join-token", &join,
+        "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot reach the controller at http://127.0.0.1:1"), "{err}");
+    let (ok, _, err) = run(&[
+        "balancer", "serve", "--controller", "http://127.0.0.1:1", "--token", &farm.admin,
+        "--listen", "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    // An unreachable database.
+    let (ok, _, err) = run(&[
+        "controller", "serve", "--database", "postgres://postgres:secret@127.0.0.1:1/runway_x",
+        "--data-dir", dir.join("bad-ctl").to_str().unwrap(), "--listen", "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("127.0.0.1:1/runway_x") && !err.contains("secret"), "{err}");
+
+    // Nothing changed: the same front-ends, fe1 still serving.
+    let after = farm.list().await;
+    let names = |l: &runway_api::v1::FrontendList| {
+        l.frontends.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&before), names(&after));
+    assert_eq!(after.frontends[0].state, FrontendState::Ready);
+    let fe1 = farm.frontend("fe1");
+    assert!(fe1.child.try_wait().unwrap().is_none(), "fe1 still runs");
+}

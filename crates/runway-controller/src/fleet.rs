@@ -1,0 +1,642 @@
+//! The controller's side of a farm: registration, heartbeats, artifact
+//! distribution, and the links deployments are rolled out through.
+//!
+//! * A front-end registers with a **join token** (scope `join`, stored hashed,
+//!   revocable) on every start. The controller checks its engine settings,
+//!   records it, and answers with a **key** for this start:
+//!   `HMAC-SHA256(fleet key, name ‖ node id ‖ nonce)`. Only the nonce is
+//!   stored; the fleet key lives in `<data-dir>/fleet.key` (0600). A new
+//!   registration replaces the nonce, so the previous start's key stops
+//!   working. The key authenticates both directions: the front-end's calls
+//!   here, and the controller's stage/commit calls to the front-end.
+//! * A front-end heartbeats every [`FarmConfig::heartbeat`]; without one for
+//!   [`FarmConfig::offline_after`] it is offline: deployments skip it and
+//!   balancers stop sending it traffic. It stays listed until an operator
+//!   removes it.
+//! * The heartbeat reply carries the committed generation. A front-end behind
+//!   it (down or disabled during a deployment, or it missed the commit)
+//!   reports not ready, fetches the committed table (`GET table`), stages,
+//!   commits, and only then reports ready again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hmac::{Hmac, Mac};
+use http::StatusCode;
+use http::request::Parts;
+use runway_api::fleet::{
+    EngineSettings, FLEET_V1, FrontendHello, FrontendProgress, Heartbeat, HeartbeatReply,
+    Registered, RoutingTable, StageReport,
+};
+use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};
+use runway_frontend::{FrontendLink, StageError};
+use runway_manifest::Digest;
+use runway_store::{FrontendRecord, FrontendRegistration, StoreError, now_ms};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::Controller;
+use crate::error::{ApiError, ApiResult};
+use crate::identity;
+
+/// How the controller runs its farm.
+#[derive(Debug, Clone)]
+pub struct FarmConfig {
+    /// How often front-ends heartbeat.
+    pub heartbeat: Duration,
+    /// A front-end without a heartbeat for this long is offline.
+    pub offline_after: Duration,
+    /// Where front-ends find the catalogs (sent at registration).
+    pub frontend_catalog: String,
+    /// Secret the front-ends' keys are derived from.
+    pub fleet_key: [u8; 32],
+}
+
+impl FarmConfig {
+    pub fn new(frontend_catalog: String, fleet_key: [u8; 32]) -> FarmConfig {
+        FarmConfig {
+            heartbeat: Duration::from_secs(1),
+            offline_after: Duration::from_secs(5),
+            frontend_catalog,
+            fleet_key,
+        }
+    }
+}
+
+/// Reads `<data-dir>/fleet.key`, creating it (0600) on first start.
+pub fn load_or_create_fleet_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use anyhow::Context;
+    let path = data_dir.join("fleet.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).ok().filter(|b| b.len() == 32);
+            let bytes = bytes.with_context(|| {
+                format!(
+                    "{} is not 64 hex digits; restore it from a backup, or delete it \
+                     (every front-end then registers again on its next heartbeat)",
+                    path.display()
+                )
+            })?;
+            let mut key = [0; 32];
+            key.copy_from_slice(&bytes);
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            crate::write_secret(&path, &hex::encode(key))?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+/// Every front-end a deployment reaches: in-process links (`runway up`) and,
+/// in a farm, the registered front-ends that are enabled and online.
+pub(crate) struct Fleet {
+    pub(crate) local: Vec<Arc<dyn FrontendLink>>,
+    pub(crate) farm: Option<Farm>,
+}
+
+pub(crate) struct Farm {
+    pub(crate) config: FarmConfig,
+    http: reqwest::Client,
+}
+
+impl Fleet {
+    pub(crate) fn new(local: Vec<Arc<dyn FrontendLink>>, farm: Option<FarmConfig>) -> Fleet {
+        Fleet {
+            local,
+            farm: farm.map(|config| Farm {
+                config,
+                http: reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .build()
+                    .expect("a TLS-less HTTP client always builds"),
+            }),
+        }
+    }
+}
+
+/// A registered front-end reached over HTTP.
+pub(crate) struct HttpLink {
+    name: String,
+    address: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Controller {
+    /// The links a deployment stages on now, and the registered front-ends it
+    /// skips (offline or disabled), as progress entries.
+    pub(crate) async fn deployment_targets(
+        &self,
+    ) -> ApiResult<(Vec<Arc<dyn FrontendLink>>, Vec<FrontendProgress>)> {
+        let mut links = self.inner.fleet.local.clone();
+        let mut skipped = Vec::new();
+        if let Some(farm) = &self.inner.fleet.farm {
+            for record in self.store().frontends().await? {
+                let state = farm.state(&record, i64::MAX);
+                if state == FrontendState::Disabled || state == FrontendState::Offline {
+                    skipped.push(FrontendProgress {
+                        frontend: record.name,
+                        state: "skipped".into(),
+                        fetched_bytes: 0,
+                        elapsed_ms: 0,
+                        error: Some(format!(
+                            "{state}: it catches up before it serves again"
+                        )),
+                    });
+                    continue;
+                }
+                links.push(Arc::new(HttpLink {
+                    key: farm.key_for(&record),
+                    name: record.name,
+                    address: record.address,
+                    http: farm.http.clone(),
+                }));
+            }
+        }
+        Ok((links, skipped))
+    }
+
+    /// `GET /_runway/api/v1/frontends`
+    pub async fn frontend_list(&self) -> ApiResult<FrontendList> {
+        let generation = self.store().generation().await?;
+        let mut frontends: Vec<FrontendInfo> = self
+            .inner
+            .fleet
+            .local
+            .iter()
+            .map(|f| {
+                let (served, ready) = f.status();
+                FrontendInfo {
+                    name: f.name().to_string(),
+                    address: self.config().base_url.clone(),
+                    state: if ready && served >= generation {
+                        FrontendState::Ready
+                    } else {
+                        FrontendState::CatchingUp
+                    },
+                    generation: served,
+                    last_heartbeat_ms: None,
+                    flags: FrontendFlags::default(),
+                    enabled: true,
+                }
+            })
+            .collect();
+        let mut offline_after_secs = 0;
+        if let Some(farm) = &self.inner.fleet.farm {
+            offline_after_secs = farm.config.offline_after.as_secs();
+            for record in self.store().frontends().await? {
+                frontends.push(FrontendInfo {
+                    state: farm.state(&record, generation),
+                    name: record.name,
+                    address: record.address,
+                    generation: record.generation,
+                    last_heartbeat_ms: Some(record.last_heartbeat_ms),
+                    flags: FrontendFlags {
+                        serves_apps: record.serves_apps,
+                        runs_timers: record.runs_timers,
+                        sends_email: record.sends_email,
+                    },
+                    enabled: record.enabled,
+                });
+            }
+        }
+        Ok(FrontendList {
+            generation,
+            offline_after_secs,
+            frontends,
+        })
+    }
+
+    /// `runway frontend enable|disable NAME`.
+    pub async fn set_frontend_enabled(&self, name: &str, enabled: bool) -> ApiResult<()> {
+        if self.store().set_frontend_enabled(name, enabled).await? {
+            tracing::info!(frontend = name, enabled, "front-end changed");
+            Ok(())
+        } else {
+            Err(frontend_not_found(name))
+        }
+    }
+
+    /// `runway frontend remove NAME`: only an offline front-end can be removed.
+    pub async fn remove_frontend(&self, name: &str) -> ApiResult<()> {
+        let record = self
+            .store()
+            .frontend(name)
+            .await?
+            .ok_or_else(|| frontend_not_found(name))?;
+        if let Some(farm) = &self.inner.fleet.farm
+            && farm.state(&record, i64::MIN) != FrontendState::Offline
+            && farm.state(&record, i64::MIN) != FrontendState::Disabled
+        {
+            return Err(ApiError::conflict(format!(
+                "front-end {name} is online (last heartbeat {} ms ago); stop it first, \
+                 or disable it with `runway frontend disable {name}`",
+                now_ms() - record.last_heartbeat_ms
+            )));
+        }
+        self.store().remove_frontend(name).await?;
+        Ok(())
+    }
+}
+
+fn frontend_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no front-end named {name} in this environment; `runway frontend list` shows them"
+    ))
+}
+
+impl Farm {
+    /// A registered front-end's state as of now, given the committed generation.
+    fn state(&self, record: &FrontendRecord, committed: i64) -> FrontendState {
+        let silent_ms = now_ms() - record.last_heartbeat_ms;
+        if !record.enabled {
+            FrontendState::Disabled
+        } else if silent_ms > self.config.offline_after.as_millis() as i64 {
+            FrontendState::Offline
+        } else if record.ready && record.generation >= committed {
+            FrontendState::Ready
+        } else {
+            FrontendState::CatchingUp
+        }
+    }
+
+    fn key_for(&self, record: &FrontendRecord) -> String {
+        derive_key(
+            &self.config.fleet_key,
+            &record.name,
+            &record.node_id,
+            &record.key_nonce,
+        )
+    }
+}
+
+fn derive_key(fleet_key: &[u8; 32], name: &str, node_id: &str, nonce: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(fleet_key).expect("HMAC takes any key length");
+    for part in [name, node_id, nonce] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    format!("rwk_{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[async_trait]
+impl FrontendLink for HttpLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
+        let response = self
+            .call("stage")
+            .json(table)
+            // Staging fetches and loads every app it lacks.
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await;
+        self.answer(response).await
+    }
+
+    async fn commit(&self, generation: i64) -> Result<(), StageError> {
+        let response = self
+            .call(&format!("commit/{generation}"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        self.answer::<serde_json::Value>(response).await.map(|_| ())
+    }
+
+    async fn abort(&self, generation: i64) {
+        let _ = self
+            .call(&format!("abort/{generation}"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+    }
+
+    fn status(&self) -> (i64, bool) {
+        (0, false)
+    }
+}
+
+impl HttpLink {
+    fn call(&self, action: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!(
+                "{}{FLEET_V1}/{action}",
+                self.address.trim_end_matches('/')
+            ))
+            .bearer_auth(&self.key)
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Result<reqwest::Response>,
+    ) -> Result<T, StageError> {
+        let io = |reason: String| StageError::Io {
+            frontend: self.name.clone(),
+            reason,
+        };
+        let response = response.map_err(|e| {
+            let reason = format!("at {}: {}", self.address, error_chain(&e));
+            if e.is_connect() {
+                StageError::Unreachable {
+                    frontend: self.name.clone(),
+                    reason,
+                }
+            } else {
+                io(reason)
+            }
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json()
+                .await
+                .map_err(|e| io(format!("sent an unreadable answer: {e}")));
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<runway_api::ErrorBody>(&text)
+            .map(|b| b.message)
+            .unwrap_or(text);
+        Err(io(format!("answered {status}: {message}")))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The endpoints front-ends call, under `/_runway/fleet/v1`.
+pub fn fleet_router(controller: Controller) -> Router {
+    Router::new()
+        .route(&format!("{FLEET_V1}/register"), post(register))
+        .route(&format!("{FLEET_V1}/heartbeat"), post(heartbeat))
+        .route(&format!("{FLEET_V1}/table"), get(table))
+        .route(&format!("{FLEET_V1}/packages/{{digest}}"), get(package))
+        .route(&format!("{FLEET_V1}/artifacts/{{digest}}"), get(artifact))
+        .with_state(controller)
+}
+
+/// `1 to 63 letters, digits, '-' or '.'`, like `runway up --frontend-name`.
+pub fn valid_frontend_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+async fn register(
+    State(c): State<Controller>,
+    headers: http::HeaderMap,
+    Json(hello): Json<FrontendHello>,
+) -> ApiResult<Json<Registered>> {
+    let token = identity::authenticate(&c, &headers).await?;
+    if Scope::parse(&token.scope) != Some(Scope::Join) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token '{}' has scope {}, registering a front-end needs a join token; \
+                 use <controller data dir>/join.token or `runway token create NAME --scope join`",
+                token.name, token.scope
+            ),
+        ));
+    }
+    let Some(farm) = &c.inner.fleet.farm else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_farm",
+            "this environment runs its front-end in-process (`runway up`); \
+             start a farm with `runway controller serve` to add front-ends",
+        ));
+    };
+    if !valid_frontend_name(&hello.name) {
+        return Err(ApiError::bad_request(
+            "invalid_frontend",
+            format!(
+                "front-end name {:?}: use 1 to 63 letters, digits, '-' or '.'",
+                hello.name
+            ),
+        ));
+    }
+    if !(hello.address.starts_with("http://") || hello.address.starts_with("https://"))
+        || url::Url::parse(&hello.address).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_frontend",
+            format!(
+                "front-end {}: address {:?} is not an http(s) URL; set --advertise",
+                hello.name, hello.address
+            ),
+        ));
+    }
+    let mine = engine_settings(&c);
+    if hello.engine != mine {
+        return Err(engine_mismatch(&hello, &mine));
+    }
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let record = c
+        .store()
+        .register_frontend(
+            &FrontendRegistration {
+                name: hello.name.clone(),
+                node_id: hello.node_id.clone(),
+                address: hello.address.clone(),
+                serves_apps: hello.flags.serves_apps,
+                runs_timers: hello.flags.runs_timers,
+                sends_email: hello.flags.sends_email,
+                engine: hello.engine.fingerprint.clone(),
+                runway_version: hello.runway_version.clone(),
+            },
+            &nonce,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate_frontend", message)
+            }
+            other => other.into(),
+        })?;
+    tracing::info!(frontend = %record.name, address = %record.address, "front-end registered");
+    Ok(Json(Registered {
+        environment: c.config().environment.clone(),
+        key: farm.key_for(&record),
+        catalog: farm.config.frontend_catalog.clone(),
+        generation: c.store().generation().await?,
+        heartbeat_ms: farm.config.heartbeat.as_millis() as u64,
+        offline_after_ms: farm.config.offline_after.as_millis() as u64,
+        enabled: record.enabled,
+    }))
+}
+
+/// The engine settings of this controller, as front-ends must match them.
+pub fn engine_settings(c: &Controller) -> EngineSettings {
+    EngineSettings {
+        fingerprint: c.runtime().engine_fingerprint().to_string(),
+        max_memory_bytes: c.runtime().config().max_memory_bytes,
+    }
+}
+
+fn engine_mismatch(hello: &FrontendHello, mine: &EngineSettings) -> ApiError {
+    let theirs = &hello.engine;
+    let difference = if theirs.max_memory_bytes != mine.max_memory_bytes {
+        format!(
+            "its memory bound is {} MiB and the controller's is {} MiB; \
+             restart it with --memory-mib {}",
+            theirs.max_memory_bytes >> 20,
+            mine.max_memory_bytes >> 20,
+            mine.max_memory_bytes >> 20
+        )
+    } else {
+        format!(
+            "it runs Runway {} with engine {}, the controller runs Runway {} with engine {}; \
+             run the same runway build on both",
+            hello.runway_version,
+            theirs.fingerprint,
+            env!("CARGO_PKG_VERSION"),
+            mine.fingerprint
+        )
+    };
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "engine_mismatch",
+        format!(
+            "front-end {} cannot join: its WebAssembly engine settings differ from the \
+             controller's, so the controller's compiled artifacts would not load there: {difference}",
+            hello.name
+        ),
+    )
+    .with_details(serde_json::json!({ "frontend": theirs, "controller": mine }))
+}
+
+/// A front-end that proved who it is with its key.
+pub(crate) struct Node(pub(crate) FrontendRecord);
+
+impl FromRequestParts<Controller> for Node {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Controller) -> Result<Node, ApiError> {
+        let refused = |why: &str| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("{why}; the front-end registers again to get a new key"),
+            )
+        };
+        let farm = c
+            .inner
+            .fleet
+            .farm
+            .as_ref()
+            .ok_or_else(|| refused("this environment has no registered front-ends"))?;
+        let name = parts
+            .headers
+            .get(runway_api::FRONTEND_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| refused("missing x-runway-frontend header"))?;
+        let key = identity::bearer(&parts.headers)?;
+        let record = c
+            .store()
+            .frontend(name)
+            .await?
+            .ok_or_else(|| refused(&format!("no front-end named {name} is registered")))?;
+        let expected = farm.key_for(&record);
+        if !bool::from(expected.as_bytes().ct_eq(key.as_bytes())) {
+            return Err(refused(&format!(
+                "the key of front-end {name} is not current (it was re-registered or removed)"
+            )));
+        }
+        Ok(Node(record))
+    }
+}
+
+async fn heartbeat(
+    State(c): State<Controller>,
+    Node(record): Node,
+    Json(beat): Json<Heartbeat>,
+) -> ApiResult<Json<HeartbeatReply>> {
+    let updated = c
+        .store()
+        .heartbeat_frontend(&record.name, &record.key_nonce, beat.generation, beat.ready)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("front-end {} was re-registered meanwhile", record.name),
+            )
+        })?;
+    Ok(Json(HeartbeatReply {
+        generation: c.store().generation().await?,
+        enabled: updated.enabled,
+    }))
+}
+
+/// The committed routing table, for a front-end catching up. Refused while a
+/// deployment runs (its table would mix committed and uncommitted state);
+/// the front-end asks again on its next heartbeat.
+async fn table(State(c): State<Controller>, Node(_record): Node) -> ApiResult<Json<RoutingTable>> {
+    Ok(Json(c.committed_table().await?))
+}
+
+async fn package(
+    State(c): State<Controller>,
+    Node(_record): Node,
+    Path(digest): Path<String>,
+) -> ApiResult<Response> {
+    serve_file(&c, "packages", "rwp", &digest).await
+}
+
+async fn artifact(
+    State(c): State<Controller>,
+    Node(_record): Node,
+    Path(digest): Path<String>,
+) -> ApiResult<Response> {
+    serve_file(&c, "artifacts", "cwasm", &digest).await
+}
+
+async fn serve_file(c: &Controller, dir: &str, ext: &str, digest: &str) -> ApiResult<Response> {
+    let digest = Digest::parse(digest).map_err(|e| {
+        ApiError::bad_request("invalid_digest", format!("{digest:?}: {e}"))
+    })?;
+    let path = c
+        .config()
+        .data_dir
+        .join(dir)
+        .join(format!("{}.{ext}", digest.hex()));
+    match tokio::fs::File::open(&path).await {
+        Ok(file) => {
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            Ok((
+                [(http::header::CONTENT_TYPE, "application/octet-stream")],
+                body,
+            )
+                .into_response())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(format!(
+            "the controller has no {dir} entry {digest}"
+        ))),
+        Err(e) => Err(ApiError::internal(format!(
+            "failed to read {}: {e}",
+            path.display()
+        ))),
+    }
+}

@@ -1,0 +1,563 @@
+//! A front-end of a farm (`runway frontend serve`): a process of its own that
+//! registers with the controller, heartbeats, catches up with the committed
+//! generation by itself, and answers the controller's stage/commit calls.
+//!
+//! Start-up order: bind the listener (its address is what registers), start
+//! the engine (its settings are checked at registration), register (a wrong
+//! join token, mismatched engine or duplicate name stops here with the
+//! controller's message), open the catalogs the controller named, then serve.
+//! `/_runway/ready` answers 503 until the committed table is loaded.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::{HeaderMap, StatusCode};
+use runway_api::fleet::{
+    EngineSettings, FLEET_V1, FrontendHello, Heartbeat, HeartbeatReply, Registered, RoutingTable,
+};
+use runway_api::v1::FrontendFlags;
+use runway_api::{ErrorBody, FRONTEND_HEADER};
+use runway_manifest::Digest;
+use runway_runtime::{Runtime, RuntimeConfig};
+use runway_store::Store;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::deploy::ArtifactKind;
+use crate::{ArtifactSource, Frontend, FrontendConfig, FrontendLink};
+
+/// Everything `runway frontend serve` can be told.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The controller's base URL.
+    pub controller: url::Url,
+    pub join_token: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// URL the controller and balancers reach this front-end at; defaults to
+    /// `http://<bound address>`.
+    pub advertise: Option<String>,
+    /// Defaults to the name kept in the data directory, else `<host>-<port>`.
+    pub name: Option<String>,
+    pub flags: FrontendFlags,
+    /// Where the catalogs are, if not where the controller says.
+    pub database: Option<String>,
+    pub runtime: RuntimeConfig,
+    pub max_package_bytes: u64,
+}
+
+/// What a front-end keeps about itself across restarts (`<data-dir>/frontend.json`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Identity {
+    name: String,
+    node_id: String,
+}
+
+/// A running farm front-end.
+pub struct FrontendNode {
+    addr: SocketAddr,
+    frontend: Frontend,
+    store: Store,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    agent: JoinHandle<()>,
+}
+
+/// The current key (it changes when the front-end registers again).
+type KeyCell = Arc<ArcSwap<String>>;
+
+/// Calls from this front-end to its controller.
+#[derive(Clone)]
+struct ControllerClient {
+    base: String,
+    name: String,
+    key: KeyCell,
+    http: reqwest::Client,
+}
+
+impl FrontendNode {
+    pub async fn start(config: NodeConfig) -> anyhow::Result<FrontendNode> {
+        if !matches!(config.controller.scheme(), "http" | "https") {
+            bail!(
+                "--controller {}: must be an http:// or https:// URL of `runway controller serve`",
+                config.controller
+            );
+        }
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "failed to create data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "failed to listen on {} (is another front-end using it? pick another with --listen)",
+                config.listen
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let address = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let identity = load_identity(&config.data_dir, config.name.as_deref(), addr.port())?;
+        let runtime =
+            Runtime::new(config.runtime).context("failed to start the WebAssembly engine")?;
+
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .context("failed to build an HTTP client")?;
+        let hello = FrontendHello {
+            name: identity.name.clone(),
+            node_id: identity.node_id.clone(),
+            address: address.clone(),
+            flags: config.flags,
+            engine: EngineSettings {
+                fingerprint: runtime.engine_fingerprint().to_string(),
+                max_memory_bytes: config.runtime.max_memory_bytes,
+            },
+            runway_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let base = config.controller.as_str().trim_end_matches('/').to_string();
+        let registered = register(&http, &base, &config.join_token, &hello).await?;
+        let client = ControllerClient {
+            base,
+            name: identity.name.clone(),
+            key: Arc::new(ArcSwap::from_pointee(registered.key.clone())),
+            http,
+        };
+
+        let catalog = config.database.clone().unwrap_or(registered.catalog.clone());
+        let store = Store::open(&catalog).await.with_context(|| {
+            format!(
+                "failed to open the environment's catalogs at {} (the controller's \
+                 --frontend-database, or this front-end's --database)",
+                runway_store::redact_url(&catalog)
+            )
+        })?;
+        let frontend = Frontend::new(
+            FrontendConfig {
+                name: identity.name.clone(),
+                cache_dir: config.data_dir.join("cache"),
+                max_package_bytes: config.max_package_bytes,
+            },
+            runtime,
+            store.clone(),
+            Arc::new(client.clone()),
+        )?;
+        frontend.inner.note_committed(registered.generation);
+
+        let app = crate::router(frontend.clone()).merge(fleet_router(frontend.clone(), client.key.clone()));
+        let (stop, mut stopped) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+        });
+        let agent = tokio::spawn(run_agent(
+            frontend.clone(),
+            client,
+            config.join_token.clone(),
+            hello,
+            Duration::from_millis(registered.heartbeat_ms.max(100)),
+            stop.subscribe(),
+        ));
+        tracing::info!(
+            frontend = %identity.name,
+            %address,
+            environment = %registered.environment,
+            "front-end registered and serving"
+        );
+        Ok(FrontendNode {
+            addr,
+            frontend,
+            store,
+            stop,
+            server,
+            agent,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn frontend(&self) -> &Frontend {
+        &self.frontend
+    }
+
+    /// Stops heartbeating and accepting, lets requests in flight finish (up
+    /// to `deadline`), flushes the log writer and closes the catalogs.
+    pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let _ = self.agent.await;
+        match tokio::time::timeout(deadline, self.server).await {
+            Ok(joined) => joined
+                .context("the server task panicked")?
+                .context("the server failed")?,
+            Err(_) => {
+                tracing::warn!("requests still in flight after {deadline:?}; stopping anyway")
+            }
+        }
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Reads (or creates) the front-end's identity. `--name` wins over the
+/// stored name; the node id never changes for a data directory.
+fn load_identity(data_dir: &Path, name: Option<&str>, port: u16) -> anyhow::Result<Identity> {
+    let path = data_dir.join("frontend.json");
+    let stored: Option<Identity> = match std::fs::read(&path) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a front-end identity file; delete it to start as a new front-end",
+                path.display()
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    };
+    let name = match (name, &stored) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(stored)) => stored.name.clone(),
+        (None, None) => default_name(port),
+    };
+    if !valid_name(&name) {
+        bail!("--name {name:?}: use 1 to 63 letters, digits, '-' or '.'");
+    }
+    let identity = Identity {
+        name,
+        node_id: stored
+            .map(|s| s.node_id)
+            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>())),
+    };
+    std::fs::write(&path, serde_json::to_vec_pretty(&identity)?)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(identity)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn default_name(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .take(50)
+        .collect();
+    if host.is_empty() {
+        format!("fe-{port}")
+    } else {
+        format!("{host}-{port}")
+    }
+}
+
+/// Registers; every refusal becomes one error in the controller's words.
+async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    join_token: &str,
+    hello: &FrontendHello,
+) -> anyhow::Result<Registered> {
+    let url = format!("{base}{FLEET_V1}/register");
+    let response = http
+        .post(&url)
+        .bearer_auth(join_token.trim())
+        .json(hello)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the controller at {base}: {}; is `runway controller serve` \
+                 running there? check --controller",
+                error_chain(&e)
+            )
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return response
+            .json()
+            .await
+            .with_context(|| format!("the controller at {base} sent an unreadable registration"));
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ErrorBody>(&text)
+        .map(|b| b.message)
+        .unwrap_or_else(|_| format!("{status} from {url}; is {base} a Runway controller?"));
+    bail!("the controller refused to register front-end {}: {message}", hello.name)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Heartbeats, and catches up whenever the committed generation is ahead.
+async fn run_agent(
+    frontend: Frontend,
+    client: ControllerClient,
+    join_token: String,
+    hello: FrontendHello,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    // Catch up at once, then report.
+    catch_up(&frontend, &client).await;
+    loop {
+        let (generation, ready) = frontend.status();
+        match client.heartbeat(generation, ready).await {
+            Ok(reply) => {
+                if failures > 0 {
+                    tracing::info!("the controller answers heartbeats again");
+                }
+                failures = 0;
+                frontend.inner.note_committed(reply.generation);
+                if reply.generation > generation || !ready {
+                    catch_up(&frontend, &client).await;
+                    // Say at once that it caught up.
+                    let (generation, ready) = frontend.status();
+                    let _ = client.heartbeat(generation, ready).await;
+                }
+            }
+            Err(HeartbeatError::Refused(why)) => {
+                tracing::warn!("the controller no longer knows this front-end ({why}); registering again");
+                match register(&client.http, &client.base, &join_token, &hello).await {
+                    Ok(registered) => client.key.store(Arc::new(registered.key)),
+                    Err(e) => tracing::error!("{e:#}"),
+                }
+            }
+            Err(HeartbeatError::Unreachable(why)) => {
+                failures += 1;
+                // Keep serving what is committed; say so once, then now and then.
+                if failures == 1 || failures.is_multiple_of(30) {
+                    tracing::warn!(failures, "heartbeat failed: {why}; still serving generation {generation}");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Fetches the committed table and switches to it. Errors are logged; the
+/// next heartbeat tries again.
+async fn catch_up(frontend: &Frontend, client: &ControllerClient) {
+    let table = match client.table().await {
+        Ok(table) => table,
+        Err(e) => {
+            tracing::debug!("cannot fetch the committed table yet: {e}");
+            return;
+        }
+    };
+    let (served, ready) = frontend.status();
+    if table.generation < served || (table.generation == served && ready) {
+        return;
+    }
+    frontend.inner.note_committed(table.generation);
+    match frontend.stage(&table).await {
+        Ok(report) => match frontend.commit(table.generation).await {
+            Ok(()) => tracing::info!(
+                generation = table.generation,
+                fetched_bytes = report.fetched_bytes,
+                "caught up with the committed generation"
+            ),
+            Err(e) => tracing::warn!("catching up: {e}"),
+        },
+        Err(e) => tracing::warn!("catching up with generation {}: {e}", table.generation),
+    }
+}
+
+enum HeartbeatError {
+    /// The controller answered 401: the key is stale.
+    Refused(String),
+    Unreachable(String),
+}
+
+impl ControllerClient {
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{FLEET_V1}/{path}", self.base))
+            .bearer_auth(self.key.load().as_str())
+            .header(FRONTEND_HEADER, &self.name)
+    }
+
+    async fn heartbeat(&self, generation: i64, ready: bool) -> Result<HeartbeatReply, HeartbeatError> {
+        let response = self
+            .http
+            .post(format!("{}{FLEET_V1}/heartbeat", self.base))
+            .bearer_auth(self.key.load().as_str())
+            .header(FRONTEND_HEADER, &self.name)
+            .json(&Heartbeat { generation, ready })
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| HeartbeatError::Unreachable(error_chain(&e)))?;
+        match response.status() {
+            s if s.is_success() => response
+                .json()
+                .await
+                .map_err(|e| HeartbeatError::Unreachable(e.to_string())),
+            StatusCode::UNAUTHORIZED => Err(HeartbeatError::Refused(
+                response.text().await.unwrap_or_default(),
+            )),
+            s => Err(HeartbeatError::Unreachable(format!("the controller answered {s}"))),
+        }
+    }
+
+    async fn table(&self) -> Result<RoutingTable, String> {
+        let response = self
+            .get("table")
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        if !response.status().is_success() {
+            return Err(format!("the controller answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
+impl ArtifactSource for ControllerClient {
+    async fn fetch(&self, kind: ArtifactKind, digest: &Digest) -> Result<Vec<u8>, String> {
+        let path = match kind {
+            ArtifactKind::Package => "packages",
+            ArtifactKind::Artifact => "artifacts",
+        };
+        let response = self
+            .get(&format!("{path}/{digest}"))
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .map_err(|e| format!("from the controller at {}: {}", self.base, error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| b.message)
+                .unwrap_or(text);
+            return Err(format!("the controller at {} answered {status}: {message}", self.base));
+        }
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| format!("from the controller at {}: {}", self.base, error_chain(&e)))
+    }
+}
+
+/// The controller's calls to this front-end, under `/_runway/fleet/v1`.
+fn fleet_router(frontend: Frontend, key: KeyCell) -> Router {
+    Router::new()
+        .route(&format!("{FLEET_V1}/stage"), post(stage))
+        .route(&format!("{FLEET_V1}/commit/{{generation}}"), post(commit))
+        .route(&format!("{FLEET_V1}/abort/{{generation}}"), post(abort))
+        .with_state((frontend, key))
+}
+
+type FleetState = State<(Frontend, KeyCell)>;
+
+fn check_key(headers: &HeaderMap, key: &KeyCell) -> Result<(), Response> {
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(key.load().as_bytes())) {
+        Ok(())
+    } else {
+        Err(fleet_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "only this front-end's controller may stage or commit here (key mismatch)".into(),
+        ))
+    }
+}
+
+fn fleet_error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            code: code.to_string(),
+            message,
+            details: serde_json::json!({}),
+        }),
+    )
+        .into_response()
+}
+
+async fn stage(
+    State((frontend, key)): FleetState,
+    headers: HeaderMap,
+    Json(table): Json<RoutingTable>,
+) -> Response {
+    if let Err(refused) = check_key(&headers, &key) {
+        return refused;
+    }
+    match frontend.stage(&table).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => fleet_error(StatusCode::UNPROCESSABLE_ENTITY, "stage_failed", e.to_string()),
+    }
+}
+
+async fn commit(
+    State((frontend, key)): FleetState,
+    headers: HeaderMap,
+    UrlPath(generation): UrlPath<i64>,
+) -> Response {
+    if let Err(refused) = check_key(&headers, &key) {
+        return refused;
+    }
+    match frontend.commit(generation).await {
+        Ok(()) => Json(serde_json::json!({ "generation": generation })).into_response(),
+        Err(e) => fleet_error(StatusCode::CONFLICT, "commit_failed", e.to_string()),
+    }
+}
+
+async fn abort(
+    State((frontend, key)): FleetState,
+    headers: HeaderMap,
+    UrlPath(generation): UrlPath<i64>,
+) -> Response {
+    if let Err(refused) = check_key(&headers, &key) {
+        return refused;
+    }
+    frontend.abort(generation).await;
+    StatusCode::NO_CONTENT.into_response()
+}
