@@ -259,6 +259,11 @@ pub(crate) fn start_writer(catalog: Catalog) -> (LogSink, tokio::task::JoinHandl
     (LogSink { tx, dropped }, handle)
 }
 
+/// How often a failed batch is tried again, and the first pause (it grows
+/// linearly: 0.25 s, 0.5 s, … about 7 s in all).
+const RETRIES: u32 = 7;
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
 async fn run_writer(catalog: Catalog, mut rx: mpsc::Receiver<Msg>, dropped: Arc<AtomicU64>) {
     let mut batch: Vec<NewLogEntry> = Vec::with_capacity(MAX_BATCH);
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
@@ -297,13 +302,29 @@ async fn run_writer(catalog: Catalog, mut rx: mpsc::Receiver<Msg>, dropped: Arc<
             }
         }
         if !batch.is_empty() {
-            if let Err(e) = insert_batch(&catalog, &batch).await {
-                dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                tracing::error!(
-                    error = %e,
-                    entries = batch.len(),
-                    "failed to write a batch of log entries; they are dropped"
-                );
+            // A database that restarts or blinks gets a few seconds to come
+            // back (the pool reconnects by itself); meanwhile new entries wait
+            // in the channel, and only what overflows it is dropped. A writer
+            // asked to stop or flush tries once.
+            let mut attempt = 0;
+            loop {
+                match insert_batch(&catalog, &batch).await {
+                    Ok(()) => break,
+                    Err(e) if attempt < RETRIES && acks.is_empty() && !catalog.pool.is_closed() => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, attempt, "failed to write log entries; retrying");
+                        tokio::time::sleep(RETRY_DELAY * attempt).await;
+                    }
+                    Err(e) => {
+                        dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        tracing::error!(
+                            error = %e,
+                            entries = batch.len(),
+                            "failed to write a batch of log entries; they are dropped"
+                        );
+                        break;
+                    }
+                }
             }
             batch.clear();
         }

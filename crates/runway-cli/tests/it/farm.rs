@@ -344,3 +344,48 @@ async fn bad_farm_input_is_a_clear_error_and_changes_nothing() {
     let fe1 = farm.frontend("fe1");
     assert!(fe1.child.try_wait().unwrap().is_none(), "fe1 still runs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_under_load_loses_nothing_and_everyone_reconnects() {
+    let pg = crate::farm_support::PrivatePostgres::start();
+    let db = runway_store::testing::TestDatabase::create_on(&pg.admin_url()).await;
+    let mut farm = Farm::start_on(2, db).await;
+    publish(&farm, &package("examples/notes")).await;
+    let lb = farm.start_balancer();
+    wait_200(&format!("{lb}/notes/"), Duration::from_secs(10)).await;
+
+    // Committed data: a note, through the balancer.
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{lb}/notes/"))
+        .body("written before the restart")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let id = created.text().await.unwrap().trim().to_string();
+
+    let load = Load::start(&format!("{lb}/notes/help.txt"), 3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pg.restart();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = load.stop().await;
+    // Static files and the routing table do not touch the database.
+    assert!(stats.failed.is_empty(), "{:?}", stats.failed);
+
+    // Every component reconnected by itself: heartbeats (front-ends), the
+    // API and deployments (controller), key-value reads and writes (apps).
+    let list = farm
+        .wait_ready(&["fe1".into(), "fe2".into()], Duration::from_secs(20))
+        .await;
+    assert!(list.frontends.iter().all(|f| {
+        f.last_heartbeat_ms.unwrap() > runway_store::now_ms() - 2_000
+    }));
+    let note = http.get(format!("{lb}/notes/{id}")).send().await.unwrap();
+    assert_eq!(note.status(), 200);
+    assert_eq!(note.text().await.unwrap(), "written before the restart");
+    let again = http.post(format!("{lb}/notes/")).body("after").send().await.unwrap();
+    assert_eq!(again.status(), 201);
+    let notes = package("examples/notes");
+    publish(&farm, &repackage(&notes, |m| with_version(m, "0.2.0"))).await;
+}

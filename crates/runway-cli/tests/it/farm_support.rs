@@ -117,7 +117,8 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
 /// A controller on a fresh PostgreSQL database, its tokens, and front-ends.
 pub struct Farm {
     pub dir: tempfile::TempDir,
-    pub db: TestDatabase,
+    /// Dropped (with its connections) when the farm is.
+    pub _db: TestDatabase,
     pub controller: Proc,
     pub admin: String,
     pub join: String,
@@ -129,8 +130,12 @@ pub struct Farm {
 impl Farm {
     /// A controller and `n` front-ends named fe1…feN, all ready.
     pub async fn start(n: usize) -> Farm {
+        Farm::start_on(n, TestDatabase::create().await).await
+    }
+
+    /// [`Farm::start`] with the catalogs in `db`.
+    pub async fn start_on(n: usize, db: TestDatabase) -> Farm {
         let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::create().await;
         let ctl = dir.path().join("ctl");
         let controller = Proc::spawn(&[
             "controller",
@@ -158,7 +163,7 @@ impl Farm {
         let client = runway_client::Client::new(&controller.url, Some(admin.clone())).unwrap();
         let mut farm = Farm {
             dir,
-            db,
+            _db: db,
             controller,
             admin,
             join,
@@ -369,4 +374,112 @@ impl Load {
         }
         total
     }
+}
+
+/// A PostgreSQL server of the test's own (initdb into a temporary
+/// directory, run as the `postgres` user), so it can be restarted without
+/// disturbing other tests.
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::os::unix::fs::chown(dir.path(), Some(postgres_uid()), None).unwrap();
+        let pg = PrivatePostgres { dir, bin, port };
+        pg.as_postgres(&[
+            "initdb",
+            "-D",
+            pg.data().to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        pg.ctl("start");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A URL of its `postgres` database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops it (fast: connections are cut) and starts it again.
+    pub fn restart(&self) {
+        self.ctl("restart");
+    }
+
+    fn ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        self.as_postgres(&[
+            "pg_ctl",
+            "-D",
+            self.data().to_str().unwrap(),
+            "-o",
+            &options,
+            "-l",
+            log.to_str().unwrap(),
+            "-m",
+            "fast",
+            "-w",
+            action,
+        ]);
+    }
+
+    fn as_postgres(&self, args: &[&str]) {
+        let program = self.bin.join(args[0]);
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program)
+            .args(&args[1..])
+            .output()
+            .expect("runuser runs");
+        assert!(
+            out.status.success(),
+            "{} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn postgres_uid() -> u32 {
+    let out = Command::new("id").args(["-u", "postgres"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
