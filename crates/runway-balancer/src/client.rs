@@ -1,10 +1,9 @@
-//! The one HTTP client of the balancer: proxied requests, health checks and
-//! controller discovery all go through it.
+//! The HTTP client of the balancer's own requests: health checks and
+//! controller discovery, plus the request body type shared with the proxy.
 //!
-//! It is hyper-util's pooling client over plain HTTP/1.1, so connections to
-//! each front-end are kept alive and reused across requests. The request body
-//! is either a small buffer the proxy kept for a retry, or the client's body
-//! streamed through untouched ([`UpstreamBody`]).
+//! It is hyper-util's pooling client over plain HTTP/1.1, so checks reuse
+//! their connections. Proxied requests do not go through it: each worker
+//! keeps its own connections to the front-ends (see [`crate::connect`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -39,15 +38,15 @@ pub(crate) fn http_client(connect_timeout: Duration) -> HttpClient {
 /// A request body toward a front-end.
 #[derive(Debug)]
 pub(crate) enum UpstreamBody {
-    /// No body, or a small body kept whole so the request can be retried.
-    Buffered(Option<Bytes>),
+    /// No body (the balancer's own GETs).
+    Empty,
     /// The client's body, forwarded frame by frame as it arrives.
     Streaming(Incoming),
 }
 
 impl UpstreamBody {
     pub fn empty() -> UpstreamBody {
-        UpstreamBody::Buffered(None)
+        UpstreamBody::Empty
     }
 }
 
@@ -60,23 +59,21 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            UpstreamBody::Buffered(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            UpstreamBody::Empty => Poll::Ready(None),
             UpstreamBody::Streaming(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Buffered(data) => data.is_none(),
+            UpstreamBody::Empty => true,
             UpstreamBody::Streaming(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpstreamBody::Buffered(data) => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            UpstreamBody::Empty => SizeHint::with_exact(0),
             UpstreamBody::Streaming(body) => body.size_hint(),
         }
     }

@@ -34,7 +34,18 @@ pub struct BalancerConfig {
     /// How long in-flight requests may run after [`crate::Balancer::shutdown`]
     /// stopped accepting connections. Default 30 s.
     pub shutdown_grace: Duration,
+    /// Threads that accept and proxy, each with its own single-threaded
+    /// runtime and upstream connection pool. Default: one per CPU.
+    pub workers: usize,
+    /// Where requests for the platform's API (`/_runway/api/…`) go instead of
+    /// a front-end: the controller, so the environment answers at one
+    /// address. Not health-checked; never retried elsewhere. Default: none
+    /// (such paths go to the front-ends like any other).
+    pub platform: Option<Url>,
 }
+
+/// Paths sent to [`BalancerConfig::platform`] when it is set.
+pub const PLATFORM_API_PREFIX: &str = "/_runway/api/";
 
 /// Where the balancer learns which front-ends exist.
 #[derive(Debug, Clone)]
@@ -124,7 +135,8 @@ impl Default for HealthConfig {
 
 /// A configuration with every default of the brief: least-outstanding policy,
 /// health checks of `/_runway/ready` every second (rise 2, fall 2), 1 s
-/// connect timeout, 5 s passive ejection, 3 attempts, 30 s shutdown grace.
+/// connect timeout, 5 s passive ejection, 3 attempts, 30 s shutdown grace,
+/// one worker thread per CPU.
 pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
     BalancerConfig {
         listen,
@@ -135,6 +147,8 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         eject_for: Duration::from_secs(5),
         max_attempts: 3,
         shutdown_grace: Duration::from_secs(30),
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        platform: None,
     }
 }
 
@@ -153,6 +167,9 @@ impl BalancerConfig {
                 fix,
             })
         };
+        if self.workers == 0 {
+            return invalid("workers", "0".into(), "it must be at least 1");
+        }
         if self.max_attempts == 0 {
             return invalid("max attempts", "0".into(), "it must be at least 1");
         }
@@ -172,11 +189,7 @@ impl BalancerConfig {
             );
         }
         if health.interval.is_zero() {
-            return invalid(
-                "--health-interval-ms",
-                "0".into(),
-                "it must be at least 1",
-            );
+            return invalid("--health-interval-ms", "0".into(), "it must be at least 1");
         }
         if health.timeout.is_zero() {
             return invalid(

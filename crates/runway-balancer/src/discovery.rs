@@ -16,7 +16,8 @@
 //!   to another address is **drained**: it leaves the pool snapshot at once,
 //!   so no new request goes to it, while requests already sent to it finish
 //!   normally (they hold their own reference). Its health checks stop, and
-//!   it is forgotten once its last in-flight request is done.
+//!   it is forgotten once its last in-flight request is done, which closes
+//!   its kept-alive connections.
 //!
 //! The pool snapshot is republished only when the membership changed.
 //!
@@ -76,6 +77,8 @@ pub(crate) fn static_targets(urls: &[Url]) -> Vec<Target> {
 pub(crate) struct Members {
     pool: Arc<Pool>,
     checker: Arc<Checker>,
+    /// Worker threads, each with its own idle connections per upstream.
+    workers: usize,
     registry: Mutex<Registry>,
 }
 
@@ -95,10 +98,11 @@ struct Member {
 }
 
 impl Members {
-    pub fn new(pool: Arc<Pool>, checker: Arc<Checker>) -> Members {
+    pub fn new(pool: Arc<Pool>, checker: Arc<Checker>, workers: usize) -> Members {
         Members {
             pool,
             checker,
+            workers,
             registry: Mutex::new(Registry::default()),
         }
     }
@@ -111,8 +115,10 @@ impl Members {
         if registry.stopped {
             return Vec::new();
         }
-        let mut previous: Vec<Option<Member>> =
-            std::mem::take(&mut registry.current).into_iter().map(Some).collect();
+        let mut previous: Vec<Option<Member>> = std::mem::take(&mut registry.current)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut next = Vec::with_capacity(targets.len());
         let mut added = Vec::new();
         let mut changed = false;
@@ -121,16 +127,18 @@ impl Members {
                 continue;
             }
             let kept = previous.iter_mut().find_map(|slot| {
-                let same = slot
-                    .as_ref()
-                    .is_some_and(|m| m.upstream.name == target.name && m.upstream.url == target.url);
+                let same = slot.as_ref().is_some_and(|m| {
+                    m.upstream.name == target.name && m.upstream.url == target.url
+                });
                 if same { slot.take() } else { None }
             });
             if let Some(member) = kept {
                 next.push(member);
                 continue;
             }
-            let Some(upstream) = Upstream::new(target.name.clone(), target.url.clone()) else {
+            let Some(upstream) =
+                Upstream::new(target.name.clone(), target.url.clone(), self.workers)
+            else {
                 if registry
                     .rejected
                     .insert((target.name.clone(), target.url.to_string()))
@@ -244,8 +252,8 @@ impl Controller {
                 url: url.to_string(),
                 reason: format!("does not make a valid request URI ({e})"),
             })?;
-        let authorization =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| BalancerError::BadToken)?;
+        let authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| BalancerError::BadToken)?;
         Ok(Controller {
             client,
             endpoint,
@@ -357,7 +365,7 @@ pub(crate) fn spawn_controller_loop(
         let mut failures: u32 = 0;
         loop {
             let fetched = tokio::select! {
-                _ = stop.wait_for(|stopped| *stopped) => break,
+                _ = crate::server::signalled(&mut stop) => break,
                 fetched = async {
                     ticks.tick().await;
                     controller.fetch().await
@@ -375,7 +383,7 @@ pub(crate) fn spawn_controller_loop(
                     members.apply(controller_targets(&list), false);
                 }
                 Err(error) => {
-                    if failures % WARN_EVERY == 0 {
+                    if failures.is_multiple_of(WARN_EVERY) {
                         tracing::warn!(
                             "front-end discovery failed; keeping the last known {} front-ends: {error}",
                             members.len()

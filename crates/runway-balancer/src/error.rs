@@ -30,7 +30,9 @@ pub enum BalancerError {
     #[error("the controller URL {url} {reason}; pass it as --controller http://HOST:PORT")]
     BadController { url: String, reason: String },
 
-    #[error("no token for the controller at {controller}: pass an admin or read token with --token")]
+    #[error(
+        "no token for the controller at {controller}: pass an admin or read token with --token"
+    )]
     NoToken { controller: String },
 
     #[error(
@@ -69,4 +71,7 @@ pub enum BalancerError {
 
     #[error("cannot listen on {addr}: {reason}; pick another with --listen")]
     Listen { addr: SocketAddr, reason: String },
+
+    #[error("cannot start the balancer's worker threads: {0}")]
+    Workers(#[source] std::io::Error),
 }

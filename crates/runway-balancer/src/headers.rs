@@ -6,7 +6,6 @@
 //! by path), and the request id is kept or created. Back toward the client:
 //! hop-by-hop headers go, and `x-request-id` and `x-runway-upstream` are set.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{
@@ -22,8 +21,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const PROXY_AUTHENTICATION_INFO: HeaderName =
-    HeaderName::from_static("proxy-authentication-info");
+const PROXY_AUTHENTICATION_INFO: HeaderName = HeaderName::from_static("proxy-authentication-info");
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus the `Proxy-*` family, which is addressed to this proxy.
@@ -48,8 +46,10 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     {
         return value.clone();
     }
+    // A v4 UUID from the thread-local generator: no system call per request.
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut buffer = [0u8; 32];
-    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buffer);
+    let id = id.simple().encode_lower(&mut buffer);
     HeaderValue::from_str(id).expect("hex digits are a valid header value")
 }
 
@@ -62,6 +62,11 @@ fn is_sane_request_id(id: &[u8]) -> bool {
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names is cheaper than a
+    // lookup per hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
         for value in named {
@@ -79,41 +84,62 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The client end of a connection, formatted once per connection for the
+/// forwarding headers of each of its requests.
+pub(crate) struct ClientAddr {
+    /// `192.0.2.7` or `2001:db8::1`, as `X-Forwarded-For` lists it.
+    ip: HeaderValue,
+    /// `for=192.0.2.7;proto=http` or `for="[2001:db8::1]";proto=http`.
+    forwarded: String,
+}
+
+impl ClientAddr {
+    pub fn new(ip: IpAddr) -> ClientAddr {
+        let ip = ip.to_canonical();
+        let forwarded = match ip {
+            IpAddr::V4(ip) => format!("for={ip};proto=http"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto=http"),
+        };
+        ClientAddr {
+            ip: HeaderValue::try_from(ip.to_string())
+                .expect("an IP address is a valid header value"),
+            forwarded,
+        }
+    }
+}
+
 /// Rewrites a client's request headers for the front-end.
-pub(crate) fn to_upstream(headers: &mut HeaderMap, client: IpAddr, request_id: &HeaderValue) {
+pub(crate) fn to_upstream(headers: &mut HeaderMap, client: &ClientAddr, request_id: &HeaderValue) {
+    // Room for the headers added below, so that the map grows once at most.
+    headers.reserve(6);
     strip_hop_by_hop(headers);
     // The balancer answered any `Expect: 100-continue` itself when it started
     // reading the body.
     headers.remove(EXPECT);
-    let client = client.to_canonical();
     let host = headers.get(HOST).cloned();
 
-    let mut forwarded_for = String::with_capacity(48);
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(value) = value.to_str() {
-            forwarded_for.push_str(value);
-            forwarded_for.push_str(", ");
+    if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut forwarded_for = String::with_capacity(64);
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(value) = value.to_str() {
+                forwarded_for.push_str(value);
+                forwarded_for.push_str(", ");
+            }
         }
+        forwarded_for.push_str(client.ip.to_str().unwrap_or_default());
+        set(headers, X_FORWARDED_FOR, forwarded_for);
+    } else {
+        headers.insert(X_FORWARDED_FOR, client.ip.clone());
     }
-    let _ = write!(forwarded_for, "{client}");
-    set(headers, X_FORWARDED_FOR, forwarded_for);
 
-    let mut forwarded = String::with_capacity(64);
+    let mut forwarded = String::with_capacity(96);
     for value in headers.get_all(FORWARDED) {
         if let Ok(value) = value.to_str() {
             forwarded.push_str(value);
             forwarded.push_str(", ");
         }
     }
-    match client {
-        IpAddr::V4(ip) => {
-            let _ = write!(forwarded, "for={ip}");
-        }
-        IpAddr::V6(ip) => {
-            let _ = write!(forwarded, "for=\"[{ip}]\"");
-        }
-    }
-    forwarded.push_str(";proto=http");
+    forwarded.push_str(&client.forwarded);
     if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
         forwarded.push_str(";host=\"");
         for c in host.chars() {
@@ -136,6 +162,7 @@ pub(crate) fn to_upstream(headers: &mut HeaderMap, client: IpAddr, request_id: &
 
 /// Rewrites a front-end's response headers for the client.
 pub(crate) fn to_client(headers: &mut HeaderMap, request_id: HeaderValue, upstream: HeaderValue) {
+    headers.reserve(2);
     strip_hop_by_hop(headers);
     headers.insert(REQUEST_ID, request_id);
     headers.insert(UPSTREAM, upstream);
@@ -184,7 +211,11 @@ mod tests {
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
         headers.insert(FORWARDED, HeaderValue::from_static("for=203.0.113.9"));
         let id = HeaderValue::from_static("rid");
-        to_upstream(&mut headers, "2001:db8::1".parse().unwrap(), &id);
+        to_upstream(
+            &mut headers,
+            &ClientAddr::new("2001:db8::1".parse().unwrap()),
+            &id,
+        );
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 2001:db8::1");
         assert_eq!(
             headers[FORWARDED],
@@ -198,7 +229,11 @@ mod tests {
     fn ipv4_mapped_clients_are_shown_as_ipv4() {
         let mut headers = HeaderMap::new();
         let id = HeaderValue::from_static("rid");
-        to_upstream(&mut headers, "::ffff:192.0.2.7".parse().unwrap(), &id);
+        to_upstream(
+            &mut headers,
+            &ClientAddr::new("::ffff:192.0.2.7".parse().unwrap()),
+            &id,
+        );
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");
         assert_eq!(headers[FORWARDED], "for=192.0.2.7;proto=http");
         assert!(headers.get(&X_FORWARDED_HOST).is_none());

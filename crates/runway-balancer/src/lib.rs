@@ -11,18 +11,22 @@
 //!   one passively after a connection error.
 //! - `pool` holds the lock-free snapshot a request picks from
 //!   (least-outstanding or round-robin).
+//! - `connect` keeps each worker's kept-alive connections to the front-ends.
 //! - `proxy` forwards, retries idempotent requests on another front-end
 //!   when no answer came back, and logs every request
 //!   (target `runway_balancer::access`).
 //! - `headers` rewrites headers (`X-Forwarded-*`, `Forwarded`, request id,
 //!   hop-by-hop).
-//! - `server` accepts connections and shuts down gracefully.
+//! - `server` runs the worker threads (one single-threaded runtime each, like
+//!   nginx's worker processes), accepts connections and shuts down
+//!   gracefully.
 //!
 //! The crate speaks only HTTP and the `runway-api` wire types: it knows
 //! nothing of apps, the runtime or the catalogs.
 
 mod client;
 mod config;
+mod connect;
 mod discovery;
 mod error;
 mod headers;
@@ -45,7 +49,6 @@ pub use pool::UpstreamStatus;
 use discovery::{Controller, Members};
 use health::Checker;
 use pool::Pool;
-use proxy::Proxy;
 
 /// A running balancer. Stop it with [`Balancer::shutdown`]; dropping it
 /// stops it abruptly.
@@ -55,8 +58,8 @@ pub struct Balancer {
     shutdown_grace: std::time::Duration,
     stop: watch::Sender<bool>,
     force: watch::Sender<bool>,
+    /// Closed once every worker thread and connection is gone.
     connections: mpsc::Receiver<()>,
-    accept: Option<JoinHandle<()>>,
     discovery: Option<JoinHandle<()>>,
 }
 
@@ -66,10 +69,11 @@ impl Balancer {
     /// check of every upstream, binds the listener and starts serving.
     pub async fn start(config: BalancerConfig) -> Result<Balancer> {
         config.validate()?;
+        let platform = platform_pool(&config)?;
         let client = client::http_client(config.connect_timeout);
         let pool = Arc::new(Pool::new(config.policy));
         let checker = Arc::new(Checker::new(client.clone(), config.health.clone()));
-        let members = Arc::new(Members::new(pool.clone(), checker.clone()));
+        let members = Arc::new(Members::new(pool.clone(), checker.clone(), config.workers));
 
         let (stop, stop_rx) = watch::channel(false);
         let (force, force_rx) = watch::channel(false);
@@ -111,19 +115,28 @@ impl Balancer {
             discovery::spawn_controller_loop(controller, members.clone(), interval, stop_rx.clone())
         });
 
-        let proxy = Arc::new(Proxy {
+        let (alive, connections) = mpsc::channel(1);
+        let settings = server::WorkerSettings {
             pool,
-            client,
+            platform,
+            connect_timeout: config.connect_timeout,
             max_attempts: config.max_attempts,
             eject_for: config.eject_for,
+        };
+        let workers = listener.into_std().and_then(|listener| {
+            server::spawn_workers(listener, config.workers, settings, stop_rx, force_rx, alive)
         });
-        let (connections_tx, connections) = mpsc::channel(1);
-        let accept = server::spawn_accept_loop(listener, proxy, stop_rx, force_rx, connections_tx);
+        if let Err(error) = workers {
+            // Threads already started stop when `stop` is dropped here.
+            members.stop();
+            return Err(BalancerError::Workers(error));
+        }
 
         let in_pool = members.statuses().iter().filter(|s| s.in_pool).count();
         tracing::info!(
             %addr,
             policy = %config.policy,
+            workers = config.workers,
             "the balancer listens on {addr}; {in_pool} of {} front-ends are in the pool",
             members.len()
         );
@@ -134,7 +147,6 @@ impl Balancer {
             stop,
             force,
             connections,
-            accept: Some(accept),
             discovery,
         })
     }
@@ -156,9 +168,6 @@ impl Balancer {
     /// health checks.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.await;
-        }
         let drained = tokio::time::timeout(self.shutdown_grace, self.connections.recv()).await;
         if drained.is_err() {
             tracing::warn!(
@@ -166,11 +175,9 @@ impl Balancer {
                 health::display_duration(self.shutdown_grace)
             );
             let _ = self.force.send(true);
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                self.connections.recv(),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.connections.recv())
+                    .await;
         }
         if let Some(discovery) = self.discovery.take() {
             let _ = discovery.await;
@@ -184,14 +191,29 @@ impl Drop for Balancer {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         let _ = self.force.send(true);
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-        }
         if let Some(discovery) = self.discovery.take() {
             discovery.abort();
         }
         self.members.stop();
     }
+}
+
+/// A pool of one, always available: the controller behind
+/// [`BalancerConfig::platform`].
+fn platform_pool(config: &BalancerConfig) -> Result<Option<Arc<Pool>>> {
+    let Some(url) = &config.platform else {
+        return Ok(None);
+    };
+    let upstream = pool::Upstream::new("controller".into(), url.clone(), config.workers)
+        .ok_or_else(|| BalancerError::Invalid {
+            setting: "platform",
+            value: url.to_string(),
+            fix: "give the controller's http://host:port",
+        })?;
+    upstream.set_healthy(true);
+    let pool = Pool::new(Policy::RoundRobin);
+    pool.publish(vec![Arc::new(upstream)]);
+    Ok(Some(Arc::new(pool)))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
@@ -201,9 +223,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
             std::io::ErrorKind::PermissionDenied => {
                 "permission denied (ports below 1024 need privileges)".to_string()
             }
-            std::io::ErrorKind::AddrNotAvailable => {
-                "no such address on this machine".to_string()
-            }
+            std::io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_string(),
             _ => e.to_string(),
         };
         BalancerError::Listen { addr, reason }

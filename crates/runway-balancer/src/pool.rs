@@ -25,6 +25,7 @@
 //! outstanding on its upstream until the guard is dropped, which the proxy
 //! does only after the response body was sent to the client.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -36,16 +37,23 @@ use http::uri::Authority;
 use url::Url;
 
 use crate::config::Policy;
+use crate::connect::IdleConnections;
 
 /// A front-end the balancer may send requests to.
 #[derive(Debug)]
 pub(crate) struct Upstream {
     pub name: String,
     pub url: Url,
-    /// `host:port` for the request URI toward this upstream.
+    /// `host:port`: where to connect, and the `Host` sent when the client
+    /// sent none.
     pub authority: Authority,
     /// Value of the `x-runway-upstream` response header.
     pub name_header: HeaderValue,
+    /// The address to connect to when the host is an IP address (otherwise
+    /// the host is resolved at each new connection).
+    pub socket_addr: Option<SocketAddr>,
+    /// Kept-alive connections, per worker.
+    pub(crate) idle: IdleConnections,
     outstanding: AtomicUsize,
     healthy: AtomicBool,
     draining: AtomicBool,
@@ -61,9 +69,14 @@ pub(crate) struct Upstream {
 impl Upstream {
     /// `None` when the name cannot be sent as a header or the URL has no
     /// usable authority (callers have validated the URL already).
-    pub fn new(name: String, url: Url) -> Option<Upstream> {
+    pub fn new(name: String, url: Url, workers: usize) -> Option<Upstream> {
         let host = url.host_str()?;
         let port = url.port_or_known_default()?;
+        let socket_addr = match url.host()? {
+            url::Host::Ipv4(ip) => Some(SocketAddr::from((ip, port))),
+            url::Host::Ipv6(ip) => Some(SocketAddr::from((ip, port))),
+            url::Host::Domain(_) => None,
+        };
         let authority = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
@@ -72,6 +85,8 @@ impl Upstream {
         Some(Upstream {
             authority: authority.parse().ok()?,
             name_header: HeaderValue::from_str(&name).ok()?,
+            socket_addr,
+            idle: IdleConnections::new(workers),
             name,
             url,
             outstanding: AtomicUsize::new(0),
@@ -196,10 +211,6 @@ impl Pool {
         self.active.store(Arc::new(upstreams));
     }
 
-    pub fn snapshot(&self) -> Arc<Vec<Arc<Upstream>>> {
-        self.active.load_full()
-    }
-
     /// Chooses an available upstream not in `tried`, and counts the request
     /// as outstanding on it. `None` when there is none.
     pub fn pick(&self, tried: &[Arc<Upstream>]) -> Option<InFlight> {
@@ -209,11 +220,11 @@ impl Pool {
             return None;
         }
         let start = self.next.fetch_add(1, Relaxed) % n;
-        let candidates = (0..n)
+        let mut candidates = (0..n)
             .map(|i| &snapshot[(start + i) % n])
             .filter(|u| u.is_available() && !tried.iter().any(|t| Arc::ptr_eq(t, u)));
         let chosen = match self.policy {
-            Policy::RoundRobin => candidates.into_iter().next(),
+            Policy::RoundRobin => candidates.next(),
             Policy::LeastOutstanding => {
                 let mut best: Option<(&Arc<Upstream>, usize)> = None;
                 for upstream in candidates {
@@ -229,15 +240,6 @@ impl Pool {
             }
         };
         chosen.map(|upstream| InFlight::new(upstream.clone()))
-    }
-
-    /// Whether an upstream other than those in `tried` is available, i.e.
-    /// whether a failed attempt could be retried.
-    pub fn has_other(&self, tried: &[Arc<Upstream>]) -> bool {
-        self.active
-            .load()
-            .iter()
-            .any(|u| u.is_available() && !tried.iter().any(|t| Arc::ptr_eq(t, u)))
     }
 }
 

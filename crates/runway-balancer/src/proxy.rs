@@ -1,25 +1,40 @@
 //! The request path: pick an upstream, forward, stream the answer back.
 //!
-//! Bodies are streamed both ways. The one exception is a request that could
-//! be retried: an idempotent method (GET, HEAD, OPTIONS, PUT, DELETE, TRACE)
-//! with no body or with a declared `Content-Length` of at most 64 KiB; that
-//! body is read whole first so it can be sent again.
+//! Bodies are streamed both ways and never copied: the request body goes to
+//! the front-end as it arrives, the answer comes back frame by frame, and the
+//! request counts as outstanding on its upstream until the last frame was
+//! sent to the client.
 //!
 //! # Retry rule
 //!
-//! An attempt fails when no response headers came back: connect error,
-//! connection closed or reset, malformed answer. A failed attempt is retried
-//! on *another* upstream, up to `max_attempts` in total, only if the request
-//! is retryable as above. POST, PATCH, unknown methods and streamed bodies
-//! are never retried, and nothing is retried once response headers arrived
-//! (the answer, whatever its status, goes to the client).
+//! A request is *retryable* when its method is idempotent (GET, HEAD,
+//! OPTIONS, PUT, DELETE, TRACE) and it has no body or a declared
+//! `Content-Length` of at most 64 KiB. Only a request that was never written
+//! to a front-end is retried: the connection to the chosen upstream could not
+//! be opened (refused, timed out, unresolvable) or closed before the request
+//! went out. Such a request is still whole, body included (see
+//! [`crate::connect`]), so it goes to *another* upstream as is, up to
+//! `max_attempts` in total. A retryable request *without a body* is also
+//! sent to another upstream when the connection failed after it was written
+//! but before any answer came (the front-end died mid-request): a copy of its
+//! head is kept for that. POST, PATCH and other methods, and bodies over
+//! 64 KiB, are never sent to another upstream; a request with a body is not
+//! retried once written, and nothing is retried after response headers
+//! arrived (the answer, whatever its status, goes to the client).
+//!
+//! Separately, a kept-alive connection that turns out to have been closed by
+//! the front-end before the request was written is replaced by a new
+//! connection to the *same* upstream, once, for any method: that is not a
+//! retry, the request simply had not left yet.
 //!
 //! # Passive ejection
 //!
-//! A connection-level failure (connect refused or timed out, connection
-//! closed or reset before the response headers) ejects the upstream from the
-//! pool for `eject_for`; see [`crate::health`] for how that combines with
-//! the active checks.
+//! A connection-level failure ejects the upstream from the pool for
+//! `eject_for`: a connection could not be opened, or a new connection was
+//! closed or reset before the response headers. (A reset on a kept-alive
+//! connection is not enough on its own: it may be the front-end closing an
+//! idle connection at the very moment it was reused.) See [`crate::health`]
+//! for how ejection combines with the active checks.
 //!
 //! # Errors
 //!
@@ -28,38 +43,54 @@
 //! error body `{code, message, details}`.
 
 use std::error::Error as StdError;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::request::Parts;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use runway_api::ErrorBody;
 
-use crate::client::{HttpClient, UpstreamBody};
-use crate::headers;
+use crate::client::UpstreamBody;
+use crate::connect::{self, Connector};
+use crate::headers::{self, ClientAddr};
 use crate::pool::{InFlight, Pool, Upstream};
 
-/// Largest request body kept in memory so that the request can be retried.
+/// Largest request body of a request that may be sent to another upstream.
 pub(crate) const MAX_RETRY_BODY: u64 = 64 * 1024;
 
-/// What every request handler shares.
+/// One worker's request handler.
 pub(crate) struct Proxy {
     pub pool: Arc<Pool>,
-    pub client: HttpClient,
+    /// The controller, for `/_runway/api/…` (see [`crate::BalancerConfig::platform`]).
+    pub platform: Option<Arc<Pool>>,
+    pub connector: Connector,
     pub max_attempts: u32,
     pub eject_for: Duration,
 }
 
+/// How one attempt on one upstream ended.
+enum Attempt {
+    /// Response headers came back.
+    Answered(Response<Incoming>, SendRequest<UpstreamBody>),
+    /// The request was not written; here it is back, with the reason.
+    Unsent(Request<UpstreamBody>, String),
+    /// The request was (at least partly) written, then the exchange failed.
+    Failed { error: hyper::Error, reused: bool },
+}
+
 impl Proxy {
-    /// Serves one client request. Never fails: errors become 4xx/5xx answers.
-    pub async fn handle(&self, request: Request<Incoming>, client: IpAddr) -> Response<ProxyBody> {
+    /// Serves one client request. Never fails: errors become 5xx answers.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: &ClientAddr,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
         let request_id = headers::request_id(&parts.headers);
@@ -68,13 +99,24 @@ impl Proxy {
 
         headers::to_upstream(&mut parts.headers, client, &request_id);
         parts.version = Version::HTTP_11;
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            // An absolute-form target: front-ends get the origin form.
+            let origin = path.clone().unwrap_or(PathAndQuery::from_static("/"));
+            parts.uri = Uri::from(origin);
+        }
+        let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
 
-        let (response, upstream, attempts) = match prepare_body(&parts, body).await {
-            Ok(body) => self.forward(parts, body, &request_id).await,
-            Err(response) => (response, None, 0),
+        let pool = match &self.platform {
+            Some(platform)
+                if path
+                    .as_ref()
+                    .is_some_and(|p| p.path().starts_with(crate::config::PLATFORM_API_PREFIX)) =>
+            {
+                platform
+            }
+            _ => &self.pool,
         };
-        let mut response = response;
-        let upstream_name = upstream.as_ref().map_or("-", |u| u.name.as_str());
+        let (mut response, upstream, attempts) = self.forward(pool, request, &request_id).await;
         if response.headers().get(&headers::REQUEST_ID).is_none() {
             response
                 .headers_mut()
@@ -85,7 +127,7 @@ impl Proxy {
             method = %method,
             path = path.as_ref().map_or("/", |p| p.as_str()),
             status = response.status().as_u16(),
-            upstream = upstream_name,
+            upstream = upstream.as_ref().map_or("-", |u| u.name.as_str()),
             attempts,
             elapsed_ms = started.elapsed().as_millis() as u64,
             request_id = request_id.to_str().unwrap_or("-"),
@@ -98,55 +140,62 @@ impl Proxy {
     /// number of attempts.
     async fn forward(
         &self,
-        parts: Parts,
-        body: UpstreamBody,
+        pool: &Pool,
+        mut request: Request<UpstreamBody>,
         request_id: &HeaderValue,
     ) -> (Response<ProxyBody>, Option<Arc<Upstream>>, u32) {
-        let retryable = matches!(body, UpstreamBody::Buffered(_)) && is_idempotent(&parts.method);
-        let mut parts = Some(parts);
-        let mut body = Some(body);
+        let retryable = is_retryable(&request);
+        // An HTTP/1.0 client may send no Host; the front-end then gets the
+        // upstream's own.
+        let needs_host = !request.headers().contains_key(HOST);
         let mut tried: Vec<Arc<Upstream>> = Vec::new();
         let mut last_error = String::new();
         let mut attempts = 0;
-        while let Some(in_flight) = self.pool.pick(&tried) {
+        while let Some(in_flight) = pool.pick(&tried) {
             attempts += 1;
             let upstream = in_flight.upstream().clone();
-            tried.push(upstream.clone());
-            let last = !retryable || attempts >= self.max_attempts || !self.pool.has_other(&tried);
-            let request = match build_request(&mut parts, &mut body, &upstream, last) {
-                Some(request) => request,
-                None => break,
-            };
-            match self.client.request(request).await {
-                Ok(response) => {
-                    let response = into_client_response(response, in_flight, request_id);
+            if needs_host && let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
+                request.headers_mut().insert(HOST, host);
+            }
+            // A bodiless idempotent request can be sent again even after it
+            // was written, as long as no answer came back: keep a copy.
+            let spare = (retryable && request.body().is_end_stream()).then(|| bodiless_copy(&request));
+            match self.send(&upstream, request).await {
+                Attempt::Answered(response, sender) => {
+                    let response = self.answer(response, in_flight, sender, request_id);
                     return (response, Some(upstream), attempts);
                 }
-                Err(error) => {
+                Attempt::Unsent(returned, reason) => {
+                    drop(in_flight);
+                    upstream.eject(self.eject_for);
+                    self.warn_failed(&upstream, request_id, &reason, true);
+                    last_error = reason;
+                    tried.push(upstream);
+                    if !retryable || attempts >= self.max_attempts {
+                        break;
+                    }
+                    request = returned;
+                }
+                Attempt::Failed { error, reused } => {
                     drop(in_flight);
                     let failure = classify(&error);
-                    last_error = describe_error(&error);
-                    if failure == Failure::Connection {
+                    let eject = failure == Failure::Connection && !reused;
+                    if eject {
                         upstream.eject(self.eject_for);
                     }
+                    last_error = describe_error(&error);
                     if failure != Failure::Client {
-                        tracing::warn!(
-                            upstream = %upstream.name,
-                            request_id = request_id.to_str().unwrap_or("-"),
-                            "request to front-end {} failed before its answer ({last_error}){}",
-                            upstream.name,
-                            if failure == Failure::Connection && !self.eject_for.is_zero() {
-                                format!(
-                                    "; out of the pool for {}",
-                                    crate::health::display_duration(self.eject_for)
-                                )
-                            } else {
-                                String::new()
-                            }
-                        );
+                        self.warn_failed(&upstream, request_id, &last_error, eject);
                     }
-                    if last || failure == Failure::Client {
-                        break;
+                    tried.push(upstream);
+                    match spare {
+                        Some(copy)
+                            if failure == Failure::Connection
+                                && attempts < self.max_attempts =>
+                        {
+                            request = copy;
+                        }
+                        _ => break,
                     }
                 }
             }
@@ -175,110 +224,127 @@ impl Proxy {
         };
         (response, None, attempts)
     }
-}
 
-/// The request body toward the front-end: streamed, or kept whole when the
-/// request may be retried (see the module doc). Reading a kept body can fail
-/// only on the client's side, which is answered with 400.
-async fn prepare_body(parts: &Parts, body: Incoming) -> Result<UpstreamBody, Response<ProxyBody>> {
-    if !is_idempotent(&parts.method) {
-        return Ok(UpstreamBody::Streaming(body));
-    }
-    if body.is_end_stream() {
-        return Ok(UpstreamBody::Buffered(None));
-    }
-    match body.size_hint().exact() {
-        Some(length) if length <= MAX_RETRY_BODY => {
-            match Limited::new(body, MAX_RETRY_BODY as usize).collect().await {
-                Ok(collected) => Ok(UpstreamBody::Buffered(Some(collected.to_bytes()))),
-                Err(error) => Err(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("the request body could not be read: {error}"),
-                    serde_json::json!({}),
-                )),
+    /// One attempt on `upstream`, on a kept-alive connection if there is one.
+    async fn send(&self, upstream: &Upstream, mut request: Request<UpstreamBody>) -> Attempt {
+        let mut fresh = false;
+        loop {
+            let lent = match self.connector.checkout(upstream, fresh).await {
+                Ok(lent) => lent,
+                Err(reason) => return Attempt::Unsent(request, reason),
+            };
+            let mut sender = lent.sender;
+            match sender.try_send_request(request).await {
+                Ok(response) => return Attempt::Answered(response, sender),
+                Err(mut error) => match error.take_message() {
+                    // The front-end had closed this kept-alive connection:
+                    // the request did not leave, a new connection takes it.
+                    Some(returned) if lent.reused => {
+                        request = returned;
+                        fresh = true;
+                    }
+                    Some(returned) => {
+                        return Attempt::Unsent(returned, describe_error(error.error()));
+                    }
+                    None => {
+                        return Attempt::Failed {
+                            error: error.into_error(),
+                            reused: lent.reused,
+                        };
+                    }
+                },
             }
         }
-        _ => Ok(UpstreamBody::Streaming(body)),
     }
-}
 
-/// The request for one attempt. Parts and a kept body are cloned while more
-/// attempts may follow, and moved into the last one.
-fn build_request(
-    parts: &mut Option<Parts>,
-    body: &mut Option<UpstreamBody>,
-    upstream: &Upstream,
-    last: bool,
-) -> Option<Request<UpstreamBody>> {
-    let (mut request_parts, request_body) = if last {
-        (parts.take()?, body.take()?)
-    } else {
-        let source = parts.as_ref()?;
-        let mut copy = Request::new(());
-        *copy.method_mut() = source.method.clone();
-        *copy.uri_mut() = source.uri.clone();
-        *copy.version_mut() = source.version;
-        *copy.headers_mut() = source.headers.clone();
-        let copied_body = match body.as_ref()? {
-            UpstreamBody::Buffered(data) => UpstreamBody::Buffered(data.clone()),
-            // Streamed bodies are never retried, so their attempt is the last.
-            UpstreamBody::Streaming(_) => return None,
+    fn answer(
+        &self,
+        response: Response<Incoming>,
+        in_flight: InFlight,
+        sender: SendRequest<UpstreamBody>,
+        request_id: &HeaderValue,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = response.into_parts();
+        let upstream_name = in_flight.upstream().name_header.clone();
+        headers::to_client(&mut parts.headers, request_id.clone(), upstream_name);
+        let body = ProxyBody::Upstream {
+            body,
+            finished: false,
+            sender: Some(sender),
+            worker: self.connector.worker(),
+            in_flight,
         };
-        (copy.into_parts().0, copied_body)
-    };
-    let mut uri = std::mem::take(&mut request_parts.uri).into_parts();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(upstream.authority.clone());
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        Response::from_parts(parts, body)
     }
-    request_parts.uri = Uri::from_parts(uri).ok()?;
-    Some(Request::from_parts(request_parts, request_body))
+
+    fn warn_failed(
+        &self,
+        upstream: &Upstream,
+        request_id: &HeaderValue,
+        reason: &str,
+        ejected: bool,
+    ) {
+        let consequence = if ejected && !self.eject_for.is_zero() {
+            format!(
+                "; out of the pool for {}",
+                crate::health::display_duration(self.eject_for)
+            )
+        } else {
+            String::new()
+        };
+        tracing::warn!(
+            upstream = %upstream.name,
+            request_id = request_id.to_str().unwrap_or("-"),
+            "request to front-end {} failed before its answer ({reason}){consequence}",
+            upstream.name,
+        );
+    }
 }
 
-fn into_client_response(
-    response: Response<Incoming>,
-    in_flight: InFlight,
-    request_id: &HeaderValue,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    let upstream_name = in_flight.upstream().name_header.clone();
-    headers::to_client(&mut parts.headers, request_id.clone(), upstream_name);
-    let body = ProxyBody::Upstream {
-        body,
-        _in_flight: in_flight,
-    };
-    Response::from_parts(parts, body)
+/// See the retry rule in the module doc.
+/// The same request without a body (for one that has none).
+fn bodiless_copy(request: &Request<UpstreamBody>) -> Request<UpstreamBody> {
+    let mut copy = Request::new(UpstreamBody::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
+fn is_retryable(request: &Request<UpstreamBody>) -> bool {
+    let idempotent = matches!(
+        *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
+    );
+    let small = request.body().is_end_stream()
+        || request
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|length| length <= MAX_RETRY_BODY);
+    idempotent && small
 }
 
-/// Why an attempt failed, as far as ejection and retry care.
+/// Why an exchange failed after the request was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
-    /// The upstream could not be reached or dropped the connection.
+    /// The front-end closed or reset the connection.
     Connection,
-    /// The upstream answered something that is not HTTP.
+    /// The front-end answered something that is not HTTP.
     Upstream,
-    /// The client's side failed (its body stream broke): not the upstream's
-    /// fault, and not worth a retry.
+    /// The client's side failed (its body stream broke): not the front-end's
+    /// fault.
     Client,
 }
 
-fn classify(error: &hyper_util::client::legacy::Error) -> Failure {
-    if error.is_connect() {
-        return Failure::Connection;
-    }
-    match find_source::<hyper::Error>(error) {
-        Some(e) if e.is_user() => Failure::Client,
-        Some(e) if e.is_parse() || e.is_parse_status() => Failure::Upstream,
-        _ => Failure::Connection,
+fn classify(error: &hyper::Error) -> Failure {
+    if error.is_user() {
+        Failure::Client
+    } else if error.is_parse() || error.is_parse_status() {
+        Failure::Upstream
+    } else {
+        Failure::Connection
     }
 }
 
@@ -286,15 +352,7 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Failure {
 /// reset", "connection closed before message completed", …
 pub(crate) fn describe_error(error: &(dyn StdError + 'static)) -> String {
     if let Some(io) = find_source::<std::io::Error>(error) {
-        use std::io::ErrorKind::*;
-        return match io.kind() {
-            ConnectionRefused => "connection refused".into(),
-            ConnectionReset => "connection reset".into(),
-            ConnectionAborted => "connection aborted".into(),
-            TimedOut => "connection timed out".into(),
-            AddrNotAvailable => "address not available".into(),
-            _ => io.to_string(),
-        };
+        return connect::describe_io(io);
     }
     if let Some(hyper) = find_source::<hyper::Error>(error) {
         return hyper.to_string();
@@ -330,11 +388,12 @@ fn error_response(
         details,
     };
     let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-    let mut response = Response::new(ProxyBody::Full(Some(bytes.clone())));
+    let length = bytes.len();
+    let mut response = Response::new(ProxyBody::Full(Some(bytes)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
@@ -342,16 +401,36 @@ fn error_response(
 }
 
 /// A response body toward the client.
-#[derive(Debug)]
 pub(crate) enum ProxyBody {
-    /// The front-end's body, streamed; the request counts as outstanding on
-    /// the upstream until this is dropped.
+    /// The front-end's body, streamed. The request counts as outstanding on
+    /// its upstream until this is dropped; the connection goes back to the
+    /// worker's idle list then, if the body was read to the end.
     Upstream {
         body: Incoming,
-        _in_flight: InFlight,
+        finished: bool,
+        sender: Option<SendRequest<UpstreamBody>>,
+        worker: usize,
+        in_flight: InFlight,
     },
     /// An answer made by the balancer itself.
     Full(Option<Bytes>),
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let ProxyBody::Upstream {
+            body,
+            finished,
+            sender,
+            worker,
+            in_flight,
+        } = self
+            && (*finished || body.is_end_stream())
+            && let Some(sender) = sender.take()
+        {
+            connect::release(in_flight.upstream(), *worker, sender);
+        }
+    }
 }
 
 impl Body for ProxyBody {
@@ -363,7 +442,13 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream { body, finished, .. } => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(None) = frame {
+                    *finished = true;
+                }
+                frame
+            }
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -378,7 +463,9 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Upstream { body, .. } => body.size_hint(),
-            ProxyBody::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ProxyBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

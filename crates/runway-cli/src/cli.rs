@@ -2,7 +2,7 @@
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{app, controller, env, frontend, logs, token, up};
+use crate::commands::{app, balancer, controller, env, frontend, logs, token, up};
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
 #[derive(Parser, Debug)]
@@ -36,4 +36,19 @@ pub enum Command {
     /// Run a farm front-end, or list, enable, disable and remove front-ends.
     #[command(subcommand)]
     Frontend(frontend::FrontendCommand),
+    /// Run the load balancer in front of a farm's front-ends.
+    #[command(subcommand)]
+    Balancer(balancer::BalancerCommand),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every subcommand (duplicate
+    /// argument names, conflicting flags…), which otherwise panic at run time.
+    #[test]
+    fn the_grammar_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -561,6 +561,14 @@ impl Controller {
             }
             return Err(error);
         }
+        // From the record on, the staged front-ends are switching: they stay
+        // ready (their heartbeats may still report the old generation).
+        let staged_remote: Vec<String> = ready
+            .iter()
+            .map(|f| f.name().to_string())
+            .filter(|n| remote(n))
+            .collect();
+        *self.committing() = Some((generation, staged_remote));
         let recorded = async {
             before_record().await?;
             self.store()
@@ -569,6 +577,7 @@ impl Controller {
         }
         .await;
         if let Err(e) = recorded {
+            *self.committing() = None;
             for frontend in &ready {
                 frontend.abort(generation).await;
             }
@@ -583,6 +592,11 @@ impl Controller {
                 .find(|p| p.frontend == frontend.name() && p.state == "staged");
             match result {
                 Ok(()) => {
+                    if remote(frontend.name()) {
+                        self.store()
+                            .record_frontend_commit(frontend.name(), generation)
+                            .await?;
+                    }
                     if let Some(entry) = entry {
                         entry.state = "committed".into();
                     }
@@ -601,11 +615,30 @@ impl Controller {
                 }
             }
         }
+        *self.committing() = None;
         Ok(Rollout {
             generation,
             stage_ms,
             commit_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    fn committing(&self) -> std::sync::MutexGuard<'_, Option<(i64, Vec<String>)>> {
+        self.inner
+            .committing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a front-end reporting `served` counts as up to date with the
+    /// committed generation `committed`: it serves it, or it staged it and
+    /// is being switched right now.
+    pub(crate) fn is_current(&self, frontend: &str, served: i64, committed: i64) -> bool {
+        served >= committed
+            || self
+                .committing()
+                .as_ref()
+                .is_some_and(|(g, staged)| *g == committed && staged.iter().any(|s| s == frontend))
     }
 
     /// The routing table of the next generation: every running app, with

@@ -142,7 +142,7 @@ impl Controller {
         let mut skipped = Vec::new();
         if let Some(farm) = &self.inner.fleet.farm {
             for record in self.store().frontends().await? {
-                let state = farm.state(&record, i64::MAX);
+                let state = farm.state(&record);
                 if state == FrontendState::Disabled || state == FrontendState::Offline {
                     skipped.push(FrontendProgress {
                         frontend: record.name,
@@ -196,7 +196,7 @@ impl Controller {
             offline_after_secs = farm.config.offline_after.as_secs();
             for record in self.store().frontends().await? {
                 frontends.push(FrontendInfo {
-                    state: farm.state(&record, generation),
+                    state: farm.state(&record),
                     name: record.name,
                     address: record.address,
                     generation: record.generation,
@@ -235,8 +235,8 @@ impl Controller {
             .await?
             .ok_or_else(|| frontend_not_found(name))?;
         if let Some(farm) = &self.inner.fleet.farm
-            && farm.state(&record, i64::MIN) != FrontendState::Offline
-            && farm.state(&record, i64::MIN) != FrontendState::Disabled
+            && farm.state(&record) != FrontendState::Offline
+            && farm.state(&record) != FrontendState::Disabled
         {
             return Err(ApiError::conflict(format!(
                 "front-end {name} is online (last heartbeat {} ms ago); stop it first, \
@@ -256,14 +256,16 @@ fn frontend_not_found(name: &str) -> ApiError {
 }
 
 impl Farm {
-    /// A registered front-end's state as of now, given the committed generation.
-    fn state(&self, record: &FrontendRecord, committed: i64) -> FrontendState {
+    /// A registered front-end's state as of now.
+    fn state(&self, record: &FrontendRecord) -> FrontendState {
         let silent_ms = now_ms() - record.last_heartbeat_ms;
         if !record.enabled {
             FrontendState::Disabled
         } else if silent_ms > self.config.offline_after.as_millis() as i64 {
             FrontendState::Offline
-        } else if record.ready && record.generation >= committed {
+        } else if record.ready {
+            // `ready` is only ever written true for a front-end that serves
+            // the committed generation (or is switching to it).
             FrontendState::Ready
         } else {
             FrontendState::CatchingUp
@@ -573,9 +575,13 @@ async fn heartbeat(
     Node(record): Node,
     Json(beat): Json<Heartbeat>,
 ) -> ApiResult<Json<HeartbeatReply>> {
+    // Ready means serving the committed generation, whatever the front-end
+    // believes: one that has not heard of a deployment yet is behind.
+    let committed = c.store().generation().await?;
+    let ready = beat.ready && c.is_current(&record.name, beat.generation, committed);
     let updated = c
         .store()
-        .heartbeat_frontend(&record.name, &record.key_nonce, beat.generation, beat.ready)
+        .heartbeat_frontend(&record.name, &record.key_nonce, beat.generation, ready)
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -585,7 +591,7 @@ async fn heartbeat(
             )
         })?;
     Ok(Json(HeartbeatReply {
-        generation: c.store().generation().await?,
+        generation: committed,
         enabled: updated.enabled,
     }))
 }

@@ -54,6 +54,9 @@ struct Inner {
     deploy_lock: Mutex<()>,
     /// Compilation is CPU-heavy; a burst of publishes must not starve serving.
     compile_slots: Semaphore,
+    /// During a deployment's commit phase: its generation and the registered
+    /// front-ends that staged it. They stay ready while they switch.
+    committing: std::sync::Mutex<Option<(i64, Vec<String>)>>,
 }
 
 impl Controller {
@@ -75,6 +78,7 @@ impl Controller {
                 fleet: fleet::Fleet::new(local, farm),
                 deploy_lock: Mutex::new(()),
                 compile_slots: Semaphore::new(1),
+                committing: std::sync::Mutex::new(None),
             }),
         })
     }

@@ -1,8 +1,10 @@
 //! `runway up`: a whole environment in one process — controller, one
-//! front-end and the catalogs on SQLite — behind one listener.
+//! front-end and the catalogs on SQLite — behind one listener; with
+//! `--farm N`, N front-ends on loopback ports behind a balancer at that
+//! listener (which also passes `/_runway/api/…` to the controller).
 //!
-//! The controller and the front-end still talk only through the fleet
-//! protocol (`FrontendLink`); here the link is a direct call.
+//! The controller and the front-ends still talk only through the fleet
+//! protocol (`FrontendLink`); here the links are direct calls.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +35,9 @@ pub struct StandaloneConfig {
     pub max_package_bytes: u64,
     pub max_instances: u32,
     pub log_retention: Duration,
+    /// `--farm N`: N front-ends on loopback ports behind a balancer at
+    /// `listen` (0: one front-end sharing `listen` with the controller).
+    pub farm: u32,
 }
 
 impl StandaloneConfig {
@@ -52,6 +57,7 @@ impl StandaloneConfig {
             max_package_bytes: 64 << 20,
             max_instances: 1000,
             log_retention: Duration::from_secs(14 * 24 * 3600),
+            farm: 0,
         }
     }
 
@@ -76,11 +82,23 @@ impl StandaloneConfig {
         if self.limits.max_body_bytes == 0 {
             bail!("--max-body-bytes must be greater than 0");
         }
+        if self.farm > 64 {
+            bail!("--farm {}: at most 64 front-ends in one process", self.farm);
+        }
         if self.max_instances == 0 {
             bail!("--max-instances must be greater than 0");
         }
         Ok(())
     }
+}
+
+/// A free port for `addr` if it asks for port 0 (the balancer binds it; the
+/// controller needs the environment's URL before that).
+fn reserve_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    std::net::TcpListener::bind(addr)?.local_addr()
 }
 
 /// Environment names: 1 to 63 lowercase letters, digits and '-'.
@@ -104,9 +122,11 @@ pub struct Standalone {
     base_url: String,
     admin_token: Option<String>,
     controller: Controller,
-    frontend: Frontend,
+    frontends: Vec<Frontend>,
+    /// `--farm`: the balancer at the environment's address.
+    balancer: Option<runway_balancer::Balancer>,
     stop: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
     retention: JoinHandle<()>,
 }
 
@@ -125,26 +145,54 @@ impl Standalone {
         })
         .context("failed to start the WebAssembly engine")?;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("failed to listen on {} (is another `runway up` running? pick another with --listen)", config.listen))?;
-        let addr = listener.local_addr()?;
+        let listen_error = |addr: SocketAddr| {
+            format!(
+                "failed to listen on {addr} (is another `runway up` running? pick another with --listen)"
+            )
+        };
+        // One process: the environment's address is the single listener, or
+        // with --farm the balancer's (bound last, once front-ends are ready).
+        let (main, addr) = if config.farm == 0 {
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .with_context(|| listen_error(config.listen))?;
+            let addr = listener.local_addr()?;
+            (Some(listener), addr)
+        } else {
+            (None, reserve_port(config.listen).with_context(|| listen_error(config.listen))?)
+        };
         let base_url = config
             .base_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
 
-        let frontend = Frontend::new(
-            FrontendConfig {
-                name: config.frontend_name.clone(),
-                cache_dir: data_dir.join("frontend").join("cache"),
-                max_package_bytes: config.max_package_bytes,
-            },
-            runtime.clone(),
-            store.clone(),
-            Arc::new(DirSource::new(data_dir)),
-        )?;
-        let link: Arc<dyn FrontendLink> = Arc::new(frontend.clone());
+        let names: Vec<String> = if config.farm == 0 {
+            vec![config.frontend_name.clone()]
+        } else {
+            (1..=config.farm).map(|i| format!("fe-{i}")).collect()
+        };
+        let mut frontends = Vec::new();
+        for name in &names {
+            let cache = if config.farm == 0 {
+                data_dir.join("frontend").join("cache")
+            } else {
+                data_dir.join("frontends").join(name).join("cache")
+            };
+            frontends.push(Frontend::new(
+                FrontendConfig {
+                    name: name.clone(),
+                    cache_dir: cache,
+                    max_package_bytes: config.max_package_bytes,
+                },
+                runtime.clone(),
+                store.clone(),
+                Arc::new(DirSource::new(data_dir)),
+            )?);
+        }
+        let links = frontends
+            .iter()
+            .map(|f| Arc::new(f.clone()) as Arc<dyn FrontendLink>)
+            .collect();
         let controller = Controller::new(
             ControllerConfig {
                 environment: config.environment.clone(),
@@ -155,7 +203,7 @@ impl Standalone {
             },
             store.clone(),
             runtime,
-            vec![link],
+            links,
             None,
         )?;
         controller
@@ -167,26 +215,60 @@ impl Standalone {
             crate::write_secret(&data_dir.join("admin.token"), token)?;
         }
 
-        let app =
-            crate::router(controller.clone()).merge(runway_frontend::router(frontend.clone()));
-        let (stop, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let (stop, _) = watch::channel(false);
+        let serve = |listener: TcpListener, app: axum::Router| {
+            let mut stopped = stop.subscribe();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            })
+        };
+        let mut servers = Vec::new();
+        let mut balancer = None;
+        match main {
+            Some(listener) => {
+                let app = crate::router(controller.clone())
+                    .merge(runway_frontend::router(frontends[0].clone()));
+                servers.push(serve(listener, app));
+            }
+            None => {
+                let loopback: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+                let mut upstreams = Vec::new();
+                for frontend in &frontends {
+                    let listener = TcpListener::bind(loopback).await?;
+                    upstreams.push(url::Url::parse(&format!("http://{}", listener.local_addr()?))?);
+                    servers.push(serve(listener, runway_frontend::router(frontend.clone())));
+                }
+                let listener = TcpListener::bind(loopback).await?;
+                let api = url::Url::parse(&format!("http://{}", listener.local_addr()?))?;
+                servers.push(serve(listener, crate::router(controller.clone())));
+                let mut lb = runway_balancer::BalancerConfig::new(
+                    addr,
+                    runway_balancer::Discovery::Static(upstreams),
+                );
+                lb.platform = Some(api);
+                lb.shutdown_grace = Duration::from_secs(30);
+                balancer = Some(
+                    runway_balancer::Balancer::start(lb)
+                        .await
+                        .with_context(|| listen_error(addr))?,
+                );
+            }
+        }
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
-        tracing::info!(%addr, environment = %config.environment, "environment is up");
+        tracing::info!(%addr, environment = %config.environment, frontends = frontends.len(), "environment is up");
         Ok(Standalone {
             addr,
             base_url,
             admin_token,
             controller,
-            frontend,
+            frontends,
+            balancer,
             stop,
-            server,
+            servers,
             retention,
         })
     }
@@ -208,19 +290,33 @@ impl Standalone {
         &self.controller
     }
 
+    /// The (first) front-end.
     pub fn frontend(&self) -> &Frontend {
-        &self.frontend
+        &self.frontends[0]
+    }
+
+    pub fn frontends(&self) -> &[Frontend] {
+        &self.frontends
     }
 
     /// Stops accepting, lets requests in flight finish (up to `deadline`),
     /// flushes the log writer and closes the catalogs.
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
+        // The balancer first: it stops taking requests and lets its own
+        // finish while the front-ends still serve them.
+        if let Some(balancer) = self.balancer {
+            let _ = tokio::time::timeout(deadline, balancer.shutdown()).await;
+        }
         let _ = self.stop.send(true);
         self.retention.abort();
-        match tokio::time::timeout(deadline, self.server).await {
-            Ok(joined) => joined
-                .context("the server task panicked")?
-                .context("the server failed")?,
+        match tokio::time::timeout(deadline, futures::future::join_all(self.servers)).await {
+            Ok(joined) => {
+                for server in joined {
+                    server
+                        .context("a server task panicked")?
+                        .context("a server failed")?;
+                }
+            }
             Err(_) => {
                 tracing::warn!("requests still in flight after {deadline:?}; stopping anyway")
             }

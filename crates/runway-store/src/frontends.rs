@@ -197,6 +197,21 @@ impl Store {
         .context(|| format!("failed to record a heartbeat of front-end {name}"))
     }
 
+    /// Records that a front-end switched to `generation` (the controller saw
+    /// its commit succeed): ready, at that generation, unless it already
+    /// reported a newer one.
+    pub async fn record_frontend_commit(&self, name: &str, generation: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE frontends SET generation = $1, ready = 1 WHERE name = $2 AND generation <= $1",
+        )
+        .bind(generation)
+        .bind(name)
+        .execute(&self.platform().pool)
+        .await
+        .context(|| format!("failed to record the commit of front-end {name}"))?;
+        Ok(())
+    }
+
     /// Marks a front-end not ready (it missed a commit). Its next heartbeat
     /// says again what it serves.
     pub async fn mark_frontend_behind(&self, name: &str) -> Result<()> {

@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command};
 
 pub mod app;
+pub mod balancer;
 pub mod controller;
 pub mod env;
 pub mod frontend;
@@ -20,5 +21,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Env(args) => env::run(args).await,
         Command::Controller(cmd) => controller::run(cmd).await,
         Command::Frontend(cmd) => frontend::run(cmd).await,
+        Command::Balancer(cmd) => balancer::run(cmd).await,
     }
 }

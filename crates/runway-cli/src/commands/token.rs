@@ -44,7 +44,7 @@ pub struct ListArgs {
 pub struct RevokeArgs {
     /// The token's id or name.
     #[arg(value_name = "ID|NAME")]
-    pub token: String,
+    pub id_or_name: String,
     #[command(flatten)]
     pub conn: Connection,
 }
@@ -111,7 +111,7 @@ pub fn tokens_table(tokens: &[TokenInfo]) -> Table {
 }
 
 async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
-    args.conn.client()?.revoke_token(&args.token).await?;
-    println!("revoked token {}", args.token);
+    args.conn.client()?.revoke_token(&args.id_or_name).await?;
+    println!("revoked token {}", args.id_or_name);
     Ok(())
 }

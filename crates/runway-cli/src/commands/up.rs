@@ -26,6 +26,10 @@ pub struct UpArgs {
     /// Name of the built-in front-end (sent as x-runway-frontend).
     #[arg(long, default_value = "fe-1")]
     pub frontend_name: String,
+    /// Run N front-ends on loopback ports behind a balancer at --listen
+    /// (a server farm in one process; 0 = one front-end on --listen).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub farm: u32,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -80,6 +84,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.max_package_bytes = args.limits.max_package_bytes();
     config.max_instances = args.limits.max_instances;
     config.log_retention = args.limits.log_retention();
+    config.farm = args.farm;
 
     let environment = Standalone::start(config).await?;
     println!(
@@ -87,6 +92,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         environment.controller().config().environment,
         environment.addr()
     );
+    if args.farm > 0 {
+        println!(
+            "runway: {} front-ends behind the balancer at http://{}",
+            environment.frontends().len(),
+            environment.addr()
+        );
+    }
     println!("runway: data in {}", args.data_dir.display());
     match environment.admin_token() {
         Some(token) => {

@@ -311,10 +311,21 @@ pub struct Load {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub ok: u64,
-    /// One line per failed request: status or error.
+    /// How many requests failed.
+    pub failures: u64,
+    /// The first few failures: status and body, or the error.
     pub failed: Vec<String>,
     /// Responses per front-end (`x-runway-frontend`).
     pub by_frontend: std::collections::BTreeMap<String, u64>,
+}
+
+impl Stats {
+    fn fail(&mut self, what: String) {
+        self.failures += 1;
+        if self.failed.len() < 10 {
+            self.failed.push(what);
+        }
+    }
 }
 
 impl Load {
@@ -343,15 +354,15 @@ impl Load {
                                         stats.ok += 1;
                                         *stats.by_frontend.entry(fe).or_default() += 1;
                                     }
-                                    Err(e) => stats.failed.push(format!("body from {fe}: {e}")),
+                                    Err(e) => stats.fail(format!("body from {fe}: {e}")),
                                 }
                             }
                             Ok(r) => {
                                 let status = r.status();
                                 let body = r.text().await.unwrap_or_default();
-                                stats.failed.push(format!("{status}: {body}"));
+                                stats.fail(format!("{status}: {body}"));
                             }
-                            Err(e) => stats.failed.push(format!("error: {e:?}")),
+                            Err(e) => stats.fail(format!("error: {e:?}")),
                         }
                     }
                     stats
@@ -367,7 +378,9 @@ impl Load {
         for task in self.tasks {
             let stats = task.await.unwrap();
             total.ok += stats.ok;
+            total.failures += stats.failures;
             total.failed.extend(stats.failed);
+            total.failed.truncate(10);
             for (fe, n) in stats.by_frontend {
                 *total.by_frontend.entry(fe).or_default() += n;
             }

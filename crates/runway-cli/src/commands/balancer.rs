@@ -1,0 +1,120 @@
+//! `runway balancer serve`: the address of a farm environment, until ctrl-c
+//! or SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use runway_balancer::{Balancer, BalancerConfig, Discovery, Policy};
+
+use crate::commands::up::shutdown_signal;
+
+#[derive(Subcommand, Debug)]
+pub enum BalancerCommand {
+    /// Forward app traffic to the ready front-ends of a farm.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The controller to discover front-ends from, http://host:port.
+    #[arg(long, env = "RUNWAY_CONTROLLER", conflicts_with = "upstream")]
+    pub controller: Option<url::Url>,
+    /// An API token (read scope is enough) for the controller.
+    #[arg(long, env = "RUNWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A fixed front-end instead of discovery (repeat for each).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Vec<url::Url>,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    pub listen: SocketAddr,
+    /// least-outstanding (fewest requests in flight) or round-robin.
+    #[arg(long, default_value = "least-outstanding")]
+    pub policy: String,
+    /// How often the controller is asked for the front-ends, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub discovery_interval_ms: u64,
+    /// How often each front-end's /_runway/ready is checked, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub health_interval_ms: u64,
+    /// Consecutive good checks that bring a front-end back.
+    #[arg(long, default_value_t = 2)]
+    pub health_rise: u32,
+    /// Consecutive failed checks that take a front-end out.
+    #[arg(long, default_value_t = 2)]
+    pub health_fall: u32,
+    /// How long a front-end stays out after a connection error, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub eject_ms: u64,
+    /// Tries per idempotent request whose connection failed, the first included.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Proxy threads (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Also forward /_runway/api/… to --controller, so the environment's API
+    /// answers at the balancer's address too.
+    #[arg(long, requires = "controller")]
+    pub pass_api: bool,
+}
+
+pub async fn run(cmd: BalancerCommand) -> anyhow::Result<()> {
+    match cmd {
+        BalancerCommand::Serve(args) => serve(args).await,
+    }
+}
+
+/// The balancer configuration the flags describe.
+pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
+    let discovery = match (&args.controller, args.upstream.is_empty()) {
+        (Some(url), true) => {
+            let Some(token) = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+                bail!("--controller needs --token (an API token with read scope, e.g. the controller's admin.token)");
+            };
+            Discovery::Controller {
+                url: url.clone(),
+                token: token.to_string(),
+                interval: Duration::from_millis(args.discovery_interval_ms.max(1)),
+            }
+        }
+        (None, false) => Discovery::Static(args.upstream.clone()),
+        (None, true) => bail!(
+            "say where the front-ends are: --controller URL --token TOKEN, or --upstream URL (repeated)"
+        ),
+        (Some(_), false) => unreachable!("clap rejects --controller with --upstream"),
+    };
+    let mut config = BalancerConfig::new(args.listen, discovery);
+    config.policy = args.policy.parse()?;
+    config.health.interval = Duration::from_millis(args.health_interval_ms);
+    config.health.timeout = config.health.interval.min(Duration::from_secs(1)).max(Duration::from_millis(100));
+    config.health.rise = args.health_rise;
+    config.health.fall = args.health_fall;
+    config.eject_for = Duration::from_millis(args.eject_ms);
+    config.max_attempts = args.max_attempts;
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
+    if args.pass_api {
+        config.platform = args.controller.clone();
+    }
+    Ok(config)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let balancer = Balancer::start(config(&args)?).await?;
+    let policy: Policy = args.policy.parse()?;
+    println!(
+        "runway: balancer ({policy}) listening on http://{}",
+        balancer.addr()
+    );
+    println!("runway: ctrl-c to stop");
+    shutdown_signal()
+        .await
+        .context("failed to listen for shutdown signals")?;
+    println!("runway: stopping (in-flight requests get up to 30 s)");
+    balancer.shutdown().await;
+    println!("runway: stopped");
+    Ok(())
+}
