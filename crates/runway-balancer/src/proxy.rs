@@ -159,7 +159,8 @@ impl Proxy {
             }
             // A bodiless idempotent request can be sent again even after it
             // was written, as long as no answer came back: keep a copy.
-            let spare = (retryable && request.body().is_end_stream()).then(|| bodiless_copy(&request));
+            let spare =
+                (retryable && request.body().is_end_stream()).then(|| bodiless_copy(&request));
             match self.send(&upstream, request).await {
                 Attempt::Answered(response, sender) => {
                     let response = self.answer(response, in_flight, sender, request_id);
@@ -190,8 +191,7 @@ impl Proxy {
                     tried.push(upstream);
                     match spare {
                         Some(copy)
-                            if failure == Failure::Connection
-                                && attempts < self.max_attempts =>
+                            if failure == Failure::Connection && attempts < self.max_attempts =>
                         {
                             request = copy;
                         }

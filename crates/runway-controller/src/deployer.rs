@@ -386,8 +386,15 @@ impl Controller {
         let mut progress = Vec::new();
         let outcome = async {
             let table = self.build_table(change).await?;
-            self.rollout(id, table, &running, on_failure, &mut progress, before_record)
-                .await
+            self.rollout(
+                id,
+                table,
+                &running,
+                on_failure,
+                &mut progress,
+                before_record,
+            )
+            .await
         }
         .await;
         if !progress.is_empty() {
@@ -445,7 +452,10 @@ impl Controller {
         let table = self.build_committed_table().await?;
         for frontend in &self.inner.fleet.local {
             frontend.stage(&table).await.map_err(stage_error)?;
-            frontend.commit(table.generation).await.map_err(stage_error)?;
+            frontend
+                .commit(table.generation)
+                .await
+                .map_err(stage_error)?;
         }
         Ok(())
     }
@@ -533,7 +543,10 @@ impl Controller {
                 self.store()
                     .set_frontend_enabled(frontend.name(), false)
                     .await?;
-                tracing::warn!(frontend = frontend.name(), "disabled: staging failed: {error}");
+                tracing::warn!(
+                    frontend = frontend.name(),
+                    "disabled: staging failed: {error}"
+                );
                 "disabled"
             } else {
                 "failed"
@@ -584,8 +597,7 @@ impl Controller {
             return Err(e.into());
         }
         let started = Instant::now();
-        let committed =
-            futures::future::join_all(ready.iter().map(|f| f.commit(generation))).await;
+        let committed = futures::future::join_all(ready.iter().map(|f| f.commit(generation))).await;
         for (frontend, result) in ready.iter().zip(committed) {
             let entry = progress
                 .iter_mut()

@@ -149,9 +149,7 @@ impl Controller {
                         state: "skipped".into(),
                         fetched_bytes: 0,
                         elapsed_ms: 0,
-                        error: Some(format!(
-                            "{state}: it catches up before it serves again"
-                        )),
+                        error: Some(format!("{state}: it catches up before it serves again")),
                     });
                     continue;
                 }
@@ -620,9 +618,8 @@ async fn artifact(
 }
 
 async fn serve_file(c: &Controller, dir: &str, ext: &str, digest: &str) -> ApiResult<Response> {
-    let digest = Digest::parse(digest).map_err(|e| {
-        ApiError::bad_request("invalid_digest", format!("{digest:?}: {e}"))
-    })?;
+    let digest = Digest::parse(digest)
+        .map_err(|e| ApiError::bad_request("invalid_digest", format!("{digest:?}: {e}")))?;
     let path = c
         .config()
         .data_dir

@@ -198,7 +198,9 @@ impl ControllerServer {
             Ok(joined) => joined
                 .context("the server task panicked")?
                 .context("the server failed")?,
-            Err(_) => tracing::warn!("requests still in flight after {deadline:?}; stopping anyway"),
+            Err(_) => {
+                tracing::warn!("requests still in flight after {deadline:?}; stopping anyway")
+            }
         }
         self.controller.store().close().await;
         Ok(())

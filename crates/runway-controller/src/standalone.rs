@@ -159,7 +159,10 @@ impl Standalone {
             let addr = listener.local_addr()?;
             (Some(listener), addr)
         } else {
-            (None, reserve_port(config.listen).with_context(|| listen_error(config.listen))?)
+            (
+                None,
+                reserve_port(config.listen).with_context(|| listen_error(config.listen))?,
+            )
         };
         let base_url = config
             .base_url
@@ -239,7 +242,10 @@ impl Standalone {
                 let mut upstreams = Vec::new();
                 for frontend in &frontends {
                     let listener = TcpListener::bind(loopback).await?;
-                    upstreams.push(url::Url::parse(&format!("http://{}", listener.local_addr()?))?);
+                    upstreams.push(url::Url::parse(&format!(
+                        "http://{}",
+                        listener.local_addr()?
+                    ))?);
                     servers.push(serve(listener, runway_frontend::router(frontend.clone())));
                 }
                 let listener = TcpListener::bind(loopback).await?;

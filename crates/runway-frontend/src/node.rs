@@ -141,7 +141,10 @@ impl FrontendNode {
             http,
         };
 
-        let catalog = config.database.clone().unwrap_or(registered.catalog.clone());
+        let catalog = config
+            .database
+            .clone()
+            .unwrap_or(registered.catalog.clone());
         let store = Store::open(&catalog).await.with_context(|| {
             format!(
                 "failed to open the environment's catalogs at {} (the controller's \
@@ -161,14 +164,15 @@ impl FrontendNode {
         )?;
         frontend.inner.note_committed(registered.generation);
 
-        let app = crate::router(frontend.clone()).merge(fleet_router(frontend.clone(), client.key.clone()));
+        let app = crate::router(frontend.clone())
+            .merge(fleet_router(frontend.clone(), client.key.clone()));
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
         });
         let agent = tokio::spawn(run_agent(
             frontend.clone(),
@@ -310,7 +314,10 @@ async fn register(
     let message = serde_json::from_str::<ErrorBody>(&text)
         .map(|b| b.message)
         .unwrap_or_else(|_| format!("{status} from {url}; is {base} a Runway controller?"));
-    bail!("the controller refused to register front-end {}: {message}", hello.name)
+    bail!(
+        "the controller refused to register front-end {}: {message}",
+        hello.name
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -353,7 +360,9 @@ async fn run_agent(
                 }
             }
             Err(HeartbeatError::Refused(why)) => {
-                tracing::warn!("the controller no longer knows this front-end ({why}); registering again");
+                tracing::warn!(
+                    "the controller no longer knows this front-end ({why}); registering again"
+                );
                 match register(&client.http, &client.base, &join_token, &hello).await {
                     Ok(registered) => client.key.store(Arc::new(registered.key)),
                     Err(e) => tracing::error!("{e:#}"),
@@ -363,7 +372,10 @@ async fn run_agent(
                 failures += 1;
                 // Keep serving what is committed; say so once, then now and then.
                 if failures == 1 || failures.is_multiple_of(30) {
-                    tracing::warn!(failures, "heartbeat failed: {why}; still serving generation {generation}");
+                    tracing::warn!(
+                        failures,
+                        "heartbeat failed: {why}; still serving generation {generation}"
+                    );
                 }
             }
         }
@@ -416,7 +428,11 @@ impl ControllerClient {
             .header(FRONTEND_HEADER, &self.name)
     }
 
-    async fn heartbeat(&self, generation: i64, ready: bool) -> Result<HeartbeatReply, HeartbeatError> {
+    async fn heartbeat(
+        &self,
+        generation: i64,
+        ready: bool,
+    ) -> Result<HeartbeatReply, HeartbeatError> {
         let response = self
             .http
             .post(format!("{}{FLEET_V1}/heartbeat", self.base))
@@ -435,7 +451,9 @@ impl ControllerClient {
             StatusCode::UNAUTHORIZED => Err(HeartbeatError::Refused(
                 response.text().await.unwrap_or_default(),
             )),
-            s => Err(HeartbeatError::Unreachable(format!("the controller answered {s}"))),
+            s => Err(HeartbeatError::Unreachable(format!(
+                "the controller answered {s}"
+            ))),
         }
     }
 
@@ -472,7 +490,10 @@ impl ArtifactSource for ControllerClient {
             let message = serde_json::from_str::<ErrorBody>(&text)
                 .map(|b| b.message)
                 .unwrap_or(text);
-            return Err(format!("the controller at {} answered {status}: {message}", self.base));
+            return Err(format!(
+                "the controller at {} answered {status}: {message}",
+                self.base
+            ));
         }
         response
             .bytes()
@@ -493,21 +514,22 @@ fn fleet_router(frontend: Frontend, key: KeyCell) -> Router {
 
 type FleetState = State<(Frontend, KeyCell)>;
 
-fn check_key(headers: &HeaderMap, key: &KeyCell) -> Result<(), Response> {
+/// Whether the request carries this front-end's current key.
+fn authorized(headers: &HeaderMap, key: &KeyCell) -> bool {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(key.load().as_bytes())) {
-        Ok(())
-    } else {
-        Err(fleet_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "only this front-end's controller may stage or commit here (key mismatch)".into(),
-        ))
-    }
+    bool::from(presented.as_bytes().ct_eq(key.load().as_bytes()))
+}
+
+fn refused() -> Response {
+    fleet_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "only this front-end's controller may stage or commit here (key mismatch)".into(),
+    )
 }
 
 fn fleet_error(status: StatusCode, code: &str, message: String) -> Response {
@@ -527,12 +549,16 @@ async fn stage(
     headers: HeaderMap,
     Json(table): Json<RoutingTable>,
 ) -> Response {
-    if let Err(refused) = check_key(&headers, &key) {
-        return refused;
+    if !authorized(&headers, &key) {
+        return refused();
     }
     match frontend.stage(&table).await {
         Ok(report) => Json(report).into_response(),
-        Err(e) => fleet_error(StatusCode::UNPROCESSABLE_ENTITY, "stage_failed", e.to_string()),
+        Err(e) => fleet_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stage_failed",
+            e.to_string(),
+        ),
     }
 }
 
@@ -541,8 +567,8 @@ async fn commit(
     headers: HeaderMap,
     UrlPath(generation): UrlPath<i64>,
 ) -> Response {
-    if let Err(refused) = check_key(&headers, &key) {
-        return refused;
+    if !authorized(&headers, &key) {
+        return refused();
     }
     match frontend.commit(generation).await {
         Ok(()) => Json(serde_json::json!({ "generation": generation })).into_response(),
@@ -555,8 +581,8 @@ async fn abort(
     headers: HeaderMap,
     UrlPath(generation): UrlPath<i64>,
 ) -> Response {
-    if let Err(refused) = check_key(&headers, &key) {
-        return refused;
+    if !authorized(&headers, &key) {
+        return refused();
     }
     frontend.abort(generation).await;
     StatusCode::NO_CONTENT.into_response()

@@ -141,7 +141,8 @@ impl Catalog {
         };
         let options = AnyConnectOptions::from_url(&url.parse().map_err(|e| {
             open_err(sqlx::Error::Configuration(
-                format!("not a URL ({e}); use postgres://user[:password]@host[:port]/database").into(),
+                format!("not a URL ({e}); use postgres://user[:password]@host[:port]/database")
+                    .into(),
             ))
         })?)
         .map_err(open_err)?;
@@ -149,10 +150,13 @@ impl Catalog {
         // The schema must exist before a connection can be pinned to it.
         {
             use sqlx::Connection;
-            let mut conn = tokio::time::timeout(PG_CONNECT_TIMEOUT, sqlx::AnyConnection::connect_with(&options))
-                .await
-                .map_err(|_| open_err(sqlx::Error::PoolTimedOut))?
-                .map_err(open_err)?;
+            let mut conn = tokio::time::timeout(
+                PG_CONNECT_TIMEOUT,
+                sqlx::AnyConnection::connect_with(&options),
+            )
+            .await
+            .map_err(|_| open_err(sqlx::Error::PoolTimedOut))?
+            .map_err(open_err)?;
             let created = conn
                 .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
                 .await;

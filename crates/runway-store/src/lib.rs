@@ -153,8 +153,10 @@ impl Store {
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {
             Store::open_postgres(location).await
         } else {
-            Store::open_sqlite(Path::new(location.strip_prefix("sqlite:").unwrap_or(location)))
-                .await
+            Store::open_sqlite(Path::new(
+                location.strip_prefix("sqlite:").unwrap_or(location),
+            ))
+            .await
         }
     }
 

@@ -38,9 +38,11 @@ impl TestDatabase {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let mut conn = sqlx::PgConnection::connect(admin).await.unwrap_or_else(|e| {
-            panic!("cannot reach PostgreSQL at {admin} (set RUNWAY_TEST_DATABASE_URL): {e}")
-        });
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot reach PostgreSQL at {admin} (set RUNWAY_TEST_DATABASE_URL): {e}")
+            });
         for sql in [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             format!("CREATE DATABASE {name}"),

@@ -210,9 +210,17 @@ async fn a_bodiless_get_is_retried_when_the_front_end_dies_before_answering() {
 
     // Whichever front-end gets it first dies; the other is asked next.
     let reply = http.get("/die-before-answer").await;
-    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "both died: {}", reply.text());
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_GATEWAY,
+        "both died: {}",
+        reply.text()
+    );
     assert_eq!(a.hits() + b.hits(), 2, "sent to each front-end once");
-    assert_eq!(reply.json()["details"]["tried"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        reply.json()["details"]["tried"].as_array().unwrap().len(),
+        2
+    );
 
     balancer.shutdown().await;
 

@@ -70,8 +70,15 @@ pub async fn run(cmd: BalancerCommand) -> anyhow::Result<()> {
 pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
     let discovery = match (&args.controller, args.upstream.is_empty()) {
         (Some(url), true) => {
-            let Some(token) = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
-                bail!("--controller needs --token (an API token with read scope, e.g. the controller's admin.token)");
+            let Some(token) = args
+                .token
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+            else {
+                bail!(
+                    "--controller needs --token (an API token with read scope, e.g. the controller's admin.token)"
+                );
             };
             Discovery::Controller {
                 url: url.clone(),
@@ -88,7 +95,11 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
     let mut config = BalancerConfig::new(args.listen, discovery);
     config.policy = args.policy.parse()?;
     config.health.interval = Duration::from_millis(args.health_interval_ms);
-    config.health.timeout = config.health.interval.min(Duration::from_secs(1)).max(Duration::from_millis(100));
+    config.health.timeout = config
+        .health
+        .interval
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(100));
     config.health.rise = args.health_rise;
     config.health.fall = args.health_fall;
     config.eject_for = Duration::from_millis(args.eject_ms);

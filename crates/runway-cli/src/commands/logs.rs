@@ -106,9 +106,7 @@ fn check_kinds(list: &str) -> anyhow::Result<()> {
 /// `--since`/`--until`: an age before now (`90s`, `10m`, `2h`, `1d`) or unix
 /// milliseconds.
 pub fn parse_time(text: &str) -> Result<i64, String> {
-    let bad = || {
-        format!("{text:?}: expected an age like 30s, 10m, 2h or 1d, or unix milliseconds")
-    };
+    let bad = || format!("{text:?}: expected an age like 30s, 10m, 2h or 1d, or unix milliseconds");
     if let Ok(ms) = text.parse::<i64>() {
         return if ms >= 0 { Ok(ms) } else { Err(bad()) };
     }

@@ -59,7 +59,10 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let scope = Scope::parse(&args.scope).ok_or_else(|| {
-        anyhow::anyhow!("unknown scope {:?}; use read, deploy, admin or join", args.scope)
+        anyhow::anyhow!(
+            "unknown scope {:?}; use read, deploy, admin or join",
+            args.scope
+        )
     })?;
     let created = args
         .conn

@@ -14,9 +14,14 @@ fn runway() -> Command {
 /// Starts `runway up` on a free port; returns the child, its URL and the
 /// admin token if this start printed one.
 fn start(data_dir: &std::path::Path) -> (Child, String, Option<String>) {
+    start_with(data_dir, &[])
+}
+
+fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String, Option<String>) {
     let mut child = runway()
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -132,4 +137,50 @@ fn get_text(url: &str) -> String {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
+
+#[test]
+fn up_farm_serves_from_every_frontend_behind_one_address() {
+    let hello = guest("examples/hello");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, token) = start_with(&dir.path().join(".runway"), &["--farm", "3"]);
+    let token = token.expect("the first start prints the admin token");
+
+    // The API answers at the environment's address (the balancer passes it on).
+    let out = cli(&url, &token, &["app", "publish", hello.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&url, &token, &["frontend", "list", "--json"]);
+    assert!(out.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["frontends"].as_array().unwrap().len(), 3, "{list}");
+
+    let seen = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..30 {
+            let r = reqwest::get(format!("{url}/hello/")).await.unwrap();
+            assert_eq!(r.status(), 200);
+            seen.insert(
+                r.headers()["x-runway-frontend"]
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        seen
+    });
+    assert_eq!(
+        seen.len(),
+        3,
+        "requests spread over the front-ends: {seen:?}"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }

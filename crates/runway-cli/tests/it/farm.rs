@@ -30,7 +30,10 @@ async fn wait_200(url: &str, within: Duration) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "{url} did not answer 200 within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer 200 within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -59,11 +62,18 @@ async fn redeploys_across_three_frontends_under_load_fail_no_request() {
     let stats = load.stop().await;
     assert_eq!(stats.failures, 0, "failed requests: {:?}", stats.failed);
     assert!(stats.ok > 50, "{stats:?}");
-    assert_eq!(stats.by_frontend.len(), 3, "traffic reached every front-end: {stats:?}");
+    assert_eq!(
+        stats.by_frontend.len(),
+        3,
+        "traffic reached every front-end: {stats:?}"
+    );
 
     let list = farm.list().await;
     for f in &list.frontends {
-        assert_eq!((f.state, f.generation), (FrontendState::Ready, list.generation));
+        assert_eq!(
+            (f.state, f.generation),
+            (FrontendState::Ready, list.generation)
+        );
     }
 
     // Logs from every front-end are in the environment's log catalog, tagged.
@@ -118,7 +128,10 @@ async fn a_killed_frontend_leaves_the_pool_without_failing_a_request() {
         "failed requests after kill -9: {:?}",
         during.failed
     );
-    assert!(detected < Duration::from_secs(5), "detected after {detected:?}");
+    assert!(
+        detected < Duration::from_secs(5),
+        "detected after {detected:?}"
+    );
 
     // From now on, fe2 gets nothing.
     let after = Load::start(&url, 2);
@@ -192,7 +205,10 @@ async fn a_new_frontend_joins_under_load_with_no_configuration_change() {
         if r.headers()["x-runway-frontend"] == "fe4" {
             break;
         }
-        assert!(Instant::now() < deadline, "fe4 never served through the balancer");
+        assert!(
+            Instant::now() < deadline,
+            "fe4 never served through the balancer"
+        );
     }
     let joined = started.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -212,7 +228,15 @@ async fn disabled_frontends_are_drained_skipped_and_catch_up_when_enabled() {
     wait_200(&url, Duration::from_secs(10)).await;
 
     let env = farm.controller.url.clone();
-    let (ok, out, err) = run(&["frontend", "disable", "fe2", "--env", &env, "--token", &farm.admin]);
+    let (ok, out, err) = run(&[
+        "frontend",
+        "disable",
+        "fe2",
+        "--env",
+        &env,
+        "--token",
+        &farm.admin,
+    ]);
     assert!(ok, "{out}{err}");
     farm.wait_for(Duration::from_secs(5), "fe2 disabled", |l| {
         l.frontends
@@ -235,7 +259,15 @@ async fn disabled_frontends_are_drained_skipped_and_catch_up_when_enabled() {
     assert_eq!(fe2.state, "skipped", "{d:?}");
 
     // Enabled again, it serves the committed generation.
-    let (ok, out, err) = run(&["frontend", "enable", "fe2", "--env", &env, "--token", &farm.admin]);
+    let (ok, out, err) = run(&[
+        "frontend",
+        "enable",
+        "fe2",
+        "--env",
+        &env,
+        "--token",
+        &farm.admin,
+    ]);
     assert!(ok, "{out}{err}");
     let list = farm
         .wait_ready(&["fe2".to_string()], Duration::from_secs(10))
@@ -246,11 +278,29 @@ async fn disabled_frontends_are_drained_skipped_and_catch_up_when_enabled() {
     // `frontend list` shows every column; --json is the API's document.
     let (ok, out, _) = run(&["frontend", "list", "--env", &env, "--token", &farm.admin]);
     assert!(ok);
-    for column in ["NAME", "ADDRESS", "STATE", "GENERATION", "LAST HEARTBEAT", "FLAGS"] {
+    for column in [
+        "NAME",
+        "ADDRESS",
+        "STATE",
+        "GENERATION",
+        "LAST HEARTBEAT",
+        "FLAGS",
+    ] {
         assert!(out.contains(column), "{out}");
     }
-    assert!(out.contains("fe1") && out.contains("apps,timers,email"), "{out}");
-    let (ok, out, _) = run(&["frontend", "list", "--json", "--env", &env, "--token", &farm.admin]);
+    assert!(
+        out.contains("fe1") && out.contains("apps,timers,email"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&[
+        "frontend",
+        "list",
+        "--json",
+        "--env",
+        &env,
+        "--token",
+        &farm.admin,
+    ]);
     assert!(ok);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["frontends"].as_array().unwrap().len(), 2);
@@ -286,14 +336,18 @@ async fn bad_farm_input_is_a_clear_error_and_changes_nothing() {
     // A wrong join token.
     let (ok, _, err) = serve("fe-x", "rwt_00", &[]);
     assert!(!ok);
-    assert!(err.contains("refused to register") && err.contains("no such token"), "{err}");
+    assert!(
+        err.contains("refused to register") && err.contains("no such token"),
+        "{err}"
+    );
     // An API token is not a join token.
     let (ok, _, err) = serve("fe-x", &farm.admin.clone(), &[]);
     assert!(!ok);
     assert!(err.contains("join token"), "{err}");
     // A revoked join token.
     let env = ["--env", ctl.as_str(), "--token", farm.admin.as_str()];
-    let (ok, joiner, err) = run(&[&["token", "create", "joiner", "--scope", "join"][..], &env].concat());
+    let (ok, joiner, err) =
+        run(&[&["token", "create", "joiner", "--scope", "join"][..], &env].concat());
     assert!(ok, "{err}");
     let (ok, _, err) = run(&[&["token", "revoke", "joiner"][..], &env].concat());
     assert!(ok, "{err}");
@@ -311,33 +365,65 @@ async fn bad_farm_input_is_a_clear_error_and_changes_nothing() {
     // A second process claiming a registered name.
     let (ok, _, err) = serve("fe1", &join, &[]);
     assert!(!ok);
-    assert!(err.contains("already registered") && err.contains("--name"), "{err}");
+    assert!(
+        err.contains("already registered") && err.contains("--name"),
+        "{err}"
+    );
     // A dead controller (nothing listens on port 1).
     let data = dir.join("bad-dead");
     let (ok, _, err) = run(&[
-        "frontend", "serve", "--controller", "http://127.0.0.1:1", "--join-token", &join,
-        "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0",
+        "frontend",
+        "serve",
+        "--controller",
+        "http://127.0.0.1:1",
+        "--join-token",
+        &join,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
     ]);
     assert!(!ok);
-    assert!(err.contains("cannot reach the controller at http://127.0.0.1:1"), "{err}");
+    assert!(
+        err.contains("cannot reach the controller at http://127.0.0.1:1"),
+        "{err}"
+    );
     let (ok, _, err) = run(&[
-        "balancer", "serve", "--controller", "http://127.0.0.1:1", "--token", &farm.admin,
-        "--listen", "127.0.0.1:0",
+        "balancer",
+        "serve",
+        "--controller",
+        "http://127.0.0.1:1",
+        "--token",
+        &farm.admin,
+        "--listen",
+        "127.0.0.1:0",
     ]);
     assert!(!ok);
     assert!(err.contains("127.0.0.1:1"), "{err}");
     // An unreachable database.
     let (ok, _, err) = run(&[
-        "controller", "serve", "--database", "postgres://postgres:secret@127.0.0.1:1/runway_x",
-        "--data-dir", dir.join("bad-ctl").to_str().unwrap(), "--listen", "127.0.0.1:0",
+        "controller",
+        "serve",
+        "--database",
+        "postgres://postgres:secret@127.0.0.1:1/runway_x",
+        "--data-dir",
+        dir.join("bad-ctl").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
     ]);
     assert!(!ok);
-    assert!(err.contains("127.0.0.1:1/runway_x") && !err.contains("secret"), "{err}");
+    assert!(
+        err.contains("127.0.0.1:1/runway_x") && !err.contains("secret"),
+        "{err}"
+    );
 
     // Nothing changed: the same front-ends, fe1 still serving.
     let after = farm.list().await;
     let names = |l: &runway_api::v1::FrontendList| {
-        l.frontends.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
+        l.frontends
+            .iter()
+            .map(|f| f.name.clone())
+            .collect::<Vec<_>>()
     };
     assert_eq!(names(&before), names(&after));
     assert_eq!(after.frontends[0].state, FrontendState::Ready);
@@ -378,13 +464,20 @@ async fn a_postgres_restart_under_load_loses_nothing_and_everyone_reconnects() {
     let list = farm
         .wait_ready(&["fe1".into(), "fe2".into()], Duration::from_secs(20))
         .await;
-    assert!(list.frontends.iter().all(|f| {
-        f.last_heartbeat_ms.unwrap() > runway_store::now_ms() - 2_000
-    }));
+    assert!(
+        list.frontends
+            .iter()
+            .all(|f| { f.last_heartbeat_ms.unwrap() > runway_store::now_ms() - 2_000 })
+    );
     let note = http.get(format!("{lb}/notes/{id}")).send().await.unwrap();
     assert_eq!(note.status(), 200);
     assert_eq!(note.text().await.unwrap(), "written before the restart");
-    let again = http.post(format!("{lb}/notes/")).body("after").send().await.unwrap();
+    let again = http
+        .post(format!("{lb}/notes/"))
+        .body("after")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 201);
     let notes = package("examples/notes");
     publish(&farm, &repackage(&notes, |m| with_version(m, "0.2.0"))).await;

@@ -300,7 +300,6 @@ pub async fn served_generation(url: &str) -> i64 {
     health["generation"].as_i64().unwrap()
 }
 
-
 /// A steady stream of GETs from a few clients, until stopped.
 pub struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -487,12 +486,21 @@ impl Drop for PrivatePostgres {
         let _ = Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join("pg_ctl"))
-            .args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "stop"])
+            .args([
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
             .output();
     }
 }
 
 fn postgres_uid() -> u32 {
-    let out = Command::new("id").args(["-u", "postgres"]).output().unwrap();
+    let out = Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

@@ -32,7 +32,13 @@ async fn register_heartbeat_restart_and_duplicate() {
     assert!(beat.ready);
     assert_eq!(beat.generation, 4);
     // A stale key nonce (an older start of the same front-end) is not heard.
-    assert!(store.heartbeat_frontend("fe1", "old", 4, true).await.unwrap().is_none());
+    assert!(
+        store
+            .heartbeat_frontend("fe1", "old", 4, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Disabled stays disabled across a restart; a restart is not ready yet.
     assert!(store.set_frontend_enabled("fe1", false).await.unwrap());
@@ -41,8 +47,17 @@ async fn register_heartbeat_restart_and_duplicate() {
         .await
         .unwrap();
     assert!(!again.enabled && !again.ready);
-    assert_eq!((again.address.as_str(), again.generation), ("http://127.0.0.1:2", 0));
-    assert!(store.heartbeat_frontend("fe1", "n1", 4, true).await.unwrap().is_none());
+    assert_eq!(
+        (again.address.as_str(), again.generation),
+        ("http://127.0.0.1:2", 0)
+    );
+    assert!(
+        store
+            .heartbeat_frontend("fe1", "n1", 4, true)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Another data directory claiming the name is refused; nothing changes.
     let err = store
@@ -50,7 +65,10 @@ async fn register_heartbeat_restart_and_duplicate() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    assert!(err.to_string().contains("runway frontend remove fe1"), "{err}");
+    assert!(
+        err.to_string().contains("runway frontend remove fe1"),
+        "{err}"
+    );
     assert_eq!(
         store.frontend("fe1").await.unwrap().unwrap().address,
         "http://127.0.0.1:2"

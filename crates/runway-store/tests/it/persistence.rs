@@ -152,4 +152,7 @@ async fn postgres_catalogs_are_schemas_of_one_database() {
     );
 }
 
-crate::both!(data_survives_close_and_reopen, calls_after_close_fail_and_do_not_hang);
+crate::both!(
+    data_survives_close_and_reopen,
+    calls_after_close_fail_and_do_not_hang
+);

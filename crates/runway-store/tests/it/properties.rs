@@ -36,6 +36,4 @@ async fn set_and_unset_in_one_call() {
     store.close().await;
 }
 
-crate::both!(
-    set_and_unset_in_one_call,
-);
+crate::both!(set_and_unset_in_one_call,);

@@ -91,7 +91,4 @@ async fn sessions_expire() {
     store.close().await;
 }
 
-crate::both!(
-    create_lookup_conflict_revoke,
-    sessions_expire,
-);
+crate::both!(create_lookup_conflict_revoke, sessions_expire,);
