@@ -596,6 +596,11 @@ impl Controller {
             }
             return Err(e.into());
         }
+        // Recorded: front-ends that did not stage it are behind until their
+        // heartbeat says they caught up.
+        for skipped in progress.iter().filter(|p| p.state == "skipped") {
+            self.store().mark_frontend_behind(&skipped.frontend).await?;
+        }
         let started = Instant::now();
         let committed = futures::future::join_all(ready.iter().map(|f| f.commit(generation))).await;
         for (frontend, result) in ready.iter().zip(committed) {
@@ -642,15 +647,12 @@ impl Controller {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether a front-end reporting `served` counts as up to date with the
-    /// committed generation `committed`: it serves it, or it staged it and
-    /// is being switched right now.
-    pub(crate) fn is_current(&self, frontend: &str, served: i64, committed: i64) -> bool {
-        served >= committed
-            || self
-                .committing()
-                .as_ref()
-                .is_some_and(|(g, staged)| *g == committed && staged.iter().any(|s| s == frontend))
+    /// Whether a front-end staged the deployment being committed right now
+    /// (it counts as ready while it switches).
+    pub(crate) fn is_switching(&self, frontend: &str) -> bool {
+        self.committing()
+            .as_ref()
+            .is_some_and(|(_, staged)| staged.iter().any(|s| s == frontend))
     }
 
     /// The routing table of the next generation: every running app, with

@@ -574,12 +574,19 @@ async fn heartbeat(
     Json(beat): Json<Heartbeat>,
 ) -> ApiResult<Json<HeartbeatReply>> {
     // Ready means serving the committed generation, whatever the front-end
-    // believes: one that has not heard of a deployment yet is behind.
-    let committed = c.store().generation().await?;
-    let ready = beat.ready && c.is_current(&record.name, beat.generation, committed);
+    // believes: one that has not heard of a deployment yet is behind. The
+    // store compares with the generation committed when it writes, so a
+    // deployment recorded meanwhile is not missed.
+    let switching = c.is_switching(&record.name);
     let updated = c
         .store()
-        .heartbeat_frontend(&record.name, &record.key_nonce, beat.generation, ready)
+        .heartbeat_frontend(
+            &record.name,
+            &record.key_nonce,
+            beat.generation,
+            beat.ready,
+            switching,
+        )
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -589,7 +596,7 @@ async fn heartbeat(
             )
         })?;
     Ok(Json(HeartbeatReply {
-        generation: committed,
+        generation: c.store().generation().await?,
         enabled: updated.enabled,
     }))
 }

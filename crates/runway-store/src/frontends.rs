@@ -172,23 +172,30 @@ impl Store {
             .context(|| format!("failed to read front-end {name}"))
     }
 
-    /// Records a heartbeat: the generation served and readiness, now. Returns
-    /// the updated row, or `None` if no front-end has that name and nonce
-    /// (removed, or re-registered by a newer start).
+    /// Records a heartbeat: the generation served and readiness, now. It is
+    /// recorded ready only if it says so and serves the committed generation
+    /// (as of this write), or is `switching` to it. Returns the updated row,
+    /// or `None` if no front-end has that name and nonce (removed, or
+    /// re-registered by a newer start).
     pub async fn heartbeat_frontend(
         &self,
         name: &str,
         key_nonce: &str,
         generation: i64,
         ready: bool,
+        switching: bool,
     ) -> Result<Option<FrontendRecord>> {
         sqlx::query(&format!(
-            "UPDATE frontends SET generation = $1, ready = $2, last_heartbeat_ms = $3 \
-             WHERE name = $4 AND key_nonce = $5 RETURNING {COLUMNS}"
+            "UPDATE frontends SET generation = $1, last_heartbeat_ms = $2, \
+             ready = CASE WHEN $3 = 1 AND ($4 = 1 OR $5 >= \
+             (SELECT generation FROM environment WHERE id = 1)) THEN 1 ELSE 0 END \
+             WHERE name = $6 AND key_nonce = $7 RETURNING {COLUMNS}"
         ))
         .bind(generation)
-        .bind(i64::from(ready))
         .bind(now_ms())
+        .bind(i64::from(ready))
+        .bind(i64::from(switching))
+        .bind(generation)
         .bind(name)
         .bind(key_nonce)
         .fetch_optional(&self.platform().pool)

@@ -25,16 +25,47 @@ async fn register_heartbeat_restart_and_duplicate() {
     assert_eq!(fe.generation, 0);
 
     let beat = store
-        .heartbeat_frontend("fe1", "n1", 4, true)
+        .heartbeat_frontend("fe1", "n1", 0, true, false)
         .await
         .unwrap()
         .unwrap();
     assert!(beat.ready);
-    assert_eq!(beat.generation, 4);
+    assert_eq!(beat.generation, 0);
+    // Behind the committed generation: not ready, whatever it says…
+    store
+        .insert_version(&crate::new_version("a", "1.0.0", "d1"))
+        .await
+        .unwrap();
+    let id = store
+        .begin_deployment("a", "1.0.0", "deploy")
+        .await
+        .unwrap();
+    store
+        .commit_deployment(id, 4, &[("a".into(), Some("1.0.0".into()))])
+        .await
+        .unwrap();
+    let beat = |generation, switching| {
+        let store = store.clone();
+        async move {
+            store
+                .heartbeat_frontend("fe1", "n1", generation, true, switching)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert!(!beat(3, false).await.ready);
+    // …unless it is being switched to it right now.
+    assert!(beat(3, true).await.ready);
+    let current = beat(4, false).await;
+    assert!(current.ready && current.generation == 4);
+    // A commit the controller saw never moves a front-end backwards.
+    store.record_frontend_commit("fe1", 3).await.unwrap();
+    assert_eq!(store.frontend("fe1").await.unwrap().unwrap().generation, 4);
     // A stale key nonce (an older start of the same front-end) is not heard.
     assert!(
         store
-            .heartbeat_frontend("fe1", "old", 4, true)
+            .heartbeat_frontend("fe1", "old", 4, true, false)
             .await
             .unwrap()
             .is_none()
@@ -53,7 +84,7 @@ async fn register_heartbeat_restart_and_duplicate() {
     );
     assert!(
         store
-            .heartbeat_frontend("fe1", "n1", 4, true)
+            .heartbeat_frontend("fe1", "n1", 4, true, false)
             .await
             .unwrap()
             .is_none()
