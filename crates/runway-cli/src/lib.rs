@@ -20,8 +20,13 @@ pub mod templates;
 /// and returns exit code 1 on failure (clap itself exits 2 on usage errors).
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Servers say what they do (the balancer logs each request); one-shot
+    // commands only warn.
     let default_level = match cli.command {
-        cli::Command::Up(_) => "info",
+        cli::Command::Up(_)
+        | cli::Command::Controller(_)
+        | cli::Command::Balancer(_)
+        | cli::Command::Frontend(commands::frontend::FrontendCommand::Serve(_)) => "info",
         _ => "warn",
     };
     init_tracing(cli.verbose, default_level);

@@ -482,3 +482,54 @@ async fn a_postgres_restart_under_load_loses_nothing_and_everyone_reconnects() {
     let notes = package("examples/notes");
     publish(&farm, &repackage(&notes, |m| with_version(m, "0.2.0"))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_killed_mid_deployment_fails_it_cleanly_on_restart() {
+    let mut farm = Farm::start(2).await;
+    let hello = package("examples/hello");
+    publish(&farm, &hello).await;
+    let before = farm.list().await.generation;
+
+    // A deployment in flight, not yet decided, when the controller dies.
+    let store = runway_store::Store::open(&farm.db.url).await.unwrap();
+    let id = store
+        .begin_deployment("hello", "0.1.0", "deploy")
+        .await
+        .unwrap();
+    store.close().await;
+    farm.restart_controller();
+
+    let deployments = farm.client.deployments(Some("hello"), None).await.unwrap();
+    let interrupted = deployments.iter().find(|d| d.id == id).unwrap();
+    assert_eq!(interrupted.status, "failed");
+    assert!(
+        interrupted
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("nothing was switched"),
+        "{interrupted:?}"
+    );
+    // Nothing switched, nothing split: the same generation everywhere, and
+    // the front-ends, which kept serving, heartbeat to the new process.
+    let list = farm
+        .wait_ready(&["fe1".into(), "fe2".into()], Duration::from_secs(10))
+        .await;
+    assert_eq!(list.generation, before);
+    for (_, fe) in &farm.frontends {
+        assert_eq!(served_generation(&fe.url).await, before);
+    }
+    let started = runway_store::now_ms();
+    farm.wait_for(
+        Duration::from_secs(10),
+        "heartbeats to the new controller",
+        |l| {
+            l.frontends
+                .iter()
+                .all(|f| f.last_heartbeat_ms.unwrap() > started)
+        },
+    )
+    .await;
+    // And it deploys again.
+    publish(&farm, &repackage(&hello, |m| with_version(m, "0.2.0"))).await;
+}

@@ -117,8 +117,8 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
 /// A controller on a fresh PostgreSQL database, its tokens, and front-ends.
 pub struct Farm {
     pub dir: tempfile::TempDir,
-    /// Dropped (with its connections) when the farm is.
-    pub _db: TestDatabase,
+    /// The catalogs; dropped (with its connections) when the farm is.
+    pub db: TestDatabase,
     pub controller: Proc,
     pub admin: String,
     pub join: String,
@@ -137,22 +137,7 @@ impl Farm {
     pub async fn start_on(n: usize, db: TestDatabase) -> Farm {
         let dir = tempfile::tempdir().unwrap();
         let ctl = dir.path().join("ctl");
-        let controller = Proc::spawn(&[
-            "controller",
-            "serve",
-            "--name",
-            "prod",
-            "--database",
-            &db.url,
-            "--data-dir",
-            ctl.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--heartbeat-ms",
-            "200",
-            "--offline-after-ms",
-            "1500",
-        ]);
+        let controller = Proc::spawn(&controller_args(&db.url, &ctl, "127.0.0.1:0"));
         let read = |file: &str| {
             std::fs::read_to_string(ctl.join(file))
                 .unwrap()
@@ -163,7 +148,7 @@ impl Farm {
         let client = runway_client::Client::new(&controller.url, Some(admin.clone())).unwrap();
         let mut farm = Farm {
             dir,
-            _db: db,
+            db,
             controller,
             admin,
             join,
@@ -223,6 +208,19 @@ impl Farm {
         self.frontend(name).kill();
         let proc = self.spawn_frontend(name, &[]);
         *self.frontend(name) = proc;
+    }
+
+    /// `kill -9` the controller, then start it again on the same address,
+    /// data directory and database.
+    pub fn restart_controller(&mut self) {
+        self.controller.kill();
+        let listen = self
+            .controller
+            .url
+            .trim_start_matches("http://")
+            .to_string();
+        let ctl = self.dir.path().join("ctl");
+        self.controller = Proc::spawn(&controller_args(&self.db.url, &ctl, &listen));
     }
 
     /// Starts `runway balancer serve` following the controller.
@@ -287,6 +285,29 @@ impl Farm {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+fn controller_args<'a>(
+    database: &'a str,
+    data_dir: &'a std::path::Path,
+    listen: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "controller",
+        "serve",
+        "--name",
+        "prod",
+        "--database",
+        database,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen",
+        listen,
+        "--heartbeat-ms",
+        "200",
+        "--offline-after-ms",
+        "1500",
+    ]
 }
 
 /// Reads a front-end's `/_runway/health` generation.
