@@ -47,6 +47,19 @@ enum Change {
     },
 }
 
+/// Runs `f` when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+fn scopeguard<F: FnMut()>(f: F) -> OnDrop<F> {
+    OnDrop(f)
+}
+
 /// What a deployment does when a front-end fails to stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnStageFailure {
@@ -582,6 +595,8 @@ impl Controller {
             .filter(|n| remote(n))
             .collect();
         *self.committing() = Some((generation, staged_remote));
+        // Whatever happens below, the commit phase ends with this function.
+        let _switching = scopeguard(|| *self.committing() = None);
         let recorded = async {
             before_record().await?;
             self.store()
@@ -590,7 +605,6 @@ impl Controller {
         }
         .await;
         if let Err(e) = recorded {
-            *self.committing() = None;
             for frontend in &ready {
                 frontend.abort(generation).await;
             }
@@ -632,7 +646,6 @@ impl Controller {
                 }
             }
         }
-        *self.committing() = None;
         Ok(Rollout {
             generation,
             stage_ms,

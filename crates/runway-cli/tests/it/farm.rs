@@ -533,3 +533,56 @@ async fn a_controller_killed_mid_deployment_fails_it_cleanly_on_restart() {
     // And it deploys again.
     publish(&farm, &repackage(&hello, |m| with_version(m, "0.2.0"))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_staging_failure_switches_nothing_unless_told_to_disable_the_frontend() {
+    let mut farm = Farm::start(2).await;
+    // fe3 accepts no package at all: staging anything fails there.
+    let fe3 = farm.spawn_frontend("fe3", &["--max-package-mib", "0"]);
+    farm.frontends.push(("fe3".into(), fe3));
+    farm.wait_ready(&["fe3".into()], Duration::from_secs(10))
+        .await;
+    let before = farm.list().await.generation;
+
+    let hello = package("examples/hello");
+    let (result, _) = farm
+        .client
+        .publish(hello.to_bytes(), true, None)
+        .await
+        .unwrap();
+    let d = result.deployment.unwrap();
+    assert_eq!(d.status, "failed", "{d:?}");
+    assert!(d.error.as_deref().unwrap().contains("fe3"), "{d:?}");
+    let fe3 = d.frontends.iter().find(|p| p.frontend == "fe3").unwrap();
+    assert_eq!(fe3.state, "failed", "{d:?}");
+    // Nothing switched anywhere.
+    assert_eq!(farm.list().await.generation, before);
+    for (_, fe) in &farm.frontends {
+        assert_eq!(served_generation(&fe.url).await, before);
+    }
+
+    // Told to, it disables fe3 and deploys on the others; the status says so.
+    let env = farm.controller.url.clone();
+    let (ok, out, err) = run(&[
+        "app",
+        "deploy",
+        "hello@0.1.0",
+        "--disable-failed-frontends",
+        "--env",
+        &env,
+        "--token",
+        &farm.admin,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("front-end fe3: disabled"), "{out}");
+    let list = farm.list().await;
+    assert!(list.generation > before);
+    let fe3 = list.frontends.iter().find(|f| f.name == "fe3").unwrap();
+    assert_eq!(fe3.state, FrontendState::Disabled);
+    for fe in list.frontends.iter().filter(|f| f.name != "fe3") {
+        assert_eq!(
+            (fe.state, fe.generation),
+            (FrontendState::Ready, list.generation)
+        );
+    }
+}
