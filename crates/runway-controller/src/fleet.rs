@@ -36,7 +36,7 @@ use runway_api::fleet::{
     Registered, RoutingTable, StageReport,
 };
 use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};
-use runway_frontend::{FrontendLink, StageError};
+use runway_frontend::{FrontendLink, StageError, error_chain};
 use runway_manifest::Digest;
 use runway_store::{FrontendRecord, FrontendRegistration, StoreError, now_ms};
 use sha2::Sha256;
@@ -370,17 +370,6 @@ impl HttpLink {
             .unwrap_or(text);
         Err(io(format!("answered {status}: {message}")))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The endpoints front-ends call, under `/_runway/fleet/v1`.

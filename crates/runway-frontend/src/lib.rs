@@ -19,7 +19,7 @@ use runway_api::fleet::{RoutingTable, StageReport};
 
 pub use deploy::{ArtifactKind, ArtifactSource, DirSource, StageError};
 pub use events::StoreKv;
-pub use node::{FrontendNode, NodeConfig};
+pub use node::{FrontendNode, NodeConfig, error_chain};
 pub use serve::router;
 
 /// How a front-end is set up.

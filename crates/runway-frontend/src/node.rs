@@ -320,7 +320,9 @@ async fn register(
     )
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, `outer: inner: …` (reqwest's own message
+/// rarely says why a connection failed).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -93,58 +93,31 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
-        let platform = Catalog::open_sqlite(
-            "platform",
-            &sqlite_path(dir, "platform"),
-            &db::SQLITE_PLATFORM,
-        )
-        .await?;
-        let log = match Catalog::open_sqlite("log", &sqlite_path(dir, "log"), &db::SQLITE_LOG).await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                platform.pool.close().await;
-                return Err(e);
-            }
-        };
-        let session = match Catalog::open_sqlite(
-            "session",
-            &sqlite_path(dir, "session"),
-            &db::SQLITE_SESSION,
-        )
+        Store::open_each(|name| async move {
+            let migrator = match name {
+                "platform" => &db::SQLITE_PLATFORM,
+                "log" => &db::SQLITE_LOG,
+                _ => &db::SQLITE_SESSION,
+            };
+            Catalog::open_sqlite(name, &sqlite_path(dir, name), migrator).await
+        })
         .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                platform.pool.close().await;
-                log.pool.close().await;
-                return Err(e);
-            }
-        };
-        Ok(Store::assemble(platform, log, session))
     }
 
     /// Opens the catalogs of an environment in the PostgreSQL database at
     /// `url` (one schema per catalog, created if missing), applies pending
     /// migrations and starts the log writer. Must be called inside a tokio runtime.
     pub async fn open_postgres(url: &str) -> Result<Store> {
-        let platform = Catalog::open_postgres("platform", url, 6, &db::PG_PLATFORM).await?;
-        let log = match Catalog::open_postgres("log", url, 2, &db::PG_LOG).await {
-            Ok(c) => c,
-            Err(e) => {
-                platform.pool.close().await;
-                return Err(e);
-            }
-        };
-        let session = match Catalog::open_postgres("session", url, 2, &db::PG_SESSION).await {
-            Ok(c) => c,
-            Err(e) => {
-                platform.pool.close().await;
-                log.pool.close().await;
-                return Err(e);
-            }
-        };
-        Ok(Store::assemble(platform, log, session))
+        Store::open_each(|name| async move {
+            // Pool sizes: a farm has many processes per database server.
+            let (max_connections, migrator) = match name {
+                "platform" => (6, &db::PG_PLATFORM),
+                "log" => (2, &db::PG_LOG),
+                _ => (2, &db::PG_SESSION),
+            };
+            Catalog::open_postgres(name, url, max_connections, migrator).await
+        })
+        .await
     }
 
     /// Opens the catalogs at `location`: a `postgres://` URL, or a directory
@@ -158,6 +131,30 @@ impl Store {
             ))
             .await
         }
+    }
+
+    /// Opens the platform, log and session catalogs with `open`, in that
+    /// order; if one fails, those already open are closed.
+    async fn open_each<F, Fut>(open: F) -> Result<Store>
+    where
+        F: Fn(&'static str) -> Fut,
+        Fut: std::future::Future<Output = Result<Catalog>>,
+    {
+        let mut opened: Vec<Catalog> = Vec::with_capacity(3);
+        for name in ["platform", "log", "session"] {
+            match open(name).await {
+                Ok(catalog) => opened.push(catalog),
+                Err(e) => {
+                    for catalog in &opened {
+                        catalog.pool.close().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let [platform, log, session] = <[Catalog; 3]>::try_from(opened)
+            .unwrap_or_else(|_| unreachable!("three catalogs were opened"));
+        Ok(Store::assemble(platform, log, session))
     }
 
     fn assemble(platform: Catalog, log: Catalog, session: Catalog) -> Store {
