@@ -133,7 +133,8 @@ pid {conf_dir}/nginx.pid;
 error_log {conf_dir}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    # Both proxies log every request: the balancer to its stdout, nginx here.
+    access_log {conf_dir}/access.log combined buffer=64k flush=1s;
     upstream frontends {{
 {servers}
         keepalive 128;

@@ -56,8 +56,17 @@ async fn redeploys_across_three_frontends_under_load_fail_no_request() {
         assert!(d.frontends.iter().all(|p| p.state == "committed"), "{d:?}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Rollback is a deployment too.
-    farm.client.deploy("hello", "0.1.0").await.unwrap();
+    // Rollback is a deployment too, and every front-end has its bytes
+    // already: nothing is downloaded again.
+    let rollback = farm.client.deploy("hello", "0.1.0").await.unwrap();
+    assert_eq!(rollback.frontends.len(), 3, "{rollback:?}");
+    for p in &rollback.frontends {
+        assert_eq!(
+            (p.state.as_str(), p.fetched_bytes),
+            ("committed", 0),
+            "{rollback:?}"
+        );
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stats = load.stop().await;
     assert_eq!(stats.failures, 0, "failed requests: {:?}", stats.failed);

@@ -139,10 +139,11 @@ impl Farm {
         let ctl = dir.path().join("ctl");
         let controller = Proc::spawn(&controller_args(&db.url, &ctl, "127.0.0.1:0"));
         let read = |file: &str| {
-            std::fs::read_to_string(ctl.join(file))
-                .unwrap()
-                .trim()
-                .to_string()
+            use std::os::unix::fs::PermissionsExt;
+            let path = ctl.join(file);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file} is readable by its owner only");
+            std::fs::read_to_string(path).unwrap().trim().to_string()
         };
         let (admin, join) = (read("admin.token"), read("join.token"));
         let client = runway_client::Client::new(&controller.url, Some(admin.clone())).unwrap();
