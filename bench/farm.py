@@ -181,6 +181,11 @@ def main():
     ap.add_argument("--sizes", default="1,2,4,8", help="farm sizes for (b)")
     ap.add_argument("--runway-bin", help="use this runway binary instead of building target/release/runway")
     args = ap.parse_args()
+    # Servers run as in production: a developer shell's RUST_BACKTRACE=1 makes
+    # every error wasmtime creates internally (one per dropped store) capture
+    # a backtrace, for runway and `wasmtime serve` alike.
+    os.environ.pop("RUST_BACKTRACE", None)
+    os.environ.pop("RUST_LIB_BACKTRACE", None)
 
     ensure_tools()
     runway, _ = build(args.runway_bin)

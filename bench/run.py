@@ -152,6 +152,11 @@ def main():
     ap.add_argument("--apps", type=int, default=200)
     ap.add_argument("--runway-bin", help="use this runway binary instead of building target/release/runway")
     args = ap.parse_args()
+    # Servers run as in production: a developer shell's RUST_BACKTRACE=1 makes
+    # every error wasmtime creates internally (one per dropped store) capture
+    # a backtrace, for runway and `wasmtime serve` alike.
+    os.environ.pop("RUST_BACKTRACE", None)
+    os.environ.pop("RUST_LIB_BACKTRACE", None)
 
     ensure_tools()
     runway, hello_wasm = build(args.runway_bin)
