@@ -60,6 +60,14 @@ fn scopeguard<F: FnMut()>(f: F) -> OnDrop<F> {
     OnDrop(f)
 }
 
+/// What a deployment records when it is decided.
+struct Record<'a> {
+    id: i64,
+    running: &'a [(String, Option<String>)],
+    /// A configuration deployment's property changes, for one app.
+    properties: Option<(&'a str, &'a [runway_store::PropertyChange])>,
+}
+
 /// What a deployment does when a front-end fails to stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnStageFailure {
@@ -255,10 +263,9 @@ impl Controller {
         } else {
             OnStageFailure::Fail
         };
-        self.run_deployment_then(app, version, "deploy", change, on_failure, || async {
-            Ok(())
-        })
-        .await
+        let lock = self.inner.deploy_lock.lock().await;
+        self.run_deployment(&lock, app, version, "deploy", change, on_failure, None)
+            .await
     }
 
     /// Sets (or unsets, with `None`) environment values of an app's
@@ -268,6 +275,9 @@ impl Controller {
         app: &str,
         patch: &BTreeMap<String, Option<String>>,
     ) -> ApiResult<Vec<PropertyView>> {
+        // Read and change under the deployment lock: a deployment or another
+        // patch in between would otherwise be recorded over.
+        let lock = self.inner.deploy_lock.lock().await;
         let (record, manifest, mut values) = self.app_config(app).await?;
         // A key may be declared by any published version: an operator sets
         // what the next version requires before deploying it.
@@ -324,15 +334,14 @@ impl Controller {
                     app: app.to_string(),
                     values: values.clone(),
                 };
-                let store = self.store().clone();
-                let app_name = app.to_string();
-                self.run_deployment_then(
+                self.run_deployment(
+                    &lock,
                     app,
                     &version,
                     "config",
                     change,
                     OnStageFailure::Fail,
-                    move || async move { store.set_properties(&app_name, &changes).await },
+                    Some(&changes),
                 )
                 .await?;
             }
@@ -376,48 +385,44 @@ impl Controller {
         Ok((manifest, record.version))
     }
 
-    /// Runs one deployment under the environment's deployment lock.
-    /// `before_record` persists what the deployment depends on (e.g. property
-    /// values) once every front-end staged successfully; if it fails, nothing
-    /// switches.
-    async fn run_deployment_then<F, Fut>(
+    /// Runs one deployment; the caller holds the environment's deployment
+    /// lock (`_lock`). `properties`, for a configuration deployment, are
+    /// written in the same transaction that records it.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_deployment(
         &self,
+        _lock: &tokio::sync::MutexGuard<'_, ()>,
         app: &str,
         version: &str,
         kind: &str,
         change: Change,
         on_failure: OnStageFailure,
-        before_record: F,
-    ) -> ApiResult<Deployment>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), runway_store::StoreError>>,
-    {
-        let _lock = self.inner.deploy_lock.lock().await;
+        properties: Option<&[runway_store::PropertyChange]>,
+    ) -> ApiResult<Deployment> {
         let id = self.store().begin_deployment(app, version, kind).await?;
         let running = vec![(app.to_string(), Some(version.to_string()))];
         let mut progress = Vec::new();
         let outcome = async {
-            let table = self.build_table(change).await?;
-            self.rollout(
+            let mut table = self.build_table(change).await?;
+            table.generation = self.store().claim_generation(id).await?;
+            let record = Record {
                 id,
-                table,
-                &running,
-                on_failure,
-                &mut progress,
-                before_record,
-            )
-            .await
+                running: &running,
+                properties: properties.map(|p| (app, p)),
+            };
+            self.rollout(table, record, on_failure, &mut progress).await
         }
         .await;
         if !progress.is_empty() {
             let json = serde_json::to_string(&progress).map_err(ApiError::internal)?;
-            self.store().set_deployment_progress(id, &json).await?;
+            if let Err(e) = self.store().set_deployment_progress(id, &json).await {
+                tracing::warn!("deployment {id}: failed to record each front-end's part: {e}");
+            }
         }
         match outcome {
             Ok(rollout) => {
-                let record = self.deployment_record(id).await?;
                 tracing::info!(%app, %version, kind, generation = rollout.generation, "deployment committed");
+                let record = self.deployment_record(id).await?;
                 Ok(deployment_view(record, Some(&rollout)))
             }
             Err(e) => {
@@ -495,20 +500,16 @@ impl Controller {
 
     /// Stages `table` on every target, records the deployment (the decision),
     /// then commits on every staged front-end. Fills `progress` with each
-    /// registered front-end's part.
-    async fn rollout<F, Fut>(
+    /// registered front-end's part. After the record nothing can fail the
+    /// deployment: a front-end that misses its commit is marked behind and
+    /// catches up; bookkeeping errors are logged.
+    async fn rollout(
         &self,
-        id: i64,
         table: RoutingTable,
-        running: &[(String, Option<String>)],
+        record: Record<'_>,
         on_failure: OnStageFailure,
         progress: &mut Vec<FrontendProgress>,
-        before_record: F,
-    ) -> ApiResult<Rollout>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), runway_store::StoreError>>,
-    {
+    ) -> ApiResult<Rollout> {
         let generation = table.generation;
         let (targets, skipped) = self.deployment_targets().await?;
         let remote = |name: &str| !self.inner.fleet.local.iter().any(|l| l.name() == name);
@@ -516,6 +517,7 @@ impl Controller {
         let started = Instant::now();
         let staged = futures::future::join_all(targets.iter().map(|f| f.stage(&table))).await;
         let mut ready = Vec::new();
+        let mut down = Vec::new();
         let mut failures = Vec::new();
         for (target, result) in targets.iter().zip(staged) {
             match result {
@@ -534,7 +536,7 @@ impl Controller {
                 // Down: it serves nothing now, and catches up before it is
                 // ready again. The deployment goes on without it.
                 Err(error @ StageError::Unreachable { .. }) if remote(target.name()) => {
-                    self.store().mark_frontend_behind(target.name()).await?;
+                    down.push(target.name().to_string());
                     progress.push(FrontendProgress {
                         frontend: target.name().to_string(),
                         state: "behind".into(),
@@ -552,21 +554,9 @@ impl Controller {
             && (!ready.is_empty() || targets.is_empty());
         for (frontend, error) in &failures {
             frontend.abort(generation).await;
-            let state = if disable {
-                self.store()
-                    .set_frontend_enabled(frontend.name(), false)
-                    .await?;
-                tracing::warn!(
-                    frontend = frontend.name(),
-                    "disabled: staging failed: {error}"
-                );
-                "disabled"
-            } else {
-                "failed"
-            };
             progress.push(FrontendProgress {
                 frontend: frontend.name().to_string(),
-                state: state.into(),
+                state: if disable { "disabled" } else { "failed" }.into(),
                 fetched_bytes: 0,
                 elapsed_ms: stage_ms,
                 error: Some(error.to_string()),
@@ -587,6 +577,7 @@ impl Controller {
             }
             return Err(error);
         }
+
         // From the record on, the staged front-ends are switching: they stay
         // ready (their heartbeats may still report the old generation).
         let staged_remote: Vec<String> = ready
@@ -597,36 +588,33 @@ impl Controller {
         *self.committing() = Some((generation, staged_remote));
         // Whatever happens below, the commit phase ends with this function.
         let _switching = scopeguard(|| *self.committing() = None);
-        let recorded = async {
-            before_record().await?;
-            self.store()
-                .commit_deployment(id, generation, running)
-                .await
-        }
-        .await;
+        let recorded = self
+            .store()
+            .commit_deployment_with(record.id, generation, record.running, record.properties)
+            .await;
         if let Err(e) = recorded {
             for frontend in &ready {
                 frontend.abort(generation).await;
             }
             return Err(e.into());
         }
-        // Recorded: front-ends that did not stage it are behind until their
-        // heartbeat says they caught up.
-        for skipped in progress.iter().filter(|p| p.state == "skipped") {
-            self.store().mark_frontend_behind(&skipped.frontend).await?;
-        }
+
+        // Decided. Switch first, then the bookkeeping, whose errors are only logged.
         let started = Instant::now();
         let committed = futures::future::join_all(ready.iter().map(|f| f.commit(generation))).await;
+        let commit_ms = started.elapsed().as_millis() as u64;
+        let mut behind = down;
         for (frontend, result) in ready.iter().zip(committed) {
+            let name = frontend.name();
             let entry = progress
                 .iter_mut()
-                .find(|p| p.frontend == frontend.name() && p.state == "staged");
+                .find(|p| p.frontend == name && p.state == "staged");
             match result {
                 Ok(()) => {
-                    if remote(frontend.name()) {
-                        self.store()
-                            .record_frontend_commit(frontend.name(), generation)
-                            .await?;
+                    if remote(name)
+                        && let Err(e) = self.store().record_frontend_commit(name, generation).await
+                    {
+                        tracing::warn!(frontend = name, "failed to record its commit: {e}");
                     }
                     if let Some(entry) = entry {
                         entry.state = "committed".into();
@@ -635,9 +623,12 @@ impl Controller {
                 Err(error) => {
                     // Recorded, so this front-end is behind: keep it out of the
                     // pool until it has caught up.
-                    tracing::warn!(frontend = frontend.name(), "missed the commit: {error}");
-                    if remote(frontend.name()) {
-                        self.store().mark_frontend_behind(frontend.name()).await?;
+                    tracing::warn!(frontend = name, "missed the commit: {error}");
+                    if let Some((_, staged)) = self.committing().as_mut() {
+                        staged.retain(|s| s != name);
+                    }
+                    if remote(name) {
+                        behind.push(name.to_string());
                     }
                     if let Some(entry) = entry {
                         entry.state = "behind".into();
@@ -646,10 +637,37 @@ impl Controller {
                 }
             }
         }
+        // Skipped front-ends did not get this generation either.
+        behind.extend(
+            progress
+                .iter()
+                .filter(|p| p.state == "skipped")
+                .map(|p| p.frontend.clone()),
+        );
+        for name in &behind {
+            if let Err(e) = self.store().mark_frontend_behind(name).await {
+                tracing::warn!(frontend = %name, "failed to mark it behind: {e}");
+            }
+        }
+        if disable {
+            for (frontend, error) in &failures {
+                tracing::warn!(
+                    frontend = frontend.name(),
+                    "disabled: staging failed: {error}"
+                );
+                if let Err(e) = self
+                    .store()
+                    .set_frontend_enabled(frontend.name(), false)
+                    .await
+                {
+                    tracing::error!(frontend = frontend.name(), "failed to disable it: {e}");
+                }
+            }
+        }
         Ok(Rollout {
             generation,
             stage_ms,
-            commit_ms: started.elapsed().as_millis() as u64,
+            commit_ms,
         })
     }
 

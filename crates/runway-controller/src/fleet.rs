@@ -225,7 +225,8 @@ impl Controller {
         }
     }
 
-    /// `runway frontend remove NAME`: only an offline front-end can be removed.
+    /// `runway frontend remove NAME`: only a front-end that stopped
+    /// heartbeating can be removed (a running one would register again).
     pub async fn remove_frontend(&self, name: &str) -> ApiResult<()> {
         let record = self
             .store()
@@ -233,12 +234,11 @@ impl Controller {
             .await?
             .ok_or_else(|| frontend_not_found(name))?;
         if let Some(farm) = &self.inner.fleet.farm
-            && farm.state(&record) != FrontendState::Offline
-            && farm.state(&record) != FrontendState::Disabled
+            && !farm.is_silent(&record)
         {
             return Err(ApiError::conflict(format!(
-                "front-end {name} is online (last heartbeat {} ms ago); stop it first, \
-                 or disable it with `runway frontend disable {name}`",
+                "front-end {name} is still running (last heartbeat {} ms ago); stop it \
+                 first (until then `runway frontend disable {name}` drains it)",
                 now_ms() - record.last_heartbeat_ms
             )));
         }
@@ -254,12 +254,16 @@ fn frontend_not_found(name: &str) -> ApiError {
 }
 
 impl Farm {
+    /// No heartbeat within the offline timeout.
+    fn is_silent(&self, record: &FrontendRecord) -> bool {
+        now_ms() - record.last_heartbeat_ms > self.config.offline_after.as_millis() as i64
+    }
+
     /// A registered front-end's state as of now.
     fn state(&self, record: &FrontendRecord) -> FrontendState {
-        let silent_ms = now_ms() - record.last_heartbeat_ms;
         if !record.enabled {
             FrontendState::Disabled
-        } else if silent_ms > self.config.offline_after.as_millis() as i64 {
+        } else if self.is_silent(record) {
             FrontendState::Offline
         } else if record.ready {
             // `ready` is only ever written true for a front-end that serves

@@ -104,17 +104,14 @@ impl Controller {
         self.create_token("admin", "admin").await.map(Some)
     }
 
-    /// Creates the first join token if the environment has no active one,
-    /// returning its secret (to be written to `join.token`).
+    /// Creates the first join token if the environment never had one,
+    /// returning its secret (to be written to `join.token`). A revoked one is
+    /// not replaced: revoking is how an operator closes the farm to joiners.
     pub async fn ensure_join_token(&self) -> Result<Option<String>, runway_store::StoreError> {
         let tokens = self.inner.store.tokens().await?;
-        if tokens
-            .iter()
-            .any(|t| t.scope == "join" && t.revoked_at_ms.is_none())
-        {
+        if tokens.iter().any(|t| t.scope == "join") {
             return Ok(None);
         }
-        // A name is unique among active tokens only; a revoked "join" frees it.
         self.create_token("join", "join").await.map(Some)
     }
 

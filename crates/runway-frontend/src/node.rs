@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::deploy::ArtifactKind;
-use crate::{ArtifactSource, Frontend, FrontendConfig, FrontendLink};
+use crate::{ArtifactSource, Frontend, FrontendConfig, FrontendLink, StageError};
 
 /// Everything `runway frontend serve` can be told.
 #[derive(Debug, Clone)]
@@ -372,6 +372,17 @@ async fn run_agent(
             }
             Err(HeartbeatError::Unreachable(why)) => {
                 failures += 1;
+                // The controller may have recorded a deployment and died
+                // before switching this front-end: the catalog says what is
+                // committed, and a front-end behind it stops being ready
+                // rather than serve an old generation beside newer ones.
+                match frontend.inner.store.generation().await {
+                    Ok(committed) => frontend.inner.note_committed(committed),
+                    Err(e) if failures == 1 => {
+                        tracing::warn!("cannot read the committed generation either: {e}")
+                    }
+                    Err(_) => {}
+                }
                 // Keep serving what is committed; say so once, then now and then.
                 if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!(
@@ -403,7 +414,17 @@ async fn catch_up(frontend: &Frontend, client: &ControllerClient) {
         return;
     }
     frontend.inner.note_committed(table.generation);
-    match frontend.stage(&table).await {
+    let mut staged = frontend.stage(&table).await;
+    // A table staged by a deployment that never committed it (its controller
+    // died) is newer than the committed one: drop it, it will not come.
+    if let Err(StageError::Stale { newest, .. }) = &staged
+        && *newest > table.generation
+        && frontend.status().0 < *newest
+    {
+        frontend.abort(*newest).await;
+        staged = frontend.stage(&table).await;
+    }
+    match staged {
         Ok(report) => match frontend.commit(table.generation).await {
             Ok(()) => tracing::info!(
                 generation = table.generation,

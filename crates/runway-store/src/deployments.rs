@@ -11,6 +11,9 @@ use sqlx::any::AnyRow;
 use crate::error::{Context, Result, StoreError};
 use crate::{Store, now_ms};
 
+/// A property set (`Some`) or unset (`None`).
+pub type PropertyChange = (String, Option<String>);
+
 /// Deployment kinds accepted by [`Store::begin_deployment`].
 pub(crate) const DEPLOYMENT_KINDS: [&str; 3] = ["deploy", "config", "undeploy"];
 
@@ -25,7 +28,7 @@ pub struct DeploymentRecord {
     /// `running`, `succeeded` or `failed`.
     pub status: String,
     pub error: Option<String>,
-    /// The generation it committed (succeeded deployments only).
+    /// The generation it committed (succeeded), or tried (failed).
     pub generation: Option<i64>,
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
@@ -94,6 +97,19 @@ impl Store {
         generation: i64,
         running: &[(String, Option<String>)],
     ) -> Result<()> {
+        self.commit_deployment_with(id, generation, running, None)
+            .await
+    }
+
+    /// [`Store::commit_deployment`], also applying property changes of one
+    /// app in the same transaction (a configuration deployment).
+    pub async fn commit_deployment_with(
+        &self,
+        id: i64,
+        generation: i64,
+        running: &[(String, Option<String>)],
+        properties: Option<(&str, &[PropertyChange])>,
+    ) -> Result<()> {
         let what = || format!("failed to commit deployment {id}");
         let now = now_ms();
         let mut tx = self
@@ -160,6 +176,9 @@ impl Store {
                     .context(what)?;
                 }
             }
+        }
+        if let Some((app, changes)) = properties {
+            crate::properties::write_properties(&mut tx, app, changes).await?;
         }
         sqlx::query("UPDATE environment SET generation = $1 WHERE id = 1")
             .bind(generation)
@@ -236,6 +255,24 @@ impl Store {
             .map(deployment_from_row)
             .collect::<sqlx::Result<_>>()
             .context(|| "failed to decode deployments".to_string())
+    }
+
+    /// Gives deployment `id` the next generation number: one above every
+    /// generation committed or attempted before, so a number is never reused
+    /// (a front-end can then never mistake a failed attempt's table for a
+    /// later one's). Call under the environment's deployment lock.
+    pub async fn claim_generation(&self, id: i64) -> Result<i64> {
+        sqlx::query(
+            "UPDATE deployments SET generation = 1 + (SELECT MAX(g) FROM \
+             (SELECT generation AS g FROM environment WHERE id = 1 \
+              UNION ALL SELECT COALESCE(MAX(generation), 0) FROM deployments) AS used) \
+             WHERE id = $1 RETURNING generation",
+        )
+        .bind(id)
+        .fetch_one(&self.platform().pool)
+        .await
+        .and_then(|r| r.try_get("generation"))
+        .context(|| format!("failed to give deployment {id} a generation"))
     }
 
     /// Replaces the per-front-end progress of deployment `id` (a JSON document

@@ -39,7 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use apps::{
     AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
 };
-pub use deployments::DeploymentRecord;
+pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use logs::{LogEntry, LogKind, LogLevel, LogQuery, LogSink, NewLogEntry};

@@ -32,31 +32,41 @@ impl Store {
         changes: &[(String, Option<String>)],
     ) -> Result<()> {
         let what = || format!("failed to change properties of {app}");
-        let now = now_ms();
         let mut tx = self
             .platform()
             .begin_write(&format!("change properties of {app}"))
             .await?;
-        for (key, value) in changes {
-            match value {
-                Some(value) => sqlx::query(
-                    "INSERT INTO properties (app, key, value, updated_at_ms) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (app, key) DO UPDATE \
-                     SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
-                )
-                .bind(app)
-                .bind(key)
-                .bind(value)
-                .bind(now),
-                None => sqlx::query("DELETE FROM properties WHERE app = $1 AND key = $2")
-                    .bind(app)
-                    .bind(key),
-            }
-            .execute(&mut *tx)
-            .await
-            .context(|| format!("failed to change property {key:?} of {app}"))?;
-        }
+        write_properties(&mut tx, app, changes).await?;
         tx.commit().await.context(what)?;
         Ok(())
     }
+}
+
+/// Applies property `changes` of `app` inside `tx` (`None` unsets).
+pub(crate) async fn write_properties(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    app: &str,
+    changes: &[(String, Option<String>)],
+) -> Result<()> {
+    let now = now_ms();
+    for (key, value) in changes {
+        match value {
+            Some(value) => sqlx::query(
+                "INSERT INTO properties (app, key, value, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (app, key) DO UPDATE \
+                 SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(app)
+            .bind(key)
+            .bind(value)
+            .bind(now),
+            None => sqlx::query("DELETE FROM properties WHERE app = $1 AND key = $2")
+                .bind(app)
+                .bind(key),
+        }
+        .execute(&mut **tx)
+        .await
+        .context(|| format!("failed to change property {key:?} of {app}"))?;
+    }
+    Ok(())
 }
