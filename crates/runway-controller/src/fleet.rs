@@ -142,8 +142,8 @@ impl Controller {
         let mut skipped = Vec::new();
         if let Some(farm) = &self.inner.fleet.farm {
             for record in self.store().frontends().await? {
-                let state = farm.state(&record);
-                if state == FrontendState::Disabled || state == FrontendState::Offline {
+                if !record.enabled || farm.is_silent(&record) {
+                    let state = farm.state(&record, false);
                     skipped.push(FrontendProgress {
                         frontend: record.name,
                         state: "skipped".into(),
@@ -193,8 +193,9 @@ impl Controller {
         if let Some(farm) = &self.inner.fleet.farm {
             offline_after_secs = farm.config.offline_after.as_secs();
             for record in self.store().frontends().await? {
+                let current = record.generation >= generation || self.is_switching(&record.name);
                 frontends.push(FrontendInfo {
-                    state: farm.state(&record),
+                    state: farm.state(&record, current),
                     name: record.name,
                     address: record.address,
                     generation: record.generation,
@@ -259,15 +260,17 @@ impl Farm {
         now_ms() - record.last_heartbeat_ms > self.config.offline_after.as_millis() as i64
     }
 
-    /// A registered front-end's state as of now.
-    fn state(&self, record: &FrontendRecord) -> FrontendState {
+    /// A registered front-end's state as of now. `current`: it serves the
+    /// committed generation, or is being switched to it.
+    fn state(&self, record: &FrontendRecord, current: bool) -> FrontendState {
         if !record.enabled {
             FrontendState::Disabled
         } else if self.is_silent(record) {
             FrontendState::Offline
-        } else if record.ready {
-            // `ready` is only ever written true for a front-end that serves
-            // the committed generation (or is switching to it).
+        } else if record.ready && current {
+            // Its last word was "ready", and nothing was committed since that
+            // it has not got (a controller that recorded a deployment and died
+            // before switching anyone leaves such rows behind).
             FrontendState::Ready
         } else {
             FrontendState::CatchingUp

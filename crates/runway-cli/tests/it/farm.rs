@@ -595,3 +595,51 @@ async fn a_staging_failure_switches_nothing_unless_told_to_disable_the_frontend(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_killed_after_recording_leaves_no_split_farm() {
+    let mut farm = Farm::start(2).await;
+    publish(&farm, &package("examples/hello")).await;
+    let before = farm.list().await.generation;
+
+    // The controller records a deployment and dies before switching anyone.
+    farm.controller.kill();
+    let store = runway_store::Store::open(&farm.db.url).await.unwrap();
+    let id = store
+        .begin_deployment("hello", "0.1.0", "deploy")
+        .await
+        .unwrap();
+    let generation = store.claim_generation(id).await.unwrap();
+    assert!(generation > before);
+    store
+        .commit_deployment(id, generation, &[("hello".into(), Some("0.1.0".into()))])
+        .await
+        .unwrap();
+    store.close().await;
+
+    // No front-end may keep answering ready on the old generation.
+    let urls: Vec<String> = farm.frontends.iter().map(|(_, p)| p.url.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for url in &urls {
+        loop {
+            let ready = reqwest::get(format!("{url}/_runway/ready")).await.unwrap();
+            if ready.status() == 503 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} still ready on generation {before}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The controller is back: both catch up to the recorded generation.
+    farm.restart_controller();
+    let list = farm
+        .wait_ready(&["fe1".into(), "fe2".into()], Duration::from_secs(20))
+        .await;
+    assert_eq!(list.generation, generation);
+    for url in &urls {
+        assert_eq!(served_generation(url).await, generation);
+    }
+}
