@@ -134,10 +134,10 @@ impl Catalog {
     ) -> Result<Catalog> {
         sqlx::any::install_default_drivers();
         let shown = redact_url(url);
-        let open_err = |source| StoreError::OpenDatabase {
+        let open_err = |cause| StoreError::OpenDatabase {
             catalog: schema,
             url: shown.clone(),
-            source,
+            cause,
         };
         let options = AnyConnectOptions::from_url(&url.parse().map_err(|e| {
             open_err(sqlx::Error::Configuration(
@@ -185,12 +185,12 @@ impl Catalog {
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        if let Err(source) = migrator.run(&pool).await {
+        if let Err(cause) = migrator.run(&pool).await {
             pool.close().await;
             return Err(StoreError::MigrateDatabase {
                 catalog: schema,
                 url: shown,
-                source,
+                cause,
             });
         }
         Ok(Catalog {

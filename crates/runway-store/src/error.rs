@@ -25,24 +25,23 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// A PostgreSQL catalog could not be reached or opened. `url` has no password.
+    /// (`cause` is in the message, so it is not chained a second time.)
     #[error(
-        "failed to open the {catalog} catalog in PostgreSQL database {url}: {source}; \
+        "failed to open the {catalog} catalog in PostgreSQL database {url}: {cause}; \
          check that the server is running and the database exists \
          (createdb -h HOST -U USER DATABASE), and the URL's user, host and port"
     )]
     OpenDatabase {
         catalog: &'static str,
         url: String,
-        #[source]
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// A PostgreSQL catalog's migrations could not be applied.
-    #[error("failed to migrate the {catalog} catalog in PostgreSQL database {url}: {source}")]
+    #[error("failed to migrate the {catalog} catalog in PostgreSQL database {url}: {cause}")]
     MigrateDatabase {
         catalog: &'static str,
         url: String,
-        #[source]
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
     /// A catalog's migrations could not be applied.
     #[error("failed to migrate {catalog} catalog at {path}: {source}")]
