@@ -2,7 +2,7 @@
 //! everything that can go wrong into a [`Failure`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -160,6 +160,13 @@ impl Runtime {
 
         let pre = component.pre.clone();
         let timeout = limits.timeout;
+        // Who reports how the guest ended once the response went out: the
+        // task if it ends after that, this function if it ended before (one
+        // swap each, so exactly one of them does, and no second task per
+        // request is needed).
+        let handoff = Arc::new(AtomicU8::new(PENDING));
+        let task_handoff = handoff.clone();
+        let task_events = events.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
             let run = async {
@@ -178,6 +185,12 @@ impl Runtime {
             };
             stdout.finish();
             stderr.finish();
+            if task_handoff.swap(TASK_DONE, Ordering::AcqRel) == DELIVERED {
+                if let Some(failure) = &outcome {
+                    task_events.failed(failure);
+                }
+                return None;
+            }
             outcome
         });
 
@@ -190,11 +203,11 @@ impl Runtime {
         };
         match receiver.await {
             Ok(Ok(response)) => {
-                tokio::spawn(async move {
-                    if let Ok(Some(failure)) = task.await {
-                        events.failed(&failure);
-                    }
-                });
+                if handoff.swap(DELIVERED, Ordering::AcqRel) == TASK_DONE
+                    && let Ok(Some(failure)) = task.await
+                {
+                    events.failed(&failure);
+                }
                 Ok(response)
             }
             Ok(Err(code)) => {
@@ -215,6 +228,11 @@ impl Runtime {
         }
     }
 }
+
+/// States of the report hand-off between a request and its guest task.
+const PENDING: u8 = 0;
+const DELIVERED: u8 = 1;
+const TASK_DONE: u8 = 2;
 
 /// Wraps the body so that reading past `max` fails the guest's read and is
 /// remembered, so the client gets 413 rather than a generic error.
