@@ -154,7 +154,7 @@ impl ControllerServer {
             .fallback(not_an_app_address);
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(runway_frontend::no_delay(listener), app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })

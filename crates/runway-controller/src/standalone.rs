@@ -222,7 +222,7 @@ impl Standalone {
         let serve = |listener: TcpListener, app: axum::Router| {
             let mut stopped = stop.subscribe();
             tokio::spawn(async move {
-                axum::serve(listener, app)
+                axum::serve(runway_frontend::no_delay(listener), app)
                     .with_graceful_shutdown(async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     })

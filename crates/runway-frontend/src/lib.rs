@@ -22,6 +22,22 @@ pub use events::StoreKv;
 pub use node::{FrontendNode, NodeConfig, error_chain};
 pub use serve::router;
 
+/// A listener whose connections send small writes at once (`TCP_NODELAY`).
+/// Without it, a response written as headers then body waits for the
+/// client's delayed ACK (Nagle's algorithm): a 40 ms stall on a few percent
+/// of requests.
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(stream: &mut tokio::net::TcpStream) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 /// How a front-end is set up.
 #[derive(Debug, Clone)]
 pub struct FrontendConfig {

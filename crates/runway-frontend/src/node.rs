@@ -168,7 +168,7 @@ impl FrontendNode {
             .merge(fleet_router(frontend.clone(), client.key.clone()));
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(crate::no_delay(listener), app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })

@@ -84,6 +84,9 @@ impl Catalog {
                         "PRAGMA foreign_keys = ON",
                         "PRAGMA busy_timeout = 5000",
                         "PRAGMA synchronous = NORMAL",
+                        // Statement journals of multi-row inserts in memory,
+                        // not in temporary files (a syscall per page).
+                        "PRAGMA temp_store = MEMORY",
                     ] {
                         conn.execute(pragma).await?;
                     }
