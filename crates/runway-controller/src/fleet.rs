@@ -371,10 +371,7 @@ impl HttpLink {
                 .await
                 .map_err(|e| io(format!("sent an unreadable answer: {e}")));
         }
-        let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<runway_api::ErrorBody>(&text)
-            .map(|b| b.message)
-            .unwrap_or(text);
+        let message = runway_frontend::error_message(&response.text().await.unwrap_or_default());
         Err(io(format!("answered {status}: {message}")))
     }
 }
@@ -388,15 +385,6 @@ pub fn fleet_router(controller: Controller) -> Router {
         .route(&format!("{FLEET_V1}/packages/{{digest}}"), get(package))
         .route(&format!("{FLEET_V1}/artifacts/{{digest}}"), get(artifact))
         .with_state(controller)
-}
-
-/// `1 to 63 letters, digits, '-' or '.'`, like `runway up --frontend-name`.
-pub fn valid_frontend_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 async fn register(
@@ -424,7 +412,7 @@ async fn register(
              start a farm with `runway controller serve` to add front-ends",
         ));
     };
-    if !valid_frontend_name(&hello.name) {
+    if !runway_frontend::valid_name(&hello.name) {
         return Err(ApiError::bad_request(
             "invalid_frontend",
             format!(

@@ -87,7 +87,7 @@ pub struct ControllerServer {
     admin_token: Option<String>,
     join_token: Option<String>,
     stop: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: runway_frontend::ServerTask,
     retention: JoinHandle<()>,
 }
 
@@ -152,14 +152,8 @@ impl ControllerServer {
         let app = crate::router(controller.clone())
             .merge(crate::fleet_router(controller.clone()))
             .fallback(not_an_app_address);
-        let (stop, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(runway_frontend::no_delay(listener), app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let (stop, stopped) = watch::channel(false);
+        let server = runway_frontend::spawn_server(listener, app, stopped);
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
         tracing::info!(%addr, environment = %config.environment, backend = store.backend(), "controller is up");
         Ok(ControllerServer {
@@ -194,14 +188,7 @@ impl ControllerServer {
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.retention.abort();
-        match tokio::time::timeout(deadline, self.server).await {
-            Ok(joined) => joined
-                .context("the server task panicked")?
-                .context("the server failed")?,
-            Err(_) => {
-                tracing::warn!("requests still in flight after {deadline:?}; stopping anyway")
-            }
-        }
+        runway_frontend::join_servers([self.server], deadline).await?;
         self.controller.store().close().await;
         Ok(())
     }

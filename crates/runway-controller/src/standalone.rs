@@ -65,7 +65,7 @@ impl StandaloneConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         validate_environment_name(&self.environment)?;
         let fe = &self.frontend_name;
-        if !crate::fleet::valid_frontend_name(fe) {
+        if !runway_frontend::valid_name(fe) {
             bail!("--frontend-name {fe:?}: use 1 to 63 letters, digits, '-' or '.'");
         }
         if let Some(url) = &self.base_url
@@ -126,7 +126,7 @@ pub struct Standalone {
     /// `--farm`: the balancer at the environment's address.
     balancer: Option<runway_balancer::Balancer>,
     stop: watch::Sender<bool>,
-    servers: Vec<JoinHandle<std::io::Result<()>>>,
+    servers: Vec<runway_frontend::ServerTask>,
     retention: JoinHandle<()>,
 }
 
@@ -220,14 +220,7 @@ impl Standalone {
 
         let (stop, _) = watch::channel(false);
         let serve = |listener: TcpListener, app: axum::Router| {
-            let mut stopped = stop.subscribe();
-            tokio::spawn(async move {
-                axum::serve(runway_frontend::no_delay(listener), app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    })
-                    .await
-            })
+            runway_frontend::spawn_server(listener, app, stop.subscribe())
         };
         let mut servers = Vec::new();
         let mut balancer = None;
@@ -315,18 +308,7 @@ impl Standalone {
         }
         let _ = self.stop.send(true);
         self.retention.abort();
-        match tokio::time::timeout(deadline, futures::future::join_all(self.servers)).await {
-            Ok(joined) => {
-                for server in joined {
-                    server
-                        .context("a server task panicked")?
-                        .context("a server failed")?;
-                }
-            }
-            Err(_) => {
-                tracing::warn!("requests still in flight after {deadline:?}; stopping anyway")
-            }
-        }
+        runway_frontend::join_servers(self.servers, deadline).await?;
         self.controller.store().close().await;
         Ok(())
     }

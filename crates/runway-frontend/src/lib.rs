@@ -26,7 +26,7 @@ pub use serve::router;
 /// Without it, a response written as headers then body waits for the
 /// client's delayed ACK (Nagle's algorithm): a 40 ms stall on a few percent
 /// of requests.
-pub fn no_delay(
+fn no_delay(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
     use axum::serve::ListenerExt;
@@ -36,6 +36,62 @@ pub fn no_delay(
         }
     }
     listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
+/// A running HTTP server of Runway (controller, front-end or both).
+pub type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves `app` on `listener` (with `TCP_NODELAY`) until `stop` turns true;
+/// requests in flight then finish.
+pub fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> ServerTask {
+    tokio::spawn(async move {
+        axum::serve(no_delay(listener), app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    })
+}
+
+/// Waits for servers told to stop, at most `deadline` (then they are left
+/// to die with the process, with a warning).
+pub async fn join_servers(
+    servers: impl IntoIterator<Item = ServerTask>,
+    deadline: std::time::Duration,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match tokio::time::timeout(deadline, futures::future::join_all(servers)).await {
+        Ok(joined) => {
+            for server in joined {
+                server
+                    .context("a server task panicked")?
+                    .context("a server failed")?;
+            }
+        }
+        Err(_) => tracing::warn!("requests still in flight after {deadline:?}; stopping anyway"),
+    }
+    Ok(())
+}
+
+/// Front-end names: 1 to 63 letters, digits, '-' or '.'.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The message of an error answer from a Runway API (its `ErrorBody`), or
+/// the answer's text if it is not one.
+pub fn error_message(text: &str) -> String {
+    serde_json::from_str::<runway_api::ErrorBody>(text)
+        .map(|b| b.message)
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// How a front-end is set up.

@@ -166,14 +166,8 @@ impl FrontendNode {
 
         let app = crate::router(frontend.clone())
             .merge(fleet_router(frontend.clone(), client.key.clone()));
-        let (stop, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(crate::no_delay(listener), app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let (stop, stopped) = watch::channel(false);
+        let server = crate::spawn_server(listener, app, stopped);
         let agent = tokio::spawn(run_agent(
             frontend.clone(),
             client,
@@ -211,14 +205,7 @@ impl FrontendNode {
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let _ = self.agent.await;
-        match tokio::time::timeout(deadline, self.server).await {
-            Ok(joined) => joined
-                .context("the server task panicked")?
-                .context("the server failed")?,
-            Err(_) => {
-                tracing::warn!("requests still in flight after {deadline:?}; stopping anyway")
-            }
-        }
+        crate::join_servers([self.server], deadline).await?;
         self.store.close().await;
         Ok(())
     }
@@ -243,7 +230,7 @@ fn load_identity(data_dir: &Path, name: Option<&str>, port: u16) -> anyhow::Resu
         (None, Some(stored)) => stored.name.clone(),
         (None, None) => default_name(port),
     };
-    if !valid_name(&name) {
+    if !crate::valid_name(&name) {
         bail!("--name {name:?}: use 1 to 63 letters, digits, '-' or '.'");
     }
     let identity = Identity {
@@ -255,14 +242,6 @@ fn load_identity(data_dir: &Path, name: Option<&str>, port: u16) -> anyhow::Resu
     std::fs::write(&path, serde_json::to_vec_pretty(&identity)?)
         .with_context(|| format!("failed to write {}", path.display()))?;
     Ok(identity)
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn default_name(port: u16) -> String {
@@ -311,9 +290,11 @@ async fn register(
             .with_context(|| format!("the controller at {base} sent an unreadable registration"));
     }
     let text = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<ErrorBody>(&text)
-        .map(|b| b.message)
-        .unwrap_or_else(|_| format!("{status} from {url}; is {base} a Runway controller?"));
+    let message = if serde_json::from_str::<ErrorBody>(&text).is_ok() {
+        crate::error_message(&text)
+    } else {
+        format!("{status} from {url}; is {base} a Runway controller?")
+    };
     bail!(
         "the controller refused to register front-end {}: {message}",
         hello.name
@@ -510,9 +491,7 @@ impl ArtifactSource for ControllerClient {
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<ErrorBody>(&text)
-                .map(|b| b.message)
-                .unwrap_or(text);
+            let message = crate::error_message(&text);
             return Err(format!(
                 "the controller at {} answered {status}: {message}",
                 self.base
@@ -532,10 +511,26 @@ fn fleet_router(frontend: Frontend, key: KeyCell) -> Router {
         .route(&format!("{FLEET_V1}/stage"), post(stage))
         .route(&format!("{FLEET_V1}/commit/{{generation}}"), post(commit))
         .route(&format!("{FLEET_V1}/abort/{{generation}}"), post(abort))
-        .with_state((frontend, key))
+        .route_layer(axum::middleware::from_fn_with_state(key, require_key))
+        .with_state(frontend)
 }
 
-type FleetState = State<(Frontend, KeyCell)>;
+/// Lets through only requests that carry this front-end's current key.
+async fn require_key(
+    State(key): State<KeyCell>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if authorized(request.headers(), &key) {
+        next.run(request).await
+    } else {
+        fleet_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "only this front-end's controller may stage or commit here (key mismatch)".into(),
+        )
+    }
+}
 
 /// Whether the request carries this front-end's current key.
 fn authorized(headers: &HeaderMap, key: &KeyCell) -> bool {
@@ -545,14 +540,6 @@ fn authorized(headers: &HeaderMap, key: &KeyCell) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     bool::from(presented.as_bytes().ct_eq(key.load().as_bytes()))
-}
-
-fn refused() -> Response {
-    fleet_error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "only this front-end's controller may stage or commit here (key mismatch)".into(),
-    )
 }
 
 fn fleet_error(status: StatusCode, code: &str, message: String) -> Response {
@@ -567,14 +554,7 @@ fn fleet_error(status: StatusCode, code: &str, message: String) -> Response {
         .into_response()
 }
 
-async fn stage(
-    State((frontend, key)): FleetState,
-    headers: HeaderMap,
-    Json(table): Json<RoutingTable>,
-) -> Response {
-    if !authorized(&headers, &key) {
-        return refused();
-    }
+async fn stage(State(frontend): State<Frontend>, Json(table): Json<RoutingTable>) -> Response {
     match frontend.stage(&table).await {
         Ok(report) => Json(report).into_response(),
         Err(e) => fleet_error(
@@ -585,28 +565,14 @@ async fn stage(
     }
 }
 
-async fn commit(
-    State((frontend, key)): FleetState,
-    headers: HeaderMap,
-    UrlPath(generation): UrlPath<i64>,
-) -> Response {
-    if !authorized(&headers, &key) {
-        return refused();
-    }
+async fn commit(State(frontend): State<Frontend>, UrlPath(generation): UrlPath<i64>) -> Response {
     match frontend.commit(generation).await {
         Ok(()) => Json(serde_json::json!({ "generation": generation })).into_response(),
         Err(e) => fleet_error(StatusCode::CONFLICT, "commit_failed", e.to_string()),
     }
 }
 
-async fn abort(
-    State((frontend, key)): FleetState,
-    headers: HeaderMap,
-    UrlPath(generation): UrlPath<i64>,
-) -> Response {
-    if !authorized(&headers, &key) {
-        return refused();
-    }
+async fn abort(State(frontend): State<Frontend>, UrlPath(generation): UrlPath<i64>) -> Response {
     frontend.abort(generation).await;
     StatusCode::NO_CONTENT.into_response()
 }
