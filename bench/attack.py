@@ -100,7 +100,7 @@ def fan_out(stop_at, url, tally):
 
 def fan_out_url(port):
     if os.path.isdir(os.path.join(ROOT, "tests/guests/fanout")):
-        return f"http://127.0.0.1:{port}/fanout/spread?n=64"
+        return f"http://127.0.0.1:{port}/fanout/nest?n=8&depth=2"
     # Without the fan-out guest: a chain of app-to-app calls through `caller`.
     inner = "http://misbehave.internal/misbehave/sleep?ms=200"
     for _ in range(6):
