@@ -284,7 +284,7 @@ impl Gate {
 /// The answer to a connection refused at the bound.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
-content-length: 136\r\n\
+content-length: 127\r\n\
 retry-after: 1\r\n\
 connection: close\r\n\
 \r\n\
@@ -305,7 +305,7 @@ pub fn http1_builder() -> http1::Builder {
         .timer(TokioTimer::new())
         // `serve_connection` enforces it (hyper's would also bound the
         // keep-alive wait by the header timeout).
-        .header_read_timeout(None);
+        .header_read_timeout(None::<Duration>);
     builder
 }
 

@@ -185,11 +185,13 @@ fn up_with_file_limit(data_dir: &std::path::Path, files: u32, extra: &[&str]) ->
         .stderr(Stdio::null())
         .spawn()
         .expect("runway up starts");
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split(" listening on ").nth(1) {
             let url = rest.trim().to_string();
+            // Keep reading: a closed stdout would end the process at its next line.
+            std::thread::spawn(move || lines.for_each(drop));
             return (child, url);
         }
     }
