@@ -80,7 +80,10 @@ mod tests {
         };
         let e = conn.client().err().expect("refused").to_string();
         assert!(e.contains("--env") && e.contains("remove them"), "{e}");
-        assert!(!e.contains("hunter2"), "the message repeats the password: {e}");
+        assert!(
+            !e.contains("hunter2"),
+            "the message repeats the password: {e}"
+        );
     }
 
     #[test]

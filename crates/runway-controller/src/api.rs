@@ -275,7 +275,9 @@ async fn delete_version(
     parse_app_version(&app, &version)?;
     let record = c.store().version(&app, &version).await?;
     // As published (`1.0.0` names `1.0.0+build`, the same version).
-    let stored = record.as_ref().map_or(version.as_str(), |r| r.version.as_str());
+    let stored = record
+        .as_ref()
+        .map_or(version.as_str(), |r| r.version.as_str());
     match c.store().delete_version(&app, stored).await? {
         DeleteVersion::Deleted => {
             if let Some(record) = record

@@ -433,9 +433,10 @@ async fn register(
             ),
         ));
     }
-    if let Err(message) =
-        runway_frontend::refuse_credentials(&format!("front-end {}: address", hello.name), &hello.address)
-    {
+    if let Err(message) = runway_frontend::refuse_credentials(
+        &format!("front-end {}: address", hello.name),
+        &hello.address,
+    ) {
         return Err(ApiError::bad_request(
             "invalid_frontend",
             format!("{message}; set --advertise to an address without them"),

@@ -192,8 +192,8 @@ mod tests {
 
     #[test]
     fn addresses_with_credentials_are_refused() {
-        let error = refuse_credentials("--advertise", "http://user:hunter2@10.0.0.5:9101")
-            .unwrap_err();
+        let error =
+            refuse_credentials("--advertise", "http://user:hunter2@10.0.0.5:9101").unwrap_err();
         assert_eq!(
             error,
             "--advertise http://10.0.0.5:9101: the address carries credentials \

@@ -223,7 +223,9 @@ impl Gate {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Tracker>>> {
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A place for a new connection: at once below the bound; at the bound,
@@ -416,10 +418,7 @@ pub async fn serve<S, B>(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()>
 where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Body + Send + 'static,
@@ -450,8 +449,12 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
         }
-        let (builder, service, stop, alive) =
-            (builder.clone(), service.clone(), stop.clone(), alive.clone());
+        let (builder, service, stop, alive) = (
+            builder.clone(),
+            service.clone(),
+            stop.clone(),
+            alive.clone(),
+        );
         tokio::spawn(async move {
             serve_connection(&builder, stream, service, permit, &settings, stop, None).await;
             drop(alive);
@@ -485,7 +488,10 @@ impl AcceptBackoff {
             return;
         }
         let shed = gate.shed();
-        if self.last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
             self.last_warning = Some(Instant::now());
             tracing::warn!(
                 "accepting a connection failed: {error}; pausing {ACCEPT_BACKOFF:?}{} \

@@ -150,25 +150,22 @@ impl Store {
         .execute(&mut *tx)
         .await
         .context(what)?;
-        let target = match id_or_name.parse::<i64>() {
-            Ok(id) => {
-                sqlx::query(
+        let target =
+            match id_or_name.parse::<i64>() {
+                Ok(id) => sqlx::query(
                     "SELECT id, name, scope FROM tokens WHERE id = $1 AND revoked_at_ms IS NULL",
                 )
                 .bind(id)
                 .fetch_optional(&mut *tx)
-                .await
-            }
-            Err(_) => {
-                sqlx::query(
+                .await,
+                Err(_) => sqlx::query(
                     "SELECT id, name, scope FROM tokens WHERE name = $1 AND revoked_at_ms IS NULL",
                 )
                 .bind(id_or_name)
                 .fetch_optional(&mut *tx)
-                .await
+                .await,
             }
-        }
-        .context(what)?;
+            .context(what)?;
         let Some(target) = target else {
             tx.rollback().await.context(what)?;
             return Ok(false);

@@ -130,7 +130,10 @@ async fn addresses_with_credentials_are_refused() {
         error.contains("--controller") && error.contains("credentials") && error.contains("remove"),
         "{error}"
     );
-    assert!(!error.contains("hunter2"), "the message repeats the password: {error}");
+    assert!(
+        !error.contains("hunter2"),
+        "the message repeats the password: {error}"
+    );
     let error = start_error(with_upstreams(&["http://user:pw@127.0.0.1:9101"])).await;
     assert!(
         error.contains("--upstream") && error.contains("credentials") && error.contains("remove"),

@@ -304,7 +304,10 @@ mod tests {
             line,
             "2023-11-14T22:13:20.123Z  notes@0.1.0  stdout: \\x1b[2J\\x1b]0;pwned\\x07hi\\u{9b}31m\tok\\r\\nfake line\\x7f\\x00"
         );
-        assert!(!line.chars().any(|c| c != '\t' && c.is_control()), "{line:?}");
+        assert!(
+            !line.chars().any(|c| c != '\t' && c.is_control()),
+            "{line:?}"
+        );
 
         let mut r = entry("request");
         r.method = Some("GET".into());
@@ -320,7 +323,10 @@ mod tests {
         e.message = Some("boom\x1b[K".into());
         assert!(!format_entry(&e).contains('\x1b'));
         // Plain text is untouched (no copy).
-        assert!(matches!(neutralise("plain\ttext"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            neutralise("plain\ttext"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -90,7 +90,10 @@ async fn a_half_sent_request_head_is_closed_within_the_header_timeout() {
     // A connection that sends nothing at all is closed the same way.
     let mut silent = TcpStream::connect(host_port(&env.url)).await.unwrap();
     let closed = closed_within(&mut silent, Duration::from_secs(5)).await;
-    assert!(closed.is_some(), "a silent connection is still open after 5 s");
+    assert!(
+        closed.is_some(),
+        "a silent connection is still open after 5 s"
+    );
 }
 
 #[tokio::test]

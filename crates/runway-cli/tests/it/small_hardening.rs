@@ -20,7 +20,9 @@ async fn the_last_admin_token_cannot_be_revoked() {
         .expect_err("the last admin token is refused");
     assert_eq!(error.status(), Some(409), "{error}");
     assert!(
-        error.to_string().contains("create another admin token first"),
+        error
+            .to_string()
+            .contains("create another admin token first"),
         "{error}"
     );
     // It still works.

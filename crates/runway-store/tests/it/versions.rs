@@ -60,7 +60,11 @@ async fn versions_equal_under_semver_precedence_are_one_version() {
     // Lookups by any spelling of the version find it, as published.
     for spelling in ["1.0.0", "1.0.0+a", "1.0.0+b"] {
         let found = store.version("semver", spelling).await.unwrap();
-        assert_eq!(found.map(|v| v.version).as_deref(), Some("1.0.0+a"), "{spelling}");
+        assert_eq!(
+            found.map(|v| v.version).as_deref(),
+            Some("1.0.0+a"),
+            "{spelling}"
+        );
     }
     // A pre-release or another patch is another version.
     assert_eq!(
@@ -72,7 +76,12 @@ async fn versions_equal_under_semver_precedence_are_one_version() {
     );
     assert!(store.version("semver", "1.0.1").await.unwrap().is_none());
     assert_eq!(
-        store.version("semver", "1.0.0-rc.1").await.unwrap().unwrap().digest,
+        store
+            .version("semver", "1.0.0-rc.1")
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
         "drc"
     );
     assert_eq!(store.versions("semver").await.unwrap().len(), 2);
