@@ -42,6 +42,11 @@ pub struct BalancerConfig {
     /// address. Not health-checked; never retried elsewhere. Default: none
     /// (such paths go to the front-ends like any other).
     pub platform: Option<Url>,
+    /// Client connections: header-read and keep-alive timeouts, bound on
+    /// connections open at once (`--header-read-timeout-ms`,
+    /// `--keep-alive-timeout-ms`, `--max-connections`). Default 10 s, 60 s,
+    /// 10 000.
+    pub connections: runway_net::ConnectionSettings,
 }
 
 /// Paths sent to [`BalancerConfig::platform`] when it is set.
@@ -149,6 +154,7 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         shutdown_grace: Duration::from_secs(30),
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         platform: None,
+        connections: runway_net::ConnectionSettings::default(),
     }
 }
 
@@ -169,6 +175,9 @@ impl BalancerConfig {
         };
         if self.workers == 0 {
             return invalid("workers", "0".into(), "it must be at least 1");
+        }
+        if let Err(message) = self.connections.validate() {
+            return Err(BalancerError::Connections(message));
         }
         if self.max_attempts == 0 {
             return invalid("max attempts", "0".into(), "it must be at least 1");
@@ -211,9 +220,14 @@ impl BalancerConfig {
                 }
                 let mut names = Vec::with_capacity(urls.len());
                 for url in urls {
-                    let name = upstream_name(url).map_err(|reason| BalancerError::BadUpstream {
-                        url: url.to_string(),
-                        reason,
+                    let name = upstream_name(url).map_err(|reason| {
+                        // Never repeat a password in a message.
+                        let mut shown = url.clone();
+                        let _ = shown.set_password(None);
+                        BalancerError::BadUpstream {
+                            url: shown.to_string(),
+                            reason,
+                        }
                     })?;
                     if names.contains(&name) {
                         return Err(BalancerError::DuplicateUpstream { name });
@@ -271,13 +285,27 @@ pub(crate) fn upstream_name(url: &Url) -> std::result::Result<String, String> {
         return Err("has a query or fragment; give only scheme, host and port".into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("has credentials; give only scheme, host and port".into());
+        return Err(
+            "carries credentials (user:password@); remove them: give only scheme, host and port"
+                .into(),
+        );
     }
     let port = url.port_or_known_default().unwrap_or(80);
     Ok(format!("{host}:{port}"))
 }
 
 fn check_controller_url(url: &Url) -> Result<()> {
+    if !url.username().is_empty() || url.password().is_some() {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(BalancerError::BadController {
+            url: display_url(&shown),
+            reason: "must not carry credentials (user:password@); remove them and pass an API \
+                     token with --token"
+                .to_string(),
+        });
+    }
     let reason = match url.scheme() {
         "http" if url.host_str().is_some() => return Ok(()),
         "http" => "has no host".to_string(),

@@ -27,6 +27,9 @@ pub enum BalancerError {
     #[error("the upstream {name} is listed twice; pass each --upstream once")]
     DuplicateUpstream { name: String },
 
+    #[error("{0}")]
+    Connections(String),
+
     #[error("the controller URL {url} {reason}; pass it as --controller http://HOST:PORT")]
     BadController { url: String, reason: String },
 

@@ -122,6 +122,7 @@ impl Balancer {
             connect_timeout: config.connect_timeout,
             max_attempts: config.max_attempts,
             eject_for: config.eject_for,
+            connections: config.connections,
         };
         let workers = listener.into_std().and_then(|listener| {
             server::spawn_workers(listener, config.workers, settings, stop_rx, force_rx, alive)

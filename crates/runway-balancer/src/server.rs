@@ -15,6 +15,15 @@
 //! per-upstream counters are shared by all workers (atomics, no locks).
 //! Discovery and health checks run on the runtime that started the balancer.
 //!
+//! # Connections
+//!
+//! Bounded as on every Runway server (`runway_net`): the acceptor admits a
+//! connection through one [`runway_net::Gate`] shared by all workers (at the
+//! bound the connection that waited longest for a request makes room, or
+//! the newcomer gets a quick 503), and each connection has the header-read
+//! and keep-alive timeouts of [`crate::BalancerConfig::connections`]. An
+//! accept error such as "too many open files" pauses accepting briefly.
+//!
 //! # Shutdown
 //!
 //! Two signals. `stop` ends every accept loop (the listening socket closes,
@@ -29,9 +38,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use runway_net::{AcceptBackoff, ConnectionSettings, Gate, Permit};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -39,11 +47,6 @@ use crate::connect::Connector;
 use crate::headers::ClientAddr;
 use crate::pool::Pool;
 use crate::proxy::Proxy;
-
-/// A client must send its request headers within this long.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// After an accept error such as "too many open files", wait this long.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What every worker needs to build its proxy.
 #[derive(Clone)]
@@ -53,6 +56,7 @@ pub(crate) struct WorkerSettings {
     pub connect_timeout: Duration,
     pub max_attempts: u32,
     pub eject_for: Duration,
+    pub connections: ConnectionSettings,
 }
 
 /// Starts `count` worker threads serving the connections accepted on
@@ -72,6 +76,7 @@ pub(crate) fn spawn_workers(
     let (queues, inboxes): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::unbounded_channel()).unzip();
     let mut acceptor = Some(Acceptor {
         listener,
+        gate: Gate::new(settings.connections.max_connections),
         queues,
         stop: stop.clone(),
     });
@@ -101,7 +106,8 @@ pub(crate) fn spawn_workers(
                         eject_for: settings.eject_for,
                     });
                     let (connections, mut closed) = mpsc::channel::<()>(1);
-                    serve_loop(inbox, proxy, stop, force, connections).await;
+                    let connection_settings = settings.connections;
+                    serve_loop(inbox, proxy, connection_settings, stop, force, connections).await;
                     // Every connection task holds a sender: `None` once all are done.
                     let _ = closed.recv().await;
                 });
@@ -114,7 +120,8 @@ pub(crate) fn spawn_workers(
 /// gets its share of the clients whatever the kernel would have woken.
 struct Acceptor {
     listener: std::net::TcpListener,
-    queues: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    gate: Arc<Gate>,
+    queues: Vec<mpsc::UnboundedSender<(std::net::TcpStream, Permit)>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -128,21 +135,28 @@ impl Acceptor {
             }
         };
         let mut next = 0;
+        let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 biased;
                 _ = signalled(&mut self.stop) => break,
                 accepted = listener.accept() => accepted,
             };
-            let stream = match accepted.and_then(|(stream, _)| stream.into_std()) {
-                Ok(stream) => stream,
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
                 Err(error) => {
-                    tracing::warn!("accepting a connection failed: {error}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    backoff.failed(&error, &self.gate).await;
                     continue;
                 }
             };
-            let _ = self.queues[next].send(stream);
+            let Some(permit) = self.gate.admit() else {
+                runway_net::refuse(stream);
+                continue;
+            };
+            let Ok(stream) = stream.into_std() else {
+                continue;
+            };
+            let _ = self.queues[next].send((stream, permit));
             next = (next + 1) % self.queues.len();
         }
         tracing::info!("the balancer stopped accepting connections");
@@ -151,24 +165,20 @@ impl Acceptor {
 
 /// Serves the connections the acceptor hands to this worker.
 async fn serve_loop(
-    mut inbox: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut inbox: mpsc::UnboundedReceiver<(std::net::TcpStream, Permit)>,
     proxy: Arc<Proxy>,
+    settings: ConnectionSettings,
     mut stop: watch::Receiver<bool>,
     force: watch::Receiver<bool>,
     connections: mpsc::Sender<()>,
 ) {
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(runway_net::http1_builder());
     loop {
-        let stream = tokio::select! {
+        let (stream, permit) = tokio::select! {
             biased;
             _ = signalled(&mut stop) => break,
             stream = inbox.recv() => match stream {
-                Some(stream) => stream,
+                Some(accepted) => accepted,
                 None => break,
             },
         };
@@ -181,8 +191,8 @@ async fn serve_loop(
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let builder = builder.clone();
-        let mut stop = stop.clone();
-        let mut force = force.clone();
+        let stop = stop.clone();
+        let force = force.clone();
         let alive = connections.clone();
         tokio::spawn(async move {
             let client = Arc::new(ClientAddr::new(peer.ip()));
@@ -191,18 +201,16 @@ async fn serve_loop(
                 let client = client.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(request, &client).await) }
             });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = signalled(&mut stop) => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        _ = connection.as_mut() => {}
-                        _ = signalled(&mut force) => {}
-                    }
-                }
-            }
+            runway_net::serve_connection(
+                &builder,
+                stream,
+                service,
+                permit,
+                &settings,
+                stop,
+                Some(force),
+            )
+            .await;
             drop(alive);
         });
     }

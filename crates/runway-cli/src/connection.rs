@@ -31,6 +31,8 @@ pub struct Connection {
 impl Connection {
     /// A client for `--env`, authenticated with the resolved token.
     pub fn client(&self) -> anyhow::Result<Client> {
+        runway_frontend::refuse_credentials("--env (or RUNWAY_ENV)", &self.env)
+            .map_err(anyhow::Error::msg)?;
         let token = resolve_token(self.token.as_deref(), Path::new("."))?;
         Ok(Client::new(&self.env, Some(token))?)
     }
@@ -69,6 +71,20 @@ pub fn resolve_token(explicit: Option<&str>, cwd: &Path) -> anyhow::Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_environment_url_with_credentials_is_refused() {
+        let conn = Connection {
+            env: "http://admin:hunter2@127.0.0.1:8080".into(),
+            token: Some("t".into()),
+        };
+        let e = conn.client().err().expect("refused").to_string();
+        assert!(e.contains("--env") && e.contains("remove them"), "{e}");
+        assert!(
+            !e.contains("hunter2"),
+            "the message repeats the password: {e}"
+        );
+    }
 
     #[test]
     fn token_resolution_order() {

@@ -274,7 +274,11 @@ async fn delete_version(
 ) -> ApiResult<StatusCode> {
     parse_app_version(&app, &version)?;
     let record = c.store().version(&app, &version).await?;
-    match c.store().delete_version(&app, &version).await? {
+    // As published (`1.0.0` names `1.0.0+build`, the same version).
+    let stored = record
+        .as_ref()
+        .map_or(version.as_str(), |r| r.version.as_str());
+    match c.store().delete_version(&app, stored).await? {
         DeleteVersion::Deleted => {
             if let Some(record) = record
                 && let Ok(digest) = runway_manifest::Digest::parse(&record.digest)
@@ -305,14 +309,15 @@ async fn deploy(
     Json(request): Json<DeployRequest>,
 ) -> ApiResult<Json<Deployment>> {
     parse_app_version(&app, &request.version)?;
-    if c.store().version(&app, &request.version).await?.is_none() {
+    let Some(record) = c.store().version(&app, &request.version).await? else {
         return Err(ApiError::not_found(format!(
             "app {app} has no version {}; `runway app versions {app}` lists the published ones",
             request.version
         )));
-    }
+    };
+    // As published (`1.0.0` names `1.0.0+build`, the same version).
     Ok(Json(
-        c.deploy_with(&app, &request.version, request.disable_failed_frontends)
+        c.deploy_with(&app, &record.version, request.disable_failed_frontends)
             .await?,
     ))
 }
@@ -511,13 +516,18 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-#[utoipa::path(delete, path = "/_runway/api/v1/tokens/{token}", responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
+#[utoipa::path(delete, path = "/_runway/api/v1/tokens/{token}", responses((status = 204), (status = 404, body = runway_api::ErrorBody), (status = 409, description = "the last admin token cannot be revoked", body = runway_api::ErrorBody)))]
 async fn revoke_token(
     State(c): State<Controller>,
     _caller: Caller<Admin>,
     Path(token): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if c.store().revoke_token(&token).await? {
+    let revoked = match c.store().revoke_token(&token).await {
+        Ok(revoked) => revoked,
+        Err(StoreError::Conflict(message)) => return Err(ApiError::conflict(message)),
+        Err(e) => return Err(e.into()),
+    };
+    if revoked {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

@@ -122,15 +122,26 @@ impl Controller {
         let app = package.manifest.app.name.to_string();
         let version = package.manifest.app.version.to_string();
 
-        if let Some(existing) = self.store().version(&app, &version).await?
-            && existing.digest != package.digest.to_string()
-        {
-            return Err(version_conflict(
-                &app,
-                &version,
-                &existing.digest,
-                &package.digest,
-            ));
+        // Also finds a version equal under semver precedence (`1.0.0+a` for
+        // `1.0.0+b`): the same version, so refused like any republish.
+        if let Some(existing) = self.store().version(&app, &version).await? {
+            if existing.version != version {
+                return Err(same_version_conflict(
+                    &app,
+                    &version,
+                    &existing.version,
+                    &existing.digest,
+                    &package.digest,
+                ));
+            }
+            if existing.digest != package.digest.to_string() {
+                return Err(version_conflict(
+                    &app,
+                    &version,
+                    &existing.digest,
+                    &package.digest,
+                ));
+            }
         }
         let validate_ms = started.elapsed().as_millis() as u64;
 
@@ -159,6 +170,18 @@ impl Controller {
         let created = match outcome {
             InsertVersion::Created => true,
             InsertVersion::Unchanged => false,
+            InsertVersion::SameVersion {
+                existing_version,
+                existing_digest,
+            } => {
+                return Err(same_version_conflict(
+                    &app,
+                    &version,
+                    &existing_version,
+                    &existing_digest,
+                    &package.digest,
+                ));
+            }
             InsertVersion::Conflict { existing_digest } => {
                 return Err(version_conflict(
                     &app,
@@ -898,6 +921,27 @@ fn version_conflict(app: &str, version: &str, existing: &str, new: &Digest) -> A
          versions are immutable: bump [app] version in runway.toml"
     ))
     .with_details(serde_json::json!({ "existing_digest": existing, "digest": new.to_string() }))
+}
+
+/// `version` differs from a published one only in build metadata.
+fn same_version_conflict(
+    app: &str,
+    version: &str,
+    existing_version: &str,
+    existing_digest: &str,
+    new: &Digest,
+) -> ApiError {
+    ApiError::conflict(format!(
+        "{app} {version} is the same version as the published {app} {existing_version} \
+         (semver ignores build metadata after '+'), which has other content (digest \
+         {existing_digest}, this package {new}); versions are immutable: bump [app] version \
+         in runway.toml"
+    ))
+    .with_details(serde_json::json!({
+        "existing_version": existing_version,
+        "existing_digest": existing_digest,
+        "digest": new.to_string(),
+    }))
 }
 
 fn component_error(e: ComponentError) -> ApiError {

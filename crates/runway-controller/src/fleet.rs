@@ -416,8 +416,9 @@ async fn register(
         return Err(ApiError::bad_request(
             "invalid_frontend",
             format!(
-                "front-end name {:?}: use 1 to 63 letters, digits, '-' or '.'",
-                hello.name
+                "front-end name {:?}: {}",
+                hello.name,
+                runway_frontend::NAME_RULE
             ),
         ));
     }
@@ -430,6 +431,15 @@ async fn register(
                 "front-end {}: address {:?} is not an http(s) URL; set --advertise",
                 hello.name, hello.address
             ),
+        ));
+    }
+    if let Err(message) = runway_frontend::refuse_credentials(
+        &format!("front-end {}: address", hello.name),
+        &hello.address,
+    ) {
+        return Err(ApiError::bad_request(
+            "invalid_frontend",
+            format!("{message}; set --advertise to an address without them"),
         ));
     }
     let mine = engine_settings(&c);

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     pub offline_after: Duration,
     pub log_retention: Duration,
+    /// Header-read and keep-alive timeouts, connection bound.
+    pub connections: runway_frontend::ConnectionSettings,
 }
 
 impl ServerConfig {
@@ -62,11 +64,16 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(1),
             offline_after: Duration::from_secs(5),
             log_retention: defaults.log_retention,
+            connections: defaults.connections,
         }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
         crate::standalone::validate_environment_name(&self.environment)?;
+        self.connections.validate().map_err(anyhow::Error::msg)?;
+        if let Some(url) = &self.base_url {
+            runway_frontend::refuse_credentials("--base-url", url).map_err(anyhow::Error::msg)?;
+        }
         if self.database.trim().is_empty() {
             bail!("--database is empty: give a postgres://user@host/database URL");
         }
@@ -153,7 +160,7 @@ impl ControllerServer {
             .merge(crate::fleet_router(controller.clone()))
             .fallback(not_an_app_address);
         let (stop, stopped) = watch::channel(false);
-        let server = runway_frontend::spawn_server(listener, app, stopped);
+        let server = runway_frontend::spawn_server(listener, app, stopped, config.connections);
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
         tracing::info!(%addr, environment = %config.environment, backend = store.backend(), "controller is up");
         Ok(ControllerServer {

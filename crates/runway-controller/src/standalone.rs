@@ -38,6 +38,9 @@ pub struct StandaloneConfig {
     /// `--farm N`: N front-ends on loopback ports behind a balancer at
     /// `listen` (0: one front-end sharing `listen` with the controller).
     pub farm: u32,
+    /// Header-read and keep-alive timeouts, connection bound (of every
+    /// server of the environment, the `--farm` balancer included).
+    pub connections: runway_frontend::ConnectionSettings,
 }
 
 impl StandaloneConfig {
@@ -58,20 +61,25 @@ impl StandaloneConfig {
             max_instances: 1000,
             log_retention: Duration::from_secs(14 * 24 * 3600),
             farm: 0,
+            connections: runway_frontend::ConnectionSettings::default(),
         }
     }
 
     /// Checks every setting before anything is created or bound.
     pub fn validate(&self) -> anyhow::Result<()> {
         validate_environment_name(&self.environment)?;
+        self.connections.validate().map_err(anyhow::Error::msg)?;
         let fe = &self.frontend_name;
         if !runway_frontend::valid_name(fe) {
-            bail!("--frontend-name {fe:?}: use 1 to 63 letters, digits, '-' or '.'");
+            bail!("--frontend-name {fe:?}: {}", runway_frontend::NAME_RULE);
         }
         if let Some(url) = &self.base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             bail!("--base-url {url:?}: must start with http:// or https://");
+        }
+        if let Some(url) = &self.base_url {
+            runway_frontend::refuse_credentials("--base-url", url).map_err(anyhow::Error::msg)?;
         }
         if self.limits.timeout_ms == 0 {
             bail!("--timeout-ms must be greater than 0");
@@ -220,7 +228,7 @@ impl Standalone {
 
         let (stop, _) = watch::channel(false);
         let serve = |listener: TcpListener, app: axum::Router| {
-            runway_frontend::spawn_server(listener, app, stop.subscribe())
+            runway_frontend::spawn_server(listener, app, stop.subscribe(), config.connections)
         };
         let mut servers = Vec::new();
         let mut balancer = None;
@@ -250,6 +258,7 @@ impl Standalone {
                 );
                 lb.platform = Some(api);
                 lb.shutdown_grace = Duration::from_secs(30);
+                lb.connections = config.connections;
                 balancer = Some(
                     runway_balancer::Balancer::start(lb)
                         .await

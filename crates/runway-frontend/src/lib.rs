@@ -22,39 +22,26 @@ pub use events::StoreKv;
 pub use node::{FrontendNode, NodeConfig, error_chain};
 pub use serve::router;
 
-/// A listener whose connections send small writes at once (`TCP_NODELAY`).
-/// Without it, a response written as headers then body waits for the
-/// client's delayed ACK (Nagle's algorithm): a 40 ms stall on a few percent
-/// of requests.
-fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(stream: &mut tokio::net::TcpStream) {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
-}
+pub use runway_net::ConnectionSettings;
 
 /// A running HTTP server of Runway (controller, front-end or both).
 pub type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
-/// Serves `app` on `listener` (with `TCP_NODELAY`) until `stop` turns true;
-/// requests in flight then finish.
+/// Serves `app` on `listener` until `stop` turns true; requests in flight
+/// then finish. Connections are HTTP/1.1 with `TCP_NODELAY` (without it, a
+/// response written as headers then body waits for the client's delayed ACK:
+/// a 40 ms stall on a few percent of requests) and are bounded by
+/// `connections` (header-read and keep-alive timeouts, at most
+/// `max_connections` open; see `runway_net`). The open-file soft limit is
+/// raised to the hard limit first.
 pub fn spawn_server(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    connections: ConnectionSettings,
 ) -> ServerTask {
-    tokio::spawn(async move {
-        axum::serve(no_delay(listener), app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    })
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    tokio::spawn(runway_net::serve(listener, service, connections, stop))
 }
 
 /// Waits for servers told to stop, at most `deadline` (then they are left
@@ -77,13 +64,39 @@ pub async fn join_servers(
     Ok(())
 }
 
-/// Front-end names: 1 to 63 letters, digits, '-' or '.'.
+/// Front-end names: 1 to 63 letters, digits, '-' or '.', but not `.` or
+/// `..` (a name is also a directory name).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= 63
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// How to fix a name [`valid_name`] refuses.
+pub const NAME_RULE: &str = "use 1 to 63 letters, digits, '-' or '.' (but not . or ..)";
+
+/// Refuses an address that carries credentials (`http://user:pass@host`):
+/// they would be stored, listed and logged with it. `what` names where the
+/// address came from (a flag); the message shows it without the credentials.
+pub fn refuse_credentials(what: &str, address: &str) -> Result<(), String> {
+    let Ok(url) = url::Url::parse(address.trim()) else {
+        return Ok(());
+    };
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(());
+    }
+    let mut shown = url;
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    Err(format!(
+        "{what} {}: the address carries credentials (user:password@); remove them \
+         (Runway authenticates with tokens, not with credentials in URLs)",
+        shown.as_str().trim_end_matches('/')
+    ))
 }
 
 /// The message of an error answer from a Runway API (its `ErrorBody`), or
@@ -160,5 +173,35 @@ impl FrontendLink for Frontend {
 
     fn status(&self) -> (i64, bool) {
         self.inner.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_names_are_not_front_end_names() {
+        for good in ["fe-1", "a.b", "x", "...", ".a", "a.."] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in [".", "..", "", "a/b", "a b", &"x".repeat(64)] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_with_credentials_are_refused() {
+        let error =
+            refuse_credentials("--advertise", "http://user:hunter2@10.0.0.5:9101").unwrap_err();
+        assert_eq!(
+            error,
+            "--advertise http://10.0.0.5:9101: the address carries credentials \
+             (user:password@); remove them (Runway authenticates with tokens, not with \
+             credentials in URLs)"
+        );
+        assert!(refuse_credentials("--controller", "http://token@10.0.0.5:9000").is_err());
+        assert!(refuse_credentials("--advertise", "http://10.0.0.5:9101").is_ok());
+        assert!(refuse_credentials("--advertise", "https://fe.example/").is_ok());
     }
 }

@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub database: Option<String>,
     pub runtime: RuntimeConfig,
     pub max_package_bytes: u64,
+    /// Header-read and keep-alive timeouts, connection bound.
+    pub connections: crate::ConnectionSettings,
 }
 
 /// What a front-end keeps about itself across restarts (`<data-dir>/frontend.json`).
@@ -95,6 +97,11 @@ impl FrontendNode {
                 "--controller {}: must be an http:// or https:// URL of `runway controller serve`",
                 config.controller
             );
+        }
+        crate::refuse_credentials("--controller", config.controller.as_str())
+            .map_err(anyhow::Error::msg)?;
+        if let Some(advertise) = &config.advertise {
+            crate::refuse_credentials("--advertise", advertise).map_err(anyhow::Error::msg)?;
         }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
@@ -167,7 +174,7 @@ impl FrontendNode {
         let app = crate::router(frontend.clone())
             .merge(fleet_router(frontend.clone(), client.key.clone()));
         let (stop, stopped) = watch::channel(false);
-        let server = crate::spawn_server(listener, app, stopped);
+        let server = crate::spawn_server(listener, app, stopped, config.connections);
         let agent = tokio::spawn(run_agent(
             frontend.clone(),
             client,
@@ -231,7 +238,7 @@ fn load_identity(data_dir: &Path, name: Option<&str>, port: u16) -> anyhow::Resu
         (None, None) => default_name(port),
     };
     if !crate::valid_name(&name) {
-        bail!("--name {name:?}: use 1 to 63 letters, digits, '-' or '.'");
+        bail!("--name {name:?}: {}", crate::NAME_RULE);
     }
     let identity = Identity {
         name,

@@ -35,6 +35,20 @@ pub enum InsertVersion {
     Unchanged,
     /// The version was already published with different content.
     Conflict { existing_digest: String },
+    /// A version equal under semver precedence (differing only in build
+    /// metadata, `1.0.0+a` / `1.0.0+b`) is already published: it is the same
+    /// version.
+    SameVersion {
+        existing_version: String,
+        existing_digest: String,
+    },
+}
+
+/// What identifies a version: semver precedence ignores build metadata, so
+/// `1.0.0+a`, `1.0.0+b` and `1.0.0` are one version. (For valid semver,
+/// equal precedence is equal text before `+`.)
+pub fn version_identity(version: &str) -> &str {
+    version.split_once('+').map_or(version, |(core, _)| core)
 }
 
 /// A published version.
@@ -143,6 +157,32 @@ impl Store {
         .execute(&mut *tx)
         .await
         .context(what)?;
+        // Lock the app row (SQLite holds the write lock already), so two
+        // publishes of `1.0.0+a` and `1.0.0+b` cannot both pass the check below.
+        sqlx::query("UPDATE apps SET name = name WHERE name = $1")
+            .bind(&v.app)
+            .execute(&mut *tx)
+            .await
+            .context(what)?;
+        let identity = version_identity(&v.version);
+        let same = sqlx::query("SELECT version, digest FROM versions WHERE app = $1")
+            .bind(&v.app)
+            .fetch_all(&mut *tx)
+            .await
+            .context(what)?
+            .iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("digest")?)))
+            .collect::<sqlx::Result<Vec<(String, String)>>>()
+            .context(what)?
+            .into_iter()
+            .find(|(version, _)| version != &v.version && version_identity(version) == identity);
+        if let Some((existing_version, existing_digest)) = same {
+            tx.rollback().await.context(what)?;
+            return Ok(InsertVersion::SameVersion {
+                existing_version,
+                existing_digest,
+            });
+        }
         let inserted = sqlx::query(
             "INSERT INTO versions (app, version, digest, component_digest, description, \
              manifest_toml, size_bytes, published_at_ms) \
@@ -183,7 +223,10 @@ impl Store {
         Ok(outcome)
     }
 
-    /// One published version.
+    /// One published version: the one spelled `version`, else the one equal
+    /// to it under semver precedence (`1.0.0` finds `1.0.0+build`; see
+    /// [`version_identity`]). Its `version` is the spelling it was published
+    /// with.
     pub async fn version(&self, app: &str, version: &str) -> Result<Option<VersionRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {VERSION_COLUMNS} FROM versions WHERE app = $1 AND version = $2"
@@ -193,10 +236,20 @@ impl Store {
         .fetch_optional(&self.platform().pool)
         .await
         .context(|| format!("failed to read version {app} {version}"))?;
-        row.as_ref()
+        let found = row
+            .as_ref()
             .map(version_from_row)
             .transpose()
-            .context(|| format!("failed to decode version {app} {version}"))
+            .context(|| format!("failed to decode version {app} {version}"))?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        let identity = version_identity(version);
+        Ok(self
+            .versions(app)
+            .await?
+            .into_iter()
+            .find(|v| version_identity(&v.version) == identity))
     }
 
     /// All published versions of `app`, most recently published first.

@@ -38,6 +38,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use apps::{
     AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
+    version_identity,
 };
 pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};

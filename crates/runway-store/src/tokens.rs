@@ -131,31 +131,72 @@ impl Store {
     }
 
     /// Revokes the active token with this id (if `id_or_name` is numeric) or
-    /// name. Returns `false` if no active token matched.
+    /// name. Returns `false` if no active token matched. The last active
+    /// admin token cannot be revoked ([`StoreError::Conflict`]): nobody could
+    /// administer the environment any more.
     pub async fn revoke_token(&self, id_or_name: &str) -> Result<bool> {
-        let now = now_ms();
-        let pool = &self.platform().pool;
-        let r =
+        let what = || format!("failed to revoke token {id_or_name:?}");
+        let mut tx = self
+            .platform()
+            .begin_write(&format!("revoke token {id_or_name:?}"))
+            .await?;
+        // Lock the active admin tokens first (a no-op write: SQLite holds the
+        // write lock already, PostgreSQL locks the rows), so two revocations
+        // cannot each leave the other's token as "the last one".
+        sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = revoked_at_ms \
+             WHERE scope = 'admin' AND revoked_at_ms IS NULL",
+        )
+        .execute(&mut *tx)
+        .await
+        .context(what)?;
+        let target =
             match id_or_name.parse::<i64>() {
                 Ok(id) => sqlx::query(
-                    "UPDATE tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+                    "SELECT id, name, scope FROM tokens WHERE id = $1 AND revoked_at_ms IS NULL",
                 )
-                .bind(now)
                 .bind(id)
-                .execute(pool)
+                .fetch_optional(&mut *tx)
                 .await,
-                Err(_) => {
-                    sqlx::query(
-                        "UPDATE tokens SET revoked_at_ms = $1 \
-                     WHERE name = $2 AND revoked_at_ms IS NULL",
-                    )
-                    .bind(now)
-                    .bind(id_or_name)
-                    .execute(pool)
-                    .await
-                }
+                Err(_) => sqlx::query(
+                    "SELECT id, name, scope FROM tokens WHERE name = $1 AND revoked_at_ms IS NULL",
+                )
+                .bind(id_or_name)
+                .fetch_optional(&mut *tx)
+                .await,
             }
-            .context(|| format!("failed to revoke token {id_or_name:?}"))?;
-        Ok(r.rows_affected() > 0)
+            .context(what)?;
+        let Some(target) = target else {
+            tx.rollback().await.context(what)?;
+            return Ok(false);
+        };
+        let id: i64 = target.try_get("id").context(what)?;
+        let name: String = target.try_get("name").context(what)?;
+        let scope: String = target.try_get("scope").context(what)?;
+        if scope == "admin" {
+            let admins: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM tokens WHERE scope = 'admin' AND revoked_at_ms IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get("n"))
+            .context(what)?;
+            if admins <= 1 {
+                tx.rollback().await.context(what)?;
+                return Err(StoreError::Conflict(format!(
+                    "token '{name}' is the last admin token: revoking it would leave nobody able \
+                     to administer the environment; create another admin token first \
+                     (`runway token create NAME --scope admin`), then revoke this one"
+                )));
+            }
+        }
+        sqlx::query("UPDATE tokens SET revoked_at_ms = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .context(what)?;
+        tx.commit().await.context(what)?;
+        Ok(true)
     }
 }

@@ -119,6 +119,40 @@ async fn bad_controller_settings_are_named() {
 }
 
 #[tokio::test]
+async fn addresses_with_credentials_are_refused() {
+    let error = start_error(config(Discovery::Controller {
+        url: "http://admin:hunter2@127.0.0.1:9000".parse().unwrap(),
+        token: "t".into(),
+        interval: Duration::from_secs(1),
+    }))
+    .await;
+    assert!(
+        error.contains("--controller") && error.contains("credentials") && error.contains("remove"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("hunter2"),
+        "the message repeats the password: {error}"
+    );
+    let error = start_error(with_upstreams(&["http://user:pw@127.0.0.1:9101"])).await;
+    assert!(
+        error.contains("--upstream") && error.contains("credentials") && error.contains("remove"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn bad_connection_settings_are_named() {
+    let a = FakeUpstream::start().await;
+    let mut config = static_config(&[&a]);
+    config.connections.max_connections = 0;
+    assert_eq!(
+        start_error(config).await,
+        "--max-connections must be greater than 0 (default 10000)"
+    );
+}
+
+#[tokio::test]
 async fn bad_health_settings_are_named() {
     let a = FakeUpstream::start().await;
     let mut zero_rise = static_config(&[&a]);

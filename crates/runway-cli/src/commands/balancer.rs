@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use runway_balancer::{Balancer, BalancerConfig, Discovery, Policy};
 
-use crate::commands::up::shutdown_signal;
+use crate::commands::up::{ConnectionArgs, shutdown_signal};
 
 #[derive(Subcommand, Debug)]
 pub enum BalancerCommand {
@@ -58,6 +58,8 @@ pub struct ServeArgs {
     /// answers at the balancer's address too.
     #[arg(long, requires = "controller")]
     pub pass_api: bool,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 pub async fn run(cmd: BalancerCommand) -> anyhow::Result<()> {
@@ -107,6 +109,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
+    config.connections = args.connections.settings()?;
     if args.pass_api {
         config.platform = args.controller.clone();
     }

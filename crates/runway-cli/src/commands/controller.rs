@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use runway_controller::server::{ControllerServer, ServerConfig};
 use runway_runtime::RuntimeConfig;
 
-use crate::commands::up::{LimitArgs, shutdown_signal};
+use crate::commands::up::{ConnectionArgs, LimitArgs, shutdown_signal};
 
 #[derive(Subcommand, Debug)]
 pub enum ControllerCommand {
@@ -48,6 +48,8 @@ pub struct ServeArgs {
     pub offline_after_ms: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 pub async fn run(cmd: ControllerCommand) -> anyhow::Result<()> {
@@ -69,6 +71,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.offline_after = Duration::from_millis(args.offline_after_ms);
     config.log_retention = args.limits.log_retention();
+    config.connections = args.connections.settings()?;
 
     let server = ControllerServer::start(config).await?;
     println!(

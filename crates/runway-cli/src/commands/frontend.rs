@@ -11,7 +11,7 @@ use runway_frontend::{FrontendNode, NodeConfig};
 use runway_runtime::RuntimeConfig;
 
 use crate::commands::app::print_json;
-use crate::commands::up::shutdown_signal;
+use crate::commands::up::{ConnectionArgs, shutdown_signal};
 use crate::connection::Connection;
 use crate::output::{Table, relative};
 
@@ -70,6 +70,8 @@ pub struct ServeArgs {
     /// Do not send email.
     #[arg(long)]
     pub no_email: bool,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +141,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_instances: args.max_instances,
         },
         max_package_bytes: args.max_package_mib.saturating_mul(1 << 20),
+        connections: args.connections.settings()?,
     };
     let node = FrontendNode::start(config).await?;
     println!(

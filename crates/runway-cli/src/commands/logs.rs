@@ -150,12 +150,44 @@ fn print_batch(mut entries: Vec<LogEntry>, json: bool) -> anyhow::Result<Option<
     Ok(entries.last().map(|e| e.id))
 }
 
-/// One log line:
+/// `text` with every control character except tab (C0, DEL, C1) written
+/// as a visible escape (`\x1b`, `\n`, `\u{9b}`): guest-controlled text
+/// must not move the cursor, recolour, retitle or clear the terminal, nor
+/// fake extra log lines.
+pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c != '\t' && c.is_control();
+    if !text.contains(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One log line (guest-controlled text neutralised, see [`neutralise`]):
 /// - request: `TIME  notes@0.1.0  GET /notes/ 200 1.2ms 123B  req=…`
 /// - output:  `TIME  notes@0.1.0  stdout: line`
 /// - error:   `TIME  ERROR notes@0.1.0  message  req=…`
 /// - platform: `TIME  platform  message` (with `WARN`/`ERROR` when not info)
 pub fn format_entry(e: &LogEntry) -> String {
+    let line = format_raw(e);
+    match neutralise(&line) {
+        std::borrow::Cow::Borrowed(_) => line,
+        std::borrow::Cow::Owned(safe) => safe,
+    }
+}
+
+fn format_raw(e: &LogEntry) -> String {
     let time = rfc3339(e.at_ms);
     let who = match (&e.app, &e.version) {
         (Some(a), Some(v)) => format!("{a}@{v}"),
@@ -260,6 +292,41 @@ mod tests {
             format_entry(&p),
             "2023-11-14T22:13:20.123Z  WARN platform  front-end fe-2 offline"
         );
+    }
+
+    #[test]
+    fn terminal_escapes_in_guest_text_are_neutralised() {
+        let mut o = entry("output");
+        o.stream = Some("stdout".into());
+        o.message = Some("\x1b[2J\x1b]0;pwned\x07hi\u{9b}31m\tok\r\nfake line\x7f\0".into());
+        let line = format_entry(&o);
+        assert_eq!(
+            line,
+            "2023-11-14T22:13:20.123Z  notes@0.1.0  stdout: \\x1b[2J\\x1b]0;pwned\\x07hi\\u{9b}31m\tok\\r\\nfake line\\x7f\\x00"
+        );
+        assert!(
+            !line.chars().any(|c| c != '\t' && c.is_control()),
+            "{line:?}"
+        );
+
+        let mut r = entry("request");
+        r.method = Some("GET".into());
+        r.path = Some("/notes/\x1b[31mred".into());
+        r.status = Some(404);
+        r.request_id = Some("id\x1b[0m".into());
+        let line = format_entry(&r);
+        assert!(!line.contains('\x1b'), "{line:?}");
+        assert!(line.contains("/notes/\\x1b[31mred") && line.contains("req=id\\x1b[0m"));
+
+        let mut e = entry("error");
+        e.app = Some("a\x1bb".into());
+        e.message = Some("boom\x1b[K".into());
+        assert!(!format_entry(&e).contains('\x1b'));
+        // Plain text is untouched (no copy).
+        assert!(matches!(
+            neutralise("plain\ttext"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -32,6 +32,38 @@ pub struct UpArgs {
     pub farm: u32,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Client connections of a server (`up`, `controller serve`, `frontend
+/// serve`, `balancer serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// A client must send a complete request head within this long (of its
+    /// first byte, or of connecting), in milliseconds; else it is disconnected.
+    #[arg(long, default_value_t = runway_frontend::ConnectionSettings::default().header_read_timeout.as_millis() as u64)]
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection idle this long is closed, in milliseconds.
+    #[arg(long, default_value_t = runway_frontend::ConnectionSettings::default().keep_alive_timeout.as_millis() as u64)]
+    pub keep_alive_timeout_ms: u64,
+    /// Most client connections open at once; at the bound the connection
+    /// idle longest is closed to make room, and if all are busy the newcomer
+    /// gets 503 (also kept below the open-file limit, which is raised to its
+    /// hard limit at start).
+    #[arg(long, default_value_t = runway_frontend::ConnectionSettings::default().max_connections)]
+    pub max_connections: usize,
+}
+
+impl ConnectionArgs {
+    pub fn settings(&self) -> anyhow::Result<runway_frontend::ConnectionSettings> {
+        runway_frontend::ConnectionSettings::from_flags(
+            self.header_read_timeout_ms,
+            self.keep_alive_timeout_ms,
+            self.max_connections,
+        )
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 /// Environment-wide bounds, shared by `up` and `controller serve`.
@@ -85,6 +117,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.max_instances = args.limits.max_instances;
     config.log_retention = args.limits.log_retention();
     config.farm = args.farm;
+    config.connections = args.connections.settings()?;
 
     let environment = Standalone::start(config).await?;
     println!(

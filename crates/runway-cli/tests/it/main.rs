@@ -2,8 +2,10 @@
 
 mod cli_live;
 mod cli_offline;
+mod connections;
 mod e2e_bad_input;
 mod e2e_serve;
 mod farm;
 mod farm_support;
+mod small_hardening;
 mod support;

@@ -91,4 +91,43 @@ async fn sessions_expire() {
     store.close().await;
 }
 
-crate::both!(create_lookup_conflict_revoke, sessions_expire,);
+async fn the_last_admin_token_cannot_be_revoked() {
+    let (_dir, store) = open().await;
+    let first = store.create_token("first", "admin", "h-1").await.unwrap();
+    store.create_token("reader", "read", "h-r").await.unwrap();
+    for by in [first.id.to_string(), "first".to_string()] {
+        let err = store.revoke_token(&by).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("last admin token") && message.contains("create another admin token"),
+            "{message}"
+        );
+    }
+    assert!(
+        store
+            .token_by_hash("h-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at_ms
+            .is_none(),
+        "a refused revocation changes nothing"
+    );
+    // Once there is another admin token, either may go, but not both.
+    store.create_token("second", "admin", "h-2").await.unwrap();
+    assert!(store.revoke_token("first").await.unwrap());
+    assert!(matches!(
+        store.revoke_token("second").await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Tokens of other scopes are revoked as before.
+    assert!(store.revoke_token("reader").await.unwrap());
+    store.close().await;
+}
+
+crate::both!(
+    create_lookup_conflict_revoke,
+    sessions_expire,
+    the_last_admin_token_cannot_be_revoked,
+);

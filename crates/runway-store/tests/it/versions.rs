@@ -35,6 +35,59 @@ async fn insert_created_unchanged_conflict() {
     store.close().await;
 }
 
+async fn versions_equal_under_semver_precedence_are_one_version() {
+    let (_dir, store) = open().await;
+    assert_eq!(
+        store
+            .insert_version(&new_version("semver", "1.0.0+a", "da"))
+            .await
+            .unwrap(),
+        InsertVersion::Created
+    );
+    for other in ["1.0.0+b", "1.0.0"] {
+        assert_eq!(
+            store
+                .insert_version(&new_version("semver", other, "db"))
+                .await
+                .unwrap(),
+            InsertVersion::SameVersion {
+                existing_version: "1.0.0+a".into(),
+                existing_digest: "da".into(),
+            },
+            "{other} is the same version as 1.0.0+a"
+        );
+    }
+    // Lookups by any spelling of the version find it, as published.
+    for spelling in ["1.0.0", "1.0.0+a", "1.0.0+b"] {
+        let found = store.version("semver", spelling).await.unwrap();
+        assert_eq!(
+            found.map(|v| v.version).as_deref(),
+            Some("1.0.0+a"),
+            "{spelling}"
+        );
+    }
+    // A pre-release or another patch is another version.
+    assert_eq!(
+        store
+            .insert_version(&new_version("semver", "1.0.0-rc.1+a", "drc"))
+            .await
+            .unwrap(),
+        InsertVersion::Created
+    );
+    assert!(store.version("semver", "1.0.1").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .version("semver", "1.0.0-rc.1")
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        "drc"
+    );
+    assert_eq!(store.versions("semver").await.unwrap().len(), 2);
+    store.close().await;
+}
+
 async fn concurrent_publish_of_same_version_creates_once() {
     let (_dir, store) = open().await;
     let mut tasks = Vec::new();
@@ -201,6 +254,7 @@ async fn settings_roundtrip() {
 }
 
 crate::both!(
+    versions_equal_under_semver_precedence_are_one_version,
     concurrent_publish_of_same_version_creates_once,
     insert_created_unchanged_conflict,
     listing_order_and_apps,
