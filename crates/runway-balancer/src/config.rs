@@ -42,6 +42,11 @@ pub struct BalancerConfig {
     /// address. Not health-checked; never retried elsewhere. Default: none
     /// (such paths go to the front-ends like any other).
     pub platform: Option<Url>,
+    /// With [`Discovery::Controller`]: the environment's other (standby)
+    /// controllers. Discovery asks the one that answered last, and on a
+    /// connection error or a 5xx the next one; an answer naming the active
+    /// controller (`x-runway-active-controller`) is followed. Default: none.
+    pub standby_controllers: Vec<Url>,
 }
 
 /// Paths sent to [`BalancerConfig::platform`] when it is set.
@@ -149,6 +154,7 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         shutdown_grace: Duration::from_secs(30),
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         platform: None,
+        standby_controllers: Vec::new(),
     }
 }
 
@@ -227,6 +233,9 @@ impl BalancerConfig {
                 interval,
             } => {
                 check_controller_url(url)?;
+                for standby in &self.standby_controllers {
+                    check_controller_url(standby)?;
+                }
                 if token.is_empty() {
                     return Err(BalancerError::NoToken {
                         controller: display_url(url),
