@@ -113,7 +113,8 @@ impl Controller {
         (term > 0).then_some(term)
     }
 
-    /// Takes the lease once (at start): active if it was free, standby
+    /// Takes the lease once (at start): active if it was free (or held by
+    /// this controller's previous process at the same address), standby
     /// otherwise. Nothing is served before this answers.
     pub async fn campaign_once(&self, config: &LeaseConfig) -> anyhow::Result<Role> {
         self.set_role(Role::Standby {
@@ -122,7 +123,7 @@ impl Controller {
         });
         let lease = self
             .store()
-            .acquire_lease(&config.id, &config.address, None, config.ttl)
+            .reclaim_lease(&config.id, &config.address, config.ttl)
             .await?;
         self.apply_lease(config, lease).await;
         Ok(self.role())

@@ -96,6 +96,26 @@ impl Store {
         term: Option<i64>,
         ttl: Duration,
     ) -> Result<Lease> {
+        self.campaign(holder, address, term, ttl, false).await
+    }
+
+    /// [`Store::acquire_lease`] for a controller starting at `address`: if
+    /// the lease's holder is at that same address, it is this controller's
+    /// previous process (the new one has bound its port, so the old one is
+    /// gone), and its lease is taken at once, with a new term, instead of
+    /// waiting for it to expire.
+    pub async fn reclaim_lease(&self, holder: &str, address: &str, ttl: Duration) -> Result<Lease> {
+        self.campaign(holder, address, None, ttl, true).await
+    }
+
+    async fn campaign(
+        &self,
+        holder: &str,
+        address: &str,
+        term: Option<i64>,
+        ttl: Duration,
+        reclaim: bool,
+    ) -> Result<Lease> {
         if holder.is_empty() {
             return Err(StoreError::Invalid("a lease holder id cannot be empty".into()));
         }
@@ -107,7 +127,8 @@ impl Store {
              term = CASE WHEN holder = $1 AND term = $2 THEN term ELSE term + 1 END, \
              acquired_at_ms = CASE WHEN holder = $3 AND term = $4 THEN acquired_at_ms ELSE {now} END, \
              holder = $5, address = $6, expires_at_ms = {now} + $7 \
-             WHERE id = 1 AND ((holder = $8 AND term = $9) OR expires_at_ms <= {now}) \
+             WHERE id = 1 AND ((holder = $8 AND term = $9) OR expires_at_ms <= {now} \
+             OR ($10 = 1 AND address = $11)) \
              RETURNING holder, address, term, expires_at_ms - {now} AS expires_in_ms"
         );
         let what = || format!("failed to take or renew the controller lease for {holder}");
@@ -121,6 +142,8 @@ impl Store {
             .bind(ttl_ms)
             .bind(holder)
             .bind(mine)
+            .bind(i64::from(reclaim))
+            .bind(address)
             .fetch_optional(&self.platform().pool)
             .await
             .context(what)?;

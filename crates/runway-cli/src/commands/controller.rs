@@ -91,11 +91,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     println!(
-        "runway: controller {} of environment '{}' listening on http://{} ({role})",
-        server.lease_id(),
+        "runway: controller of environment '{}' listening on http://{}",
         args.name,
         server.addr()
     );
+    println!("runway: controller id {}: {role}", server.lease_id());
     for (file, created) in [
         ("admin.token", server.admin_token().is_some()),
         ("join.token", server.join_token().is_some()),

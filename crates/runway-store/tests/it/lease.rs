@@ -180,9 +180,23 @@ async fn a_deposed_controller_cannot_record_a_deployment() {
     drop((guard, guard2));
 }
 
+
+async fn a_restart_at_the_same_address_reclaims_at_once() {
+    let (_guard, store) = open().await;
+    let first = held(store.acquire_lease("p1", "http://h:9000", None, TTL).await.unwrap());
+    // Another address waits for the expiry…
+    other(store.reclaim_lease("q", "http://h:9001", TTL).await.unwrap());
+    // …the same address does not, and fences the old process with a new term.
+    let second = held(store.reclaim_lease("p2", "http://h:9000", TTL).await.unwrap());
+    assert_eq!((second.holder.as_str(), second.term), ("p2", first.term + 1));
+    other(store.acquire_lease("p1", "http://h:9000", Some(first.term), TTL).await.unwrap());
+    store.close().await;
+}
+
 crate::both!(
     acquire_renew_and_refuse_a_second_holder,
     expiry_lets_another_take_over_with_a_new_term,
     racing_controllers_elect_exactly_one,
     a_deposed_controller_cannot_record_a_deployment,
+    a_restart_at_the_same_address_reclaims_at_once,
 );
