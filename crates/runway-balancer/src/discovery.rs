@@ -301,13 +301,14 @@ impl Controller {
         for offset in 0..count {
             let index = (first + offset) % count;
             let endpoint = &self.endpoints[index];
-            let answer = match tokio::time::timeout(DISCOVERY_TIMEOUT, self.exchange(endpoint)).await {
-                Ok(result) => result,
-                Err(_) => Err(BalancerError::ControllerUnreachable {
-                    controller: endpoint.display.clone(),
-                    reason: format!("no answer within {}", display_duration(DISCOVERY_TIMEOUT)),
-                }),
-            };
+            let answer =
+                match tokio::time::timeout(DISCOVERY_TIMEOUT, self.exchange(endpoint)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(BalancerError::ControllerUnreachable {
+                        controller: endpoint.display.clone(),
+                        reason: format!("no answer within {}", display_duration(DISCOVERY_TIMEOUT)),
+                    }),
+                };
             match answer {
                 Ok((list, active)) => {
                     let next = active

@@ -92,7 +92,10 @@ pub fn load_or_create_fleet_key(data_dir: &std::path::Path) -> anyhow::Result<[u
             // Controllers sharing a data dir (active and standby) may start
             // together: the key appears whole, once (write aside, then link).
             let key: [u8; 32] = rand::random();
-            let tmp = data_dir.join(format!("fleet.key.tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
+            let tmp = data_dir.join(format!(
+                "fleet.key.tmp-{}",
+                hex::encode(rand::random::<[u8; 8]>())
+            ));
             crate::write_secret(&tmp, &hex::encode(key))?;
             let linked = std::fs::hard_link(&tmp, &path);
             let _ = std::fs::remove_file(&tmp);

@@ -293,7 +293,10 @@ fn standby_error(holder: &str, address: &str) -> ApiError {
              send writes there"
         )
     };
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, runway_api::STANDBY_CODE, message).with_details(
-        serde_json::json!({ "active_id": holder, "active_address": address }),
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        runway_api::STANDBY_CODE,
+        message,
     )
+    .with_details(serde_json::json!({ "active_id": holder, "active_address": address }))
 }

@@ -173,7 +173,9 @@ impl Controllers {
 impl FrontendNode {
     pub async fn start(config: NodeConfig) -> anyhow::Result<FrontendNode> {
         if config.controllers.is_empty() {
-            bail!("--controller: give the URL of `runway controller serve` (repeat it, or separate with commas, for its standbys)");
+            bail!(
+                "--controller: give the URL of `runway controller serve` (repeat it, or separate with commas, for its standbys)"
+            );
         }
         for controller in &config.controllers {
             if !matches!(controller.scheme(), "http" | "https") {
@@ -581,7 +583,9 @@ impl ArtifactSource for ControllerClient {
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
             let message = crate::error_message(&text);
-            return Err(format!("the controller at {base} answered {status}: {message}"));
+            return Err(format!(
+                "the controller at {base} answered {status}: {message}"
+            ));
         }
         response
             .bytes()

@@ -27,9 +27,9 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::Store;
 use crate::db::Backend;
 use crate::error::{Context, Result, StoreError};
-use crate::Store;
 
 /// The lease row as read from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,9 @@ impl Store {
         reclaim: bool,
     ) -> Result<Lease> {
         if holder.is_empty() {
-            return Err(StoreError::Invalid("a lease holder id cannot be empty".into()));
+            return Err(StoreError::Invalid(
+                "a lease holder id cannot be empty".into(),
+            ));
         }
         let now = db_now(self.platform().backend);
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);

@@ -21,7 +21,12 @@ pub struct ServeArgs {
     /// The controller to discover front-ends from, http://host:port. Repeat
     /// it (or separate URLs with commas) to name the standby controllers too:
     /// discovery follows whichever answers, preferring the active one.
-    #[arg(long, env = "RUNWAY_CONTROLLER", value_delimiter = ',', conflicts_with = "upstream")]
+    #[arg(
+        long,
+        env = "RUNWAY_CONTROLLER",
+        value_delimiter = ',',
+        conflicts_with = "upstream"
+    )]
     pub controller: Vec<url::Url>,
     /// An API token (read scope is enough) for the controller.
     #[arg(long, env = "RUNWAY_TOKEN", hide_env_values = true)]

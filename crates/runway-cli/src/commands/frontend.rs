@@ -34,7 +34,12 @@ pub struct ServeArgs {
     /// The controller's URL, http://host:port. Repeat it (or separate URLs
     /// with commas) to name the standby controllers too: the front-end
     /// follows whichever is active.
-    #[arg(long, env = "RUNWAY_CONTROLLER", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "RUNWAY_CONTROLLER",
+        value_delimiter = ',',
+        required = true
+    )]
     pub controller: Vec<url::Url>,
     /// A join token (the controller's join.token, or `runway token create NAME --scope join`).
     #[arg(long, env = "RUNWAY_JOIN_TOKEN", hide_env_values = true)]

@@ -80,7 +80,10 @@ async fn a_write_to_the_standby_is_refused_naming_the_active_controller() {
         message.contains(&active_id) && message.contains(&farm.controller.url),
         "{message}"
     );
-    assert_eq!(body["details"]["active_address"], farm.controller.url.as_str());
+    assert_eq!(
+        body["details"]["active_address"],
+        farm.controller.url.as_str()
+    );
     // Publishing too, through the typed client.
     let client = runway_client::Client::new(&standby.url, Some(farm.admin.clone())).unwrap();
     let err = client
@@ -117,7 +120,12 @@ async fn a_write_to_the_standby_is_refused_naming_the_active_controller() {
         .await
         .unwrap();
     assert!(created.status().is_success(), "{}", created.status());
-    assert!(created.headers().get("x-runway-active-controller").is_none());
+    assert!(
+        created
+            .headers()
+            .get("x-runway-active-controller")
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -283,7 +291,11 @@ async fn the_standby_takes_over_from_a_killed_controller_under_load() {
     assert_eq!(generations.len(), 2, "{history:#?}");
     generations.sort_unstable();
     generations.dedup();
-    assert_eq!(generations.len(), 2, "a generation recorded twice: {history:#?}");
+    assert_eq!(
+        generations.len(),
+        2,
+        "a generation recorded twice: {history:#?}"
+    );
     let committed = client.frontends().await.unwrap().generation;
     assert_eq!(committed, *generations.last().unwrap());
     for (_, fe) in &farm.frontends {

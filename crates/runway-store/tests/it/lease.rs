@@ -27,19 +27,45 @@ async fn acquire_renew_and_refuse_a_second_holder() {
     let (_guard, store) = open().await;
     let free = store.lease().await.unwrap();
     assert!(!free.is_live(), "{free:?}");
-    let a = held(store.acquire_lease("a", "http://a", None, TTL).await.unwrap());
+    let a = held(
+        store
+            .acquire_lease("a", "http://a", None, TTL)
+            .await
+            .unwrap(),
+    );
     assert_eq!((a.holder.as_str(), a.address.as_str()), ("a", "http://a"));
     assert_eq!(a.term, 1);
-    assert!(a.expires_in_ms > 25_000 && a.expires_in_ms <= 30_000, "{a:?}");
+    assert!(
+        a.expires_in_ms > 25_000 && a.expires_in_ms <= 30_000,
+        "{a:?}"
+    );
 
     // A second controller is told who holds it and where.
-    let b = other(store.acquire_lease("b", "http://b", None, TTL).await.unwrap());
-    assert_eq!((b.holder.as_str(), b.address.as_str(), b.term), ("a", "http://a", 1));
+    let b = other(
+        store
+            .acquire_lease("b", "http://b", None, TTL)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (b.holder.as_str(), b.address.as_str(), b.term),
+        ("a", "http://a", 1)
+    );
     // Renewing keeps the term.
-    let renewed = held(store.acquire_lease("a", "http://a", Some(1), TTL).await.unwrap());
+    let renewed = held(
+        store
+            .acquire_lease("a", "http://a", Some(1), TTL)
+            .await
+            .unwrap(),
+    );
     assert_eq!(renewed.term, 1);
     // A renewal that names a wrong term is not one.
-    other(store.acquire_lease("a", "http://a", Some(7), TTL).await.unwrap());
+    other(
+        store
+            .acquire_lease("a", "http://a", Some(7), TTL)
+            .await
+            .unwrap(),
+    );
     store.close().await;
 }
 
@@ -51,18 +77,41 @@ async fn expiry_lets_another_take_over_with_a_new_term() {
             .await
             .unwrap(),
     );
-    other(store.acquire_lease("b", "http://b", None, TTL).await.unwrap());
+    other(
+        store
+            .acquire_lease("b", "http://b", None, TTL)
+            .await
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(!store.lease().await.unwrap().is_live());
-    let b = held(store.acquire_lease("b", "http://b", None, TTL).await.unwrap());
+    let b = held(
+        store
+            .acquire_lease("b", "http://b", None, TTL)
+            .await
+            .unwrap(),
+    );
     assert_eq!((b.holder.as_str(), b.term), ("b", 2));
     // The old holder cannot renew its way back.
-    let seen = other(store.acquire_lease("a", "http://a", Some(1), TTL).await.unwrap());
-    assert_eq!((seen.holder.as_str(), seen.address.as_str()), ("b", "http://b"));
+    let seen = other(
+        store
+            .acquire_lease("a", "http://a", Some(1), TTL)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (seen.holder.as_str(), seen.address.as_str()),
+        ("b", "http://b")
+    );
 
     // Released: the next one takes it at once.
     assert!(store.release_lease("b", 2).await.unwrap());
-    let a = held(store.acquire_lease("a", "http://a", None, TTL).await.unwrap());
+    let a = held(
+        store
+            .acquire_lease("a", "http://a", None, TTL)
+            .await
+            .unwrap(),
+    );
     assert_eq!(a.term, 3);
     store.close().await;
 }
@@ -125,7 +174,11 @@ async fn a_deposed_controller_cannot_record_a_deployment() {
     // The old controller starts a deployment, then stalls past its lease.
     let id = old.begin_deployment("a", "1.0.0", "deploy").await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let taken = held(new.acquire_lease("new", "http://new", None, TTL).await.unwrap());
+    let taken = held(
+        new.acquire_lease("new", "http://new", None, TTL)
+            .await
+            .unwrap(),
+    );
     new.set_fence(Some(Fence {
         holder: "new".into(),
         term: taken.term,
@@ -180,16 +233,38 @@ async fn a_deposed_controller_cannot_record_a_deployment() {
     drop((guard, guard2));
 }
 
-
 async fn a_restart_at_the_same_address_reclaims_at_once() {
     let (_guard, store) = open().await;
-    let first = held(store.acquire_lease("p1", "http://h:9000", None, TTL).await.unwrap());
+    let first = held(
+        store
+            .acquire_lease("p1", "http://h:9000", None, TTL)
+            .await
+            .unwrap(),
+    );
     // Another address waits for the expiry…
-    other(store.reclaim_lease("q", "http://h:9001", TTL).await.unwrap());
+    other(
+        store
+            .reclaim_lease("q", "http://h:9001", TTL)
+            .await
+            .unwrap(),
+    );
     // …the same address does not, and fences the old process with a new term.
-    let second = held(store.reclaim_lease("p2", "http://h:9000", TTL).await.unwrap());
-    assert_eq!((second.holder.as_str(), second.term), ("p2", first.term + 1));
-    other(store.acquire_lease("p1", "http://h:9000", Some(first.term), TTL).await.unwrap());
+    let second = held(
+        store
+            .reclaim_lease("p2", "http://h:9000", TTL)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (second.holder.as_str(), second.term),
+        ("p2", first.term + 1)
+    );
+    other(
+        store
+            .acquire_lease("p1", "http://h:9000", Some(first.term), TTL)
+            .await
+            .unwrap(),
+    );
     store.close().await;
 }
 
