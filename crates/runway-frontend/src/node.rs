@@ -365,7 +365,7 @@ async fn register(
         .await
         .map_err(|errors| {
             anyhow::anyhow!(
-                "cannot reach an active controller ({errors}); is `runway controller serve` \
+                "cannot reach the controller at {errors}; is `runway controller serve` \
                  running there? check --controller"
             )
         })?;
