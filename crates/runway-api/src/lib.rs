@@ -20,3 +20,9 @@ pub const API_V1: &str = "/_runway/api/v1";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Header naming the front-end that served a response.
 pub const FRONTEND_HEADER: &str = "x-runway-frontend";
+/// Header on every answer of a standby controller: the active controller's
+/// address, for clients that follow it.
+pub const ACTIVE_CONTROLLER_HEADER: &str = "x-runway-active-controller";
+/// Error code of a write refused by a standby controller (503); `details`
+/// holds `active_id` and `active_address`.
+pub const STANDBY_CODE: &str = "standby";

@@ -47,6 +47,11 @@ pub struct BalancerConfig {
     /// `--keep-alive-timeout-ms`, `--max-connections`). Default 10 s, 60 s,
     /// 10 000.
     pub connections: runway_net::ConnectionSettings,
+    /// With [`Discovery::Controller`]: the environment's other (standby)
+    /// controllers. Discovery asks the one that answered last, and on a
+    /// connection error or a 5xx the next one; an answer naming the active
+    /// controller (`x-runway-active-controller`) is followed. Default: none.
+    pub standby_controllers: Vec<Url>,
 }
 
 /// Paths sent to [`BalancerConfig::platform`] when it is set.
@@ -155,6 +160,7 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         platform: None,
         connections: runway_net::ConnectionSettings::default(),
+        standby_controllers: Vec::new(),
     }
 }
 
@@ -241,6 +247,9 @@ impl BalancerConfig {
                 interval,
             } => {
                 check_controller_url(url)?;
+                for standby in &self.standby_controllers {
+                    check_controller_url(standby)?;
+                }
                 if token.is_empty() {
                     return Err(BalancerError::NoToken {
                         controller: display_url(url),

@@ -21,6 +21,10 @@
 //!
 //! The pool snapshot is republished only when the membership changed.
 //!
+//! With several controllers (an active one and standbys), a poll asks the one
+//! that answered last and moves on to the next on a failure (see
+//! [`Controller`]); only when every one fails is the poll a failure.
+//!
 //! A poll that fails (controller down, bad answer) changes nothing: the last
 //! known list stays, with a warning, so a blink of the controller never
 //! empties the pool. Only the *first* discovery, in
@@ -233,71 +237,128 @@ impl Registry {
     }
 }
 
-/// The controller's front-end list endpoint, as the balancer calls it.
+/// The controllers' front-end list endpoint, as the balancer calls it: the
+/// active controller and its standbys (a standby's list is as good as the
+/// active one's: both read the catalog). The one that answered last is asked
+/// first; on a connection error, timeout or 5xx the next one is; an answer
+/// carrying `x-runway-active-controller` (a standby's) moves the next poll to
+/// the controller it names, when that is one of ours.
 pub(crate) struct Controller {
     client: HttpClient,
-    endpoint: Uri,
+    endpoints: Vec<Endpoint>,
+    current: std::sync::atomic::AtomicUsize,
     authorization: HeaderValue,
-    /// The URL as given, for messages.
+    /// The URLs as given, for messages.
+    display: String,
+}
+
+struct Endpoint {
+    uri: Uri,
+    /// The URL as given, for messages and to match a standby's pointer.
     display: String,
 }
 
 impl Controller {
-    /// `url` and `token` have been validated by the configuration.
-    pub fn new(client: HttpClient, url: &Url, token: &str) -> Result<Controller> {
-        let display = display_url(url);
-        let endpoint = format!("{display}{}/frontends", runway_api::API_V1)
-            .parse()
-            .map_err(|e| BalancerError::BadController {
-                url: url.to_string(),
-                reason: format!("does not make a valid request URI ({e})"),
-            })?;
+    /// `url`, `standbys` and `token` have been validated by the configuration.
+    pub fn new(client: HttpClient, url: &Url, standbys: &[Url], token: &str) -> Result<Controller> {
+        let mut endpoints = Vec::new();
+        for url in std::iter::once(url).chain(standbys) {
+            let display = display_url(url);
+            let uri = format!("{display}{}/frontends", runway_api::API_V1)
+                .parse()
+                .map_err(|e| BalancerError::BadController {
+                    url: url.to_string(),
+                    reason: format!("does not make a valid request URI ({e})"),
+                })?;
+            if !endpoints.iter().any(|e: &Endpoint| e.display == display) {
+                endpoints.push(Endpoint { uri, display });
+            }
+        }
         let authorization = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| BalancerError::BadToken)?;
+        let display = endpoints
+            .iter()
+            .map(|e| e.display.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         Ok(Controller {
             client,
-            endpoint,
+            endpoints,
+            current: std::sync::atomic::AtomicUsize::new(0),
             authorization,
             display,
         })
     }
 
-    /// One `GET /_runway/api/v1/frontends`, bounded by [`DISCOVERY_TIMEOUT`].
+    /// One `GET /_runway/api/v1/frontends` from the first controller that
+    /// answers, each bounded by [`DISCOVERY_TIMEOUT`]. A refused token is
+    /// not retried elsewhere (every controller shares the catalog's tokens).
     pub async fn fetch(&self) -> Result<FrontendList> {
-        match tokio::time::timeout(DISCOVERY_TIMEOUT, self.exchange()).await {
-            Ok(result) => result,
-            Err(_) => Err(BalancerError::ControllerUnreachable {
-                controller: self.display.clone(),
-                reason: format!("no answer within {}", display_duration(DISCOVERY_TIMEOUT)),
-            }),
+        use std::sync::atomic::Ordering;
+        let count = self.endpoints.len();
+        let first = self.current.load(Ordering::Relaxed) % count;
+        let mut last = None;
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            let endpoint = &self.endpoints[index];
+            let answer =
+                match tokio::time::timeout(DISCOVERY_TIMEOUT, self.exchange(endpoint)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(BalancerError::ControllerUnreachable {
+                        controller: endpoint.display.clone(),
+                        reason: format!("no answer within {}", display_duration(DISCOVERY_TIMEOUT)),
+                    }),
+                };
+            match answer {
+                Ok((list, active)) => {
+                    let next = active
+                        .and_then(|a| {
+                            let a = a.trim().trim_end_matches('/');
+                            self.endpoints.iter().position(|e| e.display == a)
+                        })
+                        .unwrap_or(index);
+                    self.current.store(next, Ordering::Relaxed);
+                    return Ok(list);
+                }
+                Err(e @ BalancerError::ControllerRefusedToken { .. }) => return Err(e),
+                Err(e) => last = Some(e),
+            }
         }
+        Err(last.expect("a balancer has at least one controller"))
     }
 
-    async fn exchange(&self) -> Result<FrontendList> {
+    /// One exchange with one controller: its list, and the active
+    /// controller it names if it is a standby.
+    async fn exchange(&self, endpoint: &Endpoint) -> Result<(FrontendList, Option<String>)> {
         let mut request = Request::new(UpstreamBody::empty());
-        *request.uri_mut() = self.endpoint.clone();
+        *request.uri_mut() = endpoint.uri.clone();
         let headers = request.headers_mut();
         headers.insert(AUTHORIZATION, self.authorization.clone());
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static("runway-balancer"));
         let response = self.client.request(request).await.map_err(|e| {
             BalancerError::ControllerUnreachable {
-                controller: self.display.clone(),
+                controller: endpoint.display.clone(),
                 reason: crate::proxy::describe_error(&e),
             }
         })?;
         let status = response.status();
+        let active = response
+            .headers()
+            .get(runway_api::ACTIVE_CONTROLLER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = Limited::new(response.into_body(), MAX_LIST_BYTES)
             .collect()
             .await
             .map_err(|e| BalancerError::ControllerBadList {
-                controller: self.display.clone(),
+                controller: endpoint.display.clone(),
                 reason: format!("reading the answer failed: {e}"),
             })?
             .to_bytes();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(BalancerError::ControllerRefusedToken {
-                controller: self.display.clone(),
+                controller: endpoint.display.clone(),
                 status: status.as_u16(),
             });
         }
@@ -306,15 +367,16 @@ impl Controller {
                 .map(|e| format!(" ({})", e.message))
                 .unwrap_or_default();
             return Err(BalancerError::ControllerStatus {
-                controller: self.display.clone(),
+                controller: endpoint.display.clone(),
                 status: status.as_u16(),
                 detail,
             });
         }
-        serde_json::from_slice(&body).map_err(|e| BalancerError::ControllerBadList {
-            controller: self.display.clone(),
+        let list = serde_json::from_slice(&body).map_err(|e| BalancerError::ControllerBadList {
+            controller: endpoint.display.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        Ok((list, active))
     }
 }
 

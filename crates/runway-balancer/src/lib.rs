@@ -85,7 +85,8 @@ impl Balancer {
                 token,
                 interval,
             } => {
-                let controller = Controller::new(client.clone(), url, token)?;
+                let controller =
+                    Controller::new(client.clone(), url, &config.standby_controllers, token)?;
                 let list = controller.fetch().await?;
                 let targets = discovery::controller_targets(&list);
                 if targets.is_empty() {

@@ -74,6 +74,11 @@ pub fn router(controller: Controller) -> Router {
     Router::new()
         .route("/_runway/api/openapi.json", get(openapi))
         .nest("/_runway/api/v1", api)
+        // A standby serves reads only (see `lease`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            controller.clone(),
+            crate::lease::standby_guard,
+        ))
         .with_state(controller)
 }
 

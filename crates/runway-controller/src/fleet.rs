@@ -89,9 +89,23 @@ pub fn load_or_create_fleet_key(data_dir: &std::path::Path) -> anyhow::Result<[u
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Controllers sharing a data dir (active and standby) may start
+            // together: the key appears whole, once (write aside, then link).
             let key: [u8; 32] = rand::random();
-            crate::write_secret(&path, &hex::encode(key))?;
-            Ok(key)
+            let tmp = data_dir.join(format!(
+                "fleet.key.tmp-{}",
+                hex::encode(rand::random::<[u8; 8]>())
+            ));
+            crate::write_secret(&tmp, &hex::encode(key))?;
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(key),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_fleet_key(data_dir)
+                }
+                Err(e) => Err(e).with_context(|| format!("failed to write {}", path.display())),
+            }
         }
         Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
     }
@@ -107,6 +121,10 @@ pub(crate) struct Fleet {
 pub(crate) struct Farm {
     pub(crate) config: FarmConfig,
     http: reqwest::Client,
+    /// When this controller last became active (ms): heartbeats are counted
+    /// from then at the earliest, so a takeover does not find every
+    /// front-end "offline" because nobody took its heartbeats meanwhile.
+    pub(crate) active_since_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Fleet {
@@ -119,6 +137,7 @@ impl Fleet {
                     .connect_timeout(Duration::from_secs(2))
                     .build()
                     .expect("a TLS-less HTTP client always builds"),
+                active_since_ms: std::sync::atomic::AtomicI64::new(0),
             }),
         }
     }
@@ -257,7 +276,11 @@ fn frontend_not_found(name: &str) -> ApiError {
 impl Farm {
     /// No heartbeat within the offline timeout.
     fn is_silent(&self, record: &FrontendRecord) -> bool {
-        now_ms() - record.last_heartbeat_ms > self.config.offline_after.as_millis() as i64
+        let since = self
+            .active_since_ms
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .max(record.last_heartbeat_ms);
+        now_ms() - since > self.config.offline_after.as_millis() as i64
     }
 
     /// A registered front-end's state as of now. `current`: it serves the
@@ -384,6 +407,11 @@ pub fn fleet_router(controller: Controller) -> Router {
         .route(&format!("{FLEET_V1}/table"), get(table))
         .route(&format!("{FLEET_V1}/packages/{{digest}}"), get(package))
         .route(&format!("{FLEET_V1}/artifacts/{{digest}}"), get(artifact))
+        // A standby takes heartbeats and serves reads only (see `lease`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            controller.clone(),
+            crate::lease::standby_guard,
+        ))
         .with_state(controller)
 }
 

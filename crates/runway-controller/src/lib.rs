@@ -8,6 +8,7 @@ pub mod deployer;
 pub mod error;
 pub mod fleet;
 pub mod identity;
+pub mod lease;
 pub mod server;
 pub mod standalone;
 
@@ -22,6 +23,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 pub use api::router;
 pub use fleet::{FarmConfig, fleet_router};
+pub use lease::{LeaseConfig, Role};
 
 /// How an environment is set up.
 #[derive(Debug, Clone)]
@@ -57,6 +59,10 @@ struct Inner {
     /// During a deployment's commit phase: its generation and the registered
     /// front-ends that staged it. They stay ready while they switch.
     committing: std::sync::Mutex<Option<(i64, Vec<String>)>>,
+    /// Active, or a standby of the controller holding the lease (`lease`).
+    role: std::sync::RwLock<Role>,
+    /// The lease term held (0: none, or no lease: `runway up`).
+    lease_term: std::sync::atomic::AtomicI64,
 }
 
 impl Controller {
@@ -79,6 +85,8 @@ impl Controller {
                 deploy_lock: Mutex::new(()),
                 compile_slots: Semaphore::new(1),
                 committing: std::sync::Mutex::new(None),
+                role: std::sync::RwLock::new(Role::Active),
+                lease_term: std::sync::atomic::AtomicI64::new(0),
             }),
         })
     }

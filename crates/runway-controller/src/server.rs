@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::fleet::{FarmConfig, load_or_create_fleet_key};
-use crate::{Controller, ControllerConfig};
+use crate::{Controller, ControllerConfig, LeaseConfig, Role};
 
 /// Everything `runway controller serve` can be told.
 #[derive(Debug, Clone)]
@@ -38,6 +38,13 @@ pub struct ServerConfig {
     pub log_retention: Duration,
     /// Header-read and keep-alive timeouts, connection bound.
     pub connections: runway_frontend::ConnectionSettings,
+    /// How long the controller lease lasts after its last renewal: a standby
+    /// takes over at most this (plus a renewal tick) after the active
+    /// controller stopped. Default 5 s.
+    pub lease_ttl: Duration,
+    /// The URL clients reach this controller at, recorded in the lease so a
+    /// standby can name it; defaults to `http://<listen address>`.
+    pub advertise: Option<String>,
 }
 
 impl ServerConfig {
@@ -65,6 +72,8 @@ impl ServerConfig {
             offline_after: Duration::from_secs(5),
             log_retention: defaults.log_retention,
             connections: defaults.connections,
+            lease_ttl: Duration::from_secs(5),
+            advertise: None,
         }
     }
 
@@ -83,6 +92,22 @@ impl ServerConfig {
                  (a front-end may miss one heartbeat without being declared offline)"
             );
         }
+        if self.lease_ttl < Duration::from_millis(300) {
+            bail!(
+                "--lease-ms {} is too short: the lease is renewed every second (or every \
+                 third of it); use at least 300 (default 5000)",
+                self.lease_ttl.as_millis()
+            );
+        }
+        if let Some(advertise) = &self.advertise
+            && (!(advertise.starts_with("http://") || advertise.starts_with("https://"))
+                || url::Url::parse(advertise).is_err())
+        {
+            bail!(
+                "--advertise {advertise:?} is not an http(s) URL; give the URL front-ends, \
+                 balancers and the CLI reach this controller at, e.g. http://10.0.0.5:9000"
+            );
+        }
         Ok(())
     }
 }
@@ -96,6 +121,9 @@ pub struct ControllerServer {
     stop: watch::Sender<bool>,
     server: runway_frontend::ServerTask,
     retention: JoinHandle<()>,
+    lease: LeaseConfig,
+    lease_stop: watch::Sender<bool>,
+    lease_loop: JoinHandle<()>,
 }
 
 impl ControllerServer {
@@ -143,26 +171,48 @@ impl ControllerServer {
             Vec::new(),
             Some(farm),
         )?;
-        controller
-            .restore()
+        // Active or standby: decided before anything is served. Taking the
+        // lease recovers what a previous holder left unfinished.
+        let lease = LeaseConfig::new(
+            crate::lease::new_holder_id(),
+            config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
+            config.lease_ttl,
+        );
+        let role = controller
+            .campaign_once(&lease)
             .await
-            .map_err(|e| anyhow::anyhow!("failed to recover unfinished deployments: {e}"))?;
-        let admin_token = controller.ensure_admin_token().await?;
-        if let Some(token) = &admin_token {
-            crate::write_secret(&data_dir.join("admin.token"), token)?;
-        }
-        let join_token = controller.ensure_join_token().await?;
-        if let Some(token) = &join_token {
-            crate::write_secret(&data_dir.join("join.token"), token)?;
+            .context("failed to take part in the controller lease (--database)")?;
+        let (mut admin_token, mut join_token) = (None, None);
+        if role == Role::Active {
+            admin_token = controller.ensure_admin_token().await?;
+            if let Some(token) = &admin_token {
+                crate::write_secret(&data_dir.join("admin.token"), token)?;
+            }
+            join_token = controller.ensure_join_token().await?;
+            if let Some(token) = &join_token {
+                crate::write_secret(&data_dir.join("join.token"), token)?;
+            }
         }
 
         let app = crate::router(controller.clone())
             .merge(crate::fleet_router(controller.clone()))
             .fallback(not_an_app_address);
         let (stop, stopped) = watch::channel(false);
+        let (lease_stop, lease_stopped) = watch::channel(false);
+        let lease_loop = controller.spawn_lease_loop(lease.clone(), lease_stopped);
         let server = runway_frontend::spawn_server(listener, app, stopped, config.connections);
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
-        tracing::info!(%addr, environment = %config.environment, backend = store.backend(), "controller is up");
+        tracing::info!(
+            %addr,
+            environment = %config.environment,
+            backend = store.backend(),
+            id = %lease.id,
+            ?role,
+            "controller is up"
+        );
         Ok(ControllerServer {
             addr,
             controller,
@@ -171,6 +221,9 @@ impl ControllerServer {
             stop,
             server,
             retention,
+            lease,
+            lease_stop,
+            lease_loop,
         })
     }
 
@@ -192,10 +245,21 @@ impl ControllerServer {
         self.join_token.as_deref()
     }
 
+    /// This controller's id in the lease row.
+    pub fn lease_id(&self) -> &str {
+        &self.lease.id
+    }
+
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.retention.abort();
-        runway_frontend::join_servers([self.server], deadline).await?;
+        // Requests in flight (a deployment among them) finish under the lease.
+        let joined = runway_frontend::join_servers([self.server], deadline).await;
+        let _ = self.lease_stop.send(true);
+        let _ = self.lease_loop.await;
+        // A standby may take over at once.
+        self.controller.release_lease(&self.lease).await;
+        joined?;
         self.controller.store().close().await;
         Ok(())
     }

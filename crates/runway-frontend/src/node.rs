@@ -42,8 +42,9 @@ use crate::{ArtifactSource, Frontend, FrontendConfig, FrontendLink, StageError};
 /// Everything `runway frontend serve` can be told.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// The controller's base URL.
-    pub controller: url::Url,
+    /// The controllers' base URLs: the active one and its standbys, in the
+    /// order they are tried (the front-end follows whichever is active).
+    pub controllers: Vec<url::Url>,
     pub join_token: String,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
@@ -84,22 +85,109 @@ type KeyCell = Arc<ArcSwap<String>>;
 /// Calls from this front-end to its controller.
 #[derive(Clone)]
 struct ControllerClient {
-    base: String,
+    controllers: Controllers,
     name: String,
     key: KeyCell,
     http: reqwest::Client,
 }
 
+/// The controllers of the environment (one active, the others standbys), and
+/// which one is believed active. Every call goes to that one; on a
+/// connection error, or a standby's refusal (503 with the
+/// `x-runway-active-controller` header), it goes to the one the standby
+/// names if that is in the list, else to the next, each at most twice per call.
+#[derive(Clone)]
+struct Controllers {
+    bases: Arc<Vec<String>>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Controllers {
+    fn new(urls: &[url::Url]) -> Controllers {
+        Controllers {
+            bases: Arc::new(
+                urls.iter()
+                    .map(|u| u.as_str().trim_end_matches('/').to_string())
+                    .collect(),
+            ),
+            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
+    }
+
+    /// The controller believed active, for messages.
+    fn base(&self) -> &str {
+        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
+    }
+
+    fn index_of(&self, address: &str) -> Option<usize> {
+        let address = address.trim().trim_end_matches('/');
+        self.bases.iter().position(|b| b == address)
+    }
+
+    /// Sends `build(base)` to the active controller, following it (see the
+    /// type's doc). Returns the answer, or every connection error.
+    async fn send(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        use std::sync::atomic::Ordering;
+        let count = self.bases.len();
+        let mut index = self.current.load(Ordering::Relaxed) % count;
+        let mut errors: Vec<String> = Vec::new();
+        for _ in 0..count * 2 {
+            let base = &self.bases[index];
+            let next = (index + 1) % count;
+            match build(base).send().await {
+                Err(e) => {
+                    errors.push(format!("{base}: {}", error_chain(&e)));
+                    index = next;
+                }
+                Ok(response) => {
+                    let active = response
+                        .headers()
+                        .get(runway_api::ACTIVE_CONTROLLER_HEADER)
+                        .map(|v| v.to_str().ok().and_then(|a| self.index_of(a)));
+                    match active {
+                        // A standby refused: go where it says, else on.
+                        Some(named) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                            errors.push(format!("{base}: a standby controller"));
+                            index = named.filter(|&n| n != index).unwrap_or(next);
+                        }
+                        // A standby answered: ask the active one next time.
+                        Some(named) => {
+                            self.current
+                                .store(named.unwrap_or(index), Ordering::Relaxed);
+                            return Ok(response);
+                        }
+                        None => {
+                            self.current.store(index, Ordering::Relaxed);
+                            return Ok(response);
+                        }
+                    }
+                }
+            }
+        }
+        errors.dedup();
+        Err(errors.join("; "))
+    }
+}
+
 impl FrontendNode {
     pub async fn start(config: NodeConfig) -> anyhow::Result<FrontendNode> {
-        if !matches!(config.controller.scheme(), "http" | "https") {
+        if config.controllers.is_empty() {
             bail!(
-                "--controller {}: must be an http:// or https:// URL of `runway controller serve`",
-                config.controller
+                "--controller: give the URL of `runway controller serve` (repeat it, or separate with commas, for its standbys)"
             );
         }
-        crate::refuse_credentials("--controller", config.controller.as_str())
-            .map_err(anyhow::Error::msg)?;
+        for controller in &config.controllers {
+            if !matches!(controller.scheme(), "http" | "https") {
+                bail!(
+                    "--controller {controller}: must be an http:// or https:// URL of `runway controller serve`"
+                );
+            }
+            crate::refuse_credentials("--controller", controller.as_str())
+                .map_err(anyhow::Error::msg)?;
+        }
         if let Some(advertise) = &config.advertise {
             crate::refuse_credentials("--advertise", advertise).map_err(anyhow::Error::msg)?;
         }
@@ -139,10 +227,10 @@ impl FrontendNode {
             },
             runway_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        let base = config.controller.as_str().trim_end_matches('/').to_string();
-        let registered = register(&http, &base, &config.join_token, &hello).await?;
+        let controllers = Controllers::new(&config.controllers);
+        let registered = register(&http, &controllers, &config.join_token, &hello).await?;
         let client = ControllerClient {
-            base,
+            controllers,
             name: identity.name.clone(),
             key: Arc::new(ArcSwap::from_pointee(registered.key.clone())),
             http,
@@ -270,25 +358,26 @@ fn default_name(port: u16) -> String {
 /// Registers; every refusal becomes one error in the controller's words.
 async fn register(
     http: &reqwest::Client,
-    base: &str,
+    controllers: &Controllers,
     join_token: &str,
     hello: &FrontendHello,
 ) -> anyhow::Result<Registered> {
-    let url = format!("{base}{FLEET_V1}/register");
-    let response = http
-        .post(&url)
-        .bearer_auth(join_token.trim())
-        .json(hello)
-        .timeout(Duration::from_secs(30))
-        .send()
+    let response = controllers
+        .send(|base| {
+            http.post(format!("{base}{FLEET_V1}/register"))
+                .bearer_auth(join_token.trim())
+                .json(hello)
+                .timeout(Duration::from_secs(30))
+        })
         .await
-        .map_err(|e| {
+        .map_err(|errors| {
             anyhow::anyhow!(
-                "cannot reach the controller at {base}: {}; is `runway controller serve` \
-                 running there? check --controller",
-                error_chain(&e)
+                "cannot reach the controller at {errors}; is `runway controller serve` \
+                 running there? check --controller"
             )
         })?;
+    let base = controllers.base();
+    let url = format!("{base}{FLEET_V1}/register");
     let status = response.status();
     if status.is_success() {
         return response
@@ -353,7 +442,7 @@ async fn run_agent(
                 tracing::warn!(
                     "the controller no longer knows this front-end ({why}); registering again"
                 );
-                match register(&client.http, &client.base, &join_token, &hello).await {
+                match register(&client.http, &client.controllers, &join_token, &hello).await {
                     Ok(registered) => client.key.store(Arc::new(registered.key)),
                     Err(e) => tracing::error!("{e:#}"),
                 }
@@ -432,11 +521,17 @@ enum HeartbeatError {
 }
 
 impl ControllerClient {
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{FLEET_V1}/{path}", self.base))
-            .bearer_auth(self.key.load().as_str())
-            .header(FRONTEND_HEADER, &self.name)
+    /// A GET of `path` under the fleet API, to the active controller.
+    async fn get(&self, path: &str, timeout: Duration) -> Result<reqwest::Response, String> {
+        self.controllers
+            .send(|base| {
+                self.http
+                    .get(format!("{base}{FLEET_V1}/{path}"))
+                    .bearer_auth(self.key.load().as_str())
+                    .header(FRONTEND_HEADER, &self.name)
+                    .timeout(timeout)
+            })
+            .await
     }
 
     async fn heartbeat(
@@ -445,15 +540,17 @@ impl ControllerClient {
         ready: bool,
     ) -> Result<HeartbeatReply, HeartbeatError> {
         let response = self
-            .http
-            .post(format!("{}{FLEET_V1}/heartbeat", self.base))
-            .bearer_auth(self.key.load().as_str())
-            .header(FRONTEND_HEADER, &self.name)
-            .json(&Heartbeat { generation, ready })
-            .timeout(Duration::from_secs(5))
-            .send()
+            .controllers
+            .send(|base| {
+                self.http
+                    .post(format!("{base}{FLEET_V1}/heartbeat"))
+                    .bearer_auth(self.key.load().as_str())
+                    .header(FRONTEND_HEADER, &self.name)
+                    .json(&Heartbeat { generation, ready })
+                    .timeout(Duration::from_secs(5))
+            })
             .await
-            .map_err(|e| HeartbeatError::Unreachable(error_chain(&e)))?;
+            .map_err(HeartbeatError::Unreachable)?;
         match response.status() {
             s if s.is_success() => response
                 .json()
@@ -469,12 +566,7 @@ impl ControllerClient {
     }
 
     async fn table(&self) -> Result<RoutingTable, String> {
-        let response = self
-            .get("table")
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| error_chain(&e))?;
+        let response = self.get("table", Duration::from_secs(30)).await?;
         if !response.status().is_success() {
             return Err(format!("the controller answered {}", response.status()));
         }
@@ -490,25 +582,23 @@ impl ArtifactSource for ControllerClient {
             ArtifactKind::Artifact => "artifacts",
         };
         let response = self
-            .get(&format!("{path}/{digest}"))
-            .timeout(Duration::from_secs(300))
-            .send()
+            .get(&format!("{path}/{digest}"), Duration::from_secs(300))
             .await
-            .map_err(|e| format!("from the controller at {}: {}", self.base, error_chain(&e)))?;
+            .map_err(|e| format!("from the controllers: {e}"))?;
+        let base = self.controllers.base();
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
             let message = crate::error_message(&text);
             return Err(format!(
-                "the controller at {} answered {status}: {message}",
-                self.base
+                "the controller at {base} answered {status}: {message}"
             ));
         }
         response
             .bytes()
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| format!("from the controller at {}: {}", self.base, error_chain(&e)))
+            .map_err(|e| format!("from the controller at {base}: {}", error_chain(&e)))
     }
 }
 

@@ -116,6 +116,19 @@ impl Store {
             .platform()
             .begin_write(&format!("commit deployment {id}"))
             .await?;
+        if let Some(fence) = self.fence() {
+            let checked = crate::lease::check_fence(
+                &mut tx,
+                self.platform().backend,
+                &fence,
+                &format!("record deployment {id}"),
+            )
+            .await;
+            if let Err(e) = checked {
+                tx.rollback().await.context(what)?;
+                return Err(e);
+            }
+        }
         let marked = sqlx::query(
             "UPDATE deployments SET status = 'succeeded', finished_at_ms = $1, generation = $2 \
              WHERE id = $3 AND status = 'running'",

@@ -1,7 +1,7 @@
 //! `runway-store`: the three catalogs of an environment and the only crate that
 //! speaks SQL.
 //!
-//! * **platform** — settings, apps and their versions, compiled-artifact
+//! * **platform** — the controller lease, settings, apps and their versions, compiled-artifact
 //!   metadata, deployments and the committed generation, properties, key-value
 //!   data, API tokens;
 //! * **log** — request log, app output and errors, written in batches by a
@@ -24,6 +24,7 @@ mod deployments;
 mod error;
 mod frontends;
 mod kv;
+mod lease;
 mod logs;
 mod properties;
 mod sessions;
@@ -43,6 +44,7 @@ pub use apps::{
 pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
+pub use lease::{Fence, Lease, LeaseState};
 pub use logs::{LogEntry, LogKind, LogLevel, LogQuery, LogSink, NewLogEntry};
 pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;
@@ -78,6 +80,8 @@ struct Inner {
     session: Catalog,
     sink: LogSink,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The controller lease deployments are recorded under (see `lease`).
+    fence: Mutex<Option<Fence>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -167,6 +171,7 @@ impl Store {
                 session,
                 sink,
                 writer: Mutex::new(Some(writer)),
+                fence: Mutex::new(None),
             }),
         }
     }

@@ -18,9 +18,16 @@ pub enum BalancerCommand {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The controller to discover front-ends from, http://host:port.
-    #[arg(long, env = "RUNWAY_CONTROLLER", conflicts_with = "upstream")]
-    pub controller: Option<url::Url>,
+    /// The controller to discover front-ends from, http://host:port. Repeat
+    /// it (or separate URLs with commas) to name the standby controllers too:
+    /// discovery follows whichever answers, preferring the active one.
+    #[arg(
+        long,
+        env = "RUNWAY_CONTROLLER",
+        value_delimiter = ',',
+        conflicts_with = "upstream"
+    )]
+    pub controller: Vec<url::Url>,
     /// An API token (read scope is enough) for the controller.
     #[arg(long, env = "RUNWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -54,8 +61,8 @@ pub struct ServeArgs {
     /// Proxy threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Also forward /_runway/api/… to --controller, so the environment's API
-    /// answers at the balancer's address too.
+    /// Also forward /_runway/api/… to the first --controller, so the
+    /// environment's API answers at the balancer's address too.
     #[arg(long, requires = "controller")]
     pub pass_api: bool,
     #[command(flatten)]
@@ -70,7 +77,7 @@ pub async fn run(cmd: BalancerCommand) -> anyhow::Result<()> {
 
 /// The balancer configuration the flags describe.
 pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
-    let discovery = match (&args.controller, args.upstream.is_empty()) {
+    let discovery = match (args.controller.first(), args.upstream.is_empty()) {
         (Some(url), true) => {
             let Some(token) = args
                 .token
@@ -111,8 +118,9 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
     }
     config.connections = args.connections.settings()?;
     if args.pass_api {
-        config.platform = args.controller.clone();
+        config.platform = args.controller.first().cloned();
     }
+    config.standby_controllers = args.controller.iter().skip(1).cloned().collect();
     Ok(config)
 }
 

@@ -46,6 +46,17 @@ pub struct ServeArgs {
     /// A front-end silent this long is offline and leaves the pool, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub offline_after_ms: u64,
+    /// How long the controller lease lasts after its last renewal (renewed
+    /// every second), in milliseconds. A second controller on the same
+    /// database is a standby: it serves reads, refuses writes naming the
+    /// active one, and takes over at most this long (plus a second) after
+    /// the active one stopped.
+    #[arg(long, default_value_t = 5000)]
+    pub lease_ms: u64,
+    /// The URL front-ends, balancers and the CLI reach this controller at,
+    /// recorded in the lease so a standby can name it (default: http://<listen address>).
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -72,13 +83,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.offline_after = Duration::from_millis(args.offline_after_ms);
     config.log_retention = args.limits.log_retention();
     config.connections = args.connections.settings()?;
+    config.lease_ttl = Duration::from_millis(args.lease_ms);
+    config.advertise = args.advertise;
 
     let server = ControllerServer::start(config).await?;
+    let role = match server.controller().role() {
+        runway_controller::Role::Active => "active".to_string(),
+        runway_controller::Role::Standby { holder, address } => {
+            format!("standby of {holder} at {address}")
+        }
+    };
     println!(
         "runway: controller of environment '{}' listening on http://{}",
         args.name,
         server.addr()
     );
+    println!("runway: controller id {}: {role}", server.lease_id());
     for (file, created) in [
         ("admin.token", server.admin_token().is_some()),
         ("join.token", server.join_token().is_some()),

@@ -31,9 +31,16 @@ pub enum FrontendCommand {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The controller's URL, http://host:port.
-    #[arg(long, env = "RUNWAY_CONTROLLER")]
-    pub controller: url::Url,
+    /// The controller's URL, http://host:port. Repeat it (or separate URLs
+    /// with commas) to name the standby controllers too: the front-end
+    /// follows whichever is active.
+    #[arg(
+        long,
+        env = "RUNWAY_CONTROLLER",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub controller: Vec<url::Url>,
     /// A join token (the controller's join.token, or `runway token create NAME --scope join`).
     #[arg(long, env = "RUNWAY_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: String,
@@ -124,7 +131,7 @@ pub async fn run(cmd: FrontendCommand) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = NodeConfig {
-        controller: args.controller,
+        controllers: args.controller,
         join_token: args.join_token,
         data_dir: args.data_dir,
         listen: args.listen,

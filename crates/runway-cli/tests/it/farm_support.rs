@@ -75,6 +75,28 @@ impl Proc {
         self.output.lock().unwrap().join("\n")
     }
 
+    /// Waits (up to 30 s) for an output line containing `needle`, and returns it.
+    pub fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self
+                .output
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needle:?} within 30 s:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `kill -9`: no goodbye, no graceful anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -135,9 +157,16 @@ impl Farm {
 
     /// [`Farm::start`] with the catalogs in `db`.
     pub async fn start_on(n: usize, db: TestDatabase) -> Farm {
+        Farm::start_with(n, db, &[]).await
+    }
+
+    /// [`Farm::start_on`], with `extra` flags for the controller.
+    pub async fn start_with(n: usize, db: TestDatabase, extra: &[&str]) -> Farm {
         let dir = tempfile::tempdir().unwrap();
         let ctl = dir.path().join("ctl");
-        let controller = Proc::spawn(&controller_args(&db.url, &ctl, "127.0.0.1:0"));
+        let mut args = controller_args(&db.url, &ctl, "127.0.0.1:0");
+        args.extend_from_slice(extra);
+        let controller = Proc::spawn(&args);
         let read = |file: &str| {
             use std::os::unix::fs::PermissionsExt;
             let path = ctl.join(file);
@@ -222,6 +251,38 @@ impl Farm {
             .to_string();
         let ctl = self.dir.path().join("ctl");
         self.controller = Proc::spawn(&controller_args(&self.db.url, &ctl, &listen));
+    }
+
+    /// Another controller on the same database and data directory (a
+    /// standby while the first one is active), with `extra` flags.
+    pub fn spawn_controller(&self, extra: &[&str]) -> Proc {
+        let ctl = self.dir.path().join("ctl");
+        let mut args = controller_args(&self.db.url, &ctl, "127.0.0.1:0");
+        args.extend_from_slice(extra);
+        Proc::spawn(&args)
+    }
+
+    /// Starts `runway balancer serve` discovering from every controller in
+    /// `controllers` (the first one first).
+    pub fn start_balancer_following(&mut self, controllers: &[&str]) -> String {
+        let joined = controllers.join(",");
+        let proc = Proc::spawn(&[
+            "balancer",
+            "serve",
+            "--controller",
+            &joined,
+            "--token",
+            &self.admin,
+            "--listen",
+            "127.0.0.1:0",
+            "--discovery-interval-ms",
+            "200",
+            "--health-interval-ms",
+            "200",
+        ]);
+        let url = proc.url.clone();
+        self.balancer = Some(proc);
+        url
     }
 
     /// Starts `runway balancer serve` following the controller.

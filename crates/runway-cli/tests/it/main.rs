@@ -8,4 +8,5 @@ mod e2e_serve;
 mod farm;
 mod farm_support;
 mod small_hardening;
+mod standby;
 mod support;

@@ -6,6 +6,7 @@
 mod deployments;
 mod frontends;
 mod kv;
+mod lease;
 mod logs;
 mod persistence;
 mod properties;
