@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     pub offline_after: Duration,
     pub log_retention: Duration,
+    /// The log catalog's size cap (and output limits of the controller's own writer).
+    pub log_limits: runway_store::LogLimits,
 }
 
 impl ServerConfig {
@@ -62,6 +64,7 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(1),
             offline_after: Duration::from_secs(5),
             log_retention: defaults.log_retention,
+            log_limits: defaults.log_limits,
         }
     }
 
@@ -107,6 +110,7 @@ impl ControllerServer {
         let store = Store::open(&config.database)
             .await
             .context("failed to open the catalogs (--database)")?;
+        store.set_log_limits(config.log_limits);
         let runtime =
             Runtime::new(config.runtime).context("failed to start the WebAssembly engine")?;
         let fleet_key = load_or_create_fleet_key(data_dir)?;

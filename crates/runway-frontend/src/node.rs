@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub database: Option<String>,
     pub runtime: RuntimeConfig,
     pub max_package_bytes: u64,
+    /// Per-app output limits of this front-end's log writer.
+    pub log_limits: runway_store::LogLimits,
 }
 
 /// What a front-end keeps about itself across restarts (`<data-dir>/frontend.json`).
@@ -152,6 +154,7 @@ impl FrontendNode {
                 runway_store::redact_url(&catalog)
             )
         })?;
+        store.set_log_limits(config.log_limits);
         let frontend = Frontend::new(
             FrontendConfig {
                 name: identity.name.clone(),

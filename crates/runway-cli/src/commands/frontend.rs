@@ -70,6 +70,8 @@ pub struct ServeArgs {
     /// Do not send email.
     #[arg(long)]
     pub no_email: bool,
+    #[command(flatten)]
+    pub log_output: crate::commands::up::LogOutputArgs,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +141,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_instances: args.max_instances,
         },
         max_package_bytes: args.max_package_mib.saturating_mul(1 << 20),
+        // The size cap is the controller's to enforce.
+        log_limits: args.log_output.log_limits(0),
     };
     let node = FrontendNode::start(config).await?;
     println!(

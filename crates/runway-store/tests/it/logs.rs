@@ -423,7 +423,7 @@ async fn long_fields_are_cut_with_a_marker() {
     assert!(path.starts_with("/unknown/ppp"));
     assert!(path.contains("cut"), "marker: {}", &path[path.len() - 60..]);
     let message = row.message.as_deref().unwrap();
-    assert!(message.len() <= 8 * 1024 + 64, "{}", message.len());
+    assert!(message.len() <= 9 * 1024 + 64, "{}", message.len());
     assert!(message.contains("cut"));
     assert!(row.method.as_deref().unwrap().len() <= 128);
     assert!(row.request_id.as_deref().unwrap().len() <= 256);
