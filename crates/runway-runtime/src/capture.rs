@@ -188,11 +188,18 @@ mod tests {
         capture.write(b"bad \xff utf-8 and \0 nul");
         capture.finish();
         let lines = events.0.lock().unwrap().clone();
-        assert_eq!(lines.len(), 4, "{:?}", lines.iter().map(|l| l.len()).collect::<Vec<_>>());
+        assert_eq!(
+            lines.len(),
+            4,
+            "{:?}",
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+        );
         assert_eq!(lines[0], "short");
         assert!(lines[1].starts_with(&"x".repeat(MAX_LINE)));
         assert!(
-            lines[1].ends_with(&format!("… [runway: line cut at {MAX_LINE} of 102400 bytes]")),
+            lines[1].ends_with(&format!(
+                "… [runway: line cut at {MAX_LINE} of 102400 bytes]"
+            )),
             "{}",
             &lines[1][MAX_LINE..]
         );

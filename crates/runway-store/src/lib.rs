@@ -43,8 +43,8 @@ pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use logs::{
-    DropCause, LogDrops, LogEntry, LogKind, LogLevel, LogLimits, LogQuery, LogSink, MAX_MESSAGE_BYTES,
-    MAX_PATH_BYTES, NewLogEntry, OUTPUT_BURST_SECS, ROW_OVERHEAD,
+    DropCause, LogDrops, LogEntry, LogKind, LogLevel, LogLimits, LogQuery, LogSink,
+    MAX_MESSAGE_BYTES, MAX_PATH_BYTES, NewLogEntry, OUTPUT_BURST_SECS, ROW_OVERHEAD,
 };
 pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;

@@ -27,7 +27,11 @@ fn marker_count(e: &LogEntry) -> Option<u64> {
     if e.kind != "platform" || !m.contains("lines dropped (output limit 100 lines/s") {
         return None;
     }
-    m.trim_start_matches('…').split_whitespace().next()?.parse().ok()
+    m.trim_start_matches('…')
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +85,12 @@ async fn nul_bytes_invalid_utf8_long_lines_and_long_paths_are_stored_safely() {
         .filter(|r| r.kind == "output")
         .map(|r| r.message.as_deref().unwrap())
         .collect();
-    assert_eq!(output.len(), 3, "one row per line: {:?}", output.iter().map(|l| l.len()).collect::<Vec<_>>());
+    assert_eq!(
+        output.len(),
+        3,
+        "one row per line: {:?}",
+        output.iter().map(|l| l.len()).collect::<Vec<_>>()
+    );
     assert_eq!(output[0], "nul \u{FFFD} inside \u{FFFD}");
     assert_eq!(output[1], "invalid \u{FFFD}\u{FFFD} utf-8");
     assert!(output[2].starts_with(&"L".repeat(8 * 1024)));
@@ -95,9 +104,22 @@ async fn nul_bytes_invalid_utf8_long_lines_and_long_paths_are_stored_safely() {
     let all = rows(&env, None).await;
     let request = all
         .iter()
-        .find(|r| r.kind == "request" && r.path.as_deref().is_some_and(|p| p.starts_with("/nosuchapp/")))
+        .find(|r| {
+            r.kind == "request"
+                && r.path
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("/nosuchapp/"))
+        })
         .expect("the request is logged");
     let path = request.path.as_deref().unwrap();
-    assert!(path.len() < 2 * 1024 + 100, "path stored with {} bytes", path.len());
-    assert!(path.ends_with("[runway: cut at 2048 of 60011 bytes]"), "{}", &path[2048..]);
+    assert!(
+        path.len() < 2 * 1024 + 100,
+        "path stored with {} bytes",
+        path.len()
+    );
+    assert!(
+        path.ends_with("[runway: cut at 2048 of 60011 bytes]"),
+        "{}",
+        &path[2048..]
+    );
 }

@@ -343,7 +343,12 @@ async fn nul_bytes_and_invalid_utf8_are_stored() {
     assert!(first.starts_with('a') && first.contains('b'), "{first:?}");
     assert_eq!(nul[1].message.as_deref(), Some(lossy.as_str()));
     let request = rows.iter().find(|r| r.kind == LogKind::Request).unwrap();
-    for field in [&request.app, &request.method, &request.path, &request.request_id] {
+    for field in [
+        &request.app,
+        &request.method,
+        &request.path,
+        &request.request_id,
+    ] {
         assert!(!field.as_deref().unwrap().contains('\0'), "{field:?}");
     }
     store.close().await;
@@ -387,7 +392,11 @@ async fn a_rejected_row_does_not_cost_its_batch() {
     install_poison_trigger(&dir).await;
     let sink = store.log_sink();
     for i in 0..300 {
-        let message = if i == 150 { "poison".to_string() } else { format!("line {i}") };
+        let message = if i == 150 {
+            "poison".to_string()
+        } else {
+            format!("line {i}")
+        };
         sink.write(output(if i % 2 == 0 { "a" } else { "b" }, &message));
     }
     sink.flush().await;
@@ -497,7 +506,14 @@ async fn size_cap_deletes_the_oldest_rows() {
     assert!(store.log_size().await.unwrap() <= cap);
     let rows = all_rows(&store).await;
     assert_eq!(rows.len() as u64, 3000 - deleted);
-    assert!(rows.last().unwrap().message.as_deref().unwrap().starts_with("02999 "));
+    assert!(
+        rows.last()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("02999 ")
+    );
     assert!(rows[0].message.as_deref().unwrap() > "01000");
     // Under the cap: nothing more to delete.
     assert_eq!(store.enforce_log_size_cap(cap).await.unwrap(), 0);
@@ -520,7 +536,10 @@ async fn size_cap_deletes_the_oldest_rows() {
     let task = store.spawn_retention(Duration::from_secs(3600), Duration::from_millis(20));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.log_size().await.unwrap() > cap {
-        assert!(tokio::time::Instant::now() < deadline, "size cap not enforced");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "size cap not enforced"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     task.abort();
