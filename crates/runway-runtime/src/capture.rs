@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn a_cut_trailing_line_is_emitted_at_the_end() {
         let (events, capture) = capture();
-        capture.write(&vec![b'y'; MAX_LINE + 10]);
+        capture.write(&[b'y'; MAX_LINE + 10]);
         capture.finish();
         let lines = events.0.lock().unwrap().clone();
         assert_eq!(lines.len(), 1);
