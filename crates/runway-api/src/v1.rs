@@ -57,6 +57,27 @@ pub struct EnvironmentInfo {
     pub generation: i64,
     pub limits: Limits,
     pub frontends: Vec<FrontendInfo>,
+    /// Log rows dropped so far, per cause, over every front-end.
+    #[serde(default)]
+    pub log_dropped: LogDropped,
+}
+
+/// Log rows the environment dropped, per cause, since its log catalog was
+/// created, added up over every process that writes to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct LogDropped {
+    /// The log writer's queue was full (the database was slower than the traffic).
+    pub queue_full: u64,
+    /// App output beyond its per-app lines/s or bytes/s limit (a marker row
+    /// in the app's log says how many).
+    pub output_rate_limit: u64,
+    /// Rows the database refused (each dropped alone, never its batch).
+    pub rejected: u64,
+    /// Rows given up after the database stayed unreachable for several seconds.
+    pub database_unavailable: u64,
+    /// Oldest rows deleted to keep the log catalog under its size cap.
+    pub size_cap: u64,
 }
 
 /// Per-request limits. Environment-wide values are bounds; an app's manifest

@@ -104,6 +104,16 @@ async fn openapi(_caller: Caller<Read>) -> Response {
     Json(ApiDoc::openapi()).into_response()
 }
 
+fn log_dropped(d: runway_store::LogDrops) -> runway_api::v1::LogDropped {
+    runway_api::v1::LogDropped {
+        queue_full: d.queue_full,
+        output_rate_limit: d.output_rate_limit,
+        rejected: d.rejected,
+        database_unavailable: d.database_unavailable,
+        size_cap: d.size_cap,
+    }
+}
+
 fn app_url(controller: &Controller, app: &str) -> String {
     format!(
         "{}/{app}/",
@@ -124,6 +134,7 @@ async fn environment(
         generation: c.store().generation().await?,
         limits: c.config().limits,
         frontends: c.frontend_list().await?.frontends,
+        log_dropped: log_dropped(c.store().log_drops().await?),
     }))
 }
 

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     /// The URL clients reach this controller at, recorded in the lease so a
     /// standby can name it; defaults to `http://<listen address>`.
     pub advertise: Option<String>,
+    /// The log catalog's size cap (and output limits of the controller's own writer).
+    pub log_limits: runway_store::LogLimits,
 }
 
 impl ServerConfig {
@@ -74,6 +76,7 @@ impl ServerConfig {
             connections: defaults.connections,
             lease_ttl: Duration::from_secs(5),
             advertise: None,
+            log_limits: defaults.log_limits,
         }
     }
 
@@ -142,6 +145,7 @@ impl ControllerServer {
         let store = Store::open(&config.database)
             .await
             .context("failed to open the catalogs (--database)")?;
+        store.set_log_limits(config.log_limits);
         let runtime =
             Runtime::new(config.runtime).context("failed to start the WebAssembly engine")?;
         let fleet_key = load_or_create_fleet_key(data_dir)?;

@@ -35,6 +35,8 @@ pub struct StandaloneConfig {
     pub max_package_bytes: u64,
     pub max_instances: u32,
     pub log_retention: Duration,
+    /// Per-app output limits and the log catalog's size cap.
+    pub log_limits: runway_store::LogLimits,
     /// `--farm N`: N front-ends on loopback ports behind a balancer at
     /// `listen` (0: one front-end sharing `listen` with the controller).
     pub farm: u32,
@@ -60,6 +62,7 @@ impl StandaloneConfig {
             max_package_bytes: 64 << 20,
             max_instances: 1000,
             log_retention: Duration::from_secs(14 * 24 * 3600),
+            log_limits: runway_store::LogLimits::default(),
             farm: 0,
             connections: runway_frontend::ConnectionSettings::default(),
         }
@@ -147,6 +150,7 @@ impl Standalone {
         let store = Store::open_sqlite(&data_dir.join("catalog"))
             .await
             .context("failed to open the catalogs")?;
+        store.set_log_limits(config.log_limits);
         let runtime = Runtime::new(RuntimeConfig {
             max_memory_bytes: config.limits.memory_bytes,
             max_instances: config.max_instances,

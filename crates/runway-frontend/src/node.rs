@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub max_package_bytes: u64,
     /// Header-read and keep-alive timeouts, connection bound.
     pub connections: crate::ConnectionSettings,
+    /// Per-app output limits of this front-end's log writer.
+    pub log_limits: runway_store::LogLimits,
 }
 
 /// What a front-end keeps about itself across restarts (`<data-dir>/frontend.json`).
@@ -247,6 +249,7 @@ impl FrontendNode {
                 runway_store::redact_url(&catalog)
             )
         })?;
+        store.set_log_limits(config.log_limits);
         let frontend = Frontend::new(
             FrontendConfig {
                 name: identity.name.clone(),

@@ -45,7 +45,10 @@ pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use lease::{Fence, Lease, LeaseState};
-pub use logs::{LogEntry, LogKind, LogLevel, LogQuery, LogSink, NewLogEntry};
+pub use logs::{
+    DropCause, LogDrops, LogEntry, LogKind, LogLevel, LogLimits, LogQuery, LogSink,
+    MAX_MESSAGE_BYTES, MAX_PATH_BYTES, NewLogEntry, OUTPUT_BURST_SECS, ROW_OVERHEAD,
+};
 pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;
 

@@ -85,6 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.connections = args.connections.settings()?;
     config.lease_ttl = Duration::from_millis(args.lease_ms);
     config.advertise = args.advertise;
+    config.log_limits = args.limits.log_limits();
 
     let server = ControllerServer::start(config).await?;
     let role = match server.controller().role() {

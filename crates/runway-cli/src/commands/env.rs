@@ -1,7 +1,7 @@
 //! `runway env [--json]`
 
 use clap::Args;
-use runway_api::v1::EnvironmentInfo;
+use runway_api::v1::{EnvironmentInfo, LogDropped};
 
 use crate::commands::app::print_json;
 use crate::commands::app::show::limits;
@@ -26,6 +26,27 @@ pub async fn run(args: EnvArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The non-zero drop counts, e.g. `4500 (output rate limit), 3 (rejected by the database)`.
+pub fn log_dropped(d: &LogDropped) -> String {
+    let causes = [
+        (d.queue_full, "queue full"),
+        (d.output_rate_limit, "output rate limit"),
+        (d.rejected, "rejected by the database"),
+        (d.database_unavailable, "database unavailable"),
+        (d.size_cap, "size cap"),
+    ];
+    let shown: Vec<String> = causes
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, cause)| format!("{n} ({cause})"))
+        .collect();
+    if shown.is_empty() {
+        "none".to_string()
+    } else {
+        shown.join(", ")
+    }
+}
+
 pub fn render(info: &EnvironmentInfo) -> String {
     let mut out = fields(&[
         ("name", info.name.clone()),
@@ -34,6 +55,7 @@ pub fn render(info: &EnvironmentInfo) -> String {
         ("engine", info.engine.clone()),
         ("generation", info.generation.to_string()),
         ("limits", limits(&info.limits)),
+        ("log rows dropped", log_dropped(&info.log_dropped)),
     ]);
     out.push('\n');
     if info.frontends.is_empty() {

@@ -79,6 +79,8 @@ pub struct ServeArgs {
     pub no_email: bool,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub log_output: crate::commands::up::LogOutputArgs,
 }
 
 #[derive(Args, Debug)]
@@ -149,6 +151,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         max_package_bytes: args.max_package_mib.saturating_mul(1 << 20),
         connections: args.connections.settings()?,
+        // The size cap is the controller's to enforce.
+        log_limits: args.log_output.log_limits(0),
     };
     let node = FrontendNode::start(config).await?;
     println!(

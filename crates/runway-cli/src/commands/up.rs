@@ -87,6 +87,37 @@ pub struct LimitArgs {
     /// How long log rows are kept, in days.
     #[arg(long, default_value_t = 14)]
     pub log_retention_days: u64,
+    /// Size cap of the log catalog, in MiB: beyond it the oldest rows are
+    /// deleted (checked every 30 s; 0 = no cap).
+    #[arg(long, default_value_t = 1024)]
+    pub log_max_mib: u64,
+    #[command(flatten)]
+    pub log_output: LogOutputArgs,
+}
+
+/// Per-app output limits of the log writer, shared by `up`, `controller serve`
+/// and `frontend serve` (in a farm, the front-ends' apply).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogOutputArgs {
+    /// Lines of stdout/stderr logged per second per app (bursts of 5 s worth
+    /// pass); beyond it lines are dropped and a marker row says how many (0 = no limit).
+    #[arg(long, default_value_t = runway_store::LogLimits::DEFAULT_OUTPUT_LINES_PER_SEC)]
+    pub log_output_lines_per_sec: u64,
+    /// KiB of stdout/stderr logged per second per app (bursts of 5 s worth
+    /// pass); beyond it lines are dropped and a marker row says how many (0 = no limit).
+    #[arg(long, default_value_t = runway_store::LogLimits::DEFAULT_OUTPUT_BYTES_PER_SEC / 1024)]
+    pub log_output_kib_per_sec: u64,
+}
+
+impl LogOutputArgs {
+    /// The limits, with the catalog's size cap `max_bytes`.
+    pub fn log_limits(&self, max_bytes: u64) -> runway_store::LogLimits {
+        runway_store::LogLimits {
+            output_lines_per_sec: self.log_output_lines_per_sec,
+            output_bytes_per_sec: self.log_output_kib_per_sec.saturating_mul(1024),
+            max_bytes,
+        }
+    }
 }
 
 impl LimitArgs {
@@ -100,6 +131,11 @@ impl LimitArgs {
 
     pub fn max_package_bytes(&self) -> u64 {
         self.max_package_mib.saturating_mul(1 << 20)
+    }
+
+    pub fn log_limits(&self) -> runway_store::LogLimits {
+        self.log_output
+            .log_limits(self.log_max_mib.saturating_mul(1 << 20))
     }
 
     pub fn log_retention(&self) -> Duration {
@@ -116,6 +152,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.max_package_bytes = args.limits.max_package_bytes();
     config.max_instances = args.limits.max_instances;
     config.log_retention = args.limits.log_retention();
+    config.log_limits = args.limits.log_limits();
     config.farm = args.farm;
     config.connections = args.connections.settings()?;
 

@@ -9,4 +9,5 @@ mod farm;
 mod farm_support;
 mod small_hardening;
 mod standby;
+mod log_limits;
 mod support;

@@ -282,9 +282,278 @@ async fn full_queue_drops_instead_of_blocking() {
     store.close().await;
 }
 
+/// Every row of the catalog, oldest first.
+async fn all_rows(store: &runway_store::Store) -> Vec<runway_store::LogEntry> {
+    store
+        .logs(&LogQuery {
+            after_id: Some(0),
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+fn output(app: &str, message: &str) -> NewLogEntry {
+    NewLogEntry {
+        at_ms: now_ms(),
+        kind: LogKind::Output,
+        app: Some(app.to_string()),
+        stream: Some("stdout".into()),
+        message: Some(message.to_string()),
+        ..Default::default()
+    }
+}
+
+/// NUL bytes (which PostgreSQL refuses in text) and what is left of invalid
+/// UTF-8 are stored on both backends, and never cost the other rows of their
+/// batch (other apps' rows included).
+async fn nul_bytes_and_invalid_utf8_are_stored() {
+    let (_dir, store) = open().await;
+    let sink = store.log_sink();
+    for i in 0..50 {
+        sink.write(output("other", &format!("line {i}")));
+    }
+    let lossy = String::from_utf8_lossy(b"bad \xff\xfe utf-8").into_owned();
+    sink.write(output("nul", "a\0b\0"));
+    sink.write(output("nul", &lossy));
+    sink.write(NewLogEntry {
+        at_ms: now_ms(),
+        kind: LogKind::Request,
+        app: Some("nul\0app".into()),
+        method: Some("G\0ET".into()),
+        path: Some("/nul/\0".into()),
+        request_id: Some("r\0".into()),
+        ..Default::default()
+    });
+    for i in 50..100 {
+        sink.write(output("other", &format!("line {i}")));
+    }
+    sink.flush().await;
+    assert_eq!(sink.dropped(), 0);
+    let rows = all_rows(&store).await;
+    assert_eq!(rows.len(), 103, "every row of the batch is stored");
+    let nul: Vec<_> = rows
+        .iter()
+        .filter(|r| r.app.as_deref() == Some("nul"))
+        .collect();
+    assert_eq!(nul.len(), 2);
+    let first = nul[0].message.as_deref().unwrap();
+    assert!(!first.contains('\0'), "{first:?}");
+    assert!(first.starts_with('a') && first.contains('b'), "{first:?}");
+    assert_eq!(nul[1].message.as_deref(), Some(lossy.as_str()));
+    let request = rows.iter().find(|r| r.kind == LogKind::Request).unwrap();
+    for field in [
+        &request.app,
+        &request.method,
+        &request.path,
+        &request.request_id,
+    ] {
+        assert!(!field.as_deref().unwrap().contains('\0'), "{field:?}");
+    }
+    store.close().await;
+}
+
+/// Makes the database itself refuse rows whose message is `poison` (a
+/// trigger), to stand for any row the database rejects.
+async fn install_poison_trigger(dir: &crate::Guard) {
+    use sqlx::Connection;
+    match dir {
+        crate::Guard::Dir(d) => {
+            let url = format!("sqlite://{}/log.db", d.path().display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(
+                "CREATE TRIGGER poison BEFORE INSERT ON log_entries \
+                 WHEN NEW.message = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+            )
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        crate::Guard::Database(db) => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            for sql in [
+                "CREATE FUNCTION log.poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF NEW.message = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+                 RETURN NEW; END $$",
+                "CREATE TRIGGER poison BEFORE INSERT ON log.log_entries \
+                 FOR EACH ROW EXECUTE FUNCTION log.poison()",
+            ] {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+/// A row the database rejects is dropped alone and counted; the rest of its
+/// batch is stored.
+async fn a_rejected_row_does_not_cost_its_batch() {
+    let (dir, store) = open().await;
+    install_poison_trigger(&dir).await;
+    let sink = store.log_sink();
+    for i in 0..300 {
+        let message = if i == 150 {
+            "poison".to_string()
+        } else {
+            format!("line {i}")
+        };
+        sink.write(output(if i % 2 == 0 { "a" } else { "b" }, &message));
+    }
+    sink.flush().await;
+    let rows = all_rows(&store).await;
+    assert_eq!(rows.len(), 299);
+    assert!(rows.iter().all(|r| r.message.as_deref() != Some("poison")));
+    assert_eq!(sink.dropped(), 1);
+    let drops = store.log_drops().await.unwrap();
+    assert_eq!(drops.rejected, 1, "{drops:?}");
+    assert_eq!(drops.total(), 1, "{drops:?}");
+    store.close().await;
+}
+
+/// Long fields are cut, with a marker that says so.
+async fn long_fields_are_cut_with_a_marker() {
+    let (_dir, store) = open().await;
+    let sink = store.log_sink();
+    let path = format!("/unknown/{}", "p".repeat(64 * 1024));
+    sink.write(NewLogEntry {
+        at_ms: now_ms(),
+        kind: LogKind::Request,
+        method: Some("M".repeat(10_000)),
+        path: Some(path),
+        request_id: Some("r".repeat(10_000)),
+        message: Some("é".repeat(100_000)),
+        ..Default::default()
+    });
+    sink.flush().await;
+    let rows = all_rows(&store).await;
+    let row = &rows[0];
+    let path = row.path.as_deref().unwrap();
+    assert!(path.len() <= 2 * 1024 + 64, "{}", path.len());
+    assert!(path.starts_with("/unknown/ppp"));
+    assert!(path.contains("cut"), "marker: {}", &path[path.len() - 60..]);
+    let message = row.message.as_deref().unwrap();
+    assert!(message.len() <= 9 * 1024 + 64, "{}", message.len());
+    assert!(message.contains("cut"));
+    assert!(row.method.as_deref().unwrap().len() <= 128);
+    assert!(row.request_id.as_deref().unwrap().len() <= 256);
+    store.close().await;
+}
+
+/// App output beyond the per-app rate is dropped, counted, and a marker row
+/// says how many; other apps keep their own budget.
+async fn output_beyond_the_rate_limit_is_dropped_with_a_marker() {
+    let (_dir, store) = open().await;
+    store.set_log_limits(runway_store::LogLimits {
+        output_lines_per_sec: 10,
+        output_bytes_per_sec: 1 << 20,
+        ..Default::default()
+    });
+    let sink = store.log_sink();
+    for i in 0..1000 {
+        sink.write(output("noisy", &format!("line {i}")));
+    }
+    for i in 0..10 {
+        sink.write(output("quiet", &format!("line {i}")));
+    }
+    sink.flush().await;
+    let rows = all_rows(&store).await;
+    let quiet = rows
+        .iter()
+        .filter(|r| r.app.as_deref() == Some("quiet"))
+        .count();
+    assert_eq!(quiet, 10);
+    let noisy_lines = rows
+        .iter()
+        .filter(|r| r.app.as_deref() == Some("noisy") && r.kind == LogKind::Output)
+        .count() as u64;
+    // The burst, and perhaps a line or two refilled meanwhile.
+    assert!((50..100).contains(&noisy_lines), "{noisy_lines}");
+    let marker = rows
+        .iter()
+        .find(|r| r.app.as_deref() == Some("noisy") && r.kind != LogKind::Output)
+        .expect("a marker row");
+    assert_eq!(marker.level, LogLevel::Warn);
+    let text = marker.message.as_deref().unwrap();
+    let dropped = 1000 - noisy_lines;
+    assert!(
+        text.contains(&format!("{dropped} lines dropped (output limit 10 lines/s")),
+        "{text}"
+    );
+    let drops = store.log_drops().await.unwrap();
+    assert_eq!(drops.output_rate_limit, dropped);
+    store.close().await;
+}
+
+/// The size cap deletes the oldest rows until the catalog is under it, and
+/// counts them.
+async fn size_cap_deletes_the_oldest_rows() {
+    let (_dir, store) = open().await;
+    let sink = store.log_sink();
+    let message = "x".repeat(1000);
+    for i in 0..3000 {
+        sink.write(NewLogEntry {
+            at_ms: now_ms(),
+            message: Some(format!("{i:05} {message}")),
+            ..Default::default()
+        });
+    }
+    sink.flush().await;
+    let before = store.log_size().await.unwrap();
+    assert!(before > 3_000_000, "{before}");
+    let cap = 1 << 20;
+    let deleted = store.enforce_log_size_cap(cap).await.unwrap();
+    assert!(deleted > 1900, "{deleted}");
+    assert!(store.log_size().await.unwrap() <= cap);
+    let rows = all_rows(&store).await;
+    assert_eq!(rows.len() as u64, 3000 - deleted);
+    assert!(
+        rows.last()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("02999 ")
+    );
+    assert!(rows[0].message.as_deref().unwrap() > "01000");
+    // Under the cap: nothing more to delete.
+    assert_eq!(store.enforce_log_size_cap(cap).await.unwrap(), 0);
+    sink.flush().await;
+    assert_eq!(store.log_drops().await.unwrap().size_cap, deleted);
+
+    // The background task does the same.
+    for _ in 0..3000 {
+        sink.write(NewLogEntry {
+            at_ms: now_ms(),
+            message: Some(message.clone()),
+            ..Default::default()
+        });
+    }
+    sink.flush().await;
+    store.set_log_limits(runway_store::LogLimits {
+        max_bytes: cap,
+        ..Default::default()
+    });
+    let task = store.spawn_retention(Duration::from_secs(3600), Duration::from_millis(20));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.log_size().await.unwrap() > cap {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "size cap not enforced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    store.close().await;
+}
+
 crate::both!(
     write_flush_and_query,
     entries_arrive_without_flush,
     retention_purges_old_entries,
     full_queue_drops_instead_of_blocking,
+    nul_bytes_and_invalid_utf8_are_stored,
+    a_rejected_row_does_not_cost_its_batch,
+    long_fields_are_cut_with_a_marker,
+    output_beyond_the_rate_limit_is_dropped_with_a_marker,
+    size_cap_deletes_the_oldest_rows,
 );
