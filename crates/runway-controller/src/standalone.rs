@@ -223,7 +223,7 @@ impl Standalone {
                 max_package_bytes: config.max_package_bytes,
             },
             store.clone(),
-            runtime,
+            runtime.clone(),
             links,
             None,
         )?;
