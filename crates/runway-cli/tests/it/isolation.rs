@@ -11,6 +11,10 @@ use tokio::net::TcpStream;
 
 use crate::support::{TestEnv, package, repackage};
 
+/// "At once": well below the 5 s a request may wait for an instance slot or
+/// memory (what a starved request would take), with room for a loaded machine.
+const PROMPT: Duration = Duration::from_secs(3);
+
 /// Appends a `[limits]` table to a manifest.
 fn with_limits(manifest: &str, limits: &str) -> String {
     format!("{manifest}\n[limits]\n{limits}\n")
@@ -87,7 +91,7 @@ async fn slow_request_bodies_hold_no_instance_and_end_with_408() {
         let (status, body) = env.get_text("/hello/").await;
         assert_eq!(status, 200, "{body}");
         assert!(
-            asked.elapsed() < Duration::from_secs(1),
+            asked.elapsed() < PROMPT,
             "hello took {:?} while uploads stalled",
             asked.elapsed()
         );
@@ -219,7 +223,7 @@ async fn an_app_at_its_concurrency_limit_gets_503_while_others_serve() {
         let asked = Instant::now();
         let response = env.get(path).await;
         assert_eq!(response.status(), 503, "{path}");
-        assert!(asked.elapsed() < Duration::from_secs(1), "{path} waited");
+        assert!(asked.elapsed() < PROMPT, "{path} waited {:?}", asked.elapsed());
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["code"], "app_busy", "{body}");
         let message = body["message"].as_str().unwrap();
@@ -234,7 +238,7 @@ async fn an_app_at_its_concurrency_limit_gets_503_while_others_serve() {
     for _ in 0..5 {
         let asked = Instant::now();
         assert_eq!(env.get_text("/hello/").await.0, 200);
-        assert!(asked.elapsed() < Duration::from_secs(1));
+        assert!(asked.elapsed() < PROMPT, "hello took {:?}", asked.elapsed());
     }
     for task in busy {
         assert_eq!(task.await.unwrap(), 200);
@@ -252,7 +256,7 @@ async fn app_to_app_calls_are_bounded_per_incoming_request() {
 
     // Breadth: 20 parallel calls from one request, 8 at a time at most.
     let (status, body) = env
-        .get_text("/fanout/fan?n=20&to=misbehave&path=/misbehave/sleep?ms=500")
+        .get_text("/fanout/fan?n=20&to=misbehave&path=/sleep?ms=500")
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("ok=8 err=12\n"), "{body}");
@@ -274,7 +278,7 @@ async fn app_to_app_calls_are_bounded_per_incoming_request() {
     for _ in 0..2 {
         // Each wave finishes before the next starts, but the total counts.
         let (status, body) = env
-            .get_text("/fanout/fan?n=8&to=hello&path=/hello/")
+            .get_text("/fanout/fan?n=8&to=hello&path=/")
             .await;
         assert_eq!(status, 200, "{body}");
         total_ok += body
@@ -327,7 +331,7 @@ async fn the_memory_budget_bounds_instances_and_spares_other_apps() {
         let (status, body) = env.get_text("/hello/").await;
         assert_eq!(status, 200, "{body}");
         assert!(
-            asked.elapsed() < Duration::from_secs(1),
+            asked.elapsed() < PROMPT,
             "hello took {:?} while another app used its memory share",
             asked.elapsed()
         );
@@ -394,7 +398,9 @@ fn sigterm_stops_guests_that_still_compute_within_the_grace_period() {
         .status()
         .unwrap();
     let signalled = Instant::now();
-    let within = grace + Duration::from_secs(1);
+    // The deadline plus a second, plus a second of slack for a loaded test
+    // machine (guests that are never interrupted run for their 30 s).
+    let within = grace + Duration::from_secs(2);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);

@@ -3,8 +3,9 @@
 //! app-to-app calls for itself.
 //!
 //! * `GET /fanout/fan?n=N&to=APP&path=/P` starts N calls to
-//!   `http://APP.internal/P` at once (all started before any is awaited),
-//!   then waits for each: 200 `ok=K err=E\n` followed by the first error.
+//!   `http://APP.internal/P` (the app's `/APP/P`) at once (all started
+//!   before any is awaited), then waits for each: 200 `ok=K err=E\n` (K
+//!   answered 200) followed by the first error.
 //! * `GET /fanout/nest?n=N&depth=D` starts N calls to itself with `depth=D-1`
 //!   at once (none at depth 0), then waits for each: 200 `calls=C\n` where C
 //!   counts the calls of the whole tree below that answered 200.
@@ -42,7 +43,14 @@ impl Guest for Fanout {
             "/fanout/fan" => {
                 let to = param("to").unwrap_or_else(|| "fanout".into());
                 let target = param("path").unwrap_or_else(|| "/".into());
-                let results = fan(&to, &vec![target; number("n") as usize]);
+                let results: Vec<Result<(), String>> = fan(&to, &vec![target; number("n") as usize])
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok((200, _)) => Ok(()),
+                        Ok((status, body)) => Err(format!("status {status}: {body}")),
+                        Err(e) => Err(e),
+                    })
+                    .collect();
                 let ok = results.iter().filter(|r| r.is_ok()).count();
                 let first_error = results.iter().find_map(|r| r.as_ref().err());
                 let body = format!(
@@ -57,7 +65,7 @@ impl Guest for Fanout {
                 let depth = number("depth");
                 let mut calls = 0u64;
                 if depth > 0 {
-                    let child = format!("/fanout/nest?n={n}&depth={}", depth - 1);
+                    let child = format!("/nest?n={n}&depth={}", depth - 1);
                     for (status, body) in fan("fanout", &vec![child; n as usize])
                         .into_iter()
                         .flatten()
