@@ -103,9 +103,9 @@ impl StandaloneConfig {
 
     /// The settings of the environment's WebAssembly runtime.
     pub fn runtime_config(&self) -> RuntimeConfig {
-        let mut runtime = self.runtime.unwrap_or_else(|| {
-            RuntimeConfig::new(self.limits.memory_bytes, self.max_instances)
-        });
+        let mut runtime = self
+            .runtime
+            .unwrap_or_else(|| RuntimeConfig::new(self.limits.memory_bytes, self.max_instances));
         runtime.max_memory_bytes = self.limits.memory_bytes;
         runtime.max_instances = self.max_instances;
         runtime
@@ -161,7 +161,7 @@ impl Standalone {
             .await
             .context("failed to open the catalogs")?;
         let runtime = Runtime::new(config.runtime_config())
-        .context("failed to start the WebAssembly engine")?;
+            .context("failed to start the WebAssembly engine")?;
 
         let listen_error = |addr: SocketAddr| {
             format!(

@@ -401,8 +401,7 @@ impl Runtime {
                 Ok(Ok(permit)) => permit,
                 _ => return Err(no_budget()),
             };
-        let slot = match tokio::time::timeout_at(until, inner.slots.clone().acquire_owned()).await
-        {
+        let slot = match tokio::time::timeout_at(until, inner.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => return Err(Failure::Overloaded(config.max_instances)),
         };

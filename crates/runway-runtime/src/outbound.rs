@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body::{Frame, SizeHint};
 use http::uri::Scheme;
+use http_body::{Frame, SizeHint};
 use runway_manifest::{AllowedOrigin, AppName};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 

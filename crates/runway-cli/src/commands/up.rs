@@ -122,10 +122,8 @@ impl LimitArgs {
 
     /// The runtime settings of these bounds.
     pub fn runtime(&self) -> RuntimeConfig {
-        self.admission.runtime(
-            self.memory_mib.saturating_mul(1 << 20),
-            self.max_instances,
-        )
+        self.admission
+            .runtime(self.memory_mib.saturating_mul(1 << 20), self.max_instances)
     }
 
     pub fn log_retention(&self) -> Duration {

@@ -17,7 +17,10 @@ fn start(data_dir: &std::path::Path) -> (Child, String, Option<String>) {
     start_with(data_dir, &[])
 }
 
-pub(crate) fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String, Option<String>) {
+pub(crate) fn start_with(
+    data_dir: &std::path::Path,
+    extra: &[&str],
+) -> (Child, String, Option<String>) {
     let mut child = runway()
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)

@@ -223,7 +223,11 @@ async fn an_app_at_its_concurrency_limit_gets_503_while_others_serve() {
         let asked = Instant::now();
         let response = env.get(path).await;
         assert_eq!(response.status(), 503, "{path}");
-        assert!(asked.elapsed() < PROMPT, "{path} waited {:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < PROMPT,
+            "{path} waited {:?}",
+            asked.elapsed()
+        );
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["code"], "app_busy", "{body}");
         let message = body["message"].as_str().unwrap();
@@ -260,7 +264,10 @@ async fn app_to_app_calls_are_bounded_per_incoming_request() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("ok=8 err=12\n"), "{body}");
-    assert!(body.contains("at most 8 app-to-app calls in flight"), "{body}");
+    assert!(
+        body.contains("at most 8 app-to-app calls in flight"),
+        "{body}"
+    );
 
     // The whole tree of calls caused by one incoming request shares the
     // bound: 4 children per level, 4 levels would be 340 calls.
@@ -277,9 +284,7 @@ async fn app_to_app_calls_are_bounded_per_incoming_request() {
     let mut total_ok = 0;
     for _ in 0..2 {
         // Each wave finishes before the next starts, but the total counts.
-        let (status, body) = env
-            .get_text("/fanout/fan?n=8&to=hello&path=/")
-            .await;
+        let (status, body) = env.get_text("/fanout/fan?n=8&to=hello&path=/").await;
         assert_eq!(status, 200, "{body}");
         total_ok += body
             .split_whitespace()
@@ -288,7 +293,10 @@ async fn app_to_app_calls_are_bounded_per_incoming_request() {
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap();
     }
-    assert_eq!(total_ok, 16, "separate incoming requests have separate budgets");
+    assert_eq!(
+        total_ok, 16,
+        "separate incoming requests have separate budgets"
+    );
 
     // Refusals are logged for the app, and the host is fine.
     let rows = env.logs("fanout", Some("platform"), false).await;
@@ -375,7 +383,11 @@ fn sigterm_stops_guests_that_still_compute_within_the_grace_period() {
         &["--shutdown-grace-ms", &grace.as_millis().to_string()],
     );
     let token = token.expect("the first start prints the admin token");
-    let out = cli(&url, &token, &["app", "publish", misbehave.to_str().unwrap()]);
+    let out = cli(
+        &url,
+        &token,
+        &["app", "publish", misbehave.to_str().unwrap()],
+    );
     assert!(
         out.status.success(),
         "publish failed: {}",
