@@ -361,3 +361,44 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak) {
         })
         .expect("failed to spawn the epoch ticker thread");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_memory_budget_is_read_from_meminfo() {
+        let meminfo = "MemTotal:       24683736 kB\nMemFree:        19740180 kB\n";
+        assert_eq!(mem_total_bytes(meminfo), Some(24683736 * 1024));
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total_bytes("MemTotal: lots\n"), None);
+        assert_eq!(mib_ceil(1), 1);
+        assert_eq!(mib_ceil(128 << 20), 128);
+        assert_eq!(mib_ceil((128 << 20) + 1), 129);
+    }
+
+    #[test]
+    fn settings_that_could_serve_nothing_are_refused_naming_the_flag() {
+        let config = RuntimeConfig::new(128 << 20, 10);
+        assert_eq!(config.app_concurrency, 5);
+        assert!(config.memory_budget_bytes >= 128 << 20);
+        config.validate().unwrap();
+        assert_eq!(RuntimeConfig::new(128 << 20, 1).app_concurrency, 1);
+
+        let mut small = config;
+        small.memory_budget_bytes = 64 << 20;
+        let error = small.validate().unwrap_err();
+        assert!(error.contains("--memory-budget-mib 64"), "{error}");
+        assert!(error.contains("--memory-mib 128"), "{error}");
+        let mut zero = config;
+        zero.app_concurrency = 0;
+        assert!(zero.validate().unwrap_err().contains("--app-concurrency"));
+        let mut zero = config;
+        zero.body_read_timeout = Duration::ZERO;
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .contains("--body-read-timeout-ms")
+        );
+    }
+}
