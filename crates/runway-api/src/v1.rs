@@ -87,6 +87,12 @@ pub struct Limits {
     pub timeout_ms: u64,
     pub memory_bytes: u64,
     pub max_body_bytes: u64,
+    /// Most requests of one app in flight at once on a front-end. In the
+    /// environment's bounds `None` means each front-end's `--app-concurrency`
+    /// (default: half of its `--max-instances`); an app's value comes from
+    /// its manifest's `[limits] concurrency` and only narrows that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
 }
 
 /// A front-end as the controller sees it (`GET /_runway/api/v1/frontends`).

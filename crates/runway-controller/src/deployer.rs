@@ -840,6 +840,10 @@ pub fn narrow(bounds: Limits, manifest: &Manifest) -> Limits {
         max_body_bytes: limits
             .max_body_bytes
             .map_or(bounds.max_body_bytes, |b| b.min(bounds.max_body_bytes)),
+        concurrency: match (limits.concurrency, bounds.concurrency) {
+            (Some(app), Some(env)) => Some(app.min(env)),
+            (app, env) => app.or(env),
+        },
     }
 }
 

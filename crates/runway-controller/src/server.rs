@@ -66,10 +66,7 @@ impl ServerConfig {
             base_url: None,
             limits: defaults.limits,
             max_package_bytes: defaults.max_package_bytes,
-            runtime: RuntimeConfig {
-                max_memory_bytes: defaults.limits.memory_bytes,
-                max_instances: defaults.max_instances,
-            },
+            runtime: RuntimeConfig::new(defaults.limits.memory_bytes, defaults.max_instances),
             heartbeat: Duration::from_secs(1),
             offline_after: Duration::from_secs(5),
             log_retention: defaults.log_retention,

@@ -34,6 +34,11 @@ pub struct StandaloneConfig {
     pub limits: Limits,
     pub max_package_bytes: u64,
     pub max_instances: u32,
+    /// The runtime's admission settings (fair share, memory budget, request
+    /// bodies); `None`: [`RuntimeConfig::new`]'s defaults for
+    /// `limits.memory_bytes` and `max_instances`. Its memory bound and pool
+    /// size are always taken from those two.
+    pub runtime: Option<RuntimeConfig>,
     pub log_retention: Duration,
     /// Per-app output limits and the log catalog's size cap.
     pub log_limits: runway_store::LogLimits,
@@ -58,9 +63,11 @@ impl StandaloneConfig {
                 timeout_ms: 30_000,
                 memory_bytes: 128 << 20,
                 max_body_bytes: 10 << 20,
+                concurrency: None,
             },
             max_package_bytes: 64 << 20,
             max_instances: 1000,
+            runtime: None,
             log_retention: Duration::from_secs(14 * 24 * 3600),
             log_limits: runway_store::LogLimits::default(),
             farm: 0,
@@ -99,7 +106,20 @@ impl StandaloneConfig {
         if self.max_instances == 0 {
             bail!("--max-instances must be greater than 0");
         }
+        self.runtime_config()
+            .validate()
+            .map_err(anyhow::Error::msg)?;
         Ok(())
+    }
+
+    /// The settings of the environment's WebAssembly runtime.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        let mut runtime = self
+            .runtime
+            .unwrap_or_else(|| RuntimeConfig::new(self.limits.memory_bytes, self.max_instances));
+        runtime.max_memory_bytes = self.limits.memory_bytes;
+        runtime.max_instances = self.max_instances;
+        runtime
     }
 }
 
@@ -139,6 +159,7 @@ pub struct Standalone {
     stop: watch::Sender<bool>,
     servers: Vec<runway_frontend::ServerTask>,
     retention: JoinHandle<()>,
+    runtime: Runtime,
 }
 
 impl Standalone {
@@ -151,11 +172,8 @@ impl Standalone {
             .await
             .context("failed to open the catalogs")?;
         store.set_log_limits(config.log_limits);
-        let runtime = Runtime::new(RuntimeConfig {
-            max_memory_bytes: config.limits.memory_bytes,
-            max_instances: config.max_instances,
-        })
-        .context("failed to start the WebAssembly engine")?;
+        let runtime = Runtime::new(config.runtime_config())
+            .context("failed to start the WebAssembly engine")?;
 
         let listen_error = |addr: SocketAddr| {
             format!(
@@ -217,7 +235,7 @@ impl Standalone {
                 max_package_bytes: config.max_package_bytes,
             },
             store.clone(),
-            runtime,
+            runtime.clone(),
             links,
             None,
         )?;
@@ -282,6 +300,7 @@ impl Standalone {
             stop,
             servers,
             retention,
+            runtime,
         })
     }
 
@@ -321,7 +340,11 @@ impl Standalone {
         }
         let _ = self.stop.send(true);
         self.retention.abort();
-        runway_frontend::join_servers(self.servers, deadline).await?;
+        let joined = runway_frontend::join_servers(self.servers, deadline).await;
+        // Past the deadline: guests still computing stop at the next epoch
+        // tick (the ticker outlives them), so the process can exit.
+        self.runtime.interrupt_guests();
+        joined?;
         self.controller.store().close().await;
         Ok(())
     }

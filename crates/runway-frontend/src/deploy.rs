@@ -390,6 +390,7 @@ impl Inner {
             timeout: Duration::from_millis(assignment.limits.timeout_ms),
             memory_bytes: assignment.limits.memory_bytes,
             max_body_bytes: assignment.limits.max_body_bytes,
+            concurrency: assignment.limits.concurrency,
         };
         let kv: Arc<dyn KeyValue> = Arc::new(StoreKv::new(self.store.clone(), app));
         let running = RunningApp {

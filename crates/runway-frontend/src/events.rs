@@ -117,6 +117,13 @@ impl InvocationEvents for RequestEvents {
             .write(self.entry(LogKind::Platform, LogLevel::Warn, message));
     }
 
+    fn internal_call_refused(&self, url: &str, reason: &str) {
+        let message = format!("{reason} (call to {url})");
+        tracing::warn!(app = %self.app, request_id = %self.request_id, "{message}");
+        self.log
+            .write(self.entry(LogKind::Platform, LogLevel::Warn, message));
+    }
+
     fn failed(&self, failure: &Failure) {
         let message = format!("{} ({})", failure, failure.code());
         tracing::warn!(app = %self.app, version = %self.version, request_id = %self.request_id, "{message}");

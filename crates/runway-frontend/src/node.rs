@@ -303,7 +303,10 @@ impl FrontendNode {
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let _ = self.agent.await;
-        crate::join_servers([self.server], deadline).await?;
+        let joined = crate::join_servers([self.server], deadline).await;
+        // Past the deadline: guests still computing stop at the next tick.
+        self.frontend.inner.runtime.interrupt_guests();
+        joined?;
         self.store.close().await;
         Ok(())
     }

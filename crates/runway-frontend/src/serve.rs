@@ -21,7 +21,7 @@ use percent_encoding::percent_decode_str;
 use runway_api::v1::Health;
 use runway_api::{ErrorBody, FRONTEND_HEADER, REQUEST_ID_HEADER};
 use runway_manifest::AppName;
-use runway_runtime::{HOPS_HEADER, InternalRouter, Invocation, ResponseBody};
+use runway_runtime::{CallBudget, HOPS_HEADER, InternalRouter, Invocation, ResponseBody};
 use runway_store::{LogKind, LogLevel, LogSink, NewLogEntry, now_ms};
 
 use crate::Frontend;
@@ -269,6 +269,14 @@ impl Inner {
             limits: app.limits,
             events,
             hops,
+            // An app-to-app call carries the budget of the incoming request
+            // that caused it (set by the runtime; clients cannot set
+            // extensions); a request from outside starts a new one.
+            calls: request
+                .extensions()
+                .get::<Arc<CallBudget>>()
+                .cloned()
+                .unwrap_or_default(),
         };
         match self
             .runtime

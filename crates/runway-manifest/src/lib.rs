@@ -43,6 +43,7 @@
 //! timeout_ms = 30000
 //! memory_mib = 128
 //! max_body_bytes = 1048576
+//! concurrency = 10          # requests in flight at once per front-end
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently drops a setting.

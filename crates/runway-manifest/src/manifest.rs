@@ -179,7 +179,12 @@ pub struct Limits {
     pub timeout_ms: Option<u64>,
     pub memory_mib: Option<u64>,
     pub max_body_bytes: Option<u64>,
+    /// Most requests of this app in flight at once on a front-end.
+    pub concurrency: Option<u32>,
 }
+
+/// Largest `[limits] concurrency` a manifest may ask for.
+pub const MAX_CONCURRENCY: u32 = 100_000;
 
 impl Manifest {
     /// Parses and validates `text`; `file` is only used in error messages.
@@ -679,9 +684,13 @@ impl Cx<'_> {
         let t = self.table(
             v,
             "limits",
-            "write [limits] with timeout_ms, memory_mib or max_body_bytes",
+            "write [limits] with timeout_ms, memory_mib, max_body_bytes or concurrency",
         )?;
-        self.unknown_keys(t, "limits", &["timeout_ms", "memory_mib", "max_body_bytes"])?;
+        self.unknown_keys(
+            t,
+            "limits",
+            &["timeout_ms", "memory_mib", "max_body_bytes", "concurrency"],
+        )?;
         let get = |name: &str, example: &str| {
             t.get(name)
                 .map(|lv| {
@@ -700,6 +709,20 @@ impl Cx<'_> {
             timeout_ms: get("timeout_ms", "30000")?,
             memory_mib: get("memory_mib", "128")?,
             max_body_bytes: get("max_body_bytes", "1048576")?,
+            concurrency: t
+                .get("concurrency")
+                .map(|lv| {
+                    self.int_in(
+                        lv,
+                        "limits.concurrency",
+                        1,
+                        u64::from(MAX_CONCURRENCY),
+                        &format!("must be an integer from 1 to {MAX_CONCURRENCY}"),
+                        "use a value like 10, or remove it to use the environment's --app-concurrency",
+                    )
+                    .map(|n| n as u32)
+                })
+                .transpose()?,
         })
     }
 }

@@ -1,9 +1,10 @@
 //! The process-wide wasmtime engine: configuration, fingerprint, the epoch
 //! ticker, compilation and loading of artifacts.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -26,7 +27,8 @@ const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 /// Settings that shape compiled code or the instance pool. Two processes must
 /// use equal settings to share artifacts; [`Runtime::engine_fingerprint`]
-/// captures them.
+/// captures the ones that shape compiled code (the memory bound); the others
+/// only size this process's pools and budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeConfig {
     /// Largest linear memory any instance may have: the environment's bound.
@@ -34,15 +36,99 @@ pub struct RuntimeConfig {
     /// How many instances may exist at once (requests in flight, including
     /// app-to-app calls). Further requests wait for a slot, briefly.
     pub max_instances: u32,
+    /// Most instances of one app at once, unless its manifest narrows it
+    /// (`[limits] concurrency`); beyond it the app's requests get 503.
+    pub app_concurrency: u32,
+    /// Bound on the sum of the memory caps of the instances alive at once.
+    /// An instance reserves its cap before it starts; one app may hold at
+    /// most half of the budget (or one instance's cap if that is more).
+    pub memory_budget_bytes: u64,
+    /// How long a request may take to deliver its whole body. The body is
+    /// read before an instance is taken, so a slow client holds no instance;
+    /// past this the client gets 408.
+    pub body_read_timeout: Duration,
+    /// Bound on the request-body bytes buffered at once (all requests);
+    /// beyond it requests with a body get 503.
+    pub body_buffer_bytes: u64,
+}
+
+/// Default of [`RuntimeConfig::body_read_timeout`].
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`RuntimeConfig::body_buffer_bytes`].
+pub const DEFAULT_BODY_BUFFER_BYTES: u64 = 256 << 20;
+
+impl RuntimeConfig {
+    /// The given bounds with every other setting at its default.
+    pub fn new(max_memory_bytes: u64, max_instances: u32) -> RuntimeConfig {
+        RuntimeConfig {
+            max_memory_bytes,
+            max_instances,
+            app_concurrency: default_app_concurrency(max_instances),
+            memory_budget_bytes: default_memory_budget_bytes().max(max_memory_bytes),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            body_buffer_bytes: DEFAULT_BODY_BUFFER_BYTES,
+        }
+    }
+
+    /// Checks that every request can be served at all; messages name the flags.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_instances == 0 {
+            return Err("--max-instances must be greater than 0".into());
+        }
+        if self.app_concurrency == 0 {
+            return Err("--app-concurrency must be greater than 0".into());
+        }
+        if self.memory_budget_bytes < self.max_memory_bytes {
+            return Err(format!(
+                "--memory-budget-mib {} is smaller than the per-instance memory cap --memory-mib {}: \
+                 no instance could start; raise the budget or lower the cap",
+                self.memory_budget_bytes >> 20,
+                self.max_memory_bytes >> 20
+            ));
+        }
+        if self.body_read_timeout.is_zero() {
+            return Err("--body-read-timeout-ms must be greater than 0".into());
+        }
+        if self.body_buffer_bytes == 0 {
+            return Err("--body-buffer-mib must be greater than 0".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig {
-            max_memory_bytes: 128 << 20,
-            max_instances: 1000,
-        }
+        RuntimeConfig::new(128 << 20, 1000)
     }
+}
+
+/// Default per-app concurrency: half of the instance pool, at least 1.
+pub fn default_app_concurrency(max_instances: u32) -> u32 {
+    (max_instances / 2).max(1)
+}
+
+/// Default memory budget: half of the machine's memory (`MemTotal` of
+/// `/proc/meminfo`), or 4 GiB where that cannot be read.
+pub fn default_memory_budget_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_total_bytes(&text))
+        .map_or(4 << 30, |total| total / 2)
+}
+
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line["MemTotal:".len()..].split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => value.checked_mul(1024),
+        _ => None,
+    }
+}
+
+/// Mebibytes that `bytes` occupies, rounded up (the unit of memory budgets).
+pub(crate) fn mib_ceil(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX)
 }
 
 /// The wasm engine shared by every app in the process.
@@ -55,19 +141,61 @@ pub(crate) struct Inner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) slots: Arc<Semaphore>,
+    /// The environment's memory budget, in MiB of instance caps.
+    pub(crate) memory: Arc<Semaphore>,
+    /// Request-body bytes that may be buffered at once.
+    pub(crate) body_buffer: Arc<Semaphore>,
+    /// Per-app admission state, by app name.
+    apps: Mutex<HashMap<Arc<str>, Arc<AppGate>>>,
     pub(crate) config: RuntimeConfig,
     fingerprint: String,
-    ticker_stop: Arc<AtomicBool>,
+    /// Set once guests must stop (shutdown deadline, or the runtime is
+    /// gone): every guest traps at its next epoch tick.
+    pub(crate) interrupted: Arc<AtomicBool>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        // Guests that outlive the runtime (their tasks hold the engine) stop
+        // at the next tick; the ticker runs as long as any of them exists.
+        self.interrupted.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Admission state of one app: instances in flight (its concurrency limit)
+/// and its share of the memory budget.
+pub(crate) struct AppGate {
+    in_flight: AtomicU32,
+    pub(crate) memory: Arc<Semaphore>,
+    pub(crate) memory_share_mib: u32,
+}
+
+/// One instance of an app counted against its concurrency limit, until dropped.
+pub(crate) struct AppTicket {
+    gate: Arc<AppGate>,
+}
+
+impl Drop for AppTicket {
+    fn drop(&mut self) {
+        self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl AppGate {
+    /// Counts one more instance, unless `limit` are already in flight.
+    pub(crate) fn enter(self: &Arc<Self>, limit: u32) -> Option<AppTicket> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| AppTicket { gate: self.clone() })
     }
 }
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        config.validate().map_err(anyhow::Error::msg)?;
         let memory = usize::try_from(config.max_memory_bytes)?;
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_instances;
@@ -115,19 +243,48 @@ impl Runtime {
             format!("wasmtime-48-{:016x}", hasher.finish())
         };
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        spawn_epoch_ticker(engine.weak());
 
+        let budget_mib = mib_ceil(config.memory_budget_bytes).min(MAX_PERMITS_U32);
+        let buffer = usize::try_from(config.body_buffer_bytes)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 slots: Arc::new(Semaphore::new(instances as usize)),
+                memory: Arc::new(Semaphore::new(budget_mib as usize)),
+                body_buffer: Arc::new(Semaphore::new(buffer)),
+                apps: Mutex::new(HashMap::new()),
                 config,
                 fingerprint,
-                ticker_stop,
+                interrupted: Arc::new(AtomicBool::new(false)),
             }),
         })
+    }
+
+    /// Stops every guest still running, at its next epoch tick (10 ms): for
+    /// the shutdown deadline. Requests started afterwards fail the same way.
+    pub fn interrupt_guests(&self) {
+        self.inner.interrupted.store(true, Ordering::Relaxed);
+    }
+
+    /// The admission state of `app` (created on its first request).
+    pub(crate) fn app_gate(&self, app: &Arc<str>) -> Arc<AppGate> {
+        let mut apps = self.inner.apps.lock().unwrap_or_else(|e| e.into_inner());
+        apps.entry(app.clone())
+            .or_insert_with(|| {
+                let budget = mib_ceil(self.inner.config.memory_budget_bytes);
+                let cap = mib_ceil(self.inner.config.max_memory_bytes);
+                let share = (budget / 2).max(cap).min(budget).min(MAX_PERMITS_U32);
+                Arc::new(AppGate {
+                    in_flight: AtomicU32::new(0),
+                    memory: Arc::new(Semaphore::new(share as usize)),
+                    memory_share_mib: share,
+                })
+            })
+            .clone()
     }
 
     /// Identifies the engine configuration an artifact was compiled for.
@@ -183,12 +340,18 @@ impl Runtime {
     }
 }
 
-/// One thread advances the epoch of the engine for as long as it lives.
-fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+/// Semaphores count in `u32` chunks; budgets beyond this many MiB are
+/// effectively unbounded anyway.
+const MAX_PERMITS_U32: u32 = u32::MAX >> 3;
+
+/// One thread advances the epoch of the engine for as long as the engine
+/// lives: every store holds the engine, so the ticker outlives every guest
+/// (a guest that computes is only ever interrupted at a tick).
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak) {
     std::thread::Builder::new()
         .name("runway-epoch".into())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
+            loop {
                 std::thread::sleep(EPOCH_TICK);
                 match engine.upgrade() {
                     Some(engine) => engine.increment_epoch(),
@@ -197,4 +360,45 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
             }
         })
         .expect("failed to spawn the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_memory_budget_is_read_from_meminfo() {
+        let meminfo = "MemTotal:       24683736 kB\nMemFree:        19740180 kB\n";
+        assert_eq!(mem_total_bytes(meminfo), Some(24683736 * 1024));
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total_bytes("MemTotal: lots\n"), None);
+        assert_eq!(mib_ceil(1), 1);
+        assert_eq!(mib_ceil(128 << 20), 128);
+        assert_eq!(mib_ceil((128 << 20) + 1), 129);
+    }
+
+    #[test]
+    fn settings_that_could_serve_nothing_are_refused_naming_the_flag() {
+        let config = RuntimeConfig::new(128 << 20, 10);
+        assert_eq!(config.app_concurrency, 5);
+        assert!(config.memory_budget_bytes >= 128 << 20);
+        config.validate().unwrap();
+        assert_eq!(RuntimeConfig::new(128 << 20, 1).app_concurrency, 1);
+
+        let mut small = config;
+        small.memory_budget_bytes = 64 << 20;
+        let error = small.validate().unwrap_err();
+        assert!(error.contains("--memory-budget-mib 64"), "{error}");
+        assert!(error.contains("--memory-mib 128"), "{error}");
+        let mut zero = config;
+        zero.app_concurrency = 0;
+        assert!(zero.validate().unwrap_err().contains("--app-concurrency"));
+        let mut zero = config;
+        zero.body_read_timeout = Duration::ZERO;
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .contains("--body-read-timeout-ms")
+        );
+    }
 }

@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::capture::Capture;
+use crate::engine::{AppTicket, mib_ceil};
 use crate::host::{HostState, MemoryCap, MemoryCapExceeded};
 use crate::outbound::OutboundHooks;
 use crate::{Invocation, LoadedComponent, Runtime, Stream};
@@ -43,6 +45,34 @@ pub enum Failure {
     BodyTooLarge(u64),
     #[error("all {0} instance slots are busy; retry later")]
     Overloaded(u32),
+    #[error(
+        "the request body did not arrive within {} ms; send it at once, or raise the environment's --body-read-timeout-ms",
+        .0.as_millis()
+    )]
+    BodyTimeout(Duration),
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error(
+        "the environment is already buffering {} MiB of request bodies (--body-buffer-mib); retry later",
+        .0 >> 20
+    )]
+    BodyBufferFull(u64),
+    #[error(
+        "the app is at its concurrency limit of {0} requests in flight; retry later \
+         (`[limits] concurrency` in runway.toml or the environment's --app-concurrency sets it)"
+    )]
+    AppBusy(u32),
+    #[error(
+        "no memory budget for another instance with a {needed_mib} MiB memory cap within {} ms \
+         (the app's share is {app_share_mib} MiB, the environment's --memory-budget-mib {budget_mib}); \
+         retry later, or lower the app's [limits] memory_mib",
+        SLOT_WAIT.as_millis()
+    )]
+    MemoryBudget {
+        needed_mib: u32,
+        app_share_mib: u32,
+        budget_mib: u32,
+    },
     #[error("the app could not be started: {0}")]
     Instantiate(String),
 }
@@ -53,7 +83,12 @@ impl Failure {
         match self {
             Failure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Failure::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Failure::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Overloaded(_)
+            | Failure::BodyBufferFull(_)
+            | Failure::AppBusy(_)
+            | Failure::MemoryBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Failure::BodyRead(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,6 +103,11 @@ impl Failure {
             Failure::GuestError(_) => "app_error",
             Failure::BodyTooLarge(_) => "payload_too_large",
             Failure::Overloaded(_) => "overloaded",
+            Failure::BodyTimeout(_) => "request_body_timeout",
+            Failure::BodyRead(_) => "request_body_error",
+            Failure::BodyBufferFull(_) => "body_buffer_full",
+            Failure::AppBusy(_) => "app_busy",
+            Failure::MemoryBudget { .. } => "memory_budget_exhausted",
             Failure::Instantiate(_) => "app_start_failed",
         }
     }
@@ -95,11 +135,26 @@ impl Runtime {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &self.inner;
-        let permit =
-            match tokio::time::timeout(SLOT_WAIT, inner.slots.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                _ => return Err(Failure::Overloaded(inner.config.max_instances)),
-            };
+        // Everything the platform waits for from the client comes first: a
+        // slow client must not hold an instance, a slot or memory budget.
+        let (request, body_permit) = match self
+            .buffer_body(request, invocation.limits.max_body_bytes)
+            .await
+        {
+            Ok(buffered) => buffered,
+            Err(failure) => {
+                invocation.events.failed(&failure);
+                return Err(failure);
+            }
+        };
+        let admission = match self.admit(&invocation).await {
+            Ok(admission) => admission,
+            Err(failure) => {
+                invocation.events.failed(&failure);
+                return Err(failure);
+            }
+        };
+        let permit = (admission, body_permit);
 
         let limits = invocation.limits;
         let events = invocation.events.clone();
@@ -125,6 +180,7 @@ impl Runtime {
                     events: events.clone(),
                     request_id: invocation.request_id.clone(),
                     hops: invocation.hops,
+                    calls: invocation.calls.clone(),
                 },
                 config: invocation.config.clone(),
                 kv: invocation.kv.clone(),
@@ -138,8 +194,9 @@ impl Runtime {
         // Every epoch tick a CPU-bound guest yields to the executor, so one
         // busy app cannot starve the others; past its deadline it is stopped.
         store.set_epoch_deadline(1);
+        let interrupted = inner.interrupted.clone();
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || interrupted.load(Ordering::Relaxed) {
                 Err(DeadlineExceeded.into())
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -226,6 +283,134 @@ impl Runtime {
                 Err(failure)
             }
         }
+    }
+}
+
+/// What one admitted request holds until its guest task ends: its app's
+/// concurrency ticket, its memory cap in the app's share and in the
+/// environment's budget, and an instance slot.
+struct Admission {
+    _app: AppTicket,
+    _app_memory: OwnedSemaphorePermit,
+    _memory: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Runtime {
+    /// Reads the whole request body (at most `max` bytes) within the body-read
+    /// timeout, counting its bytes against the environment's body buffer.
+    async fn buffer_body<B>(
+        &self,
+        request: http::Request<B>,
+        max: u64,
+    ) -> Result<(http::Request<Full<Bytes>>, Option<OwnedSemaphorePermit>), Failure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        if body.is_end_stream() {
+            return Ok((
+                http::Request::from_parts(parts, Full::new(Bytes::new())),
+                None,
+            ));
+        }
+        let inner = &self.inner;
+        let timeout = inner.config.body_read_timeout;
+        let pool = inner.body_buffer.clone();
+        let read = async move {
+            let mut body = std::pin::pin!(body);
+            let mut chunks: Vec<Bytes> = Vec::new();
+            let mut len: u64 = 0;
+            let mut held: Option<OwnedSemaphorePermit> = None;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| Failure::BodyRead(e.into().to_string()))?;
+                let Ok(data) = frame.into_data() else {
+                    // Trailers: nothing a guest can read through wasi:http
+                    // before the body; they are dropped.
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                len += data.len() as u64;
+                if len > max {
+                    return Err(Failure::BodyTooLarge(max));
+                }
+                let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                let permit = pool
+                    .clone()
+                    .try_acquire_many_owned(n)
+                    .map_err(|_| Failure::BodyBufferFull(inner.config.body_buffer_bytes))?;
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+                chunks.push(data);
+            }
+            let bytes = match chunks.len() {
+                0 => Bytes::new(),
+                1 => chunks.pop().expect("one chunk"),
+                _ => {
+                    let mut all = bytes::BytesMut::with_capacity(len as usize);
+                    for chunk in chunks {
+                        all.extend_from_slice(&chunk);
+                    }
+                    all.freeze()
+                }
+            };
+            Ok((bytes, held))
+        };
+        let (bytes, held) = tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| Failure::BodyTimeout(timeout))??;
+        Ok((http::Request::from_parts(parts, Full::new(bytes)), held))
+    }
+
+    /// Takes what an instance of the invocation's app needs: a place under
+    /// its app's concurrency limit (or 503 at once), its memory cap from the
+    /// app's share and the environment's budget, and an instance slot (each
+    /// waited for at most [`SLOT_WAIT`] in all).
+    async fn admit(&self, invocation: &Invocation) -> Result<Admission, Failure> {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let limit = invocation
+            .limits
+            .concurrency
+            .map_or(config.app_concurrency, |c| c.min(config.app_concurrency));
+        let gate = self.app_gate(&invocation.app);
+        let app = gate.enter(limit).ok_or(Failure::AppBusy(limit))?;
+        let until = tokio::time::Instant::now() + SLOT_WAIT;
+        let needed = mib_ceil(invocation.limits.memory_bytes.min(config.max_memory_bytes));
+        let no_budget = || Failure::MemoryBudget {
+            needed_mib: needed,
+            app_share_mib: gate.memory_share_mib,
+            budget_mib: mib_ceil(config.memory_budget_bytes),
+        };
+        let app_memory =
+            match tokio::time::timeout_at(until, gate.memory.clone().acquire_many_owned(needed))
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(no_budget()),
+            };
+        let memory =
+            match tokio::time::timeout_at(until, inner.memory.clone().acquire_many_owned(needed))
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(no_budget()),
+            };
+        let slot = match tokio::time::timeout_at(until, inner.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(Failure::Overloaded(config.max_instances)),
+        };
+        Ok(Admission {
+            _app: app,
+            _app_memory: app_memory,
+            _memory: memory,
+            _slot: slot,
+        })
     }
 }
 

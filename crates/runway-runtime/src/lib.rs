@@ -19,10 +19,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{
+    DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_READ_TIMEOUT, Runtime, RuntimeConfig,
+    default_app_concurrency, default_memory_budget_bytes,
+};
 pub use host::{KeyValue, KvError};
 pub use invoke::{Failure, ResponseBody};
-pub use outbound::{HOPS_HEADER, INTERNAL_SUFFIX, InternalRouter, OutboundPolicy};
+pub use outbound::{
+    CallBudget, HOPS_HEADER, INTERNAL_SUFFIX, InternalRouter, MAX_CONCURRENT_INTERNAL_CALLS,
+    MAX_INTERNAL_CALLS, OutboundPolicy,
+};
 pub use validate::{ComponentError, ComponentReport};
 pub use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 
@@ -33,6 +39,9 @@ pub struct AppLimits {
     pub timeout: Duration,
     pub memory_bytes: u64,
     pub max_body_bytes: u64,
+    /// The manifest's `[limits] concurrency`: narrows the environment's
+    /// per-app concurrency ([`RuntimeConfig::app_concurrency`]).
+    pub concurrency: Option<u32>,
 }
 
 /// Which standard stream a captured line came from.
@@ -58,6 +67,11 @@ pub trait InvocationEvents: Send + Sync {
     fn output(&self, stream: Stream, line: &str);
     /// The guest tried to reach an origin outside its allow-list.
     fn outbound_denied(&self, url: &str);
+    /// An app-to-app call to `url` was refused because the incoming request
+    /// reached its bound on internal calls (`reason` says which).
+    fn internal_call_refused(&self, url: &str, reason: &str) {
+        let _ = (url, reason);
+    }
     /// The invocation failed after the response had started (or the failure
     /// that [`Runtime::handle`] also returns).
     fn failed(&self, failure: &Failure);
@@ -77,6 +91,9 @@ pub struct Invocation {
     pub events: Arc<dyn InvocationEvents>,
     /// App-to-app hops that led to this request (0 from outside); bounds call loops.
     pub hops: u32,
+    /// The app-to-app calls of the incoming request this one serves (shared
+    /// by every app it reaches): bounds their breadth.
+    pub calls: Arc<CallBudget>,
 }
 
 /// A compiled component, linked and pre-instantiated: cheap to clone, ready to

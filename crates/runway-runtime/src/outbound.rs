@@ -2,10 +2,15 @@
 //! `http://<app>.internal/…` to reach another app of the same environment
 //! without leaving the process.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::uri::Scheme;
+use http_body::{Frame, SizeHint};
 use runway_manifest::{AllowedOrigin, AppName};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -17,6 +22,100 @@ pub const INTERNAL_SUFFIX: &str = ".internal";
 pub const HOPS_HEADER: &str = "x-runway-hops";
 /// Deepest chain of app-to-app calls; beyond it the call fails as a loop.
 const MAX_HOPS: u32 = 8;
+/// Most app-to-app calls in flight at once for one incoming request (all the
+/// apps it reaches together); beyond it a guest's outgoing call fails.
+pub const MAX_CONCURRENT_INTERNAL_CALLS: u32 = 8;
+/// Most app-to-app calls one incoming request may cause in total.
+pub const MAX_INTERNAL_CALLS: u32 = 64;
+
+/// The app-to-app calls caused by one incoming request: every app it reaches
+/// shares this budget (it travels with internal calls as a request
+/// extension), so a fan-out is bounded in breadth as well as depth.
+#[derive(Debug, Default)]
+pub struct CallBudget {
+    in_flight: AtomicU32,
+    total: AtomicU32,
+}
+
+impl CallBudget {
+    /// Counts one more call, or says which bound it would break.
+    fn start(self: &Arc<Self>) -> Result<CallTicket, String> {
+        if self
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_INTERNAL_CALLS).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(format!(
+                "app-to-app call refused: one incoming request may cause at most \
+                 {MAX_INTERNAL_CALLS} app-to-app calls in total"
+            ));
+        }
+        if self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_INTERNAL_CALLS).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(format!(
+                "app-to-app call refused: one incoming request may have at most \
+                 {MAX_CONCURRENT_INTERNAL_CALLS} app-to-app calls in flight; wait for one to finish"
+            ));
+        }
+        Ok(CallTicket {
+            budget: self.clone(),
+        })
+    }
+
+    /// App-to-app calls in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// App-to-app calls started so far.
+    pub fn total(&self) -> u32 {
+        self.total.load(Ordering::Acquire)
+    }
+}
+
+/// One app-to-app call in flight, until its response body is done or dropped.
+struct CallTicket {
+    budget: Arc<CallBudget>,
+}
+
+impl Drop for CallTicket {
+    fn drop(&mut self) {
+        self.budget.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its call counted while it streams.
+struct TicketBody {
+    inner: WasiBody,
+    _ticket: CallTicket,
+}
+
+impl http_body::Body for TicketBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Delivers app-to-app calls. `http://notes.internal/x` reaches app `notes`
 /// with the path `/notes/x`, exactly as a request from outside would.
@@ -50,6 +149,8 @@ pub(crate) struct OutboundHooks {
     pub(crate) request_id: String,
     /// Hops that led to the current request (0 for a request from outside).
     pub(crate) hops: u32,
+    /// The app-to-app calls of the incoming request being served.
+    pub(crate) calls: Arc<CallBudget>,
 }
 
 type SendFuture = Box<
@@ -89,6 +190,14 @@ impl WasiHttpHooks for OutboundHooks {
             if self.hops >= MAX_HOPS {
                 return Box::new(async { Err(Error::LoopDetected) });
             }
+            let ticket = match self.calls.start() {
+                Ok(ticket) => ticket,
+                Err(reason) => {
+                    self.events.internal_call_refused(&uri.to_string(), &reason);
+                    return Box::new(async move { Err(Error::InternalError(Some(reason))) });
+                }
+            };
+            request.extensions_mut().insert(self.calls.clone());
             let headers = request.headers_mut();
             headers.insert(HOPS_HEADER, http::HeaderValue::from(self.hops + 1));
             if let Ok(id) = http::HeaderValue::from_str(&self.request_id) {
@@ -96,7 +205,14 @@ impl WasiHttpHooks for OutboundHooks {
             }
             let call = router.call(target, request);
             return Box::new(async move {
-                let response = call.await?;
+                let response = call.await?.map(|inner| {
+                    use http_body_util::BodyExt;
+                    TicketBody {
+                        inner,
+                        _ticket: ticket,
+                    }
+                    .boxed_unsync()
+                });
                 Ok((
                     response,
                     Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use runway_controller::server::{ControllerServer, ServerConfig};
-use runway_runtime::RuntimeConfig;
 
 use crate::commands::up::{ConnectionArgs, LimitArgs, shutdown_signal};
 
@@ -75,10 +74,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.base_url = args.base_url;
     config.limits = args.limits.limits();
     config.max_package_bytes = args.limits.max_package_bytes();
-    config.runtime = RuntimeConfig {
-        max_memory_bytes: config.limits.memory_bytes,
-        max_instances: args.limits.max_instances,
-    };
+    config.runtime = args.limits.runtime();
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.offline_after = Duration::from_millis(args.offline_after_ms);
     config.log_retention = args.limits.log_retention();

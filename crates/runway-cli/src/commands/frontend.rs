@@ -8,10 +8,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use runway_api::v1::{FrontendFlags, FrontendList};
 use runway_frontend::{FrontendNode, NodeConfig};
-use runway_runtime::RuntimeConfig;
 
 use crate::commands::app::print_json;
-use crate::commands::up::{ConnectionArgs, shutdown_signal};
+use crate::commands::up::{AdmissionArgs, ConnectionArgs, shutdown_signal};
 use crate::connection::Connection;
 use crate::output::{Table, relative};
 
@@ -68,6 +67,8 @@ pub struct ServeArgs {
     /// Largest unpacked package accepted, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_package_mib: u64,
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
     /// Do not serve apps (a timers- or email-only front-end).
     #[arg(long)]
     pub no_apps: bool,
@@ -145,10 +146,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             sends_email: !args.no_email,
         },
         database: args.database,
-        runtime: RuntimeConfig {
-            max_memory_bytes: args.memory_mib.saturating_mul(1 << 20),
-            max_instances: args.max_instances,
-        },
+        runtime: args
+            .admission
+            .runtime(args.memory_mib.saturating_mul(1 << 20), args.max_instances),
         max_package_bytes: args.max_package_mib.saturating_mul(1 << 20),
         connections: args.connections.settings()?,
         // The size cap is the controller's to enforce.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use runway_api::v1::Limits;
 use runway_controller::standalone::{Standalone, StandaloneConfig};
+use runway_runtime::RuntimeConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -30,6 +31,10 @@ pub struct UpArgs {
     /// (a server farm in one process; 0 = one front-end on --listen).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub farm: u32,
+    /// On ctrl-c / SIGTERM: how long in-flight requests may finish, in
+    /// milliseconds; guests still running then are stopped.
+    #[arg(long, default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -93,7 +98,10 @@ pub struct LimitArgs {
     pub log_max_mib: u64,
     #[command(flatten)]
     pub log_output: LogOutputArgs,
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
 }
+
 
 /// Per-app output limits of the log writer, shared by `up`, `controller serve`
 /// and `frontend serve` (in a farm, the front-ends' apply).
@@ -120,12 +128,56 @@ impl LogOutputArgs {
     }
 }
 
+
+/// How a front-end admits requests: fair share between apps, the memory
+/// budget, and request bodies (shared by `up`, `controller serve` and
+/// `frontend serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdmissionArgs {
+    /// Most requests of one app in flight at once; an app's runway.toml
+    /// `[limits] concurrency` may narrow it; beyond it the app gets 503
+    /// [default: half of --max-instances, at least 1].
+    #[arg(long, value_name = "N")]
+    pub app_concurrency: Option<u32>,
+    /// Bound on the sum of the memory caps of the instances alive at once, in
+    /// MiB; one app may use at most half of it; beyond it requests wait up to
+    /// 5 s, then get 503 [default: half of the machine's memory (MemTotal)].
+    #[arg(long, value_name = "MIB")]
+    pub memory_budget_mib: Option<u64>,
+    /// How long a client may take to send a request body, in milliseconds;
+    /// bodies are read before an instance is taken; a slower one gets 408.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub body_read_timeout_ms: u64,
+    /// Bound on the request-body bytes buffered at once, in MiB; beyond it
+    /// requests with a body get 503.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub body_buffer_mib: u64,
+}
+
+impl AdmissionArgs {
+    /// The runtime settings for these flags, a per-instance memory bound and
+    /// an instance pool size.
+    pub fn runtime(&self, max_memory_bytes: u64, max_instances: u32) -> RuntimeConfig {
+        let mut config = RuntimeConfig::new(max_memory_bytes, max_instances);
+        if let Some(n) = self.app_concurrency {
+            config.app_concurrency = n;
+        }
+        if let Some(mib) = self.memory_budget_mib {
+            config.memory_budget_bytes = mib.saturating_mul(1 << 20);
+        }
+        config.body_read_timeout = Duration::from_millis(self.body_read_timeout_ms);
+        config.body_buffer_bytes = self.body_buffer_mib.saturating_mul(1 << 20);
+        config
+    }
+}
+
 impl LimitArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             timeout_ms: self.timeout_ms,
             memory_bytes: self.memory_mib.saturating_mul(1 << 20),
             max_body_bytes: self.max_body_bytes,
+            concurrency: None,
         }
     }
 
@@ -136,6 +188,12 @@ impl LimitArgs {
     pub fn log_limits(&self) -> runway_store::LogLimits {
         self.log_output
             .log_limits(self.log_max_mib.saturating_mul(1 << 20))
+    }
+
+    /// The runtime settings of these bounds.
+    pub fn runtime(&self) -> RuntimeConfig {
+        self.admission
+            .runtime(self.memory_mib.saturating_mul(1 << 20), self.max_instances)
     }
 
     pub fn log_retention(&self) -> Duration {
@@ -151,6 +209,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.limits = args.limits.limits();
     config.max_package_bytes = args.limits.max_package_bytes();
     config.max_instances = args.limits.max_instances;
+    config.runtime = Some(args.limits.runtime());
     config.log_retention = args.limits.log_retention();
     config.log_limits = args.limits.log_limits();
     config.farm = args.farm;
@@ -189,8 +248,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     shutdown_signal()
         .await
         .context("failed to listen for shutdown signals")?;
-    println!("runway: stopping (in-flight requests get up to 30 s)");
-    environment.shutdown(Duration::from_secs(30)).await?;
+    let grace = Duration::from_millis(args.shutdown_grace_ms);
+    println!(
+        "runway: stopping (in-flight requests get up to {} ms)",
+        grace.as_millis()
+    );
+    environment.shutdown(grace).await?;
     println!("runway: stopped");
     Ok(())
 }

@@ -17,7 +17,10 @@ fn start(data_dir: &std::path::Path) -> (Child, String, Option<String>) {
     start_with(data_dir, &[])
 }
 
-fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String, Option<String>) {
+pub(crate) fn start_with(
+    data_dir: &std::path::Path,
+    extra: &[&str],
+) -> (Child, String, Option<String>) {
     let mut child = runway()
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -51,7 +54,7 @@ fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String, Opt
     (child, url, token)
 }
 
-fn cli(url: &str, token: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli(url: &str, token: &str, args: &[&str]) -> std::process::Output {
     runway()
         .args(args)
         .env("RUNWAY_ENV", url)
@@ -61,7 +64,7 @@ fn cli(url: &str, token: &str, args: &[&str]) -> std::process::Output {
         .expect("runway runs")
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -10,4 +10,5 @@ mod farm_support;
 mod small_hardening;
 mod standby;
 mod log_limits;
+mod isolation;
 mod support;
