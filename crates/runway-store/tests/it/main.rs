@@ -7,6 +7,7 @@ mod bad_input;
 mod deployments;
 mod frontends;
 mod kv;
+mod kv_quota;
 mod logs;
 mod persistence;
 mod properties;
