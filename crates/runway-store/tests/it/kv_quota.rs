@@ -36,7 +36,7 @@ async fn quota_counts_keys_and_bytes() {
     store.kv_set("other-app", "b", "k4", b"x").await.unwrap();
     // Replacing a value counts only the difference.
     store.kv_set("a", "b", "k1", &[7u8; 80]).await.unwrap();
-    let err = store.kv_set("a", "b", "k1", &[7u8; 90]).await.unwrap_err();
+    let err = store.kv_set("a", "b", "k1", &[7u8; 96]).await.unwrap_err();
     assert!(matches!(err, StoreError::QuotaExceeded(_)), "{err}");
     assert!(err.to_string().contains("100 bytes"), "{err}");
     assert_eq!(
@@ -48,7 +48,7 @@ async fn quota_counts_keys_and_bytes() {
     store.kv_delete("a", "b", "k1").await.unwrap();
     assert_eq!(
         store.kv_usage("a").await.unwrap(),
-        KvUsage { keys: 2, bytes: 7 }
+        KvUsage { keys: 2, bytes: 5 }
     );
     store.kv_set("a", "b", "k4", &[1u8; 90]).await.unwrap();
     // Lowering the quota below the usage still lets the app shrink.
