@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::ManifestError;
-use crate::manifest::Manifest;
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::paths;
 
 /// Version of the `.rwp` layout written and accepted.
@@ -309,6 +309,16 @@ impl Package {
                 ));
             }
             let size = entry.size();
+            // Refused before a byte of it is read (and long before parsing).
+            if path == MANIFEST_ENTRY && size > MAX_MANIFEST_BYTES as u64 {
+                return Err(entry_err(
+                    &path,
+                    &format!(
+                        "is {size} bytes, more than the limit of {MAX_MANIFEST_BYTES} bytes; \
+                         keep data out of runway.toml (put files under [static])"
+                    ),
+                ));
+            }
             total = total.saturating_add(size);
             if total > max_unpacked {
                 return Err(PackageError::TooLarge {
