@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     pub offline_after: Duration,
     pub log_retention: Duration,
+    /// `--max-uploads`: package uploads received at once.
+    pub max_uploads: usize,
+    /// `--kv-quota-mib`, `--kv-quota-keys`: every app's key-value quota.
+    pub kv_quota: runway_store::KvQuota,
 }
 
 impl ServerConfig {
@@ -62,6 +66,8 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(1),
             offline_after: Duration::from_secs(5),
             log_retention: defaults.log_retention,
+            max_uploads: defaults.max_uploads,
+            kv_quota: defaults.kv_quota,
         }
     }
 
@@ -130,6 +136,7 @@ impl ControllerServer {
                 data_dir: data_dir.clone(),
                 limits: config.limits,
                 max_package_bytes: config.max_package_bytes,
+                max_uploads: config.max_uploads,
             },
             store.clone(),
             runtime,
@@ -140,6 +147,11 @@ impl ControllerServer {
             .restore()
             .await
             .map_err(|e| anyhow::anyhow!("failed to recover unfinished deployments: {e}"))?;
+        // Kept in the catalog: every front-end of the farm applies the same quota.
+        store
+            .set_kv_quota(config.kv_quota)
+            .await
+            .context("failed to record the key-value quota in the platform catalog")?;
         let admin_token = controller.ensure_admin_token().await?;
         if let Some(token) = &admin_token {
             crate::write_secret(&data_dir.join("admin.token"), token)?;

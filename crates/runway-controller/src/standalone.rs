@@ -35,6 +35,10 @@ pub struct StandaloneConfig {
     pub max_package_bytes: u64,
     pub max_instances: u32,
     pub log_retention: Duration,
+    /// `--max-uploads`: package uploads received at once.
+    pub max_uploads: usize,
+    /// `--kv-quota-mib`, `--kv-quota-keys`: every app's key-value quota.
+    pub kv_quota: runway_store::KvQuota,
     /// `--farm N`: N front-ends on loopback ports behind a balancer at
     /// `listen` (0: one front-end sharing `listen` with the controller).
     pub farm: u32,
@@ -57,6 +61,8 @@ impl StandaloneConfig {
             max_package_bytes: 64 << 20,
             max_instances: 1000,
             log_retention: Duration::from_secs(14 * 24 * 3600),
+            max_uploads: crate::DEFAULT_MAX_UPLOADS,
+            kv_quota: runway_store::KvQuota::DEFAULT,
             farm: 0,
         }
     }
@@ -87,6 +93,9 @@ impl StandaloneConfig {
         }
         if self.max_instances == 0 {
             bail!("--max-instances must be greater than 0");
+        }
+        if self.max_uploads == 0 {
+            bail!("--max-uploads must be greater than 0");
         }
         Ok(())
     }
@@ -203,6 +212,7 @@ impl Standalone {
                 data_dir: data_dir.clone(),
                 limits: config.limits,
                 max_package_bytes: config.max_package_bytes,
+                max_uploads: config.max_uploads,
             },
             store.clone(),
             runtime,
@@ -213,6 +223,10 @@ impl Standalone {
             .restore()
             .await
             .map_err(|e| anyhow::anyhow!("failed to restore the deployed apps: {e}"))?;
+        store
+            .set_kv_quota(config.kv_quota)
+            .await
+            .context("failed to record the key-value quota in the platform catalog")?;
         let admin_token = controller.ensure_admin_token().await?;
         if let Some(token) = &admin_token {
             crate::write_secret(&data_dir.join("admin.token"), token)?;

@@ -69,6 +69,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.offline_after = Duration::from_millis(args.offline_after_ms);
     config.log_retention = args.limits.log_retention();
+    config.max_uploads = args.limits.max_uploads as usize;
+    config.kv_quota = args.limits.kv_quota();
 
     let server = ControllerServer::start(config).await?;
     println!(

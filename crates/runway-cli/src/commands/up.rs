@@ -55,6 +55,15 @@ pub struct LimitArgs {
     /// How long log rows are kept, in days.
     #[arg(long, default_value_t = 14)]
     pub log_retention_days: u64,
+    /// Most package uploads received at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_uploads: u32,
+    /// Key-value quota of each app, in MiB of keys and values (all buckets).
+    #[arg(long, default_value_t = 100)]
+    pub kv_quota_mib: u64,
+    /// Key-value quota of each app, in keys (all buckets).
+    #[arg(long, default_value_t = 100_000)]
+    pub kv_quota_keys: u64,
 }
 
 impl LimitArgs {
@@ -68,6 +77,13 @@ impl LimitArgs {
 
     pub fn max_package_bytes(&self) -> u64 {
         self.max_package_mib.saturating_mul(1 << 20)
+    }
+
+    pub fn kv_quota(&self) -> runway_store::KvQuota {
+        runway_store::KvQuota {
+            max_bytes: self.kv_quota_mib.saturating_mul(1 << 20),
+            max_keys: self.kv_quota_keys,
+        }
     }
 
     pub fn log_retention(&self) -> Duration {
@@ -84,6 +100,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.max_package_bytes = args.limits.max_package_bytes();
     config.max_instances = args.limits.max_instances;
     config.log_retention = args.limits.log_retention();
+    config.max_uploads = args.limits.max_uploads as usize;
+    config.kv_quota = args.limits.kv_quota();
     config.farm = args.farm;
 
     let environment = Standalone::start(config).await?;

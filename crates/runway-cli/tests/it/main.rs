@@ -4,6 +4,7 @@ mod cli_live;
 mod cli_offline;
 mod e2e_bad_input;
 mod e2e_serve;
+mod edge_input;
 mod farm;
 mod farm_support;
 mod support;
