@@ -157,6 +157,7 @@ struct PublishParams {
         (status = 200, body = PublishResult, description = "identical version already published"),
         (status = 400, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody),
         (status = 413, body = runway_api::ErrorBody), (status = 422, body = runway_api::ErrorBody),
+        (status = 503, body = runway_api::ErrorBody, description = "too many uploads at once (--max-uploads); retry after the Retry-After seconds"),
     )
 )]
 async fn publish(

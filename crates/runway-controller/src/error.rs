@@ -64,8 +64,8 @@ fn request_id(headers: &HeaderMap) -> String {
 /// response that is not already the JSON error body into one.
 pub async fn api_layer(request: Request, next: Next) -> Response {
     let id = request_id(request.headers());
-    let response = REQUEST_ID
-        .scope(id.clone(), async {
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async move {
             if let Some(part) = nul_in_uri(request.uri()) {
                 return ApiError::bad_request(
                     "invalid_request",
@@ -80,7 +80,6 @@ pub async fn api_layer(request: Request, next: Next) -> Response {
             as_error_body(response).await
         })
         .await;
-    let mut response = response;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
