@@ -205,7 +205,12 @@ async fn receive_upload(c: &Controller, body: Body) -> ApiResult<tempfile::TempP
         .prefix(".upload-")
         .suffix(".rwp.tmp")
         .tempfile_in(&dir)
-        .map_err(|e| ApiError::internal(format!("cannot create an upload file in {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "cannot create an upload file in {}: {e}",
+                dir.display()
+            ))
+        })?;
     let (file, path) = temp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
     let mut received: u64 = 0;
@@ -214,7 +219,9 @@ async fn receive_upload(c: &Controller, body: Body) -> ApiResult<tempfile::TempP
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request(
                 "invalid_package",
-                format!("the upload was cut off after {received} bytes ({e}); send the .rwp file again"),
+                format!(
+                    "the upload was cut off after {received} bytes ({e}); send the .rwp file again"
+                ),
             )
         })?;
         received += chunk.len() as u64;
@@ -227,9 +234,9 @@ async fn receive_upload(c: &Controller, body: Body) -> ApiResult<tempfile::TempP
                 ),
             ));
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(format!("cannot write upload {}: {e}", path.display())))?;
+        file.write_all(&chunk).await.map_err(|e| {
+            ApiError::internal(format!("cannot write upload {}: {e}", path.display()))
+        })?;
     }
     if received == 0 {
         return Err(ApiError::bad_request(
@@ -441,7 +448,9 @@ async fn patch_config(
         if key.contains('\0') {
             return Err(ApiError::bad_request(
                 "invalid_property",
-                format!("property name {key:?} of app {app} contains a NUL byte (\\u0000); remove it"),
+                format!(
+                    "property name {key:?} of app {app} contains a NUL byte (\\u0000); remove it"
+                ),
             )
             .with_detail("field", serde_json::json!(field)));
         }

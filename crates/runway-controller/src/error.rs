@@ -122,7 +122,10 @@ async fn as_error_body(response: Response) -> Response {
     let error = match status {
         StatusCode::BAD_REQUEST => ApiError::bad_request(
             "invalid_request",
-            format!("{}; check the request against /_runway/api/openapi.json", or(&text, "the request is malformed")),
+            format!(
+                "{}; check the request against /_runway/api/openapi.json",
+                or(&text, "the request is malformed")
+            ),
         ),
         StatusCode::NOT_FOUND => ApiError::not_found(format!(
             "{}; the endpoints are listed in /_runway/api/openapi.json",
@@ -163,7 +166,11 @@ async fn as_error_body(response: Response) -> Response {
         s => ApiError::new(
             s,
             "invalid_request",
-            format!("{}: {}", s.canonical_reason().unwrap_or("request refused"), or(&text, "no details")),
+            format!(
+                "{}: {}",
+                s.canonical_reason().unwrap_or("request refused"),
+                or(&text, "no details")
+            ),
         ),
     };
     let mut response = error.into_response();

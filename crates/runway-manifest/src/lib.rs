@@ -60,8 +60,8 @@ mod paths;
 pub use digest::{Digest, DigestError};
 pub use error::ManifestError;
 pub use manifest::{
-    AppInfo, ComponentInfo, Limits, MAX_MANIFEST_BYTES, MAX_PROPERTIES, MAX_TIMER_TIMEOUT_SECS, Manifest, Outbound, Property,
-    PropertyKind, StaticInfo, Timer,
+    AppInfo, ComponentInfo, Limits, MAX_MANIFEST_BYTES, MAX_PROPERTIES, MAX_TIMER_TIMEOUT_SECS,
+    Manifest, Outbound, Property, PropertyKind, StaticInfo, Timer,
 };
 pub use name::{AppName, MAX_APP_NAME_LEN, NameError};
 pub use origin::AllowedOrigin;

@@ -362,16 +362,11 @@ impl Cx<'_> {
     /// A string without NUL characters (a database column of the catalog
     /// could not hold it on every backend).
     fn string<'v>(&self, v: &'v Val<'_>, key: &str) -> Res<&'v str> {
-        let s = v
-            .get_ref()
-            .as_str()
-            .ok_or_else(|| self.wrong_type(v, key, "a string", "write the value in double quotes"))?;
+        let s = v.get_ref().as_str().ok_or_else(|| {
+            self.wrong_type(v, key, "a string", "write the value in double quotes")
+        })?;
         if s.contains('\0') {
-            return Err(self.bad_value(
-                v,
-                key,
-                "contains a NUL character (\\u0000); remove it",
-            ));
+            return Err(self.bad_value(v, key, "contains a NUL character (\\u0000); remove it"));
         }
         Ok(s)
     }

@@ -141,7 +141,9 @@ async fn store_usage(tx: &mut Tx, app: &str, usage: KvUsage) -> sqlx::Result<()>
     Ok(())
 }
 
-async fn read_quota(executor: impl sqlx::Executor<'_, Database = sqlx::Any>) -> sqlx::Result<KvQuota> {
+async fn read_quota(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+) -> sqlx::Result<KvQuota> {
     let rows = sqlx::query("SELECT key, value FROM settings WHERE key = $1 OR key = $2")
         .bind(QUOTA_BYTES_SETTING)
         .bind(QUOTA_KEYS_SETTING)
@@ -392,16 +394,15 @@ impl Store {
         // The usage lock serializes the app's writers (PostgreSQL row lock;
         // SQLite holds the write lock), so the read below cannot race.
         let usage = lock_usage(&mut tx, app).await.context(what)?;
-        let current: Option<Vec<u8>> = sqlx::query(
-            "SELECT value FROM kv_entries WHERE app = $1 AND bucket = $2 AND key = $3",
-        )
-        .bind(app)
-        .bind(bucket)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await
-        .and_then(|r| r.map(|r| r.try_get("value")).transpose())
-        .context(what)?;
+        let current: Option<Vec<u8>> =
+            sqlx::query("SELECT value FROM kv_entries WHERE app = $1 AND bucket = $2 AND key = $3")
+                .bind(app)
+                .bind(bucket)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .and_then(|r| r.map(|r| r.try_get("value")).transpose())
+                .context(what)?;
         let old = current.as_ref().map(|v| v.len() as u64);
         let value = match &current {
             None => Some(0),
@@ -489,7 +490,8 @@ impl Store {
         let keys = i64::try_from(quota.max_keys).unwrap_or(i64::MAX);
         self.set_setting(QUOTA_BYTES_SETTING, &bytes.to_string())
             .await?;
-        self.set_setting(QUOTA_KEYS_SETTING, &keys.to_string()).await
+        self.set_setting(QUOTA_KEYS_SETTING, &keys.to_string())
+            .await
     }
 }
 

@@ -41,8 +41,8 @@ pub use apps::{
 };
 pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
-pub use kv::{KvQuota, KvUsage, MAX_BUCKET_BYTES, MAX_KEY_BYTES};
 pub use frontends::{FrontendRecord, FrontendRegistration};
+pub use kv::{KvQuota, KvUsage, MAX_BUCKET_BYTES, MAX_KEY_BYTES};
 pub use logs::{LogEntry, LogKind, LogLevel, LogQuery, LogSink, NewLogEntry};
 pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;

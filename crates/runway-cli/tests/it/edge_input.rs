@@ -32,7 +32,12 @@ fn assert_no_leak(text: &str, data_dir: &str) {
 }
 
 /// A response that must be the JSON error body with `status` and `code`.
-async fn error_body(response: reqwest::Response, status: u16, code: &str, data_dir: &str) -> ErrorBody {
+async fn error_body(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+    data_dir: &str,
+) -> ErrorBody {
     let got = response.status().as_u16();
     let content_type = response
         .headers()
@@ -89,7 +94,11 @@ async fn framework_rejections_are_json_error_bodies() {
         .await
         .unwrap();
     let body = error_body(r, 415, "unsupported_media_type", &data_dir).await;
-    assert!(body.message.contains("application/json"), "{}", body.message);
+    assert!(
+        body.message.contains("application/json"),
+        "{}",
+        body.message
+    );
 
     // 400: JSON syntax; 422: the wrong shape.
     let r = http
@@ -116,7 +125,10 @@ async fn framework_rejections_are_json_error_bodies() {
         .post(format!("{api}/tokens"))
         .header("authorization", &auth)
         .header("content-type", "application/json")
-        .body(format!(r#"{{"name":"{}","scope":"read"}}"#, "x".repeat(3 << 20)))
+        .body(format!(
+            r#"{{"name":"{}","scope":"read"}}"#,
+            "x".repeat(3 << 20)
+        ))
         .send()
         .await
         .unwrap();
@@ -165,13 +177,18 @@ async fn framework_rejections_are_json_error_bodies() {
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(
-        response.to_ascii_lowercase().contains("content-type: application/json"),
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
         "{response}"
     );
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
@@ -195,8 +212,14 @@ async fn nul_in_config_is_refused_with_a_precise_400_and_changes_nothing() {
 
     let url = format!("{}/_runway/api/v1/apps/hello/config", env.url);
     for (values, field) in [
-        (serde_json::json!({"greeting": "a\u{0}b"}), "values.greeting"),
-        (serde_json::json!({"gree\u{0}ting": "x"}), "values.gree\u{0}ting"),
+        (
+            serde_json::json!({"greeting": "a\u{0}b"}),
+            "values.greeting",
+        ),
+        (
+            serde_json::json!({"gree\u{0}ting": "x"}),
+            "values.gree\u{0}ting",
+        ),
     ] {
         let r = env
             .http
@@ -230,7 +253,11 @@ async fn oversized_manifest_is_refused_at_publish() {
             code,
             message,
         }) => {
-            assert_eq!((status, code.as_str()), (400, "invalid_package"), "{message}");
+            assert_eq!(
+                (status, code.as_str()),
+                (400, "invalid_package"),
+                "{message}"
+            );
             assert!(message.contains("runway.toml"), "{message}");
             assert!(message.contains("65536"), "{message}");
         }
@@ -286,13 +313,19 @@ async fn key_value_quota_stops_a_guest_with_a_clear_error() {
     .await;
     env.publish(&package("tests/guests/kvabuse")).await;
     let answer = kv(&env, "fill?n=10&size=10").await;
-    assert!(answer.starts_with("error after 5: Other("), "{answer}");
+    assert!(
+        answer.starts_with("error after 5: Error::Other("),
+        "{answer}"
+    );
     assert!(answer.contains("quota"), "{answer}");
     assert!(answer.contains("--kv-quota-keys"), "{answer}");
     // Overwriting stays allowed; bytes are bounded too.
     assert_eq!(kv(&env, "fill?n=5&size=10").await, "ok 5");
     let answer = kv(&env, "fill?n=1&size=2000000").await;
-    assert!(answer.starts_with("error after 0: Other("), "{answer}");
+    assert!(
+        answer.starts_with("error after 0: Error::Other("),
+        "{answer}"
+    );
     assert!(answer.contains("bytes"), "{answer}");
 }
 
@@ -324,7 +357,10 @@ async fn concurrent_uploads_are_bounded_and_streamed_to_disk() {
     slow.write_all(&[0x1f; 4096]).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while uploads() == 0 {
-        assert!(Instant::now() < deadline, "the upload never reached the disk");
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached the disk"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -339,7 +375,10 @@ async fn concurrent_uploads_are_bounded_and_streamed_to_disk() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("5"));
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("5")
+    );
     let data_dir = env.data_dir().display().to_string();
     let body = error_body(r, 503, "too_many_uploads", &data_dir).await;
     assert!(body.message.contains("--max-uploads"), "{}", body.message);

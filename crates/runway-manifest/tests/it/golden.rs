@@ -142,7 +142,9 @@ fn oversized_manifest_is_refused_before_parsing() {
         )
     );
     // Exactly at the limit is still parsed (and here fails on content, not size).
-    let mut at_limit = String::from("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[component]\npath = \"a.wasm\"\n");
+    let mut at_limit = String::from(
+        "[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[component]\npath = \"a.wasm\"\n",
+    );
     at_limit.push_str(&"#".repeat(limit - at_limit.len()));
     assert_eq!(at_limit.len(), limit);
     Manifest::parse(&at_limit, "runway.toml").expect("a manifest of exactly the limit parses");
@@ -150,7 +152,9 @@ fn oversized_manifest_is_refused_before_parsing() {
 
 #[test]
 fn property_count_is_bounded() {
-    let mut text = String::from("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[component]\npath = \"a.wasm\"\n");
+    let mut text = String::from(
+        "[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[component]\npath = \"a.wasm\"\n",
+    );
     for i in 0..runway_manifest::MAX_PROPERTIES {
         text.push_str(&format!("[properties.p{i}]\n"));
     }

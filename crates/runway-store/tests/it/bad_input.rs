@@ -60,7 +60,10 @@ async fn kv_bad_input_is_refused_the_same_way() {
     // Nothing was written, and good input still works.
     let (keys, _) = store.kv_keys("a", "b", None, 100).await.unwrap();
     assert!(keys.is_empty(), "{keys:?}");
-    store.kv_set("a", "b", &"k".repeat(1024), b"v").await.unwrap();
+    store
+        .kv_set("a", "b", &"k".repeat(1024), b"v")
+        .await
+        .unwrap();
     store.close().await;
 }
 

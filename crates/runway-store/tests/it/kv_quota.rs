@@ -94,4 +94,7 @@ async fn quota_holds_under_concurrent_writers() {
     store.close().await;
 }
 
-crate::both!(quota_counts_keys_and_bytes, quota_holds_under_concurrent_writers,);
+crate::both!(
+    quota_counts_keys_and_bytes,
+    quota_holds_under_concurrent_writers,
+);
