@@ -16,9 +16,18 @@ use runway_store::{DeleteVersion, LogKind, LogQuery, StoreError};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
 use crate::Controller;
 use crate::deployer::{app_not_found, deployment_view, narrow, parse_app_version, property_views};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, MAX_JSON_BODY_BYTES, api_layer};
 use crate::identity::{Admin, Caller, Deploy, Read, new_token};
 
 #[derive(OpenApi)]
@@ -52,6 +61,7 @@ impl utoipa::Modify for BearerAuth {
 /// this router is merged with (the front-end in `runway up`); unknown API
 /// paths get a JSON 404.
 pub fn router(controller: Controller) -> Router {
+    let uploads = UploadSlots(Arc::new(Semaphore::new(controller.config().max_uploads)));
     let api = Router::new()
         .route("/environment", get(environment))
         .route("/packages", post(publish))
@@ -70,9 +80,15 @@ pub fn router(controller: Controller) -> Router {
         .route("/frontends/{name}/enable", post(enable_frontend))
         .route("/frontends/{name}/disable", post(disable_frontend))
         .fallback(api_not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(uploads))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+        .layer(middleware::from_fn(api_layer));
     Router::new()
-        .route("/_runway/api/openapi.json", get(openapi))
+        .route(
+            "/_runway/api/openapi.json",
+            get(openapi).layer(middleware::from_fn(api_layer)),
+        )
         .nest("/_runway/api/v1", api)
         // A standby serves reads only (see `lease`).
         .route_layer(axum::middleware::from_fn_with_state(
@@ -81,6 +97,10 @@ pub fn router(controller: Controller) -> Router {
         ))
         .with_state(controller)
 }
+
+/// Package uploads being received at once (`--max-uploads`).
+#[derive(Clone)]
+struct UploadSlots(Arc<Semaphore>);
 
 async fn api_not_found(uri: http::Uri) -> ApiError {
     ApiError::not_found(format!(
@@ -153,38 +173,97 @@ struct PublishParams {
         (status = 200, body = PublishResult, description = "identical version already published"),
         (status = 400, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody),
         (status = 413, body = runway_api::ErrorBody), (status = 422, body = runway_api::ErrorBody),
+        (status = 503, body = runway_api::ErrorBody, description = "too many uploads at once (--max-uploads); retry after the Retry-After seconds"),
     )
 )]
 async fn publish(
     State(c): State<Controller>,
+    Extension(UploadSlots(slots)): Extension<UploadSlots>,
     _caller: Caller<Deploy>,
     Query(params): Query<PublishParams>,
     body: Body,
 ) -> ApiResult<Response> {
-    let max = c.config().max_package_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the package is larger than this environment's limit of {max} bytes"),
+    // Refused before a byte of the body is read: the upload slot bounds disk
+    // and decoding work, not only memory.
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        let limit = c.config().max_uploads;
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, "5")],
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_uploads",
+                format!(
+                    "{limit} package uploads are already being received, this environment's limit (--max-uploads); retry in a few seconds"
+                ),
+            )
+            .with_detail("retry_after_secs", serde_json::json!(5)),
         )
+            .into_response());
     };
-    let bytes = axum::body::to_bytes(body, usize::try_from(max).unwrap_or(usize::MAX))
-        .await
-        .map_err(|_| too_large())?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_package",
-            "the request body is empty: send the .rwp file built by `runway app build`",
-        ));
-    }
-    let (result, created) = c.publish(bytes, params.deploy.unwrap_or(true)).await?;
+    let file = receive_upload(&c, body).await?;
+    let (result, created) = c.publish_file(file, params.deploy.unwrap_or(true)).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(result)).into_response())
+}
+
+/// Streams an upload into a temporary file in `packages/` (never whole in
+/// memory), refusing it as soon as it passes `--max-package-mib`. The file is
+/// deleted when the returned path is dropped, unless it is kept.
+async fn receive_upload(c: &Controller, body: Body) -> ApiResult<tempfile::TempPath> {
+    let max = c.config().max_package_bytes;
+    let dir = c.config().data_dir.join("packages");
+    let temp = tempfile::Builder::new()
+        .prefix(".upload-")
+        .suffix(".rwp.tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "cannot create an upload file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    let (file, path) = temp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "invalid_package",
+                format!(
+                    "the upload was cut off after {received} bytes ({e}); send the .rwp file again"
+                ),
+            )
+        })?;
+        received += chunk.len() as u64;
+        if received > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the package is larger than this environment's limit of {max} bytes (--max-package-mib); make the app smaller or raise the limit"
+                ),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(|e| {
+            ApiError::internal(format!("cannot write upload {}: {e}", path.display()))
+        })?;
+    }
+    if received == 0 {
+        return Err(ApiError::bad_request(
+            "invalid_package",
+            "the request body is empty: send the .rwp file built by `runway app build`",
+        ));
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot write upload {}: {e}", path.display())))?;
+    Ok(path)
 }
 
 async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<AppSummary> {
@@ -383,6 +462,29 @@ async fn patch_config(
     Path(app): Path<String>,
     Json(patch): Json<ConfigPatch>,
 ) -> ApiResult<Json<Vec<PropertyView>>> {
+    // Refused here, the same on every backend (PostgreSQL TEXT has no NUL),
+    // before anything is staged. The value is not echoed: it may be a secret.
+    for (key, value) in &patch.values {
+        let field = format!("values.{key}");
+        if key.contains('\0') {
+            return Err(ApiError::bad_request(
+                "invalid_property",
+                format!(
+                    "property name {key:?} of app {app} contains a NUL byte (\\u0000); remove it"
+                ),
+            )
+            .with_detail("field", serde_json::json!(field)));
+        }
+        if let Some(at) = value.as_deref().and_then(|v| v.find('\0')) {
+            return Err(ApiError::bad_request(
+                "invalid_property",
+                format!(
+                    "the value of property {key} of app {app} contains a NUL byte (\\u0000) at byte {at}; remove it (property values are text without NUL)"
+                ),
+            )
+            .with_detail("field", serde_json::json!(field)));
+        }
+    }
     Ok(Json(c.set_config(&app, &patch.values).await?))
 }
 

@@ -110,15 +110,46 @@ impl Controller {
     /// the version, and deploys it when asked. Returns whether the version
     /// is new.
     pub async fn publish(&self, bytes: Bytes, deploy: bool) -> ApiResult<(PublishResult, bool)> {
+        self.publish_upload(Upload::Bytes(bytes), deploy).await
+    }
+
+    /// [`Controller::publish`] of an upload received into a temporary file
+    /// next to `packages/`: verified from disk, then renamed into place.
+    pub async fn publish_file(
+        &self,
+        file: tempfile::TempPath,
+        deploy: bool,
+    ) -> ApiResult<(PublishResult, bool)> {
+        self.publish_upload(Upload::File(file), deploy).await
+    }
+
+    async fn publish_upload(
+        &self,
+        upload: Upload,
+        deploy: bool,
+    ) -> ApiResult<(PublishResult, bool)> {
         let started = Instant::now();
         let max = self.config().max_package_bytes;
-        let upload = bytes.clone();
-        let package = tokio::task::spawn_blocking(move || Package::from_bytes(&upload, max))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_package", e.to_string())
-            })?;
+        let decoded = match &upload {
+            Upload::Bytes(bytes) => {
+                let bytes = bytes.clone();
+                tokio::task::spawn_blocking(move || Package::from_bytes(&bytes, max)).await
+            }
+            Upload::File(path) => {
+                let path = path.to_path_buf();
+                tokio::task::spawn_blocking(move || Package::from_file(&path, max)).await
+            }
+        };
+        let package = decoded.map_err(ApiError::internal)?.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_package", e.to_string())
+        })?;
+        let size_bytes = match &upload {
+            Upload::Bytes(bytes) => bytes.len() as u64,
+            Upload::File(path) => tokio::fs::metadata(path)
+                .await
+                .map_err(ApiError::internal)?
+                .len(),
+        };
         let app = package.manifest.app.name.to_string();
         let version = package.manifest.app.version.to_string();
 
@@ -151,9 +182,18 @@ impl Controller {
 
         let package_path = self.package_path(&package.digest);
         if !package_path.exists() {
-            write_atomically(&package_path, &bytes)
-                .await
-                .map_err(ApiError::internal)?;
+            match upload {
+                Upload::Bytes(bytes) => write_atomically(&package_path, &bytes)
+                    .await
+                    .map_err(ApiError::internal)?,
+                Upload::File(file) => {
+                    let to = package_path.clone();
+                    tokio::task::spawn_blocking(move || file.persist(&to))
+                        .await
+                        .map_err(ApiError::internal)?
+                        .map_err(ApiError::internal)?;
+                }
+            }
         }
         let outcome = self
             .store()
@@ -164,7 +204,7 @@ impl Controller {
                 component_digest: package.component_digest.to_string(),
                 description: package.manifest.app.description.clone(),
                 manifest_toml: package.manifest_toml.clone(),
-                size_bytes: bytes.len() as i64,
+                size_bytes: size_bytes as i64,
             })
             .await?;
         let created = match outcome {
@@ -975,6 +1015,12 @@ pub fn parse_app_version(app: &str, version: &str) -> ApiResult<(AppName, Versio
         )
     })?;
     Ok((name, version))
+}
+
+/// A package upload: in memory, or received into a temporary file.
+enum Upload {
+    Bytes(Bytes),
+    File(tempfile::TempPath),
 }
 
 async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

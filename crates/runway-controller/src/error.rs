@@ -1,13 +1,190 @@
-//! The one HTTP error type of the environment API.
+//! The one HTTP error type of the environment API, and the layer that makes
+//! every API response that is an error — the framework's own rejections
+//! included (bad query strings, 413, 415, 422, unknown paths, 405) — the
+//! documented JSON `{code, message, details}`.
 //!
 //! Client errors (4xx) carry a precise message and a stable code; internal
-//! errors (5xx) are logged with their cause chain and the client only learns
-//! that something failed on our side.
+//! errors (5xx) are logged with their cause chain under the request's id and
+//! the client only learns that id: never a host path, a backtrace or database
+//! text.
 
 use axum::Json;
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, StatusCode};
 use runway_api::ErrorBody;
+
+/// Header carrying the request id (kept if the caller sent a sane one).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Largest JSON request body of the API (`DefaultBodyLimit`); package uploads
+/// have their own limit (`--max-package-mib`).
+pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
+
+/// Longest framework rejection text passed on (they are short; this is a bound).
+const MAX_REJECTION_TEXT: usize = 1024;
+
+tokio::task_local! {
+    /// The id of the API request being handled (set by [`api_layer`]).
+    static REQUEST_ID: String;
+}
+
+/// The current API request's id, or a fresh one outside [`api_layer`].
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| new_request_id())
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A request id supplied by the caller is kept if it is short and plain;
+/// otherwise a new one is made.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id)
+}
+
+/// The API's outermost layer: gives the request an id (echoed in
+/// `x-request-id`), refuses a URL with a NUL byte (`%00`: no catalog field can
+/// hold one on every backend) before any handler runs, and turns any error
+/// response that is not already the JSON error body into one.
+pub async fn api_layer(request: Request, next: Next) -> Response {
+    let id = request_id(request.headers());
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async move {
+            if let Some(part) = nul_in_uri(request.uri()) {
+                return ApiError::bad_request(
+                    "invalid_request",
+                    format!(
+                        "the URL's {part} contains a NUL byte (%00); remove it (names, versions and query values are text without NUL)"
+                    ),
+                )
+                .with_detail("field", serde_json::json!(part))
+                .into_response();
+            }
+            let response = next.run(request).await;
+            as_error_body(response).await
+        })
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// `path` or `query` if that part of `uri` percent-decodes to a NUL byte.
+fn nul_in_uri(uri: &http::Uri) -> Option<&'static str> {
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    if has_nul(uri.path()) {
+        return Some("path");
+    }
+    if uri.query().is_some_and(has_nul) {
+        return Some("query");
+    }
+    None
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// Rewrites a non-JSON error response (an axum rejection: plain text) as the
+/// JSON error body, keeping its status and saying how to fix the request.
+async fn as_error_body(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT * 4)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let text: String = text.chars().take(MAX_REJECTION_TEXT).collect();
+    let error = match status {
+        StatusCode::BAD_REQUEST => ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "{}; check the request against /_runway/api/openapi.json",
+                or(&text, "the request is malformed")
+            ),
+        ),
+        StatusCode::NOT_FOUND => ApiError::not_found(format!(
+            "{}; the endpoints are listed in /_runway/api/openapi.json",
+            or(&text, "not found")
+        )),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            "method_not_allowed",
+            "this method is not allowed here; the endpoints and their methods are listed in /_runway/api/openapi.json",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "payload_too_large",
+            format!(
+                "the request body is larger than this endpoint accepts ({MAX_JSON_BODY_BYTES} bytes for JSON); send a smaller body"
+            ),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            status,
+            "unsupported_media_type",
+            format!(
+                "{}; send the body with Content-Type: application/json",
+                or(&text, "unsupported content type")
+            ),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::new(
+            status,
+            "invalid_request",
+            format!(
+                "{}; the request body's shape is in /_runway/api/openapi.json",
+                or(&text, "the request body does not have the expected shape")
+            ),
+        ),
+        s if s.is_server_error() => ApiError {
+            status: s,
+            ..ApiError::internal(format!("{s} without an error body: {text}"))
+        },
+        s => ApiError::new(
+            s,
+            "invalid_request",
+            format!(
+                "{}: {}",
+                s.canonical_reason().unwrap_or("request refused"),
+                or(&text, "no details")
+            ),
+        ),
+    };
+    let mut response = error.into_response();
+    for (name, value) in &parts.headers {
+        if name != CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
+fn or<'a>(text: &'a str, fallback: &'a str) -> &'a str {
+    if text.is_empty() { fallback } else { text }
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -57,11 +234,13 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// A failure on our side: the client learns only the request id, the
+    /// cause goes to the controller's log under that id.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
-            message: "internal error in the controller; the cause is in its log".into(),
+            message: "internal error in the controller".into(),
             details: serde_json::Value::Null,
             cause: Some(cause.to_string()),
         }
@@ -79,19 +258,35 @@ impl std::fmt::Display for ApiError {
 
 impl From<runway_store::StoreError> for ApiError {
     fn from(e: runway_store::StoreError) -> ApiError {
-        ApiError::internal(format!("{e:#}"))
+        use runway_store::StoreError;
+        match e {
+            // Refusals of the caller's input: the message names the field.
+            StoreError::Invalid(m) => ApiError::bad_request("invalid_request", m),
+            StoreError::Conflict(m) | StoreError::QuotaExceeded(m) => ApiError::conflict(m),
+            StoreError::NotFound(m) => ApiError::not_found(m),
+            other => ApiError::internal(format!("{other:#}")),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut message = self.message;
+        let mut details = self.details;
         if let Some(cause) = &self.cause {
-            tracing::error!(code = self.code, "{}: {cause}", self.message);
+            let id = current_request_id();
+            tracing::error!(code = self.code, request_id = %id, "{message}: {cause}");
+            // The client gets the id to quote, never the cause.
+            message = format!("internal error, see the server log with request id {id}");
+            if !details.is_object() {
+                details = serde_json::json!({});
+            }
+            details["request_id"] = serde_json::json!(id);
         }
         let body = ErrorBody {
             code: self.code.to_string(),
-            message: self.message,
-            details: self.details,
+            message,
+            details,
         };
         (self.status, Json(body)).into_response()
     }

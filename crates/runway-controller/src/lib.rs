@@ -38,7 +38,12 @@ pub struct ControllerConfig {
     pub limits: Limits,
     /// Largest package upload accepted (compressed and unpacked).
     pub max_package_bytes: u64,
+    /// Most package uploads received at once (`--max-uploads`); beyond, 503.
+    pub max_uploads: usize,
 }
+
+/// Default of `--max-uploads`.
+pub const DEFAULT_MAX_UPLOADS: usize = 4;
 
 /// A running controller. Cheap to clone; axum state.
 #[derive(Clone)]

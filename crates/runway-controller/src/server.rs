@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub advertise: Option<String>,
     /// The log catalog's size cap (and output limits of the controller's own writer).
     pub log_limits: runway_store::LogLimits,
+    /// `--max-uploads`: package uploads received at once.
+    pub max_uploads: usize,
+    /// `--kv-quota-mib`, `--kv-quota-keys`: every app's key-value quota.
+    pub kv_quota: runway_store::KvQuota,
 }
 
 impl ServerConfig {
@@ -74,6 +78,8 @@ impl ServerConfig {
             lease_ttl: Duration::from_secs(5),
             advertise: None,
             log_limits: defaults.log_limits,
+            max_uploads: defaults.max_uploads,
+            kv_quota: defaults.kv_quota,
         }
     }
 
@@ -166,6 +172,7 @@ impl ControllerServer {
                 data_dir: data_dir.clone(),
                 limits: config.limits,
                 max_package_bytes: config.max_package_bytes,
+                max_uploads: config.max_uploads,
             },
             store.clone(),
             runtime,
@@ -188,6 +195,11 @@ impl ControllerServer {
             .context("failed to take part in the controller lease (--database)")?;
         let (mut admin_token, mut join_token) = (None, None);
         if role == Role::Active {
+            // Kept in the catalog: every front-end of the farm applies the same quota.
+            store
+                .set_kv_quota(config.kv_quota)
+                .await
+                .context("failed to record the key-value quota in the platform catalog")?;
             admin_token = controller.ensure_admin_token().await?;
             if let Some(token) = &admin_token {
                 crate::write_secret(&data_dir.join("admin.token"), token)?;

@@ -42,6 +42,10 @@ pub struct StandaloneConfig {
     pub log_retention: Duration,
     /// Per-app output limits and the log catalog's size cap.
     pub log_limits: runway_store::LogLimits,
+    /// `--max-uploads`: package uploads received at once.
+    pub max_uploads: usize,
+    /// `--kv-quota-mib`, `--kv-quota-keys`: every app's key-value quota.
+    pub kv_quota: runway_store::KvQuota,
     /// `--farm N`: N front-ends on loopback ports behind a balancer at
     /// `listen` (0: one front-end sharing `listen` with the controller).
     pub farm: u32,
@@ -70,6 +74,8 @@ impl StandaloneConfig {
             runtime: None,
             log_retention: Duration::from_secs(14 * 24 * 3600),
             log_limits: runway_store::LogLimits::default(),
+            max_uploads: crate::DEFAULT_MAX_UPLOADS,
+            kv_quota: runway_store::KvQuota::DEFAULT,
             farm: 0,
             connections: runway_frontend::ConnectionSettings::default(),
         }
@@ -109,6 +115,9 @@ impl StandaloneConfig {
         self.runtime_config()
             .validate()
             .map_err(anyhow::Error::msg)?;
+        if self.max_uploads == 0 {
+            bail!("--max-uploads must be greater than 0");
+        }
         Ok(())
     }
 
@@ -233,6 +242,7 @@ impl Standalone {
                 data_dir: data_dir.clone(),
                 limits: config.limits,
                 max_package_bytes: config.max_package_bytes,
+                max_uploads: config.max_uploads,
             },
             store.clone(),
             runtime.clone(),
@@ -243,6 +253,10 @@ impl Standalone {
             .restore()
             .await
             .map_err(|e| anyhow::anyhow!("failed to restore the deployed apps: {e}"))?;
+        store
+            .set_kv_quota(config.kv_quota)
+            .await
+            .context("failed to record the key-value quota in the platform catalog")?;
         let admin_token = controller.ensure_admin_token().await?;
         if let Some(token) = &admin_token {
             crate::write_secret(&data_dir.join("admin.token"), token)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use runway_runtime::{Failure, InvocationEvents, KeyValue, KvError, Stream};
-use runway_store::{LogKind, LogLevel, LogSink, NewLogEntry, Store, now_ms};
+use runway_store::{LogKind, LogLevel, LogSink, NewLogEntry, Store, StoreError, now_ms};
 
 /// The key-value data of one app in the platform catalog.
 pub struct StoreKv {
@@ -22,8 +22,24 @@ impl StoreKv {
     }
 }
 
-fn kv_error(e: impl std::fmt::Display) -> KvError {
-    KvError(e.to_string())
+/// What the guest sees of a store failure. Refusals of its input (bad key,
+/// quota, not a number) are shown as they are: they name the key and the fix.
+/// Anything else is the platform's problem: the cause (which may hold database
+/// text) goes to the front-end's log, the guest gets a generic message.
+fn kv_error(app: &str, e: StoreError) -> KvError {
+    match e {
+        StoreError::Invalid(m)
+        | StoreError::QuotaExceeded(m)
+        | StoreError::NotAnInteger(m)
+        | StoreError::Overflow(m) => KvError(m),
+        other => {
+            tracing::error!(app, "key-value store failed: {other}");
+            KvError(
+                "internal error in the platform's key-value store; the cause is in the front-end's log"
+                    .into(),
+            )
+        }
+    }
 }
 
 #[async_trait]
@@ -32,28 +48,28 @@ impl KeyValue for StoreKv {
         self.store
             .kv_get(&self.app, bucket, key)
             .await
-            .map_err(kv_error)
+            .map_err(|e| kv_error(&self.app, e))
     }
 
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.store
             .kv_set(&self.app, bucket, key, value)
             .await
-            .map_err(kv_error)
+            .map_err(|e| kv_error(&self.app, e))
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), KvError> {
         self.store
             .kv_delete(&self.app, bucket, key)
             .await
-            .map_err(kv_error)
+            .map_err(|e| kv_error(&self.app, e))
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
         self.store
             .kv_exists(&self.app, bucket, key)
             .await
-            .map_err(kv_error)
+            .map_err(|e| kv_error(&self.app, e))
     }
 
     async fn keys(
@@ -65,14 +81,14 @@ impl KeyValue for StoreKv {
         self.store
             .kv_keys(&self.app, bucket, cursor, i64::from(limit))
             .await
-            .map_err(kv_error)
+            .map_err(|e| kv_error(&self.app, e))
     }
 
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         self.store
             .kv_increment(&self.app, bucket, key, delta)
             .await
-            .map_err(kv_error)
+            .map_err(|e| kv_error(&self.app, e))
     }
 }
 

@@ -46,7 +46,9 @@
 //! concurrency = 10          # requests in flight at once per front-end
 //! ```
 //!
-//! Unknown keys are errors, so a typo never silently drops a setting.
+//! Unknown keys are errors, so a typo never silently drops a setting. A manifest
+//! is at most [`MAX_MANIFEST_BYTES`] (64 KiB, refused before parsing) and declares
+//! at most [`MAX_PROPERTIES`] (256) properties; strings may not contain NUL.
 
 mod digest;
 mod error;
@@ -59,8 +61,8 @@ mod paths;
 pub use digest::{Digest, DigestError};
 pub use error::ManifestError;
 pub use manifest::{
-    AppInfo, ComponentInfo, Limits, MAX_TIMER_TIMEOUT_SECS, Manifest, Outbound, Property,
-    PropertyKind, StaticInfo, Timer,
+    AppInfo, ComponentInfo, Limits, MAX_MANIFEST_BYTES, MAX_PROPERTIES, MAX_TIMER_TIMEOUT_SECS,
+    Manifest, Outbound, Property, PropertyKind, StaticInfo, Timer,
 };
 pub use name::{AppName, MAX_APP_NAME_LEN, NameError};
 pub use origin::AllowedOrigin;

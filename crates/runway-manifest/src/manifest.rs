@@ -157,6 +157,12 @@ pub struct Timer {
     pub timeout_secs: Option<u64>,
 }
 
+/// Largest `runway.toml` accepted, in bytes: checked before parsing, so a
+/// huge manifest costs nothing.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
+/// Most `[properties.*]` a manifest may declare.
+pub const MAX_PROPERTIES: usize = 256;
+
 /// Longest timer timeout: timers are HTTP requests, not batch jobs.
 pub const MAX_TIMER_TIMEOUT_SECS: u64 = 3600;
 
@@ -188,8 +194,20 @@ pub const MAX_CONCURRENCY: u32 = 100_000;
 
 impl Manifest {
     /// Parses and validates `text`; `file` is only used in error messages.
+    /// Text larger than [`MAX_MANIFEST_BYTES`] is refused before parsing.
     pub fn parse(text: &str, file: &str) -> Result<Manifest, ManifestError> {
         let cx = Cx { text, file };
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(cx.err(
+                None,
+                "",
+                format!(
+                    "the manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES} bytes; \
+                     keep data out of runway.toml (put files under [static])",
+                    text.len()
+                ),
+            ));
+        }
         let root = DeTable::parse(text).map_err(|e| {
             // toml's messages do not quote the offending text ("duplicate key"),
             // so show it when it is short enough to help.
@@ -346,10 +364,16 @@ impl Cx<'_> {
             .ok_or_else(|| self.wrong_type(v, key, "a table", fix))
     }
 
+    /// A string without NUL characters (a database column of the catalog
+    /// could not hold it on every backend).
     fn string<'v>(&self, v: &'v Val<'_>, key: &str) -> Res<&'v str> {
-        v.get_ref()
-            .as_str()
-            .ok_or_else(|| self.wrong_type(v, key, "a string", "write the value in double quotes"))
+        let s = v.get_ref().as_str().ok_or_else(|| {
+            self.wrong_type(v, key, "a string", "write the value in double quotes")
+        })?;
+        if s.contains('\0') {
+            return Err(self.bad_value(v, key, "contains a NUL character (\\u0000); remove it"));
+        }
+        Ok(s)
     }
 
     fn opt_string(&self, t: &DeTable<'_>, prefix: &str, name: &str) -> Res<Option<String>> {
@@ -470,6 +494,17 @@ impl Cx<'_> {
             "properties",
             "declare each property as a table, like [properties.greeting] with type = \"string\"",
         )?;
+        if t.len() > MAX_PROPERTIES {
+            return Err(self.err(
+                Some(v.span()),
+                "properties",
+                format!(
+                    "properties: {} properties declared, more than the limit of {MAX_PROPERTIES}; \
+                     group related settings into one property",
+                    t.len()
+                ),
+            ));
+        }
         let mut entries: Vec<_> = t.iter().collect();
         // File order, so the first error reported is the first one in the file.
         entries.sort_by_key(|(k, _)| k.span().start);

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::ManifestError;
-use crate::manifest::Manifest;
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::paths;
 
 /// Version of the `.rwp` layout written and accepted.
@@ -251,7 +251,26 @@ impl Package {
 
     /// Decodes and verifies a `.rwp`. `max_unpacked` bounds the sum of entry sizes.
     pub fn from_bytes(bytes: &[u8], max_unpacked: u64) -> Res<Package> {
-        if !bytes.starts_with(&[0x1f, 0x8b]) {
+        Package::decode(bytes, max_unpacked)
+    }
+
+    /// Decodes and verifies a `.rwp` file (an upload received to disk), read
+    /// as a stream: the compressed bytes are never all in memory.
+    pub fn from_file(path: &Path, max_unpacked: u64) -> Res<Package> {
+        let file = fs::File::open(path).map_err(|source| PackageError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Package::decode(io::BufReader::with_capacity(64 << 10, file), max_unpacked)
+    }
+
+    fn decode<R: io::BufRead>(mut input: R, max_unpacked: u64) -> Res<Package> {
+        let magic = input.fill_buf().map_err(|e| {
+            not_a_package(&format!(
+                "cannot read the data ({e}); pass the .rwp file made by `runway app build`"
+            ))
+        })?;
+        if !magic.starts_with(&[0x1f, 0x8b]) {
             return Err(not_a_package(
                 "the data is not gzip-compressed; pass the .rwp file made by `runway app build`",
             ));
@@ -263,7 +282,7 @@ impl Package {
         // padding for the largest allowed number of entries.
         let slack = (MAX_STATIC_FILES as u64 + 3) * 4096 + (2 << 20);
         let limited = Limited {
-            inner: flate2::bufread::GzDecoder::new(bytes),
+            inner: flate2::bufread::GzDecoder::new(input),
             remaining: max_unpacked.saturating_add(slack),
             exceeded: exceeded.clone(),
         };
@@ -309,6 +328,16 @@ impl Package {
                 ));
             }
             let size = entry.size();
+            // Refused before a byte of it is read (and long before parsing).
+            if path == MANIFEST_ENTRY && size > MAX_MANIFEST_BYTES as u64 {
+                return Err(entry_err(
+                    &path,
+                    &format!(
+                        "is {size} bytes, more than the limit of {MAX_MANIFEST_BYTES} bytes; \
+                         keep data out of runway.toml (put files under [static])"
+                    ),
+                ));
+            }
             total = total.saturating_add(size);
             if total > max_unpacked {
                 return Err(PackageError::TooLarge {
@@ -373,7 +402,12 @@ impl Package {
         let mut rest = archive.into_inner();
         io::copy(&mut (&mut rest).take(1 << 20), &mut io::sink()).map_err(read_err)?;
         let mut probe = [0u8; 1];
-        if rest.read(&mut probe).map_err(read_err)? != 0 || !rest.inner.into_inner().is_empty() {
+        let mut trailing = rest.read(&mut probe).map_err(read_err)? != 0;
+        if !trailing {
+            let mut input = rest.inner.into_inner();
+            trailing = !input.fill_buf().map_err(read_err)?.is_empty();
+        }
+        if trailing {
             return Err(not_a_package(
                 "unexpected data after the end of the archive; rebuild the package with `runway app build`",
             ));

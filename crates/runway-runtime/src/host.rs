@@ -53,9 +53,13 @@ pub trait KeyValue: Send + Sync {
 /// How many keys one `list-keys` call returns.
 const KEYS_PAGE: u32 = 500;
 /// Largest value a guest may store: keeps one request from filling the catalog.
-const MAX_VALUE_BYTES: usize = 4 << 20;
-/// Bucket identifiers are short names, not data.
-const MAX_BUCKET_NAME: usize = 128;
+pub const MAX_VALUE_BYTES: usize = 4 << 20;
+/// Bucket identifiers are short names, not data (bytes of UTF-8).
+pub const MAX_BUCKET_NAME: usize = 128;
+/// Keys are names, not data (bytes of UTF-8); the store refuses longer ones too.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// At most this many characters of a bad key or bucket name are shown back.
+const SHOWN: usize = 40;
 
 /// An open bucket. `cursors` maps the numeric cursors `list-keys` hands out
 /// to the backend's key cursors (the WIT cursor is a `u64`).
@@ -167,6 +171,52 @@ impl HostState {
     }
 }
 
+/// `text` quoted, cut to [`SHOWN`] characters.
+fn shown(text: &str) -> String {
+    if text.chars().count() <= SHOWN {
+        format!("{text:?}")
+    } else {
+        let cut: String = text.chars().take(SHOWN).collect();
+        format!("{cut:?}… ({} bytes)", text.len())
+    }
+}
+
+/// Checked before anything reaches the store, the same on every backend:
+/// 1 to [`MAX_BUCKET_NAME`] bytes, no NUL.
+fn check_bucket_name(name: &str) -> Result<(), kv::Error> {
+    if name.is_empty() || name.len() > MAX_BUCKET_NAME {
+        return Err(kv::Error::Other(format!(
+            "bucket name {} is {} bytes long; use 1 to {MAX_BUCKET_NAME} bytes",
+            shown(name),
+            name.len()
+        )));
+    }
+    if let Some(at) = name.find('\0') {
+        return Err(kv::Error::Other(format!(
+            "bucket name {} contains a NUL byte (\\0) at byte {at}; remove it",
+            shown(name)
+        )));
+    }
+    Ok(())
+}
+
+/// At most [`MAX_KEY_BYTES`] bytes, no NUL.
+fn check_key(key: &str) -> Result<(), kv::Error> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(kv::Error::Other(format!(
+            "key {} is longer than the limit of {MAX_KEY_BYTES} bytes; use a shorter key (hash long ones)",
+            shown(key)
+        )));
+    }
+    if let Some(at) = key.find('\0') {
+        return Err(kv::Error::Other(format!(
+            "key {} contains a NUL byte (\\0) at byte {at}; remove it",
+            shown(key)
+        )));
+    }
+    Ok(())
+}
+
 fn check_value(value: &[u8]) -> Result<(), kv::Error> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(kv::Error::Other(format!(
@@ -179,9 +229,7 @@ fn check_value(value: &[u8]) -> Result<(), kv::Error> {
 
 impl kv::Host for HostState {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, kv::Error> {
-        if identifier.is_empty() || identifier.len() > MAX_BUCKET_NAME {
-            return Err(kv::Error::NoSuchStore);
-        }
+        check_bucket_name(&identifier)?;
         self.table
             .push(Bucket {
                 name: identifier,
@@ -197,6 +245,7 @@ impl kv::HostBucket for HostState {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, kv::Error> {
+        check_key(&key)?;
         let name = self.bucket_name(&bucket)?;
         self.kv.get(&name, &key).await.map_err(other)
     }
@@ -207,17 +256,20 @@ impl kv::HostBucket for HostState {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), kv::Error> {
+        check_key(&key)?;
         check_value(&value)?;
         let name = self.bucket_name(&bucket)?;
         self.kv.set(&name, &key, &value).await.map_err(other)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), kv::Error> {
+        check_key(&key)?;
         let name = self.bucket_name(&bucket)?;
         self.kv.delete(&name, &key).await.map_err(other)
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, kv::Error> {
+        check_key(&key)?;
         let name = self.bucket_name(&bucket)?;
         self.kv.exists(&name, &key).await.map_err(other)
     }
@@ -267,6 +319,7 @@ impl atomics::Host for HostState {
         key: String,
         delta: u64,
     ) -> Result<u64, kv::Error> {
+        check_key(&key)?;
         let name = self.bucket_name(&bucket)?;
         let delta = i64::try_from(delta)
             .map_err(|_| other("delta does not fit a signed 64-bit integer"))?;
@@ -282,6 +335,7 @@ impl batch::Host for HostState {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, kv::Error> {
         let name = self.bucket_name(&bucket)?;
+        keys.iter().try_for_each(|k| check_key(k))?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let value = self.kv.get(&name, &key).await.map_err(other)?;
@@ -296,8 +350,11 @@ impl batch::Host for HostState {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(), kv::Error> {
         let name = self.bucket_name(&bucket)?;
+        for (key, value) in &key_values {
+            check_key(key)?;
+            check_value(value)?;
+        }
         for (key, value) in key_values {
-            check_value(&value)?;
             self.kv.set(&name, &key, &value).await.map_err(other)?;
         }
         Ok(())
@@ -309,6 +366,7 @@ impl batch::Host for HostState {
         keys: Vec<String>,
     ) -> Result<(), kv::Error> {
         let name = self.bucket_name(&bucket)?;
+        keys.iter().try_for_each(|k| check_key(k))?;
         for key in keys {
             self.kv.delete(&name, &key).await.map_err(other)?;
         }

@@ -73,6 +73,10 @@ pub enum StoreError {
     /// `kv_increment` would overflow a 64-bit integer.
     #[error("{0}")]
     Overflow(String),
+    /// A key-value write would take the app past its quota (keys or bytes);
+    /// nothing changed.
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 /// Attaches "what failed" to a raw sqlx error.

@@ -44,6 +44,7 @@ pub use apps::{
 pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
+pub use kv::{KvQuota, KvUsage, MAX_BUCKET_BYTES, MAX_KEY_BYTES};
 pub use lease::{Fence, Lease, LeaseState};
 pub use logs::{
     DropCause, LogDrops, LogEntry, LogKind, LogLevel, LogLimits, LogQuery, LogSink,

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Result, StoreError};
+use crate::kv::check_no_nul;
 use crate::{Store, now_ms};
 
 impl Store {
     /// All property overrides of `app`.
     pub async fn properties(&self, app: &str) -> Result<BTreeMap<String, String>> {
+        check_no_nul("app name", app)?;
         let rows = sqlx::query("SELECT key, value FROM properties WHERE app = $1 ORDER BY key")
             .bind(app)
             .fetch_all(&self.platform().pool)
@@ -32,6 +34,7 @@ impl Store {
         changes: &[(String, Option<String>)],
     ) -> Result<()> {
         let what = || format!("failed to change properties of {app}");
+        check_changes(app, changes)?;
         let mut tx = self
             .platform()
             .begin_write(&format!("change properties of {app}"))
@@ -42,12 +45,30 @@ impl Store {
     }
 }
 
+/// Refuses what only one backend would store (PostgreSQL TEXT has no NUL),
+/// before anything is written.
+fn check_changes(app: &str, changes: &[(String, Option<String>)]) -> Result<()> {
+    check_no_nul("app name", app)?;
+    for (key, value) in changes {
+        check_no_nul("property name", key)?;
+        // The value itself is not shown: it may be a secret.
+        if let Some(at) = value.as_deref().and_then(|v| v.find('\0')) {
+            return Err(StoreError::Invalid(format!(
+                "the value of property {key} of app {app} contains a NUL byte (\\0) at byte {at}; \
+                 remove it (property values are text without NUL)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Applies property `changes` of `app` inside `tx` (`None` unsets).
 pub(crate) async fn write_properties(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     app: &str,
     changes: &[(String, Option<String>)],
 ) -> Result<()> {
+    check_changes(app, changes)?;
     let now = now_ms();
     for (key, value) in changes {
         match value {

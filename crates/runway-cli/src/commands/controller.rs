@@ -82,6 +82,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.lease_ttl = Duration::from_millis(args.lease_ms);
     config.advertise = args.advertise;
     config.log_limits = args.limits.log_limits();
+    config.max_uploads = args.limits.max_uploads as usize;
+    config.kv_quota = args.limits.kv_quota();
 
     let server = ControllerServer::start(config).await?;
     let role = match server.controller().role() {

@@ -100,6 +100,15 @@ pub struct LimitArgs {
     pub log_output: LogOutputArgs,
     #[command(flatten)]
     pub admission: AdmissionArgs,
+    /// Most package uploads received at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_uploads: u32,
+    /// Key-value quota of each app, in MiB of keys and values (all buckets).
+    #[arg(long, default_value_t = 100)]
+    pub kv_quota_mib: u64,
+    /// Key-value quota of each app, in keys (all buckets).
+    #[arg(long, default_value_t = 100_000)]
+    pub kv_quota_keys: u64,
 }
 
 
@@ -196,6 +205,13 @@ impl LimitArgs {
             .runtime(self.memory_mib.saturating_mul(1 << 20), self.max_instances)
     }
 
+    pub fn kv_quota(&self) -> runway_store::KvQuota {
+        runway_store::KvQuota {
+            max_bytes: self.kv_quota_mib.saturating_mul(1 << 20),
+            max_keys: self.kv_quota_keys,
+        }
+    }
+
     pub fn log_retention(&self) -> Duration {
         Duration::from_secs(self.log_retention_days.saturating_mul(24 * 3600))
     }
@@ -212,6 +228,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.runtime = Some(args.limits.runtime());
     config.log_retention = args.limits.log_retention();
     config.log_limits = args.limits.log_limits();
+    config.max_uploads = args.limits.max_uploads as usize;
+    config.kv_quota = args.limits.kv_quota();
     config.farm = args.farm;
     config.connections = args.connections.settings()?;
 

@@ -5,6 +5,7 @@ mod cli_offline;
 mod connections;
 mod e2e_bad_input;
 mod e2e_serve;
+mod edge_input;
 mod farm;
 mod farm_support;
 mod small_hardening;

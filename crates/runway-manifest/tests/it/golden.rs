@@ -121,3 +121,43 @@ fn error_accessors() {
     assert_eq!(e.key(), "app.name");
     assert_eq!(e.line(), Some(2));
 }
+
+#[test]
+fn oversized_manifest_is_refused_before_parsing() {
+    // Valid TOML would parse: only the size can refuse it. A syntax error past
+    // the limit proves the text was never parsed.
+    let limit = runway_manifest::MAX_MANIFEST_BYTES;
+    let mut text = String::from("[app]\nname = \"notes\"\nversion = \"1.0.0\"\n");
+    while text.len() <= limit {
+        text.push_str("# padding padding padding padding padding padding padding\n");
+    }
+    text.push_str("this is = = not toml\n");
+    let e = Manifest::parse(&text, "runway.toml").unwrap_err();
+    assert_eq!(e.line(), None, "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "runway.toml: the manifest is {} bytes, more than the limit of {limit} bytes; keep data out of runway.toml (put files under [static])",
+            text.len()
+        )
+    );
+    // Exactly at the limit is still parsed (and here fails on content, not size).
+    let mut at_limit = String::from(
+        "[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[component]\npath = \"a.wasm\"\n",
+    );
+    at_limit.push_str(&"#".repeat(limit - at_limit.len()));
+    assert_eq!(at_limit.len(), limit);
+    Manifest::parse(&at_limit, "runway.toml").expect("a manifest of exactly the limit parses");
+}
+
+#[test]
+fn property_count_is_bounded() {
+    let mut text = String::from(
+        "[app]\nname = \"notes\"\nversion = \"1.0.0\"\n[component]\npath = \"a.wasm\"\n",
+    );
+    for i in 0..runway_manifest::MAX_PROPERTIES {
+        text.push_str(&format!("[properties.p{i}]\n"));
+    }
+    let m = Manifest::parse(&text, "runway.toml").expect("the limit itself is fine");
+    assert_eq!(m.properties.len(), runway_manifest::MAX_PROPERTIES);
+}

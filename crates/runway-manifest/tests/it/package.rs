@@ -443,3 +443,19 @@ fn static_symlinks_inside_are_followed_outside_refused() {
     let e = Package::from_dir(dir.path()).unwrap_err().to_string();
     assert!(e.contains("symlink loop"), "{e}");
 }
+
+#[test]
+fn oversized_manifest_entry_is_refused_before_reading_it() {
+    let mut package = sample();
+    package.manifest_toml = format!(
+        "{MANIFEST}{}",
+        "# padding\n".repeat(runway_manifest::MAX_MANIFEST_BYTES / 10 + 1)
+    );
+    let err = Package::from_bytes(&package.to_bytes(), BIG).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, PackageError::Entry { ref entry, .. } if entry == "runway.toml"),
+        "{msg}"
+    );
+    assert!(msg.contains("more than the limit of 65536 bytes"), "{msg}");
+}

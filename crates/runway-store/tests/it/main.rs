@@ -3,10 +3,12 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a throwaway database per
 //! test. Tests listed in [`both!`] run once per backend.
 
+mod bad_input;
 mod deployments;
 mod frontends;
 mod kv;
 mod lease;
+mod kv_quota;
 mod logs;
 mod persistence;
 mod properties;
