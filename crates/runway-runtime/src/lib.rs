@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use engine::{Runtime, RuntimeConfig};
 pub use host::{KeyValue, KvError};
-pub use invoke::{Failure, ResponseBody};
+pub use invoke::{CLIENT_CLOSED, Failure, ResponseBody};
 pub use outbound::{HOPS_HEADER, INTERNAL_SUFFIX, InternalRouter, OutboundPolicy};
 pub use validate::{ComponentError, ComponentReport};
 pub use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;

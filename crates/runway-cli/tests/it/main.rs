@@ -6,4 +6,5 @@ mod e2e_bad_input;
 mod e2e_serve;
 mod farm;
 mod farm_support;
+mod responses;
 mod support;
