@@ -35,8 +35,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -219,7 +219,10 @@ pub(crate) enum Ejection {
     /// Passive ejection is off (`eject_for` is zero).
     Disabled,
     /// Ejecting it would take more than the cap out of the pool.
-    Capped { ejected: usize, of: usize },
+    Capped {
+        ejected: usize,
+        of: usize,
+    },
 }
 
 impl Pool {

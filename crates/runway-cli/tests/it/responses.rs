@@ -31,9 +31,8 @@ async fn send_get(addr: SocketAddr, path: &str, request_id: &str) -> TcpStream {
 
 async fn send(addr: SocketAddr, path: &str, request_id: &str, extra: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nx-request-id: {request_id}\r\n{extra}\r\n"
-    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nx-request-id: {request_id}\r\n{extra}\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     stream
 }
@@ -70,8 +69,18 @@ async fn read_all(stream: &mut TcpStream, within: Duration) -> Wire {
     let mut buf = [0u8; 4096];
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return Wire { bytes, closed: false },
-            Ok(Ok(0)) | Ok(Err(_)) => return Wire { bytes, closed: true },
+            Err(_) => {
+                return Wire {
+                    bytes,
+                    closed: false,
+                };
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Wire {
+                    bytes,
+                    closed: true,
+                };
+            }
             Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
         }
     }
@@ -129,7 +138,13 @@ async fn broken_guest_responses_are_aborted_never_complete_and_logged() {
     let addr = addr(&env);
 
     // Before the head: a JSON 5xx carrying the request id.
-    let mut stream = send(addr, "/misbehave/trap", "broken-trap", "Connection: close\r\n").await;
+    let mut stream = send(
+        addr,
+        "/misbehave/trap",
+        "broken-trap",
+        "Connection: close\r\n",
+    )
+    .await;
     let wire = read_all(&mut stream, Duration::from_secs(10)).await;
     let (head, body) = wire.head_and_body();
     assert!(head.starts_with("http/1.1 500"), "{head}");
@@ -144,7 +159,11 @@ async fn broken_guest_responses_are_aborted_never_complete_and_logged() {
     let (head, body) = wire.head_and_body();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-length: 100"), "{head}");
-    assert!(wire.closed, "the connection must be closed: {:?}", wire.text());
+    assert!(
+        wire.closed,
+        "the connection must be closed: {:?}",
+        wire.text()
+    );
     assert!(body.len() < 100, "{body:?}");
 
     // Declared 10, wrote 20: never the 10 bytes that would look complete.
@@ -168,7 +187,10 @@ async fn broken_guest_responses_are_aborted_never_complete_and_logged() {
         let wire = read_all(&mut stream, Duration::from_secs(10)).await;
         let (head, body) = wire.head_and_body();
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
-        assert!(head.contains("transfer-encoding: chunked"), "{path}: {head}");
+        assert!(
+            head.contains("transfer-encoding: chunked"),
+            "{path}: {head}"
+        );
         let body = String::from_utf8_lossy(&body).into_owned();
         assert!(body.contains("partial"), "{path}: {body:?}");
         assert!(
@@ -182,7 +204,10 @@ async fn broken_guest_responses_are_aborted_never_complete_and_logged() {
     for (id, cause) in [
         ("broken-trap", "app_trapped"),
         ("broken-short", "content-length: 100 but wrote 10 bytes"),
-        ("broken-long", "content-length: 10 but wrote at least 20 bytes"),
+        (
+            "broken-long",
+            "content-length: 10 but wrote at least 20 bytes",
+        ),
         ("broken-trap-mid", "app_trapped"),
         ("broken-slow-mid", "app_timeout"),
     ] {
@@ -193,7 +218,10 @@ async fn broken_guest_responses_are_aborted_never_complete_and_logged() {
                 && r.message.as_deref().unwrap_or("").contains(cause)
         };
         let rows = rows_for(&env, "misbehave", id, |rows| rows.iter().any(is_error)).await;
-        assert!(rows.iter().any(is_error), "{id}: no error row with {cause:?} in {rows:#?}");
+        assert!(
+            rows.iter().any(is_error),
+            "{id}: no error row with {cause:?} in {rows:#?}"
+        );
     }
 
     // The app itself is fine.
@@ -232,7 +260,10 @@ async fn assert_logged_499(env: &TestEnv, request_id: &str) {
             .any(|r| r.kind == "request" && r.status == Some(499))
     };
     let rows = rows_for(env, "misbehave", request_id, has_499).await;
-    assert!(has_499(&rows), "{request_id}: no 499 request row in {rows:#?}");
+    assert!(
+        has_499(&rows),
+        "{request_id}: no 499 request row in {rows:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
