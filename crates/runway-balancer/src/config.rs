@@ -26,9 +26,15 @@ pub struct BalancerConfig {
     pub health: HealthConfig,
     /// Time allowed to open a TCP connection to a front-end. Default 1 s.
     pub connect_timeout: Duration,
-    /// How long a front-end stays out of the pool after a connection error
-    /// (passive ejection). Default 5 s; zero disables passive ejection.
+    /// How long a front-end stays out of the pool after a failure of its own
+    /// (passive ejection: a connection refused, timed out, or closed before
+    /// the request was written). Default 5 s; zero disables passive ejection.
     pub eject_for: Duration,
+    /// Most of the pool that passive ejection may keep out at once, in
+    /// percent (0–100; like Envoy's outlier detection). Default 50: passive
+    /// signals alone never take more than half the front-ends out. Active
+    /// health checks are not capped.
+    pub max_ejection_percent: u32,
     /// Total tries for a retryable request, the first one included. Default 3.
     pub max_attempts: u32,
     /// How long in-flight requests may run after [`crate::Balancer::shutdown`]
@@ -145,8 +151,8 @@ impl Default for HealthConfig {
 
 /// A configuration with every default of the brief: least-outstanding policy,
 /// health checks of `/_runway/ready` every second (rise 2, fall 2), 1 s
-/// connect timeout, 5 s passive ejection, 3 attempts, 30 s shutdown grace,
-/// one worker thread per CPU.
+/// connect timeout, 5 s passive ejection of at most 50% of the pool,
+/// 3 attempts, 30 s shutdown grace, one worker thread per CPU.
 pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
     BalancerConfig {
         listen,
@@ -155,6 +161,7 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         health: HealthConfig::default(),
         connect_timeout: Duration::from_secs(1),
         eject_for: Duration::from_secs(5),
+        max_ejection_percent: 50,
         max_attempts: 3,
         shutdown_grace: Duration::from_secs(30),
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -184,6 +191,13 @@ impl BalancerConfig {
         }
         if let Err(message) = self.connections.validate() {
             return Err(BalancerError::Connections(message));
+        }
+        if self.max_ejection_percent > 100 {
+            return invalid(
+                "--max-ejection-percent",
+                self.max_ejection_percent.to_string(),
+                "it is a percentage of the front-ends: give 0 to 100",
+            );
         }
         if self.max_attempts == 0 {
             return invalid("max attempts", "0".into(), "it must be at least 1");

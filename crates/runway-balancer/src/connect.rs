@@ -12,13 +12,22 @@
 //! (connect error, or a kept-alive connection the front-end had just closed)
 //! comes back whole, body included, so it can be sent elsewhere without the
 //! proxy ever copying it.
+//!
+//! Each connection counts the bytes it received, so that when an exchange
+//! breaks the proxy knows whether any of the answer had arrived (such a
+//! request is never sent again).
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::client::UpstreamBody;
@@ -27,9 +36,23 @@ use crate::pool::Upstream;
 /// Idle connections kept per front-end and per worker; more are closed.
 const MAX_IDLE: usize = 1024;
 
+/// One connection to a front-end: where requests are sent, and how many
+/// bytes came back on it so far.
+pub(crate) struct Conn {
+    pub sender: SendRequest<UpstreamBody>,
+    pub received: Arc<AtomicU64>,
+}
+
+impl Conn {
+    /// Bytes received from the front-end on this connection so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Relaxed)
+    }
+}
+
 /// The idle connections of one upstream, one list per worker.
 pub(crate) struct IdleConnections {
-    per_worker: Box<[Mutex<Vec<SendRequest<UpstreamBody>>>]>,
+    per_worker: Box<[Mutex<Vec<Conn>>]>,
 }
 
 impl IdleConnections {
@@ -41,22 +64,22 @@ impl IdleConnections {
         }
     }
 
-    fn take(&self, worker: usize) -> Option<SendRequest<UpstreamBody>> {
+    fn take(&self, worker: usize) -> Option<Conn> {
         self.per_worker[worker]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
     }
 
-    fn put(&self, worker: usize, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
+    fn put(&self, worker: usize, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         let mut idle = self.per_worker[worker]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push(conn);
         }
     }
 }
@@ -69,7 +92,7 @@ impl std::fmt::Debug for IdleConnections {
 
 /// A connection lent to one request; given back with [`release`].
 pub(crate) struct Lent {
-    pub sender: SendRequest<UpstreamBody>,
+    pub conn: Conn,
     /// Whether it had served a request before (and so may have been closed
     /// by the front-end meanwhile).
     pub reused: bool,
@@ -97,23 +120,20 @@ impl Connector {
         if !fresh {
             // Only ready connections are given back, so one that is not
             // ready any more has been closed.
-            while let Some(sender) = upstream.idle.take(self.worker) {
-                if sender.is_ready() {
-                    return Ok(Lent {
-                        sender,
-                        reused: true,
-                    });
+            while let Some(conn) = upstream.idle.take(self.worker) {
+                if conn.sender.is_ready() {
+                    return Ok(Lent { conn, reused: true });
                 }
             }
         }
-        let sender = self.connect(upstream).await?;
+        let conn = self.connect(upstream).await?;
         Ok(Lent {
-            sender,
+            conn,
             reused: false,
         })
     }
 
-    async fn connect(&self, upstream: &Upstream) -> Result<SendRequest<UpstreamBody>, String> {
+    async fn connect(&self, upstream: &Upstream) -> Result<Conn, String> {
         let connecting = async {
             let addrs: Vec<SocketAddr> = match upstream.socket_addr {
                 Some(addr) => vec![addr],
@@ -141,6 +161,11 @@ impl Connector {
             }
         };
         let _ = stream.set_nodelay(true);
+        let received = Arc::new(AtomicU64::new(0));
+        let stream = Counted {
+            inner: stream,
+            received: received.clone(),
+        };
         let (sender, connection) = self
             .builder
             .handshake(TokioIo::new(stream))
@@ -151,7 +176,7 @@ impl Connector {
                 tracing::debug!("a connection to a front-end ended: {error}");
             }
         });
-        Ok(sender)
+        Ok(Conn { sender, received })
     }
 
     pub fn worker(&self) -> usize {
@@ -164,21 +189,69 @@ impl Connector {
 /// not (the front-end answered before the request body was all sent, say), a
 /// small task waits for it, so that the idle lists only hold ready
 /// connections.
-pub(crate) fn release(
-    upstream: &Arc<Upstream>,
-    worker: usize,
-    mut sender: SendRequest<UpstreamBody>,
-) {
-    if sender.is_ready() {
-        upstream.idle.put(worker, sender);
+pub(crate) fn release(upstream: &Arc<Upstream>, worker: usize, mut conn: Conn) {
+    if conn.sender.is_ready() {
+        upstream.idle.put(worker, conn);
         return;
     }
     let upstream = upstream.clone();
     tokio::spawn(async move {
-        if sender.ready().await.is_ok() {
-            upstream.idle.put(worker, sender);
+        if conn.sender.ready().await.is_ok() {
+            upstream.idle.put(worker, conn);
         }
     });
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted {
+    inner: TcpStream,
+    received: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.received.fetch_add(read as u64, Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// "connection refused", "connection reset", …

@@ -19,10 +19,12 @@
 //! of the initial upstreams are awaited, so a balancer that has started
 //! serves at once.)
 //!
-//! Passive ejection (a connection error while proxying, see
-//! [`crate::proxy`]) is separate: it keeps the upstream out of the pool until
-//! its deadline whatever the health checks say, and the health state decides
-//! after that.
+//! Passive ejection (the front-end refused or dropped a connection before
+//! the request went out, see [`crate::proxy`]) is separate: it keeps the
+//! upstream out of the pool until its deadline whatever the health checks
+//! say, and the health state decides after that. It never takes more than
+//! `max_ejection_percent` of the pool out; failed health checks are not
+//! capped.
 
 use std::sync::Arc;
 use std::time::Duration;

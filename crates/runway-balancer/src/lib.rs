@@ -8,7 +8,9 @@
 //!   controller's `GET /_runway/api/v1/frontends` polled every interval.
 //!   Front-ends that leave are drained, never cut.
 //! - `health` checks each one actively (`/_runway/ready`); `proxy` ejects
-//!   one passively after a connection error.
+//!   one passively when the front-end itself fails (a connection refused or
+//!   closed before the request went out), never for one bad answer, and
+//!   never more than `max_ejection_percent` of the pool.
 //! - `pool` holds the lock-free snapshot a request picks from
 //!   (least-outstanding or round-robin).
 //! - `connect` keeps each worker's kept-alive connections to the front-ends.
@@ -71,7 +73,7 @@ impl Balancer {
         config.validate()?;
         let platform = platform_pool(&config)?;
         let client = client::http_client(config.connect_timeout);
-        let pool = Arc::new(Pool::new(config.policy));
+        let pool = Arc::new(Pool::new(config.policy, config.max_ejection_percent));
         let checker = Arc::new(Checker::new(client.clone(), config.health.clone()));
         let members = Arc::new(Members::new(pool.clone(), checker.clone(), config.workers));
 
@@ -213,7 +215,7 @@ fn platform_pool(config: &BalancerConfig) -> Result<Option<Arc<Pool>>> {
             fix: "give the controller's http://host:port",
         })?;
     upstream.set_healthy(true);
-    let pool = Pool::new(Policy::RoundRobin);
+    let pool = Pool::new(Policy::RoundRobin, config.max_ejection_percent);
     pool.publish(vec![Arc::new(upstream)]);
     Ok(Some(Arc::new(pool)))
 }

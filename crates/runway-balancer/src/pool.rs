@@ -13,6 +13,14 @@
 //! An upstream is *available* when it is healthy (see [`crate::health`]) and
 //! not passively ejected. Draining upstreams are not in the snapshot at all.
 //!
+//! # Ejection cap
+//!
+//! Passive ejection goes through [`Pool::eject`], which never lets the
+//! ejected upstreams exceed `max_ejection_percent` of the snapshot (like
+//! Envoy's outlier detection): a signal that hits every front-end at once
+//! cannot empty the pool on its own. A pool of one is never passively
+//! ejected below 100%. Active health checks are not capped.
+//!
 //! # Choice
 //!
 //! Every pick advances one shared counter that gives the index to start the
@@ -27,8 +35,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -124,8 +132,9 @@ impl Upstream {
         until != 0 && clock_ms() < until
     }
 
-    /// Passive ejection after a connection error.
-    pub(crate) fn eject(&self, duration: Duration) {
+    /// Passive ejection after a connection error (see [`Pool::eject`] for
+    /// the cap).
+    fn eject(&self, duration: Duration) {
         if duration.is_zero() {
             return;
         }
@@ -195,15 +204,58 @@ pub(crate) struct Pool {
     active: ArcSwap<Vec<Arc<Upstream>>>,
     next: AtomicUsize,
     policy: Policy,
+    /// Most upstreams that passive signals may keep out at once, in percent
+    /// of the snapshot.
+    max_ejection_percent: u32,
+    /// Serializes ejection decisions, so two workers cannot both take the
+    /// last share the cap allows.
+    ejecting: Mutex<()>,
+}
+
+/// Why [`Pool::eject`] left an upstream in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ejection {
+    Ejected,
+    /// Passive ejection is off (`eject_for` is zero).
+    Disabled,
+    /// Ejecting it would take more than the cap out of the pool.
+    Capped {
+        ejected: usize,
+        of: usize,
+    },
 }
 
 impl Pool {
-    pub fn new(policy: Policy) -> Pool {
+    pub fn new(policy: Policy, max_ejection_percent: u32) -> Pool {
         Pool {
             active: ArcSwap::from_pointee(Vec::new()),
             next: AtomicUsize::new(0),
             policy,
+            max_ejection_percent,
+            ejecting: Mutex::new(()),
         }
+    }
+
+    /// Ejects `upstream` for `duration` after a failure of the front-end
+    /// itself, unless that would leave more than the cap out of the pool.
+    /// An upstream already ejected has its ejection renewed.
+    pub fn eject(&self, upstream: &Upstream, duration: Duration) -> Ejection {
+        if duration.is_zero() {
+            return Ejection::Disabled;
+        }
+        let _decision = self.ejecting.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = self.active.load();
+        let of = snapshot.len();
+        let ejected = snapshot
+            .iter()
+            .filter(|u| u.is_ejected() && !std::ptr::eq(Arc::as_ptr(u), upstream))
+            .count();
+        let allowed = (ejected + 1) * 100 <= self.max_ejection_percent as usize * of;
+        if !upstream.is_ejected() && !allowed {
+            return Ejection::Capped { ejected, of };
+        }
+        upstream.eject(duration);
+        Ejection::Ejected
     }
 
     /// Replaces the membership (discovery only).

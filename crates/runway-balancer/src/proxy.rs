@@ -16,8 +16,10 @@
 //! [`crate::connect`]), so it goes to *another* upstream as is, up to
 //! `max_attempts` in total. A retryable request *without a body* is also
 //! sent to another upstream when the connection failed after it was written
-//! but before any answer came (the front-end died mid-request): a copy of its
-//! head is kept for that. POST, PATCH and other methods, and bodies over
+//! but before any byte of an answer came (the front-end died mid-request): a
+//! copy of its head is kept for that. Each connection counts the bytes it
+//! received, so a request whose answer had started to arrive (even a partial
+//! head) is never sent again. POST, PATCH and other methods, and bodies over
 //! 64 KiB, are never sent to another upstream; a request with a body is not
 //! retried once written, and nothing is retried after response headers
 //! arrived (the answer, whatever its status, goes to the client).
@@ -29,12 +31,17 @@
 //!
 //! # Passive ejection
 //!
-//! A connection-level failure ejects the upstream from the pool for
-//! `eject_for`: a connection could not be opened, or a new connection was
-//! closed or reset before the response headers. (A reset on a kept-alive
-//! connection is not enough on its own: it may be the front-end closing an
-//! idle connection at the very moment it was reused.) See [`crate::health`]
-//! for how ejection combines with the active checks.
+//! Only a failure of the front-end itself ejects it from the pool for
+//! `eject_for`: a connection could not be opened (refused, timed out,
+//! unresolvable), or a new connection was closed or reset before any byte of
+//! the request was written. An exchange that breaks once the request went out
+//! (no answer, a truncated or malformed answer) is one app's problem, not the
+//! front-end's: a guest whose response is broken must not take every other
+//! app off that front-end, so it ejects nothing. (A kept-alive connection
+//! found closed is not a failure either: it may be the front-end closing an
+//! idle connection at the very moment it was reused.) Ejections never take
+//! more than `max_ejection_percent` of the pool out (see [`crate::pool`]);
+//! see [`crate::health`] for how ejection combines with the active checks.
 //!
 //! # Errors
 //!
@@ -53,13 +60,12 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 use runway_api::ErrorBody;
 
 use crate::client::UpstreamBody;
-use crate::connect::{self, Connector};
+use crate::connect::{self, Conn, Connector};
 use crate::headers::{self, ClientAddr};
-use crate::pool::{InFlight, Pool, Upstream};
+use crate::pool::{Ejection, InFlight, Pool, Upstream};
 
 /// Largest request body of a request that may be sent to another upstream.
 pub(crate) const MAX_RETRY_BODY: u64 = 64 * 1024;
@@ -77,11 +83,12 @@ pub(crate) struct Proxy {
 /// How one attempt on one upstream ended.
 enum Attempt {
     /// Response headers came back.
-    Answered(Response<Incoming>, SendRequest<UpstreamBody>),
+    Answered(Response<Incoming>, Conn),
     /// The request was not written; here it is back, with the reason.
     Unsent(Request<UpstreamBody>, String),
-    /// The request was (at least partly) written, then the exchange failed.
-    Failed { error: hyper::Error, reused: bool },
+    /// The request was (at least partly) written, then the exchange failed;
+    /// `answered`: some bytes of an answer had arrived.
+    Failed { error: hyper::Error, answered: bool },
 }
 
 impl Proxy {
@@ -162,14 +169,16 @@ impl Proxy {
             let spare =
                 (retryable && request.body().is_end_stream()).then(|| bodiless_copy(&request));
             match self.send(&upstream, request).await {
-                Attempt::Answered(response, sender) => {
-                    let response = self.answer(response, in_flight, sender, request_id);
+                Attempt::Answered(response, conn) => {
+                    let response = self.answer(response, in_flight, conn, request_id);
                     return (response, Some(upstream), attempts);
                 }
                 Attempt::Unsent(returned, reason) => {
                     drop(in_flight);
-                    upstream.eject(self.eject_for);
-                    self.warn_failed(&upstream, request_id, &reason, true);
+                    // The front-end itself failed: nothing of the request
+                    // reached it.
+                    let ejection = pool.eject(&upstream, self.eject_for);
+                    self.warn_failed(&upstream, request_id, &reason, ejection);
                     last_error = reason;
                     tried.push(upstream);
                     if !retryable || attempts >= self.max_attempts {
@@ -177,21 +186,22 @@ impl Proxy {
                     }
                     request = returned;
                 }
-                Attempt::Failed { error, reused } => {
+                Attempt::Failed { error, answered } => {
                     drop(in_flight);
+                    // The request reached the front-end: whatever broke
+                    // (one app's answer, most likely) is no reason to take
+                    // the front-end out for every other app.
                     let failure = classify(&error);
-                    let eject = failure == Failure::Connection && !reused;
-                    if eject {
-                        upstream.eject(self.eject_for);
-                    }
                     last_error = describe_error(&error);
                     if failure != Failure::Client {
-                        self.warn_failed(&upstream, request_id, &last_error, eject);
+                        self.warn_failed(&upstream, request_id, &last_error, Ejection::Disabled);
                     }
                     tried.push(upstream);
                     match spare {
                         Some(copy)
-                            if failure == Failure::Connection && attempts < self.max_attempts =>
+                            if failure == Failure::Connection
+                                && !answered
+                                && attempts < self.max_attempts =>
                         {
                             request = copy;
                         }
@@ -233,9 +243,10 @@ impl Proxy {
                 Ok(lent) => lent,
                 Err(reason) => return Attempt::Unsent(request, reason),
             };
-            let mut sender = lent.sender;
-            match sender.try_send_request(request).await {
-                Ok(response) => return Attempt::Answered(response, sender),
+            let mut conn = lent.conn;
+            let received = conn.received();
+            match conn.sender.try_send_request(request).await {
+                Ok(response) => return Attempt::Answered(response, conn),
                 Err(mut error) => match error.take_message() {
                     // The front-end had closed this kept-alive connection:
                     // the request did not leave, a new connection takes it.
@@ -249,7 +260,7 @@ impl Proxy {
                     None => {
                         return Attempt::Failed {
                             error: error.into_error(),
-                            reused: lent.reused,
+                            answered: conn.received() > received,
                         };
                     }
                 },
@@ -261,7 +272,7 @@ impl Proxy {
         &self,
         response: Response<Incoming>,
         in_flight: InFlight,
-        sender: SendRequest<UpstreamBody>,
+        conn: Conn,
         request_id: &HeaderValue,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
@@ -270,7 +281,7 @@ impl Proxy {
         let body = ProxyBody::Upstream {
             body,
             finished: false,
-            sender: Some(sender),
+            conn: Some(conn),
             worker: self.connector.worker(),
             in_flight,
         };
@@ -282,15 +293,18 @@ impl Proxy {
         upstream: &Upstream,
         request_id: &HeaderValue,
         reason: &str,
-        ejected: bool,
+        ejection: Ejection,
     ) {
-        let consequence = if ejected && !self.eject_for.is_zero() {
-            format!(
+        let consequence = match ejection {
+            Ejection::Ejected => format!(
                 "; out of the pool for {}",
                 crate::health::display_duration(self.eject_for)
-            )
-        } else {
-            String::new()
+            ),
+            Ejection::Disabled => String::new(),
+            Ejection::Capped { ejected, of } => format!(
+                "; left in the pool: {ejected} of {of} front-ends are out already and \
+                 --max-ejection-percent allows no more"
+            ),
         };
         tracing::warn!(
             upstream = %upstream.name,
@@ -408,7 +422,7 @@ pub(crate) enum ProxyBody {
     Upstream {
         body: Incoming,
         finished: bool,
-        sender: Option<SendRequest<UpstreamBody>>,
+        conn: Option<Conn>,
         worker: usize,
         in_flight: InFlight,
     },
@@ -421,14 +435,14 @@ impl Drop for ProxyBody {
         if let ProxyBody::Upstream {
             body,
             finished,
-            sender,
+            conn,
             worker,
             in_flight,
         } = self
             && (*finished || body.is_end_stream())
-            && let Some(sender) = sender.take()
+            && let Some(conn) = conn.take()
         {
-            connect::release(in_flight.upstream(), *worker, sender);
+            connect::release(in_flight.upstream(), *worker, conn);
         }
     }
 }

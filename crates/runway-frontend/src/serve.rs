@@ -21,7 +21,9 @@ use percent_encoding::percent_decode_str;
 use runway_api::v1::Health;
 use runway_api::{ErrorBody, FRONTEND_HEADER, REQUEST_ID_HEADER};
 use runway_manifest::AppName;
-use runway_runtime::{CallBudget, HOPS_HEADER, InternalRouter, Invocation, ResponseBody};
+use runway_runtime::{
+    CLIENT_CLOSED, CallBudget, HOPS_HEADER, InternalRouter, Invocation, ResponseBody,
+};
 use runway_store::{LogKind, LogLevel, LogSink, NewLogEntry, now_ms};
 
 use crate::Frontend;
@@ -161,8 +163,19 @@ impl Inner {
         let started = Instant::now();
         let request_id = request_id(request.headers());
         let routes = self.routes.load_full();
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
+        // Logs the request with 499 if hyper drops this future (the client
+        // went away before the response head).
+        let mut abandoned = Abandoned {
+            log: self.log.clone(),
+            frontend: self.config.name.clone(),
+            started,
+            request_id: request_id.clone(),
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            app: None,
+            armed: true,
+        };
+        let path = abandoned.path.clone();
 
         let (app, response) = match split_path(&path) {
             Target::Root => (
@@ -201,12 +214,15 @@ impl Inner {
             Target::Bare(_) => unreachable!("handled above"),
             Target::App(name, rest) => {
                 let app = routes.apps.get(name).cloned().expect("checked above");
+                abandoned.app = Some(app.clone());
                 let response = self
                     .serve_app(&app, rest.to_string(), request, &request_id, hops)
                     .await;
                 (Some(app), response)
             }
         };
+        abandoned.armed = false;
+        let method = abandoned.method.clone();
         self.finish(response, started, request_id, method, path, app, &self.log)
     }
 
@@ -330,10 +346,16 @@ impl Inner {
             status: Some(i64::from(parts.status.as_u16())),
             ..Default::default()
         };
+        // hyper sends no body for these and may drop it unread.
+        let bodiless = method == Method::HEAD
+            || parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
         let body = LoggedBody {
             inner: body,
             bytes: 0,
             started,
+            complete: bodiless,
             entry: Some(entry),
             log: log.clone(),
         };
@@ -371,11 +393,15 @@ fn static_file(
 }
 
 /// Counts the bytes of a response body and writes the request log row when
-/// the body ends (or is dropped, for a client that went away).
+/// the body ends. Dropped before its end, the client went away: the row says
+/// 499. A body that fails (a broken guest response, aborted on the wire)
+/// makes the row an error.
 struct LoggedBody {
     inner: ResponseBody,
     bytes: u64,
     started: Instant,
+    /// The body was sent to its end, failed, or is never sent.
+    complete: bool,
     entry: Option<NewLogEntry>,
     log: LogSink,
 }
@@ -389,10 +415,21 @@ impl http_body::Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes += data.len() as u64;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.complete = true;
+                if let Some(entry) = &mut self.entry {
+                    entry.level = LogLevel::Error;
+                    entry.message = Some(format!("response aborted after the head: {error}"));
+                }
+            }
+            Poll::Ready(None) => self.complete = true,
+            Poll::Pending => {}
         }
         polled
     }
@@ -409,10 +446,54 @@ impl http_body::Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(mut entry) = self.entry.take() {
+            if !self.complete && !http_body::Body::is_end_stream(&self.inner) {
+                entry.status = Some(i64::from(CLIENT_CLOSED));
+                entry.level = LogLevel::Info;
+                entry.message = Some("client closed the connection during the response".into());
+            }
             entry.duration_us = Some(self.started.elapsed().as_micros() as i64);
             entry.bytes_out = Some(self.bytes as i64);
             self.log.write(entry);
         }
+    }
+}
+
+/// The request row of a request whose response head was never produced
+/// because hyper dropped [`Inner::dispatch`] (the client went away): 499.
+/// Dropping the dispatch future also drops the runtime's, which stops the
+/// guest.
+struct Abandoned {
+    log: LogSink,
+    frontend: String,
+    started: Instant,
+    request_id: String,
+    method: Method,
+    path: String,
+    app: Option<Arc<RunningApp>>,
+    armed: bool,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.log.write(NewLogEntry {
+            at_ms: now_ms(),
+            kind: LogKind::Request,
+            level: LogLevel::Info,
+            app: self.app.as_ref().map(|a| a.name.to_string()),
+            version: self.app.as_ref().map(|a| a.version.to_string()),
+            frontend: Some(self.frontend.clone()),
+            request_id: Some(std::mem::take(&mut self.request_id)),
+            method: Some(self.method.to_string()),
+            path: Some(std::mem::take(&mut self.path)),
+            status: Some(i64::from(CLIENT_CLOSED)),
+            duration_us: Some(self.started.elapsed().as_micros() as i64),
+            bytes_out: Some(0),
+            message: Some("client closed the connection before the response".into()),
+            ..Default::default()
+        });
     }
 }
 

@@ -1,12 +1,17 @@
 //! One request, one fresh instance: limits, deadline, and the translation of
 //! everything that can go wrong into a [`Failure`].
 
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::header::CONTENT_LENGTH;
+use http::{Method, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::OwnedSemaphorePermit;
@@ -19,7 +24,7 @@ use crate::capture::Capture;
 use crate::engine::{AppTicket, mib_ceil};
 use crate::host::{HostState, MemoryCap, MemoryCapExceeded};
 use crate::outbound::OutboundHooks;
-use crate::{Invocation, LoadedComponent, Runtime, Stream};
+use crate::{Invocation, InvocationEvents, LoadedComponent, Runtime, Stream};
 
 /// The body of a response produced by a guest (or by the platform on its
 /// behalf): streamed, possibly while the guest still runs.
@@ -75,7 +80,14 @@ pub enum Failure {
     },
     #[error("the app could not be started: {0}")]
     Instantiate(String),
+    #[error("the app's response body is broken: {0}")]
+    BadResponse(String),
+    #[error("the client closed the connection before the response was complete")]
+    ClientClosed,
 }
+
+/// The status logged for a request whose client went away (nginx's 499).
+pub const CLIENT_CLOSED: u16 = 499;
 
 impl Failure {
     /// The HTTP status the client gets for this failure.
@@ -89,6 +101,10 @@ impl Failure {
             | Failure::MemoryBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Failure::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Failure::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Failure::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::ClientClosed => {
+                StatusCode::from_u16(CLIENT_CLOSED).expect("499 is a valid status code")
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -109,6 +125,8 @@ impl Failure {
             Failure::AppBusy(_) => "app_busy",
             Failure::MemoryBudget { .. } => "memory_budget_exhausted",
             Failure::Instantiate(_) => "app_start_failed",
+            Failure::BadResponse(_) => "app_bad_response",
+            Failure::ClientClosed => "client_closed",
         }
     }
 }
@@ -123,7 +141,10 @@ impl Runtime {
     ///
     /// Returns as soon as the guest has produced the response head; the body
     /// streams while the guest keeps running (still under its deadline).
-    /// Failures after that point reach [`crate::InvocationEvents::failed`].
+    /// Failures after that point reach [`crate::InvocationEvents::failed`] and
+    /// end the body with an error (hyper then aborts the response). Dropping
+    /// this future, or the response body before its end, stops the guest at
+    /// its next yield and frees its instance slot.
     pub async fn handle<B>(
         &self,
         component: &LoadedComponent,
@@ -203,6 +224,9 @@ impl Runtime {
             }
         });
 
+        // A HEAD answer has no body for hyper to poll: dropping it is not a
+        // sign that the client went away.
+        let head_only = request.method() == Method::HEAD;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (incoming, outparam) = {
             let mut http = store.data_mut().http();
@@ -224,6 +248,15 @@ impl Runtime {
         let handoff = Arc::new(AtomicU8::new(PENDING));
         let task_handoff = handoff.clone();
         let task_events = events.clone();
+        // How the guest ended, for the response body: set before the store
+        // (and with it the guest's end of the body) is dropped, so a body
+        // that ends because its guest died is never taken for a complete one.
+        let ended: Arc<OnceLock<Option<Failure>>> = Arc::new(OnceLock::new());
+        let task_ended = ended.clone();
+        // Dropping `cancel` (this future dropped by hyper, or the response
+        // body dropped before its end: the client went away) stops the guest
+        // at its next yield instead of its deadline, and frees its slot.
+        let (mut cancel, cancelled) = cancel_pair();
         let task = tokio::spawn(async move {
             let _permit = permit;
             let run = async {
@@ -235,15 +268,23 @@ impl Runtime {
             };
             // The epoch deadline stops guests that compute; this one stops
             // guests that wait (on a timer, a socket, another app).
-            let outcome = match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(classify(&error, timeout)),
-                Err(_) => Some(Failure::Timeout(timeout)),
+            let outcome = tokio::select! {
+                biased;
+                () = cancelled => Some(Failure::ClientClosed),
+                result = tokio::time::timeout(timeout, run) => match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(classify(&error, timeout)),
+                    Err(_) => Some(Failure::Timeout(timeout)),
+                },
             };
             stdout.finish();
             stderr.finish();
+            let _ = task_ended.set(outcome.clone());
+            drop(store);
             if task_handoff.swap(TASK_DONE, Ordering::AcqRel) == DELIVERED {
-                if let Some(failure) = &outcome {
+                if let Some(failure) = &outcome
+                    && *failure != Failure::ClientClosed
+                {
                     task_events.failed(failure);
                 }
                 return None;
@@ -263,11 +304,16 @@ impl Runtime {
                 if handoff.swap(DELIVERED, Ordering::AcqRel) == TASK_DONE
                     && let Ok(Some(failure)) = task.await
                 {
+                    // The guest is already gone and its head not sent yet:
+                    // the client gets the error, not a body that cannot end well.
                     events.failed(&failure);
+                    return Err(failure);
                 }
-                Ok(response)
+                Ok(GuestBody::wrap(response, head_only, ended, cancel, events))
             }
             Ok(Err(code)) => {
+                // An answer all the same: the guest may finish its work.
+                cancel.detach();
                 let failure = body_failure(Failure::GuestError(format!("{code:?}")));
                 events.failed(&failure);
                 Err(failure)
@@ -411,6 +457,210 @@ impl Runtime {
             _memory: memory,
             _slot: slot,
         })
+    }
+}
+
+/// The request's side of the guest task's cancellation: dropped before
+/// [`Cancel::detach`], it stops the guest.
+struct Cancel(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Cancel {
+    /// The response is complete: the guest may run on to its deadline.
+    fn detach(&mut self) {
+        if let Some(sender) = self.0.take() {
+            let _ = sender.send(());
+        }
+    }
+}
+
+/// A [`Cancel`] and the future that completes when it is dropped without
+/// being detached.
+fn cancel_pair() -> (Cancel, impl Future<Output = ()> + Send + 'static) {
+    let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+    let cancelled = async move {
+        if receiver.await.is_ok() {
+            std::future::pending::<()>().await;
+        }
+    };
+    (Cancel(Some(sender)), cancelled)
+}
+
+/// The guest's response body as the client gets it. It never lets a broken
+/// body look complete: a body that ends short of its `content-length`, goes
+/// past it, or ends because its guest trapped or timed out yields an error
+/// instead of its end, which makes hyper abort the response (no terminating
+/// chunk; connection closed before the declared length). To that end the last
+/// byte of a `content-length` body is held back until the guest has finished
+/// the body (hyper ends the response as soon as the declared length is
+/// written). Dropped before its end (the client went away), it stops the guest.
+struct GuestBody {
+    inner: ResponseBody,
+    /// The response's `content-length`, if it declared one.
+    declared: Option<u64>,
+    /// Data bytes passed on so far (the held byte not included).
+    sent: u64,
+    /// The last byte of a `content-length` body, until the guest finished it.
+    held: Option<Bytes>,
+    /// The body ended (well or not): nothing more to poll.
+    done: bool,
+    ended: Arc<OnceLock<Option<Failure>>>,
+    cancel: Cancel,
+    events: Arc<dyn InvocationEvents>,
+}
+
+impl GuestBody {
+    fn wrap(
+        response: http::Response<ResponseBody>,
+        head_only: bool,
+        ended: Arc<OnceLock<Option<Failure>>>,
+        mut cancel: Cancel,
+        events: Arc<dyn InvocationEvents>,
+    ) -> http::Response<ResponseBody> {
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let status = response.status();
+        // hyper sends no body for these and drops it unread.
+        let bodiless = head_only
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || declared == Some(0);
+        if bodiless {
+            cancel.detach();
+        }
+        response.map(|inner| {
+            GuestBody {
+                inner,
+                declared,
+                sent: 0,
+                held: None,
+                done: bodiless && !head_only,
+                ended,
+                cancel,
+                events,
+            }
+            .boxed_unsync()
+        })
+    }
+
+    /// Ends the body with an error (so hyper aborts the response), reporting
+    /// `failure` unless the guest task already did.
+    fn fail(
+        &mut self,
+        failure: Failure,
+        report: bool,
+    ) -> Poll<Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>> {
+        self.done = true;
+        self.held = None;
+        if report {
+            self.events.failed(&failure);
+        }
+        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+            failure.to_string(),
+        )))))
+    }
+
+    /// Bytes the guest has written so far.
+    fn written(&self) -> u64 {
+        self.sent + self.held.as_ref().map_or(0, |b| b.len() as u64)
+    }
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    let mut data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    };
+                    let total = this.written() + data.len() as u64;
+                    let Some(declared) = this.declared else {
+                        this.sent = total;
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    };
+                    if total > declared {
+                        return this.fail(
+                            Failure::BadResponse(format!(
+                                "it declared content-length: {declared} but wrote at least {total} bytes"
+                            )),
+                            true,
+                        );
+                    }
+                    if total == declared && !data.is_empty() {
+                        this.held = Some(data.split_off(data.len() - 1));
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    this.sent += data.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    // wasmtime-wasi-http aborts the body when the guest
+                    // finished it short of its content-length or dropped it
+                    // unfinished.
+                    let written = this.written();
+                    let cause = match this.declared {
+                        Some(declared) if written != declared => format!(
+                            "it declared content-length: {declared} but wrote {written} bytes"
+                        ),
+                        _ => format!(
+                            "the app abandoned its response body after {written} bytes without finishing it"
+                        ),
+                    };
+                    return this.fail(Failure::BadResponse(cause), true);
+                }
+                Poll::Ready(None) => {
+                    if let Some(Some(failure)) = this.ended.get() {
+                        // The guest died: its end of the body was dropped,
+                        // which is not a finished body. The task reports it.
+                        let failure = failure.clone();
+                        return this.fail(failure, false);
+                    }
+                    let written = this.written();
+                    if let Some(declared) = this.declared
+                        && written != declared
+                    {
+                        return this.fail(
+                            Failure::BadResponse(format!(
+                                "it declared content-length: {declared} but wrote {written} bytes"
+                            )),
+                            true,
+                        );
+                    }
+                    this.done = true;
+                    this.cancel.detach();
+                    return Poll::Ready(this.held.take().map(|last| Ok(Frame::data(last))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.declared {
+            Some(declared) => SizeHint::with_exact(declared.saturating_sub(self.sent)),
+            None => SizeHint::default(),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ pub use engine::{
     default_app_concurrency, default_memory_budget_bytes,
 };
 pub use host::{KeyValue, KvError};
-pub use invoke::{Failure, ResponseBody};
+pub use invoke::{CLIENT_CLOSED, Failure, ResponseBody};
 pub use outbound::{
     CallBudget, HOPS_HEADER, INTERNAL_SUFFIX, InternalRouter, MAX_CONCURRENT_INTERNAL_CALLS,
     MAX_INTERNAL_CALLS, OutboundPolicy,

@@ -33,6 +33,7 @@ fn defaults_are_those_of_the_brief() {
     assert_eq!((config.health.rise, config.health.fall), (2, 2));
     assert_eq!(config.connect_timeout, Duration::from_secs(1));
     assert_eq!(config.eject_for, Duration::from_secs(5));
+    assert_eq!(config.max_ejection_percent, 50);
     assert_eq!(config.max_attempts, 3);
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
     assert_eq!("round-robin".parse::<Policy>().unwrap(), Policy::RoundRobin);
@@ -178,5 +179,15 @@ async fn bad_health_settings_are_named() {
     assert_eq!(
         start_error(no_attempts).await,
         "invalid max attempts: 0; it must be at least 1"
+    );
+}
+
+#[tokio::test]
+async fn an_ejection_cap_over_100_percent_is_refused() {
+    let mut config = with_upstreams(&["http://127.0.0.1:9"]);
+    config.max_ejection_percent = 101;
+    assert_eq!(
+        start_error(config).await,
+        "invalid --max-ejection-percent: 101; it is a percentage of the front-ends: give 0 to 100"
     );
 }

@@ -3,6 +3,7 @@
 
 mod config;
 mod discovery;
+mod ejection;
 mod health;
 mod logging;
 mod policy;

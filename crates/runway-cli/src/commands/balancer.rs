@@ -52,9 +52,15 @@ pub struct ServeArgs {
     /// Consecutive failed checks that take a front-end out.
     #[arg(long, default_value_t = 2)]
     pub health_fall: u32,
-    /// How long a front-end stays out after a connection error, in milliseconds.
+    /// How long a front-end stays out after a failure of its own (connection
+    /// refused, timed out, or closed before the request was written), in
+    /// milliseconds. A broken answer from one app ejects nothing.
     #[arg(long, default_value_t = 5000)]
     pub eject_ms: u64,
+    /// Most of the front-ends that such failures may keep out at once, in
+    /// percent (failed health checks are not capped).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_ejection_percent: u32,
     /// Tries per idempotent request whose connection failed, the first included.
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
@@ -112,6 +118,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
     config.health.rise = args.health_rise;
     config.health.fall = args.health_fall;
     config.eject_for = Duration::from_millis(args.eject_ms);
+    config.max_ejection_percent = args.max_ejection_percent;
     config.max_attempts = args.max_attempts;
     if let Some(workers) = args.workers {
         config.workers = workers;

@@ -12,4 +12,5 @@ mod small_hardening;
 mod standby;
 mod log_limits;
 mod isolation;
+mod responses;
 mod support;
