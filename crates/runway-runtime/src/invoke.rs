@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::OwnedSemaphorePermit;
@@ -101,7 +100,6 @@ impl Failure {
             | Failure::MemoryBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Failure::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Failure::BodyRead(_) => StatusCode::BAD_REQUEST,
-            Failure::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::ClientClosed => {
                 StatusCode::from_u16(CLIENT_CLOSED).expect("499 is a valid status code")
             }
