@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     pub offline_after: Duration,
     pub log_retention: Duration,
+    /// The key secret property values are encrypted with; default
+    /// `<data_dir>/secrets.key`, created on first start. Front-ends never
+    /// need it: they receive effective values in the routing table.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -62,6 +66,7 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(1),
             offline_after: Duration::from_secs(5),
             log_retention: defaults.log_retention,
+            secrets_key_file: None,
         }
     }
 
@@ -95,8 +100,9 @@ impl ControllerServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<ControllerServer> {
         config.validate()?;
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir)
+        runway_store::files::create_private_dir(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+        let secrets = crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!(
                 "failed to listen on {} (is another controller running? pick another with --listen)",
@@ -107,6 +113,10 @@ impl ControllerServer {
         let store = Store::open(&config.database)
             .await
             .context("failed to open the catalogs (--database)")?;
+        if let Err(e) = store.use_secrets_key(secrets).await {
+            store.close().await;
+            return Err(e).context("failed to unlock the secret property values");
+        }
         let runtime =
             Runtime::new(config.runtime).context("failed to start the WebAssembly engine")?;
         let fleet_key = load_or_create_fleet_key(data_dir)?;

@@ -38,6 +38,9 @@ pub struct StandaloneConfig {
     /// `--farm N`: N front-ends on loopback ports behind a balancer at
     /// `listen` (0: one front-end sharing `listen` with the controller).
     pub farm: u32,
+    /// The key secret property values are encrypted with; default
+    /// `<data_dir>/secrets.key`, created on first start.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl StandaloneConfig {
@@ -58,6 +61,7 @@ impl StandaloneConfig {
             max_instances: 1000,
             log_retention: Duration::from_secs(14 * 24 * 3600),
             farm: 0,
+            secrets_key_file: None,
         }
     }
 
@@ -134,11 +138,16 @@ impl Standalone {
     pub async fn start(config: StandaloneConfig) -> anyhow::Result<Standalone> {
         config.validate()?;
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir)
+        runway_store::files::create_private_dir(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+        let secrets = crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref())?;
         let store = Store::open_sqlite(&data_dir.join("catalog"))
             .await
             .context("failed to open the catalogs")?;
+        if let Err(e) = store.use_secrets_key(secrets).await {
+            store.close().await;
+            return Err(e).context("failed to unlock the secret property values");
+        }
         let runtime = Runtime::new(RuntimeConfig {
             max_memory_bytes: config.limits.memory_bytes,
             max_instances: config.max_instances,

@@ -22,10 +22,12 @@ mod apps;
 mod db;
 mod deployments;
 mod error;
+pub mod files;
 mod frontends;
 mod kv;
 mod logs;
 mod properties;
+mod secrets;
 mod sessions;
 mod settings;
 mod tokens;
@@ -43,6 +45,7 @@ pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use logs::{LogEntry, LogKind, LogLevel, LogQuery, LogSink, NewLogEntry};
+pub use secrets::SecretsKey;
 pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;
 
@@ -77,6 +80,8 @@ struct Inner {
     session: Catalog,
     sink: LogSink,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Seals secret property values (see `properties`); set once, at start.
+    secrets: std::sync::OnceLock<SecretsKey>,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,7 +94,7 @@ impl Store {
     /// Opens the SQLite catalogs in `dir` (created if missing), applies pending
     /// migrations and starts the log writer. Must be called inside a tokio runtime.
     pub async fn open_sqlite(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        files::create_private_dir(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -166,6 +171,7 @@ impl Store {
                 session,
                 sink,
                 writer: Mutex::new(Some(writer)),
+                secrets: std::sync::OnceLock::new(),
             }),
         }
     }

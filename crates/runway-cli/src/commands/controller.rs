@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// What front-ends are told to open, if it differs (e.g. another host name).
     #[arg(long, hide_env_values = true)]
     pub frontend_database: Option<String>,
-    /// Where packages, artifacts, admin.token, join.token and fleet.key live.
+    /// Where packages, artifacts, admin.token, join.token, fleet.key and secrets.key live.
     #[arg(long, default_value = "./.runway-controller")]
     pub data_dir: PathBuf,
     /// Address to listen on; port 0 picks a free port.
@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// A front-end silent this long is offline and leaves the pool, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub offline_after_ms: u64,
+    /// Key that encrypts secret property values in the catalog (64 hex
+    /// digits; must exist) [default: <data-dir>/secrets.key, created on first start].
+    #[arg(long, env = "RUNWAY_SECRETS_KEY_FILE", value_name = "PATH")]
+    pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -69,6 +73,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.offline_after = Duration::from_millis(args.offline_after_ms);
     config.log_retention = args.limits.log_retention();
+    config.secrets_key_file = args.secrets_key_file;
 
     let server = ControllerServer::start(config).await?;
     println!(

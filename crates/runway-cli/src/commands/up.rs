@@ -30,6 +30,10 @@ pub struct UpArgs {
     /// (a server farm in one process; 0 = one front-end on --listen).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub farm: u32,
+    /// Key that encrypts secret property values in the catalog (64 hex
+    /// digits; must exist) [default: <data-dir>/secrets.key, created on first start].
+    #[arg(long, env = "RUNWAY_SECRETS_KEY_FILE", value_name = "PATH")]
+    pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -85,6 +89,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.max_instances = args.limits.max_instances;
     config.log_retention = args.limits.log_retention();
     config.farm = args.farm;
+    config.secrets_key_file = args.secrets_key_file;
 
     let environment = Standalone::start(config).await?;
     println!(

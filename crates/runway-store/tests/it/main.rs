@@ -9,6 +9,7 @@ mod kv;
 mod logs;
 mod persistence;
 mod properties;
+mod secrets;
 mod tokens;
 mod versions;
 
