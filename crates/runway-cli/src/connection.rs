@@ -28,11 +28,7 @@ pub struct Connection {
     pub token: Option<String>,
     /// File holding the API token (keeps it off the command line and out of
     /// `ps`); takes precedence over --token.
-    #[arg(
-        long,
-        env = "RUNWAY_TOKEN_FILE",
-        value_name = "PATH"
-    )]
+    #[arg(long, env = "RUNWAY_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
 }
 
@@ -104,13 +100,21 @@ mod tests {
         std::fs::write(&path, "  rwt_abc\n").unwrap();
         assert_eq!(read_token_file(&path, "--token-file").unwrap(), "rwt_abc");
         std::fs::write(&path, "\n").unwrap();
-        let e = read_token_file(&path, "--token-file").unwrap_err().to_string();
-        assert!(e.contains("empty") && e.contains(&path.display().to_string()), "{e}");
+        let e = read_token_file(&path, "--token-file")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("empty") && e.contains(&path.display().to_string()),
+            "{e}"
+        );
         let missing = tmp.path().join("nope");
         let e = read_token_file(&missing, "--join-token-file")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("--join-token-file") && e.contains("nope"), "{e}");
+        assert!(
+            e.starts_with("--join-token-file") && e.contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -61,7 +61,10 @@ pub fn router(controller: Controller) -> Router {
         .route("/apps/{app}/versions/{version}", delete(delete_version))
         .route("/apps/{app}/deployments", post(deploy))
         .route("/apps/{app}/config", get(get_config).patch(patch_config))
-        .route("/apps/{app}/config/{key}/unmark-secret", post(unmark_secret))
+        .route(
+            "/apps/{app}/config/{key}/unmark-secret",
+            post(unmark_secret),
+        )
         .route("/deployments", get(list_deployments))
         .route("/logs", get(logs))
         .route("/tokens", get(list_tokens).post(create_token))

@@ -468,7 +468,9 @@ impl Controller {
             for version in self.store().versions(&app.name).await? {
                 match Manifest::parse(&version.manifest_toml, "runway.toml") {
                     Ok(manifest) => self.mark_secrets(&app.name, &manifest, false).await?,
-                    Err(e) => tracing::warn!(app = %app.name, version = %version.version, "stored manifest does not parse: {e}"),
+                    Err(e) => {
+                        tracing::warn!(app = %app.name, version = %version.version, "stored manifest does not parse: {e}")
+                    }
                 }
             }
         }

@@ -19,13 +19,12 @@ use crate::{Store, now_ms};
 impl Store {
     /// All property overrides of `app`, secret values decrypted.
     pub async fn properties(&self, app: &str) -> Result<BTreeMap<String, String>> {
-        let rows = sqlx::query(
-            "SELECT key, value, key_id FROM properties WHERE app = $1 ORDER BY key",
-        )
-        .bind(app)
-        .fetch_all(&self.platform().pool)
-        .await
-        .context(|| format!("failed to read properties of {app}"))?;
+        let rows =
+            sqlx::query("SELECT key, value, key_id FROM properties WHERE app = $1 ORDER BY key")
+                .bind(app)
+                .fetch_all(&self.platform().pool)
+                .await
+                .context(|| format!("failed to read properties of {app}"))?;
         let mut properties = BTreeMap::new();
         for row in rows {
             let (key, value, key_id): (String, String, Option<String>) = (
@@ -171,12 +170,11 @@ impl Store {
     /// values it encrypted. Called once, at start, before anything else.
     pub async fn use_secrets_key(&self, key: SecretsKey) -> Result<u64> {
         let what = || "failed to check the encrypted property values".to_string();
-        let rows = sqlx::query(
-            "SELECT app, key, value, key_id FROM properties WHERE key_id IS NOT NULL",
-        )
-        .fetch_all(&self.platform().pool)
-        .await
-        .context(what)?;
+        let rows =
+            sqlx::query("SELECT app, key, value, key_id FROM properties WHERE key_id IS NOT NULL")
+                .fetch_all(&self.platform().pool)
+                .await
+                .context(what)?;
         for row in rows {
             let app: String = row.try_get("app").context(what)?;
             let name: String = row.try_get("key").context(what)?;
@@ -269,10 +267,12 @@ async fn seal_plaintext(
          JOIN secret_properties s ON s.app = p.app AND s.key = p.key \
          WHERE s.secret = 1 AND p.key_id IS NULL";
     let rows = match app {
-        Some(app) => sqlx::query(&format!("{MARKED_PLAINTEXT} AND p.app = $1"))
-            .bind(app)
-            .fetch_all(&mut **tx)
-            .await,
+        Some(app) => {
+            sqlx::query(&format!("{MARKED_PLAINTEXT} AND p.app = $1"))
+                .bind(app)
+                .fetch_all(&mut **tx)
+                .await
+        }
         None => sqlx::query(MARKED_PLAINTEXT).fetch_all(&mut **tx).await,
     }
     .context(what)?;
@@ -327,18 +327,17 @@ pub(crate) async fn write_properties(
         let what = || format!("failed to change property {key:?} of {app}");
         match value {
             Some(value) => {
-                let marked = sqlx::query(
-                    "SELECT secret FROM secret_properties WHERE app = $1 AND key = $2",
-                )
-                .bind(app)
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await
-                .context(what)?
-                .map(|row| row.try_get::<i64, _>("secret"))
-                .transpose()
-                .context(what)?
-                == Some(1);
+                let marked =
+                    sqlx::query("SELECT secret FROM secret_properties WHERE app = $1 AND key = $2")
+                        .bind(app)
+                        .bind(key)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .context(what)?
+                        .map(|row| row.try_get::<i64, _>("secret"))
+                        .transpose()
+                        .context(what)?
+                        == Some(1);
                 let (value, key_id) = if marked {
                     let (sealed, id) = seal(secrets, app, key, value)?;
                     (sealed, Some(id))

@@ -25,11 +25,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RUNWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// File holding that API token; takes precedence over --token.
-    #[arg(
-        long,
-        env = "RUNWAY_TOKEN_FILE",
-        value_name = "PATH"
-    )]
+    #[arg(long, env = "RUNWAY_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<std::path::PathBuf>,
     /// A fixed front-end instead of discovery (repeat for each).
     #[arg(long, value_name = "URL")]

@@ -35,11 +35,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RUNWAY_CONTROLLER")]
     pub controller: url::Url,
     /// A join token (the controller's join.token, or `runway token create NAME --scope join`).
-    #[arg(
-        long,
-        env = "RUNWAY_JOIN_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "RUNWAY_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
     /// File holding the join token (e.g. the controller's join.token); takes precedence over --join-token.
     #[arg(long, env = "RUNWAY_JOIN_TOKEN_FILE", value_name = "PATH")]

@@ -146,7 +146,10 @@ async fn an_app_that_cannot_load_is_reported_failed_and_the_others_serve() {
     };
     assert_eq!(row("hello")["status"], "running", "{list}");
     assert_eq!(row("notes")["status"], "failed", "{list}");
-    let error = row("notes")["load_error"].as_str().unwrap_or("").to_string();
+    let error = row("notes")["load_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(error.contains("package"), "{error}");
     let show: serde_json::Value = env
         .http
@@ -232,7 +235,6 @@ async fn secret_values_are_encrypted_in_the_catalog_and_need_the_key() {
     env.restart().await;
     assert!(env.get_text("/notes/").await.1.starts_with(secret));
     assert!(!catalog_contains(&data, secret));
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,10 +333,7 @@ async fn a_property_once_secret_stays_secret_until_an_admin_unmarks_it() {
     assert_eq!(response.status(), 200);
     let views: Vec<runway_api::v1::PropertyView> = response.json().await.unwrap();
     let title = views.iter().find(|p| p.name == "title").unwrap();
-    assert_eq!(
-        (title.secret, title.value.as_deref()),
-        (false, Some(again))
-    );
+    assert_eq!((title.secret, title.value.as_deref()), (false, Some(again)));
     assert!(env.get_text("/notes/").await.1.starts_with(again));
 }
 
@@ -384,7 +383,12 @@ async fn tokens_can_be_given_as_files_instead_of_on_the_command_line() {
     );
 
     // RUNWAY_TOKEN_FILE
-    let args = vec!["app".to_string(), "list".into(), "--env".into(), url.clone()];
+    let args = vec![
+        "app".to_string(),
+        "list".into(),
+        "--env".into(),
+        url.clone(),
+    ];
     let out = tokio::task::spawn_blocking({
         let run = run.clone();
         let file = file.clone();
@@ -412,5 +416,58 @@ async fn tokens_can_be_given_as_files_instead_of_on_the_command_line() {
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains(&missing), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains(&missing),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_missing_secrets_key_is_refused_by_name() {
+    let mut env = TestEnv::start().await;
+    env.publish(&notes_with_secret_title("0.1.0", true)).await;
+    set_title(&env, "Sesame-wrong-key").await;
+    let data = env.data_dir();
+    // A copied catalog with another key reveals nothing and refuses to start.
+    env.env
+        .take()
+        .unwrap()
+        .shutdown(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let other_key = env.dir.path().join("other.key");
+    std::fs::write(&other_key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let mut config = StandaloneConfig::new(&data, "127.0.0.1:0".parse().unwrap());
+    config.secrets_key_file = Some(other_key.clone());
+    let error = match Standalone::start(config).await {
+        Ok(_) => panic!("started with the wrong secrets key"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains(&other_key.display().to_string()),
+        "the error names the key file: {error}"
+    );
+
+    // The missing key, given explicitly: named too.
+    let missing = env.dir.path().join("missing.key");
+    let mut config = StandaloneConfig::new(&data, "127.0.0.1:0".parse().unwrap());
+    config.secrets_key_file = Some(missing.clone());
+    let error = match Standalone::start(config).await {
+        Ok(_) => panic!("started without its secrets key"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains(&missing.display().to_string()), "{error}");
+
+    // The right key still opens it.
+    let mut config = StandaloneConfig::new(&data, "127.0.0.1:0".parse().unwrap());
+    config.secrets_key_file = Some(data.join("secrets.key"));
+    let restarted = Standalone::start(config).await.expect("the right key");
+    env.url = restarted.base_url().to_string();
+    env.env = Some(restarted);
+    assert!(
+        env.get_text("/notes/")
+            .await
+            .1
+            .starts_with("Sesame-wrong-key")
+    );
 }

@@ -185,7 +185,10 @@ fn a_new_key_file_is_created_private_and_read_back() {
     }
     let missing = dir.path().join("missing.key");
     let err = SecretsKey::load(&missing, false).unwrap_err().to_string();
-    assert!(err.contains("missing.key") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("missing.key") && err.contains("does not exist"),
+        "{err}"
+    );
     std::fs::write(&path, "not hex").unwrap();
     let err = SecretsKey::load(&path, false).unwrap_err().to_string();
     assert!(err.contains("64 hex digits"), "{err}");
