@@ -20,6 +20,10 @@ pub struct RoutingTable {
     pub environment: String,
     pub base_url: String,
     pub apps: Vec<AppAssignment>,
+    /// Running apps that could not be loaded (app → why): answered with 503
+    /// until they are deployed again; every other app serves.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<String, String>,
 }
 
 /// One running app: which bytes, with which configuration.

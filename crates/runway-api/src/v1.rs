@@ -189,6 +189,14 @@ pub struct AppSummary {
     pub deployed_at_ms: Option<i64>,
     pub version_count: i64,
     pub url: String,
+    /// `running`, `failed` (its running version could not be loaded at
+    /// start: see `load_error`) or `stopped` (nothing deployed).
+    #[serde(default)]
+    pub status: String,
+    /// Why the running version could not be loaded; deploying it (or another
+    /// version) again retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
 }
 
 /// `GET /_runway/api/v1/apps/{app}`

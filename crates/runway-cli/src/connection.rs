@@ -26,6 +26,10 @@ pub struct Connection {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// File holding the API token (keeps it off the command line and out of
+    /// `ps`); takes precedence over --token.
+    #[arg(long, env = "RUNWAY_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Connection {
@@ -33,7 +37,12 @@ impl Connection {
     pub fn client(&self) -> anyhow::Result<Client> {
         runway_frontend::refuse_credentials("--env (or RUNWAY_ENV)", &self.env)
             .map_err(anyhow::Error::msg)?;
-        let token = resolve_token(self.token.as_deref(), Path::new("."))?;
+        let from_file = match &self.token_file {
+            Some(path) => Some(read_token_file(path, "--token-file")?),
+            None => None,
+        };
+        let explicit = from_file.as_deref().or(self.token.as_deref());
+        let token = resolve_token(explicit, Path::new("."))?;
         Ok(Client::new(&self.env, Some(token))?)
     }
 
@@ -41,6 +50,20 @@ impl Connection {
     pub fn env_url(&self) -> &str {
         self.env.trim().trim_end_matches('/')
     }
+}
+
+/// The token in `path` (surrounding whitespace trimmed), with errors naming
+/// the file and the `flag` it was given by.
+pub fn read_token_file(path: &Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag} {}: cannot read the token", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "{flag} {}: the file is empty; it must hold the token",
+        path.display()
+    );
+    Ok(token.to_owned())
 }
 
 /// `explicit` (flag or environment variable) if non-empty, else the first of
@@ -64,7 +87,7 @@ pub fn resolve_token(explicit: Option<&str>, cwd: &Path) -> anyhow::Result<Strin
         }
     }
     anyhow::bail!(
-        "no API token: pass --token or set RUNWAY_TOKEN (the first admin token is in <data-dir>/admin.token)"
+        "no API token: pass --token-file PATH (or --token, RUNWAY_TOKEN_FILE, RUNWAY_TOKEN); the first admin token is in <data-dir>/admin.token"
     )
 }
 
@@ -77,6 +100,7 @@ mod tests {
         let conn = Connection {
             env: "http://admin:hunter2@127.0.0.1:8080".into(),
             token: Some("t".into()),
+            token_file: None,
         };
         let e = conn.client().err().expect("refused").to_string();
         assert!(e.contains("--env") && e.contains("remove them"), "{e}");
@@ -87,12 +111,36 @@ mod tests {
     }
 
     #[test]
+    fn token_files_are_read_trimmed_and_named_in_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("admin.token");
+        std::fs::write(&path, "  rwt_abc\n").unwrap();
+        assert_eq!(read_token_file(&path, "--token-file").unwrap(), "rwt_abc");
+        std::fs::write(&path, "\n").unwrap();
+        let e = read_token_file(&path, "--token-file")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("empty") && e.contains(&path.display().to_string()),
+            "{e}"
+        );
+        let missing = tmp.path().join("nope");
+        let e = read_token_file(&missing, "--join-token-file")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--join-token-file") && e.contains("nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn token_resolution_order() {
         let tmp = tempfile::tempdir().unwrap();
         let inner = tmp.path().join("app");
         std::fs::create_dir_all(&inner).unwrap();
         let e = resolve_token(None, &inner).unwrap_err().to_string();
-        assert!(e.starts_with("no API token: pass --token"), "{e}");
+        assert!(e.starts_with("no API token: pass --token-file"), "{e}");
         assert_eq!(resolve_token(Some(" t1 "), &inner).unwrap(), "t1");
 
         std::fs::create_dir_all(tmp.path().join(".runway")).unwrap();

@@ -221,6 +221,18 @@ impl Client {
         decode(self.send(req, &url).await?, &url).await
     }
 
+    /// Un-marks a property that was secret in an earlier version (admin):
+    /// its value is shown and stored in plaintext from then on.
+    pub async fn unmark_secret(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<PropertyView>, ClientError> {
+        let url = self.api(&["apps", name, "config", key, "unmark-secret"]);
+        let req = self.request(Method::POST, url.clone());
+        decode(self.send(req, &url).await?, &url).await
+    }
+
     /// Recent deployments, newest first, optionally of one app.
     pub async fn deployments(
         &self,

@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::Controller;
-use crate::deployer::{app_not_found, deployment_view, narrow, parse_app_version, property_views};
+use crate::deployer::{app_not_found, deployment_view, narrow, parse_app_version};
 use crate::error::{ApiError, ApiResult, MAX_JSON_BODY_BYTES, api_layer};
 use crate::identity::{Admin, Caller, Deploy, Read, new_token};
 
@@ -35,7 +35,7 @@ use crate::identity::{Admin, Caller, Deploy, Read, new_token};
     info(title = "Runway environment API", version = "1"),
     paths(
         environment, publish, list_apps, show_app, list_versions, delete_version, deploy, list_deployments,
-        get_config, patch_config, logs, list_tokens, create_token, revoke_token, list_frontends,
+        get_config, patch_config, unmark_secret, logs, list_tokens, create_token, revoke_token, list_frontends,
         enable_frontend, disable_frontend, remove_frontend
     ),
     components(schemas(runway_api::ErrorBody)),
@@ -71,6 +71,10 @@ pub fn router(controller: Controller) -> Router {
         .route("/apps/{app}/versions/{version}", delete(delete_version))
         .route("/apps/{app}/deployments", post(deploy))
         .route("/apps/{app}/config", get(get_config).patch(patch_config))
+        .route(
+            "/apps/{app}/config/{key}/unmark-secret",
+            post(unmark_secret),
+        )
         .route("/deployments", get(list_deployments))
         .route("/logs", get(logs))
         .route("/tokens", get(list_tokens).post(create_token))
@@ -275,8 +279,16 @@ async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<A
             .and_then(|v| v.description),
         None => None,
     };
+    let load_error = c.load_error(&record.name);
+    let status = match (&record.running_version, &load_error) {
+        (None, _) => "stopped",
+        (Some(_), Some(_)) => "failed",
+        (Some(_), None) => "running",
+    };
     Ok(AppSummary {
         url: app_url(c, &record.name),
+        status: status.to_string(),
+        load_error,
         name: record.name,
         running_version: record.running_version,
         running_digest: record.running_digest,
@@ -307,7 +319,7 @@ async fn show_app(
     let (record, manifest, values) = c.app_config(&app).await?;
     Ok(Json(AppDetail {
         summary: summary(&c, record).await?,
-        properties: property_views(&manifest, &values),
+        properties: c.property_views(&app, &manifest, &values).await?,
         timers: manifest
             .timers
             .iter()
@@ -452,7 +464,18 @@ async fn get_config(
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<PropertyView>>> {
     let (_, manifest, values) = c.app_config(&app).await?;
-    Ok(Json(property_views(&manifest, &values)))
+    Ok(Json(c.property_views(&app, &manifest, &values).await?))
+}
+
+/// Un-marks a property that was secret in an earlier version: from now on
+/// its value is stored and shown in plaintext (admin only).
+#[utoipa::path(post, path = "/_runway/api/v1/apps/{app}/config/{key}/unmark-secret", responses((status = 200, body = Vec<PropertyView>), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
+async fn unmark_secret(
+    State(c): State<Controller>,
+    _caller: Caller<Admin>,
+    Path((app, key)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<PropertyView>>> {
+    Ok(Json(c.unmark_secret(&app, &key).await?))
 }
 
 #[utoipa::path(patch, path = "/_runway/api/v1/apps/{app}/config", request_body = ConfigPatch, responses((status = 200, body = Vec<PropertyView>), (status = 400, body = runway_api::ErrorBody)))]

@@ -175,6 +175,14 @@ impl Controller {
             }
         }
         let validate_ms = started.elapsed().as_millis() as u64;
+        // Before the version is recorded: its secrets are never stored or
+        // shown in plaintext, whatever later versions declare.
+        self.mark_secrets(
+            &app,
+            &package.manifest,
+            self.store().version(&app, &version).await?.is_none(),
+        )
+        .await?;
 
         let (artifact_digest, compiled, compile_ms) = self
             .ensure_artifact(&package.component, package.component_digest)
@@ -269,7 +277,7 @@ impl Controller {
         let key = component_digest.to_string();
         if let Some(record) = self.store().artifact(&key, &engine).await? {
             let digest = Digest::parse(&record.artifact_digest).map_err(ApiError::internal)?;
-            if self.artifact_path(&digest).exists() {
+            if self.artifact_is_intact(&digest).await {
                 return Ok((digest, false, 0));
             }
         }
@@ -304,6 +312,45 @@ impl Controller {
         Ok((digest, true, compile_ms))
     }
 
+    /// Whether `artifacts/<digest>.cwasm` exists and hashes to `digest`.
+    async fn artifact_is_intact(&self, digest: &Digest) -> bool {
+        let path = self.artifact_path(digest);
+        let expected = *digest;
+        tokio::task::spawn_blocking(move || {
+            std::fs::read(&path).is_ok_and(|bytes| Digest::of(&bytes) == expected)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// The stored package of a version, decoded (which verifies every entry)
+    /// and checked against the digest it was published with.
+    async fn stored_package(&self, digest: &Digest) -> ApiResult<Package> {
+        let shown = format!("packages/{}.rwp", digest.hex());
+        let unusable = |problem: String| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "package_unusable",
+                format!("the stored package {shown} {problem}; publish this version again"),
+            )
+        };
+        let bytes = tokio::fs::read(self.package_path(digest))
+            .await
+            .map_err(|e| unusable(format!("cannot be read ({e})")))?;
+        let max = self.config().max_package_bytes;
+        let package = tokio::task::spawn_blocking(move || Package::from_bytes(&bytes, max))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| unusable(format!("is corrupt ({e})")))?;
+        if package.digest != *digest {
+            return Err(unusable(format!(
+                "is corrupt (its content has digest {})",
+                package.digest
+            )));
+        }
+        Ok(package)
+    }
+
     /// Switches `app` to `version` on every front-end: the rollback path too.
     pub async fn deploy(&self, app: &str, version: &str) -> ApiResult<Deployment> {
         self.deploy_with(app, version, false).await
@@ -327,6 +374,11 @@ impl Controller {
             OnStageFailure::Fail
         };
         let lock = self.inner.deploy_lock.lock().await;
+        if let Some(record) = self.store().version(app, version).await?
+            && let Ok(manifest) = Manifest::parse(&record.manifest_toml, "runway.toml")
+        {
+            self.mark_secrets(app, &manifest, true).await?;
+        }
         self.run_deployment(&lock, app, version, "deploy", change, on_failure, None)
             .await
     }
@@ -410,7 +462,82 @@ impl Controller {
             }
             None => self.store().set_properties(app, &changes).await?,
         }
-        Ok(property_views(&manifest, &values))
+        self.property_views(app, &manifest, &values).await
+    }
+
+    /// [`property_views`] of `app`, with its secret marks.
+    pub async fn property_views(
+        &self,
+        app: &str,
+        manifest: &Manifest,
+        values: &BTreeMap<String, String>,
+    ) -> ApiResult<Vec<PropertyView>> {
+        let marked = self.store().secret_marks(app).await?;
+        Ok(property_views(manifest, values, &marked))
+    }
+
+    /// Marks the properties `manifest` declares secret: they stay secret
+    /// (masked and encrypted) even if a later version declares them not
+    /// secret. With `overrule_unmark`, also those an admin un-marked.
+    pub(crate) async fn mark_secrets(
+        &self,
+        app: &str,
+        manifest: &Manifest,
+        overrule_unmark: bool,
+    ) -> ApiResult<()> {
+        let keys: Vec<String> = manifest
+            .properties
+            .iter()
+            .filter(|(_, p)| p.secret)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.store()
+            .mark_secret_properties(app, &keys, overrule_unmark)
+            .await?;
+        Ok(())
+    }
+
+    /// Un-marks a property that no version the configuration follows
+    /// declares secret any more: its value is shown and stored in plaintext.
+    pub async fn unmark_secret(&self, app: &str, key: &str) -> ApiResult<Vec<PropertyView>> {
+        let _lock = self.inner.deploy_lock.lock().await;
+        let (record, manifest, _) = self.app_config(app).await?;
+        let (_, config_version) = self
+            .manifest_for_config(app, record.running_version.as_deref())
+            .await?;
+        if manifest.properties.get(key).is_some_and(|p| p.secret) {
+            return Err(ApiError::conflict(format!(
+                "property '{key}' of {app} is declared secret by {app} {config_version}, \
+                 whose configuration applies; publish a version that declares it without \
+                 `secret = true` first"
+            )));
+        }
+        if !self.store().secret_marks(app).await?.contains(key) {
+            return Err(ApiError::not_found(format!(
+                "property '{key}' of {app} is not marked secret; `runway app config {app}` shows its properties"
+            )));
+        }
+        self.store().unmark_secret_property(app, key).await?;
+        tracing::warn!(%app, property = key, "secret property un-marked: its value is stored and shown in plaintext");
+        let values = self.store().properties(app).await?;
+        self.property_views(app, &manifest, &values).await
+    }
+
+    /// At start: marks the secret properties of every published version (a
+    /// catalog from before marks existed), keeping admins' un-markings, and
+    /// so encrypts any plaintext secret value.
+    async fn mark_published_secrets(&self) -> ApiResult<()> {
+        for app in self.store().apps().await? {
+            for version in self.store().versions(&app.name).await? {
+                match Manifest::parse(&version.manifest_toml, "runway.toml") {
+                    Ok(manifest) => self.mark_secrets(&app.name, &manifest, false).await?,
+                    Err(e) => {
+                        tracing::warn!(app = %app.name, version = %version.version, "stored manifest does not parse: {e}")
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An app's record, the manifest its configuration follows, and its
@@ -485,6 +612,7 @@ impl Controller {
         match outcome {
             Ok(rollout) => {
                 tracing::info!(%app, %version, kind, generation = rollout.generation, "deployment committed");
+                self.failed_apps().remove(app);
                 let record = self.deployment_record(id).await?;
                 Ok(deployment_view(record, Some(&rollout)))
             }
@@ -527,12 +655,34 @@ impl Controller {
         if failed > 0 {
             tracing::warn!(failed, "marked interrupted deployments as failed");
         }
-        if self.inner.fleet.local.is_empty() {
-            return Ok(());
-        }
-        let table = self.build_committed_table().await?;
+        self.mark_published_secrets().await?;
+        // Every running app's artifact is checked (and recompiled from its
+        // stored package if missing or corrupt); an app that cannot be
+        // loaded is marked failed and the others serve.
+        let mut table = self.build_table_with(Change::Nothing, true).await?;
+        table.generation = self.store().generation().await?;
         for frontend in &self.inner.fleet.local {
-            frontend.stage(&table).await.map_err(stage_error)?;
+            // Each failed app is dropped from the table and the rest staged
+            // again: at most one more attempt per app.
+            loop {
+                match frontend.stage(&table).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        let Some(app) = stage_error_app(&e)
+                            .filter(|app| table.apps.iter().any(|a| a.app == *app))
+                        else {
+                            return Err(stage_error(e));
+                        };
+                        let app = app.to_string();
+                        tracing::error!(%app, "cannot be loaded, the other apps serve: {e}");
+                        table.apps.retain(|a| a.app != app);
+                        table.failed.insert(app.clone(), e.to_string());
+                        self.failed_apps().insert(app, e.to_string());
+                    }
+                }
+            }
+        }
+        for frontend in &self.inner.fleet.local {
             frontend
                 .commit(table.generation)
                 .await
@@ -752,6 +902,15 @@ impl Controller {
     /// The routing table of the next generation: every running app, with
     /// `change` applied.
     async fn build_table(&self, change: Change) -> ApiResult<RoutingTable> {
+        self.build_table_with(change, false).await
+    }
+
+    /// [`Controller::build_table`]. Apps that failed to load are left out
+    /// (and listed as failed) unless `change` is about them. With `tolerant`
+    /// (at start), artifacts are verified and recompiled when needed, and an
+    /// app that still cannot be assigned is marked failed instead of failing
+    /// the whole table.
+    async fn build_table_with(&self, change: Change, tolerant: bool) -> ApiResult<RoutingTable> {
         let mut running: BTreeMap<String, String> = self
             .store()
             .apps()
@@ -760,26 +919,55 @@ impl Controller {
             .filter_map(|a| a.running_version.map(|v| (a.name, v)))
             .collect();
         let mut config_override = None;
+        let mut target = None;
         match change {
             Change::Nothing => {}
             Change::Deploy { app, version } => {
+                target = Some(app.clone());
                 running.insert(app, version);
             }
-            Change::Config { app, values } => config_override = Some((app, values)),
+            Change::Config { app, values } => {
+                target = Some(app.clone());
+                config_override = Some((app, values));
+            }
+        }
+        let mut failed = self.failed_apps().clone();
+        if let Some(target) = &target {
+            // Deploying or reconfiguring a failed app retries it.
+            failed.remove(target);
         }
         let mut apps = Vec::with_capacity(running.len());
         for (app, version) in running {
-            let values = match &config_override {
-                Some((target, values)) if *target == app => values.clone(),
-                _ => self.store().properties(&app).await?,
-            };
-            apps.push(self.assignment(&app, &version, &values).await?);
+            if failed.contains_key(&app) {
+                continue;
+            }
+            let assignment = async {
+                let values = match &config_override {
+                    Some((target, values)) if *target == app => values.clone(),
+                    _ => self.store().properties(&app).await?,
+                };
+                let verify = tolerant || target.as_deref() == Some(app.as_str());
+                self.assignment(&app, &version, &values, verify).await
+            }
+            .await;
+            match assignment {
+                Ok(assignment) => apps.push(assignment),
+                Err(e) if tolerant => {
+                    let reason = e.to_string();
+                    tracing::error!(%app, %version, "cannot be loaded, the other apps serve: {reason}");
+                    failed.insert(app.clone(), reason.clone());
+                    self.failed_apps().insert(app, reason);
+                }
+                Err(e) => return Err(e),
+            }
         }
+        failed.retain(|app, _| !apps.iter().any(|a| a.app == *app));
         Ok(RoutingTable {
             generation: self.store().generation().await? + 1,
             environment: self.config().environment.clone(),
             base_url: self.config().base_url.clone(),
             apps,
+            failed,
         })
     }
 
@@ -788,6 +976,7 @@ impl Controller {
         app: &str,
         version: &str,
         values: &BTreeMap<String, String>,
+        verify: bool,
     ) -> ApiResult<AppAssignment> {
         let record = self.store().version(app, version).await?.ok_or_else(|| {
             ApiError::not_found(format!(
@@ -829,25 +1018,31 @@ impl Controller {
         let component_digest =
             Digest::parse(&record.component_digest).map_err(ApiError::internal)?;
         let engine = self.runtime().engine_fingerprint().to_string();
-        let artifact_digest = match self
+        // So is one whose file is missing or corrupt (checked when `verify`:
+        // at start, and before a front-end fetches it).
+        let known = match self
             .store()
             .artifact(&record.component_digest, &engine)
             .await?
         {
-            Some(artifact) => artifact.artifact_digest,
+            Some(artifact) => {
+                let digest =
+                    Digest::parse(&artifact.artifact_digest).map_err(ApiError::internal)?;
+                (!verify || self.artifact_is_intact(&digest).await).then_some(digest)
+            }
+            None => None,
+        };
+        let artifact_digest = match known {
+            Some(digest) => digest.to_string(),
             None => {
-                let bytes = tokio::fs::read(self.package_path(&package_digest))
-                    .await
-                    .map_err(ApiError::internal)?;
-                let max = self.config().max_package_bytes;
-                let package = tokio::task::spawn_blocking(move || Package::from_bytes(&bytes, max))
-                    .await
-                    .map_err(ApiError::internal)?
-                    .map_err(ApiError::internal)?;
-                self.ensure_artifact(&package.component, component_digest)
-                    .await?
-                    .0
-                    .to_string()
+                let package = self.stored_package(&package_digest).await?;
+                let (digest, compiled, _) = self
+                    .ensure_artifact(&package.component, component_digest)
+                    .await?;
+                if compiled {
+                    tracing::warn!(%app, %version, artifact = %digest, "compiled artifact was missing or corrupt: recompiled from the stored package");
+                }
+                digest.to_string()
             }
         };
         Ok(AppAssignment {
@@ -887,12 +1082,19 @@ pub fn narrow(bounds: Limits, manifest: &Manifest) -> Limits {
     }
 }
 
-/// Every declared property with its effective value (secrets never shown).
-pub fn property_views(manifest: &Manifest, values: &BTreeMap<String, String>) -> Vec<PropertyView> {
+/// Every declared property with its effective value (secrets never shown:
+/// those the manifest declares secret, and those `marked` secret because an
+/// earlier version did).
+pub fn property_views(
+    manifest: &Manifest,
+    values: &BTreeMap<String, String>,
+    marked: &std::collections::BTreeSet<String>,
+) -> Vec<PropertyView> {
     manifest
         .properties
         .iter()
         .map(|(name, property)| {
+            let secret = property.secret || marked.contains(name);
             let (value, source) = match (values.get(name), &property.default) {
                 (Some(v), _) => (Some(v.clone()), "environment"),
                 (None, Some(d)) => (Some(d.clone()), "default"),
@@ -902,9 +1104,9 @@ pub fn property_views(manifest: &Manifest, values: &BTreeMap<String, String>) ->
                 name: name.clone(),
                 kind: property.kind.as_str().to_string(),
                 required: property.required,
-                secret: property.secret,
+                secret,
                 description: property.description.clone(),
-                value: if property.secret { None } else { value },
+                value: if secret { None } else { value },
                 source: source.to_string(),
             }
         })
@@ -996,6 +1198,16 @@ fn component_error(e: ComponentError) -> ApiError {
     )
 }
 
+/// The app a staging error is about, if it is about one.
+fn stage_error_app(e: &StageError) -> Option<&str> {
+    match e {
+        StageError::Fetch { app, .. }
+        | StageError::Digest { app, .. }
+        | StageError::Load { app, .. } => Some(app),
+        _ => None,
+    }
+}
+
 fn stage_error(e: runway_frontend::StageError) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
@@ -1023,8 +1235,8 @@ enum Upload {
     File(tempfile::TempPath),
 }
 
+/// Durable and atomic: fsyncs the file and its directory (see
+/// [`runway_store::files::write_atomically`]).
 async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", rand::random::<u64>()));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, path).await
+    runway_store::files::write_atomically_async(path, bytes.to_vec(), None).await
 }

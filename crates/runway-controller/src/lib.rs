@@ -68,6 +68,9 @@ struct Inner {
     role: std::sync::RwLock<Role>,
     /// The lease term held (0: none, or no lease: `runway up`).
     lease_term: std::sync::atomic::AtomicI64,
+    /// Running apps whose version could not be loaded at start (app → why):
+    /// left out of routing tables until deployed again, reported by the API.
+    failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Controller {
@@ -92,6 +95,7 @@ impl Controller {
                 committing: std::sync::Mutex::new(None),
                 role: std::sync::RwLock::new(Role::Active),
                 lease_term: std::sync::atomic::AtomicI64::new(0),
+                failed: std::sync::Mutex::new(Default::default()),
             }),
         })
     }
@@ -106,6 +110,20 @@ impl Controller {
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// Why `app`'s running version could not be loaded, if it could not.
+    pub fn load_error(&self, app: &str) -> Option<String> {
+        self.failed_apps().get(app).cloned()
+    }
+
+    pub(crate) fn failed_apps(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        self.inner
+            .failed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Creates the first admin token if the environment has none, returning
@@ -139,19 +157,23 @@ impl Controller {
     }
 }
 
-/// Writes a secret readable only by its owner.
+/// Writes a secret readable only by its owner (0600), atomically and
+/// durably (file and directory fsynced).
 pub fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     use anyhow::Context;
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    writeln!(file, "{secret}").with_context(|| format!("failed to write {}", path.display()))?;
-    Ok(())
+    runway_store::files::write_atomically(path, format!("{secret}\n").as_bytes(), Some(0o600))
+        .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// The secrets key: `explicit` (`--secrets-key-file`), which must exist, or
+/// `<data_dir>/secrets.key`, created on first start.
+pub fn load_secrets_key(
+    data_dir: &std::path::Path,
+    explicit: Option<&std::path::Path>,
+) -> anyhow::Result<runway_store::SecretsKey> {
+    let key = match explicit {
+        Some(path) => runway_store::SecretsKey::load(path, false),
+        None => runway_store::SecretsKey::load(&data_dir.join("secrets.key"), true),
+    };
+    Ok(key?)
 }

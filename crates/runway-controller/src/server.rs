@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub max_uploads: usize,
     /// `--kv-quota-mib`, `--kv-quota-keys`: every app's key-value quota.
     pub kv_quota: runway_store::KvQuota,
+    /// The key secret property values are encrypted with; default
+    /// `<data_dir>/secrets.key`, created on first start. Front-ends never
+    /// need it: they receive effective values in the routing table.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -80,6 +84,7 @@ impl ServerConfig {
             log_limits: defaults.log_limits,
             max_uploads: defaults.max_uploads,
             kv_quota: defaults.kv_quota,
+            secrets_key_file: None,
         }
     }
 
@@ -136,8 +141,9 @@ impl ControllerServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<ControllerServer> {
         config.validate()?;
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir)
+        runway_store::files::create_private_dir(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+        let secrets = crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!(
                 "failed to listen on {} (is another controller running? pick another with --listen)",
@@ -149,6 +155,10 @@ impl ControllerServer {
             .await
             .context("failed to open the catalogs (--database)")?;
         store.set_log_limits(config.log_limits);
+        if let Err(e) = store.use_secrets_key(secrets).await {
+            store.close().await;
+            return Err(e).context("failed to unlock the secret property values");
+        }
         let runtime =
             Runtime::new(config.runtime).context("failed to start the WebAssembly engine")?;
         let fleet_key = load_or_create_fleet_key(data_dir)?;

@@ -52,6 +52,9 @@ pub struct StandaloneConfig {
     /// Header-read and keep-alive timeouts, connection bound (of every
     /// server of the environment, the `--farm` balancer included).
     pub connections: runway_frontend::ConnectionSettings,
+    /// The key secret property values are encrypted with; default
+    /// `<data_dir>/secrets.key`, created on first start.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl StandaloneConfig {
@@ -78,6 +81,7 @@ impl StandaloneConfig {
             kv_quota: runway_store::KvQuota::DEFAULT,
             farm: 0,
             connections: runway_frontend::ConnectionSettings::default(),
+            secrets_key_file: None,
         }
     }
 
@@ -175,12 +179,17 @@ impl Standalone {
     pub async fn start(config: StandaloneConfig) -> anyhow::Result<Standalone> {
         config.validate()?;
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir)
+        runway_store::files::create_private_dir(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+        let secrets = crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref())?;
         let store = Store::open_sqlite(&data_dir.join("catalog"))
             .await
             .context("failed to open the catalogs")?;
         store.set_log_limits(config.log_limits);
+        if let Err(e) = store.use_secrets_key(secrets).await {
+            store.close().await;
+            return Err(e).context("failed to unlock the secret property values");
+        }
         let runtime = Runtime::new(config.runtime_config())
             .context("failed to start the WebAssembly engine")?;
 

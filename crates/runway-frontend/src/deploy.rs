@@ -127,6 +127,8 @@ impl ArtifactSource for DirSource {
 pub(crate) struct Routes {
     pub(crate) generation: i64,
     pub(crate) apps: HashMap<String, Arc<RunningApp>>,
+    /// Running apps that could not be loaded (app → why): answered with 503.
+    pub(crate) failed: BTreeMap<String, String>,
 }
 
 /// One app as served: immutable for the life of its routing table.
@@ -184,6 +186,7 @@ impl Inner {
             routes: ArcSwap::from_pointee(Routes {
                 generation: 0,
                 apps: HashMap::new(),
+                failed: BTreeMap::new(),
             }),
             staged: Mutex::new(None),
             components: Mutex::new(HashMap::new()),
@@ -236,6 +239,7 @@ impl Inner {
             *staged = Some(Arc::new(Routes {
                 generation: table.generation,
                 apps,
+                failed: table.failed.clone(),
             }));
         }
         Ok(StageReport {
@@ -476,10 +480,9 @@ impl Inner {
     }
 }
 
-/// Writes to a temporary file and renames it into place, so a crash never
-/// leaves a partial file under a content address.
+/// Writes to a temporary file, fsyncs it, renames it into place and fsyncs
+/// the directory, so a crash never leaves a partial file under a content
+/// address.
 pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", rand::random::<u64>()));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, path).await
+    runway_store::files::write_atomically_async(path, bytes.to_vec(), None).await
 }

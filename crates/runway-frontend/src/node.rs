@@ -340,7 +340,7 @@ fn load_identity(data_dir: &Path, name: Option<&str>, port: u16) -> anyhow::Resu
             .map(|s| s.node_id)
             .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>())),
     };
-    std::fs::write(&path, serde_json::to_vec_pretty(&identity)?)
+    runway_store::files::write_atomically(&path, &serde_json::to_vec_pretty(&identity)?, None)
         .with_context(|| format!("failed to write {}", path.display()))?;
     Ok(identity)
 }

@@ -200,6 +200,18 @@ impl Inner {
                     .expect("redirect parts are valid");
                 (routes.apps.get(name).cloned(), response)
             }
+            Target::Bare(name) | Target::App(name, _) if routes.failed.contains_key(name) => (
+                None,
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "app_failed",
+                    format!(
+                        "app '{name}' could not be loaded in this environment; \
+                         `runway app show {name}` says why, and deploying it again retries"
+                    ),
+                    &request_id,
+                ),
+            ),
             Target::Bare(name) | Target::App(name, _) if !routes.apps.contains_key(name) => (
                 None,
                 error_response(

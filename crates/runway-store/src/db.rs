@@ -68,6 +68,16 @@ impl Catalog {
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        // Catalog files are readable by their owner only: created 0600
+        // before SQLite opens them (its WAL and shared-memory files take the
+        // database file's mode), tightened if an older start made them wider.
+        let io_err = |e: std::io::Error| open_err(sqlx::Error::Io(e));
+        crate::files::make_private_file(path, true).map_err(io_err)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            crate::files::make_private_file(Path::new(&side), false).map_err(io_err)?;
+        }
         let url = sqlite.to_url_lossy();
         let options = AnyConnectOptions::from_url(&url).map_err(open_err)?;
 
@@ -75,8 +85,15 @@ impl Catalog {
             .max_connections(8)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _meta| {
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    // The platform catalog holds secrets (encrypted, but their
+                    // plaintext may have been stored by an older version):
+                    // deleted and overwritten content is zeroed, not left in
+                    // free pages.
+                    if name == "platform" {
+                        conn.execute("PRAGMA secure_delete = ON").await?;
+                    }
                     // Per-connection settings the URL cannot carry. `foreign_keys`
                     // and `busy_timeout` are repeated so they do not depend on
                     // sqlx's defaults.

@@ -191,7 +191,7 @@ impl Store {
             }
         }
         if let Some((app, changes)) = properties {
-            crate::properties::write_properties(&mut tx, app, changes).await?;
+            crate::properties::write_properties(&mut tx, app, changes, self.secrets_key()).await?;
         }
         sqlx::query("UPDATE environment SET generation = $1 WHERE id = 1")
             .bind(generation)

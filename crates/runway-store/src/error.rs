@@ -58,6 +58,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The secrets key is missing, unreadable, malformed, or not the key the
+    /// catalog's secret values were encrypted with. Names the key file.
+    #[error("secrets key {path}: {problem}")]
+    SecretsKey { path: PathBuf, problem: String },
     /// The change conflicts with existing data (e.g. a duplicate token name).
     #[error("{0}")]
     Conflict(String),

@@ -22,11 +22,13 @@ mod apps;
 mod db;
 mod deployments;
 mod error;
+pub mod files;
 mod frontends;
 mod kv;
 mod lease;
 mod logs;
 mod properties;
+mod secrets;
 mod sessions;
 mod settings;
 mod tokens;
@@ -50,6 +52,7 @@ pub use logs::{
     DropCause, LogDrops, LogEntry, LogKind, LogLevel, LogLimits, LogQuery, LogSink,
     MAX_MESSAGE_BYTES, MAX_PATH_BYTES, NewLogEntry, OUTPUT_BURST_SECS, ROW_OVERHEAD,
 };
+pub use secrets::SecretsKey;
 pub use sessions::SessionRecord;
 pub use tokens::TokenRecord;
 
@@ -86,6 +89,8 @@ struct Inner {
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The controller lease deployments are recorded under (see `lease`).
     fence: Mutex<Option<Fence>>,
+    /// Seals secret property values (see `properties`); set once, at start.
+    secrets: std::sync::OnceLock<SecretsKey>,
 }
 
 impl std::fmt::Debug for Store {
@@ -98,7 +103,7 @@ impl Store {
     /// Opens the SQLite catalogs in `dir` (created if missing), applies pending
     /// migrations and starts the log writer. Must be called inside a tokio runtime.
     pub async fn open_sqlite(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        files::create_private_dir(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -176,6 +181,7 @@ impl Store {
                 sink,
                 writer: Mutex::new(Some(writer)),
                 fence: Mutex::new(None),
+                secrets: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// An API token (read scope is enough) for the controller.
     #[arg(long, env = "RUNWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File holding that API token; takes precedence over --token.
+    #[arg(long, env = "RUNWAY_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
     /// A fixed front-end instead of discovery (repeat for each).
     #[arg(long, value_name = "URL")]
     pub upstream: Vec<url::Url>,
@@ -85,14 +88,18 @@ pub async fn run(cmd: BalancerCommand) -> anyhow::Result<()> {
 pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
     let discovery = match (args.controller.first(), args.upstream.is_empty()) {
         (Some(url), true) => {
-            let Some(token) = args
-                .token
+            let from_file = match &args.token_file {
+                Some(path) => Some(crate::connection::read_token_file(path, "--token-file")?),
+                None => None,
+            };
+            let Some(token) = from_file
                 .as_deref()
+                .or(args.token.as_deref())
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
             else {
                 bail!(
-                    "--controller needs --token (an API token with read scope, e.g. the controller's admin.token)"
+                    "--controller needs --token-file PATH or --token (an API token with read scope, e.g. the controller's admin.token)"
                 );
             };
             Discovery::Controller {

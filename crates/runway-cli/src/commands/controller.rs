@@ -30,7 +30,7 @@ pub struct ServeArgs {
     /// What front-ends are told to open, if it differs (e.g. another host name).
     #[arg(long, hide_env_values = true)]
     pub frontend_database: Option<String>,
-    /// Where packages, artifacts, admin.token, join.token and fleet.key live.
+    /// Where packages, artifacts, admin.token, join.token, fleet.key and secrets.key live.
     #[arg(long, default_value = "./.runway-controller")]
     pub data_dir: PathBuf,
     /// Address to listen on; port 0 picks a free port.
@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// recorded in the lease so a standby can name it (default: http://<listen address>).
     #[arg(long, value_name = "URL")]
     pub advertise: Option<String>,
+    /// Key that encrypts secret property values in the catalog (64 hex
+    /// digits; must exist) [default: <data-dir>/secrets.key, created on first start].
+    #[arg(long, env = "RUNWAY_SECRETS_KEY_FILE", value_name = "PATH")]
+    pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -84,6 +88,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.log_limits = args.limits.log_limits();
     config.max_uploads = args.limits.max_uploads as usize;
     config.kv_quota = args.limits.kv_quota();
+    config.secrets_key_file = args.secrets_key_file;
 
     let server = ControllerServer::start(config).await?;
     let role = match server.controller().role() {

@@ -42,7 +42,10 @@ pub struct ServeArgs {
     pub controller: Vec<url::Url>,
     /// A join token (the controller's join.token, or `runway token create NAME --scope join`).
     #[arg(long, env = "RUNWAY_JOIN_TOKEN", hide_env_values = true)]
-    pub join_token: String,
+    pub join_token: Option<String>,
+    /// File holding the join token (e.g. the controller's join.token); takes precedence over --join-token.
+    #[arg(long, env = "RUNWAY_JOIN_TOKEN_FILE", value_name = "PATH")]
+    pub join_token_file: Option<PathBuf>,
     /// Where this front-end keeps its identity and its cache of artifacts.
     #[arg(long, default_value = "./.runway-frontend")]
     pub data_dir: PathBuf,
@@ -133,9 +136,16 @@ pub async fn run(cmd: FrontendCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let join_token = match (&args.join_token, &args.join_token_file) {
+        (_, Some(path)) => crate::connection::read_token_file(path, "--join-token-file")?,
+        (Some(token), None) => token.clone(),
+        (None, None) => anyhow::bail!(
+            "no join token: pass --join-token-file PATH (e.g. the controller's join.token) or --join-token"
+        ),
+    };
     let config = NodeConfig {
         controllers: args.controller,
-        join_token: args.join_token,
+        join_token,
         data_dir: args.data_dir,
         listen: args.listen,
         advertise: args.advertise,

@@ -35,6 +35,10 @@ pub struct UpArgs {
     /// milliseconds; guests still running then are stopped.
     #[arg(long, default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
+    /// Key that encrypts secret property values in the catalog (64 hex
+    /// digits; must exist) [default: <data-dir>/secrets.key, created on first start].
+    #[arg(long, env = "RUNWAY_SECRETS_KEY_FILE", value_name = "PATH")]
+    pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -232,6 +236,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.kv_quota = args.limits.kv_quota();
     config.farm = args.farm;
     config.connections = args.connections.settings()?;
+    config.secrets_key_file = args.secrets_key_file;
 
     let environment = Standalone::start(config).await?;
     println!(

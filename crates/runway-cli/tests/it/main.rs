@@ -1,5 +1,6 @@
 //! The runway-cli integration-test binary: one module per area.
 
+mod at_rest;
 mod cli_live;
 mod cli_offline;
 mod connections;

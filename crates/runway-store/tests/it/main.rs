@@ -12,6 +12,7 @@ mod kv_quota;
 mod logs;
 mod persistence;
 mod properties;
+mod secrets;
 mod tokens;
 mod versions;
 

@@ -1,4 +1,4 @@
-//! `runway app config NAME [KEY=VALUE…] [--unset KEY]… [--json]`
+//! `runway app config NAME [KEY=VALUE…] [--unset KEY]… [--unmark-secret KEY]… [--json]`
 
 use anyhow::bail;
 use clap::Args;
@@ -18,6 +18,11 @@ pub struct ConfigArgs {
     /// Properties to unset (back to the manifest's default).
     #[arg(long, value_name = "KEY")]
     pub unset: Vec<String>,
+    /// Un-mark a property that an earlier version declared secret, so its
+    /// value is shown and stored in plaintext (admin token; a property the
+    /// current version declares secret stays secret).
+    #[arg(long, value_name = "KEY")]
+    pub unmark_secret: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -49,11 +54,19 @@ pub fn build_patch(assignments: &[String], unset: &[String]) -> anyhow::Result<C
 pub async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let patch = build_patch(&args.assignments, &args.unset)?;
     let client = args.conn.client()?;
-    let props = if patch.values.is_empty() {
+    let mut props = if patch.values.is_empty() {
         client.config(&args.name).await?
     } else {
         client.set_config(&args.name, &patch).await?
     };
+    for key in &args.unmark_secret {
+        props = client.unmark_secret(&args.name, key.trim()).await?;
+        eprintln!(
+            "{}: property {} is no longer secret; its value is shown and stored in plaintext",
+            args.name,
+            key.trim()
+        );
+    }
     if args.json {
         return print_json(&props);
     }

@@ -24,11 +24,12 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
         eprintln!("no apps yet; create one with: runway app new NAME");
         return Ok(());
     }
-    let mut t = Table::new(["NAME", "VERSION", "DEPLOYED", "DESCRIPTION"]);
+    let mut t = Table::new(["NAME", "VERSION", "STATUS", "DEPLOYED", "DESCRIPTION"]);
     for a in &apps {
         t.row([
             a.name.clone(),
             or_dash(a.running_version.as_deref()),
+            or_dash(Some(a.status.as_str()).filter(|s| !s.is_empty())),
             ago(a.deployed_at_ms),
             a.description.clone().unwrap_or_default(),
         ]);

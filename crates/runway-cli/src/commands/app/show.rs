@@ -49,6 +49,13 @@ pub fn render(app: &AppDetail) -> String {
                 .clone()
                 .unwrap_or_else(|| "- (not deployed)".to_owned()),
         ),
+        (
+            "status",
+            match &s.load_error {
+                Some(error) => format!("{} ({error})", s.status),
+                None => or_dash(Some(s.status.as_str()).filter(|st| !st.is_empty())),
+            },
+        ),
         ("digest", or_dash(s.running_digest.as_deref())),
         ("description", or_dash(s.description.as_deref())),
         ("deployed", ago(s.deployed_at_ms)),
