@@ -617,7 +617,9 @@ impl Controller {
                 Ok(deployment_view(record, Some(&rollout)))
             }
             Err(e) => {
-                self.store().fail_deployment(id, &e.to_string()).await?;
+                // The record is shown to API callers: the public message only,
+                // never an internal cause (database text, host paths).
+                self.store().fail_deployment(id, &e.message).await?;
                 tracing::warn!(%app, %version, kind, "deployment failed: {e}");
                 Err(if progress.is_empty() {
                     e
