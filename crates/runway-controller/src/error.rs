@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{HeaderMap, StatusCode};
 use runway_api::ErrorBody;
 
 /// Header carrying the request id (kept if the caller sent a sane one).
@@ -42,28 +42,12 @@ fn new_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// A request id supplied by the caller is kept if it is short and plain;
-/// otherwise a new one is made.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(new_request_id)
-}
-
 /// The API's outermost layer: gives the request an id (echoed in
 /// `x-request-id`), refuses a URL with a NUL byte (`%00`: no catalog field can
 /// hold one on every backend) before any handler runs, and turns any error
 /// response that is not already the JSON error body into one.
 pub async fn api_layer(request: Request, next: Next) -> Response {
-    let id = request_id(request.headers());
+    let id = runway_frontend::request_id(request.headers());
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {
             if let Some(part) = nul_in_uri(request.uri()) {

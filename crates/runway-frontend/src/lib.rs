@@ -20,7 +20,7 @@ use runway_api::fleet::{RoutingTable, StageReport};
 pub use deploy::{ArtifactKind, ArtifactSource, DirSource, StageError};
 pub use events::StoreKv;
 pub use node::{FrontendNode, NodeConfig, error_chain};
-pub use serve::router;
+pub use serve::{request_id, router};
 
 pub use runway_net::ConnectionSettings;
 

@@ -77,7 +77,7 @@ async fn serve(State(frontend): State<Frontend>, mut request: Request) -> Respon
 
 /// A request id supplied by the caller is kept if it is short and plain;
 /// otherwise a new one is made.
-fn request_id(headers: &HeaderMap) -> String {
+pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())

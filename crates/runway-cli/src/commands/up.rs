@@ -115,7 +115,6 @@ pub struct LimitArgs {
     pub kv_quota_keys: u64,
 }
 
-
 /// Per-app output limits of the log writer, shared by `up`, `controller serve`
 /// and `frontend serve` (in a farm, the front-ends' apply).
 #[derive(clap::Args, Debug, Clone)]
@@ -140,7 +139,6 @@ impl LogOutputArgs {
         }
     }
 }
-
 
 /// How a front-end admits requests: fair share between apps, the memory
 /// budget, and request bodies (shared by `up`, `controller serve` and

@@ -414,7 +414,7 @@ async fn bad_farm_input_is_a_clear_error_and_changes_nothing() {
         "controller",
         "serve",
         "--database",
-        "postgres://postgres:secret@127.0.0.1:1/runway_x",
+        "postgres://postgres:hunter2@127.0.0.1:1/runway_x",
         "--data-dir",
         dir.join("bad-ctl").to_str().unwrap(),
         "--listen",
@@ -422,7 +422,7 @@ async fn bad_farm_input_is_a_clear_error_and_changes_nothing() {
     ]);
     assert!(!ok);
     assert!(
-        err.contains("127.0.0.1:1/runway_x") && !err.contains("secret"),
+        err.contains("127.0.0.1:1/runway_x") && !err.contains("hunter2"),
         "{err}"
     );
 

@@ -231,20 +231,30 @@ async fn broken_guest_responses_are_aborted_never_complete_and_logged() {
     );
 }
 
-/// With a single instance slot, the next request is only served at once if
-/// the abandoned guest was stopped.
+/// With a single instance slot, the next request is served within moments
+/// (not at the abandoned guest's 30 s deadline) only if the abandoned guest
+/// was stopped. The guest stops at its next yield, so a request sent in the
+/// same instant may still find the app at its concurrency limit (503
+/// `app_busy`, answered at once): such answers are retried for a moment.
 async fn served_at_once(env: &TestEnv) {
     let started = Instant::now();
-    let response = env
-        .http
-        .get(format!("{}/misbehave/ok", env.url))
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("the next request is answered");
+    let mut status;
+    loop {
+        let response = env
+            .http
+            .get(format!("{}/misbehave/ok", env.url))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("the next request is answered");
+        status = response.status();
+        if status != 503 || started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
-        response.status(),
-        200,
+        status, 200,
         "the abandoned guest still holds the only instance slot"
     );
     assert!(
