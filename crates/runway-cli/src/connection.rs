@@ -102,7 +102,10 @@ mod tests {
             token: Some("t".into()),
             token_file: None,
         };
-        let e = conn.client().err().expect("refused").to_string();
+        let Err(e) = conn.client() else {
+            panic!("an environment URL with credentials must be refused")
+        };
+        let e = e.to_string();
         assert!(e.contains("--env") && e.contains("remove them"), "{e}");
         assert!(
             !e.contains("hunter2"),

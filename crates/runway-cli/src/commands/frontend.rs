@@ -17,7 +17,7 @@ use crate::output::{Table, relative};
 #[derive(Subcommand, Debug)]
 pub enum FrontendCommand {
     /// Run a front-end that joins a farm's controller and serves its apps.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the environment's front-ends.
     List(ListArgs),
     /// Take a front-end back into deployments and the balancers' pool.
@@ -106,7 +106,7 @@ pub struct NameArgs {
 
 pub async fn run(cmd: FrontendCommand) -> anyhow::Result<()> {
     match cmd {
-        FrontendCommand::Serve(args) => serve(args).await,
+        FrontendCommand::Serve(args) => serve(*args).await,
         FrontendCommand::List(args) => list(args).await,
         FrontendCommand::Enable(args) => {
             args.conn

@@ -199,6 +199,7 @@ fn up_with_file_limit(data_dir: &std::path::Path, files: u32, extra: &[&str]) ->
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("runway up exited before listening");
 }
 

@@ -73,7 +73,9 @@ async fn property_with_nul_is_refused_and_nothing_changes() {
         .set_properties("app", &[("greeting".into(), Some("hello".into()))])
         .await
         .unwrap();
-    let bad: Vec<(&str, Vec<(String, Option<String>)>, &str)> = vec![
+    // (app, changes, the field the refusal must name)
+    type Case<'a> = (&'a str, Vec<(String, Option<String>)>, &'a str);
+    let bad: Vec<Case> = vec![
         (
             "app",
             vec![

@@ -12,7 +12,7 @@ use crate::{Guard, open};
 async fn raw_row(guard: &Guard, app: &str, key: &str) -> Option<(String, Option<String>)> {
     use sqlx::ConnectOptions;
     let sql = "SELECT value, key_id FROM properties WHERE app = $1 AND key = $2";
-    let row = match guard {
+    match guard {
         Guard::Dir(dir) => {
             let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(dir.path().join("platform.db"))
@@ -41,8 +41,7 @@ async fn raw_row(guard: &Guard, app: &str, key: &str) -> Option<(String, Option<
                 .unwrap()
                 .map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1)))
         }
-    };
-    row
+    }
 }
 
 fn key_file(dir: &std::path::Path, name: &str, byte: u8) -> std::path::PathBuf {
