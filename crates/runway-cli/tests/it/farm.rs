@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use runway_api::v1::{FrontendState, LogQueryParams, PublishResult};
 use runway_manifest::Package;
 
-use crate::farm_support::{Farm, Load, run, served_generation};
+use crate::farm_support::{Farm, Load, run, served_generation, wait_200};
 use crate::support::{package, repackage, with_version};
 
 async fn publish(farm: &Farm, package: &Package) -> PublishResult {
@@ -19,23 +19,6 @@ async fn publish(farm: &Farm, package: &Package) -> PublishResult {
     let d = result.deployment.as_ref().expect("published and deployed");
     assert_eq!(d.status, "succeeded", "deployment failed: {d:?}");
     result
-}
-
-/// Waits until `url` answers 200 (the balancer has found a ready front-end).
-async fn wait_200(url: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(r) = reqwest::get(url).await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not answer 200 within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

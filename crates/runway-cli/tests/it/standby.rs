@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use runway_api::v1::{CreateToken, Scope};
 use runway_store::testing::TestDatabase;
 
-use crate::farm_support::{Farm, Load, Proc, served_generation};
+use crate::farm_support::{Farm, Load, Proc, served_generation, wait_200};
 use crate::support::{package, repackage, with_version};
 
 /// The lease the tests run with (`--lease-ms`); the renewal tick is a third
@@ -27,22 +27,6 @@ fn controller_id(proc: &Proc) -> (String, String) {
     let rest = line.split("controller id ").nth(1).unwrap();
     let (id, role) = rest.split_once(": ").unwrap();
     (id.to_string(), role.to_string())
-}
-
-async fn wait_200(url: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(r) = reqwest::get(url).await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not answer 200 within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
