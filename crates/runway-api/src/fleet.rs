@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -121,4 +122,64 @@ pub struct FrontendProgress {
     pub fetched_bytes: u64,
     pub elapsed_ms: u64,
     pub error: Option<String>,
+}
+
+/// The controller's view of one front-end: the fleet protocol as calls.
+/// The front-end implements it in-process (`runway up`), the controller over
+/// HTTP (a farm), so neither depends on the other's code.
+#[async_trait]
+pub trait FrontendLink: Send + Sync {
+    fn name(&self) -> &str;
+    /// Prepares `table` without changing what is served.
+    async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError>;
+    /// Switches to the staged table of `generation`.
+    async fn commit(&self, generation: i64) -> Result<(), StageError>;
+    /// Drops a staged table that will not be committed.
+    async fn abort(&self, generation: i64);
+    /// The generation being served, and whether the front-end is ready.
+    fn status(&self) -> (i64, bool);
+}
+
+/// Why a table could not be staged or committed. Names the app and the step.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StageError {
+    #[error("app {app}: cannot fetch {what} {digest}: {reason}")]
+    Fetch {
+        app: String,
+        what: &'static str,
+        digest: String,
+        reason: String,
+    },
+    #[error(
+        "app {app}: {what} {digest} failed verification: its content hashes to {actual}; \
+         the copy is corrupt and was discarded"
+    )]
+    Digest {
+        app: String,
+        what: &'static str,
+        digest: String,
+        actual: String,
+    },
+    #[error("app {app}: {reason}")]
+    Load { app: String, reason: String },
+    #[error("generation {generation} was not staged on front-end {frontend} (staged: {staged})")]
+    NotStaged {
+        frontend: String,
+        generation: i64,
+        staged: String,
+    },
+    #[error("front-end {frontend}: {reason}")]
+    Io { frontend: String, reason: String },
+    /// No connection could be made: the front-end is down (or cut off), so
+    /// it serves nothing and catches up when it is back.
+    #[error("front-end {frontend} is unreachable: {reason}")]
+    Unreachable { frontend: String, reason: String },
+    #[error(
+        "front-end {frontend} already has generation {newest}; generation {generation} is older"
+    )]
+    Stale {
+        frontend: String,
+        generation: i64,
+        newest: i64,
+    },
 }

@@ -3,7 +3,9 @@
 //! `v1` is the environment's REST API (`/_runway/api/v1/…`), `fleet` is the
 //! controller ↔ front-end protocol, `error` the error body shared by both.
 //! This crate holds data only: no I/O and no policy, so that the server, the
-//! client and the tests agree on the wire format by construction.
+//! client and the tests agree on the wire format by construction. Its one
+//! interface, `fleet::FrontendLink`, lets the controller drive front-ends
+//! without depending on the front-end's code.
 
 pub mod error;
 pub mod fleet;

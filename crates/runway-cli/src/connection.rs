@@ -35,7 +35,7 @@ pub struct Connection {
 impl Connection {
     /// A client for `--env`, authenticated with the resolved token.
     pub fn client(&self) -> anyhow::Result<Client> {
-        runway_frontend::refuse_credentials("--env (or RUNWAY_ENV)", &self.env)
+        runway_server::refuse_credentials("--env (or RUNWAY_ENV)", &self.env)
             .map_err(anyhow::Error::msg)?;
         let from_file = match &self.token_file {
             Some(path) => Some(read_token_file(path, "--token-file")?),

@@ -4,6 +4,7 @@
 //! subcommand is one file under `commands/`. Helpers shared by several commands
 //! live in [`connection`] (environment URL and token), [`output`] (tables,
 //! times, sizes), [`parse`] (argument helpers) and [`templates`] (`app new`).
+//! [`standalone`] composes the roles into one environment for `runway up`.
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ pub mod commands;
 pub mod connection;
 pub mod output;
 pub mod parse;
+pub mod standalone;
 pub mod templates;
 
 /// Parses the command line, runs the command, prints `error: …` on one line

@@ -24,9 +24,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
+use runway_api::fleet::StageError;
 use runway_api::fleet::{AppAssignment, FrontendProgress, RoutingTable};
 use runway_api::v1::{Deployment, Limits, PropertyView, PublishResult};
-use runway_frontend::{DirSource, StageError};
 use runway_manifest::{AppName, Digest, Manifest, Package, Version};
 use runway_runtime::ComponentError;
 use runway_store::{ArtifactRecord, DeploymentRecord, InsertVersion, NewVersion, now_ms};
@@ -97,12 +97,6 @@ impl Controller {
             .data_dir
             .join("artifacts")
             .join(format!("{}.cwasm", digest.hex()))
-    }
-
-    /// A source that reads this controller's content-addressed directories,
-    /// for a front-end in the same process or on the same disk.
-    pub fn artifact_source(data_dir: impl Into<PathBuf>) -> DirSource {
-        DirSource::new(data_dir)
     }
 
     /// Publishes a package: validates it, compiles its component (unless an
@@ -1210,7 +1204,7 @@ fn stage_error_app(e: &StageError) -> Option<&str> {
     }
 }
 
-fn stage_error(e: runway_frontend::StageError) -> ApiError {
+fn stage_error(e: StageError) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
         "deployment_failed",

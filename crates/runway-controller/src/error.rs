@@ -47,7 +47,7 @@ fn new_request_id() -> String {
 /// hold one on every backend) before any handler runs, and turns any error
 /// response that is not already the JSON error body into one.
 pub async fn api_layer(request: Request, next: Next) -> Response {
-    let id = runway_frontend::request_id(request.headers());
+    let id = runway_server::request_id(request.headers());
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {
             if let Some(part) = nul_in_uri(request.uri()) {

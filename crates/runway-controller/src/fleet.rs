@@ -32,12 +32,12 @@ use hmac::{Hmac, Mac};
 use http::StatusCode;
 use http::request::Parts;
 use runway_api::fleet::{
-    EngineSettings, FLEET_V1, FrontendHello, FrontendProgress, Heartbeat, HeartbeatReply,
-    Registered, RoutingTable, StageReport,
+    EngineSettings, FLEET_V1, FrontendHello, FrontendLink, FrontendProgress, Heartbeat,
+    HeartbeatReply, Registered, RoutingTable, StageError, StageReport,
 };
 use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};
-use runway_frontend::{FrontendLink, StageError, error_chain};
 use runway_manifest::Digest;
+use runway_server::error_chain;
 use runway_store::{FrontendRecord, FrontendRegistration, StoreError, now_ms};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -394,7 +394,7 @@ impl HttpLink {
                 .await
                 .map_err(|e| io(format!("sent an unreadable answer: {e}")));
         }
-        let message = runway_frontend::error_message(&response.text().await.unwrap_or_default());
+        let message = runway_server::error_message(&response.text().await.unwrap_or_default());
         Err(io(format!("answered {status}: {message}")))
     }
 }
@@ -440,13 +440,13 @@ async fn register(
              start a farm with `runway controller serve` to add front-ends",
         ));
     };
-    if !runway_frontend::valid_name(&hello.name) {
+    if !runway_server::valid_name(&hello.name) {
         return Err(ApiError::bad_request(
             "invalid_frontend",
             format!(
                 "front-end name {:?}: {}",
                 hello.name,
-                runway_frontend::NAME_RULE
+                runway_server::NAME_RULE
             ),
         ));
     }
@@ -461,7 +461,7 @@ async fn register(
             ),
         ));
     }
-    if let Err(message) = runway_frontend::refuse_credentials(
+    if let Err(message) = runway_server::refuse_credentials(
         &format!("front-end {}: address", hello.name),
         &hello.address,
     ) {

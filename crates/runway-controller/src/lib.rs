@@ -10,13 +10,12 @@ pub mod fleet;
 pub mod identity;
 pub mod lease;
 pub mod server;
-pub mod standalone;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use runway_api::fleet::FrontendLink;
 use runway_api::v1::Limits;
-use runway_frontend::FrontendLink;
 use runway_runtime::Runtime;
 use runway_store::Store;
 use tokio::sync::{Mutex, Semaphore};
@@ -44,6 +43,25 @@ pub struct ControllerConfig {
 
 /// Default of `--max-uploads`.
 pub const DEFAULT_MAX_UPLOADS: usize = 4;
+
+/// Default bounds of every app (`--timeout-ms`, `--memory-mib`,
+/// `--max-body-bytes`; concurrency: each front-end's own).
+pub const DEFAULT_LIMITS: Limits = Limits {
+    timeout_ms: 30_000,
+    memory_bytes: 128 << 20,
+    max_body_bytes: 10 << 20,
+    concurrency: None,
+};
+
+/// Default of `--max-package-bytes`.
+pub const DEFAULT_MAX_PACKAGE_BYTES: u64 = 64 << 20;
+
+/// Default of `--max-instances`.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
+/// Default of `--log-retention-days`: 14 days.
+pub const DEFAULT_LOG_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(14 * 24 * 3600);
 
 /// A running controller. Cheap to clone; axum state.
 #[derive(Clone)]

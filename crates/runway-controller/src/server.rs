@@ -37,7 +37,7 @@ pub struct ServerConfig {
     pub offline_after: Duration,
     pub log_retention: Duration,
     /// Header-read and keep-alive timeouts, connection bound.
-    pub connections: runway_frontend::ConnectionSettings,
+    pub connections: runway_server::ConnectionSettings,
     /// How long the controller lease lasts after its last renewal: a standby
     /// takes over at most this (plus a renewal tick) after the active
     /// controller stopped. Default 5 s.
@@ -64,7 +64,6 @@ impl ServerConfig {
         data_dir: impl Into<PathBuf>,
         listen: SocketAddr,
     ) -> ServerConfig {
-        let defaults = crate::standalone::StandaloneConfig::new("", listen);
         ServerConfig {
             environment: environment.to_string(),
             database: database.to_string(),
@@ -72,27 +71,30 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             listen,
             base_url: None,
-            limits: defaults.limits,
-            max_package_bytes: defaults.max_package_bytes,
-            runtime: RuntimeConfig::new(defaults.limits.memory_bytes, defaults.max_instances),
+            limits: crate::DEFAULT_LIMITS,
+            max_package_bytes: crate::DEFAULT_MAX_PACKAGE_BYTES,
+            runtime: RuntimeConfig::new(
+                crate::DEFAULT_LIMITS.memory_bytes,
+                crate::DEFAULT_MAX_INSTANCES,
+            ),
             heartbeat: Duration::from_secs(1),
             offline_after: Duration::from_secs(5),
-            log_retention: defaults.log_retention,
-            connections: defaults.connections,
+            log_retention: crate::DEFAULT_LOG_RETENTION,
+            connections: runway_server::ConnectionSettings::default(),
             lease_ttl: Duration::from_secs(5),
             advertise: None,
-            log_limits: defaults.log_limits,
-            max_uploads: defaults.max_uploads,
-            kv_quota: defaults.kv_quota,
+            log_limits: runway_store::LogLimits::default(),
+            max_uploads: crate::DEFAULT_MAX_UPLOADS,
+            kv_quota: runway_store::KvQuota::DEFAULT,
             secrets_key_file: None,
         }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        crate::standalone::validate_environment_name(&self.environment)?;
+        runway_server::validate_environment_name(&self.environment).map_err(anyhow::Error::msg)?;
         self.connections.validate().map_err(anyhow::Error::msg)?;
         if let Some(url) = &self.base_url {
-            runway_frontend::refuse_credentials("--base-url", url).map_err(anyhow::Error::msg)?;
+            runway_server::refuse_credentials("--base-url", url).map_err(anyhow::Error::msg)?;
         }
         if self.database.trim().is_empty() {
             bail!("--database is empty: give a postgres://user@host/database URL");
@@ -130,7 +132,7 @@ pub struct ControllerServer {
     admin_token: Option<String>,
     join_token: Option<String>,
     stop: watch::Sender<bool>,
-    server: runway_frontend::ServerTask,
+    server: runway_server::ServerTask,
     retention: JoinHandle<()>,
     lease: LeaseConfig,
     lease_stop: watch::Sender<bool>,
@@ -226,7 +228,7 @@ impl ControllerServer {
         let (stop, stopped) = watch::channel(false);
         let (lease_stop, lease_stopped) = watch::channel(false);
         let lease_loop = controller.spawn_lease_loop(lease.clone(), lease_stopped);
-        let server = runway_frontend::spawn_server(listener, app, stopped, config.connections);
+        let server = runway_server::spawn_server(listener, app, stopped, config.connections);
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
         tracing::info!(
             %addr,
@@ -277,7 +279,7 @@ impl ControllerServer {
         let _ = self.stop.send(true);
         self.retention.abort();
         // Requests in flight (a deployment among them) finish under the lease.
-        let joined = runway_frontend::join_servers([self.server], deadline).await;
+        let joined = runway_server::join_servers([self.server], deadline).await;
         let _ = self.lease_stop.send(true);
         let _ = self.lease_loop.await;
         // A standby may take over at once.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use runway_api::fleet::{AppAssignment, RoutingTable, StageReport};
+use runway_api::fleet::{AppAssignment, RoutingTable, StageError, StageReport};
 use runway_manifest::{AllowedOrigin, AppName, Digest, Package};
 use runway_runtime::{
     AppLimits, InternalRouter, KeyValue, LoadedComponent, OutboundPolicy, Runtime,
@@ -18,50 +18,6 @@ use runway_store::{LogSink, Store};
 
 use crate::FrontendConfig;
 use crate::events::StoreKv;
-
-/// Why a table could not be staged or committed. Names the app and the step.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StageError {
-    #[error("app {app}: cannot fetch {what} {digest}: {reason}")]
-    Fetch {
-        app: String,
-        what: &'static str,
-        digest: String,
-        reason: String,
-    },
-    #[error(
-        "app {app}: {what} {digest} failed verification: its content hashes to {actual}; \
-         the copy is corrupt and was discarded"
-    )]
-    Digest {
-        app: String,
-        what: &'static str,
-        digest: String,
-        actual: String,
-    },
-    #[error("app {app}: {reason}")]
-    Load { app: String, reason: String },
-    #[error("generation {generation} was not staged on front-end {frontend} (staged: {staged})")]
-    NotStaged {
-        frontend: String,
-        generation: i64,
-        staged: String,
-    },
-    #[error("front-end {frontend}: {reason}")]
-    Io { frontend: String, reason: String },
-    /// No connection could be made: the front-end is down (or cut off), so
-    /// it serves nothing and catches up when it is back.
-    #[error("front-end {frontend} is unreachable: {reason}")]
-    Unreachable { frontend: String, reason: String },
-    #[error(
-        "front-end {frontend} already has generation {newest}; generation {generation} is older"
-    )]
-    Stale {
-        frontend: String,
-        generation: i64,
-        newest: i64,
-    },
-}
 
 /// Which kind of content-addressed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

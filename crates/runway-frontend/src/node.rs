@@ -23,7 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode};
 use runway_api::fleet::{
-    EngineSettings, FLEET_V1, FrontendHello, Heartbeat, HeartbeatReply, Registered, RoutingTable,
+    EngineSettings, FLEET_V1, FrontendHello, FrontendLink, Heartbeat, HeartbeatReply, Registered,
+    RoutingTable, StageError,
 };
 use runway_api::v1::FrontendFlags;
 use runway_api::{ErrorBody, FRONTEND_HEADER};
@@ -37,7 +38,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::deploy::ArtifactKind;
-use crate::{ArtifactSource, Frontend, FrontendConfig, FrontendLink, StageError};
+use crate::{ArtifactSource, Frontend, FrontendConfig};
 
 /// Everything `runway frontend serve` can be told.
 #[derive(Debug, Clone)]
@@ -59,7 +60,7 @@ pub struct NodeConfig {
     pub runtime: RuntimeConfig,
     pub max_package_bytes: u64,
     /// Header-read and keep-alive timeouts, connection bound.
-    pub connections: crate::ConnectionSettings,
+    pub connections: runway_server::ConnectionSettings,
     /// Per-app output limits of this front-end's log writer.
     pub log_limits: runway_store::LogLimits,
 }
@@ -141,7 +142,7 @@ impl Controllers {
             let next = (index + 1) % count;
             match build(base).send().await {
                 Err(e) => {
-                    errors.push(format!("{base}: {}", error_chain(&e)));
+                    errors.push(format!("{base}: {}", runway_server::error_chain(&e)));
                     index = next;
                 }
                 Ok(response) => {
@@ -187,11 +188,12 @@ impl FrontendNode {
                     "--controller {controller}: must be an http:// or https:// URL of `runway controller serve`"
                 );
             }
-            crate::refuse_credentials("--controller", controller.as_str())
+            runway_server::refuse_credentials("--controller", controller.as_str())
                 .map_err(anyhow::Error::msg)?;
         }
         if let Some(advertise) = &config.advertise {
-            crate::refuse_credentials("--advertise", advertise).map_err(anyhow::Error::msg)?;
+            runway_server::refuse_credentials("--advertise", advertise)
+                .map_err(anyhow::Error::msg)?;
         }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
@@ -265,7 +267,7 @@ impl FrontendNode {
         let app = crate::router(frontend.clone())
             .merge(fleet_router(frontend.clone(), client.key.clone()));
         let (stop, stopped) = watch::channel(false);
-        let server = crate::spawn_server(listener, app, stopped, config.connections);
+        let server = runway_server::spawn_server(listener, app, stopped, config.connections);
         let agent = tokio::spawn(run_agent(
             frontend.clone(),
             client,
@@ -303,7 +305,7 @@ impl FrontendNode {
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let _ = self.agent.await;
-        let joined = crate::join_servers([self.server], deadline).await;
+        let joined = runway_server::join_servers([self.server], deadline).await;
         // Past the deadline: guests still computing stop at the next tick.
         self.frontend.inner.runtime.interrupt_guests();
         joined?;
@@ -331,8 +333,8 @@ fn load_identity(data_dir: &Path, name: Option<&str>, port: u16) -> anyhow::Resu
         (None, Some(stored)) => stored.name.clone(),
         (None, None) => default_name(port),
     };
-    if !crate::valid_name(&name) {
-        bail!("--name {name:?}: {}", crate::NAME_RULE);
+    if !runway_server::valid_name(&name) {
+        bail!("--name {name:?}: {}", runway_server::NAME_RULE);
     }
     let identity = Identity {
         name,
@@ -393,7 +395,7 @@ async fn register(
     }
     let text = response.text().await.unwrap_or_default();
     let message = if serde_json::from_str::<ErrorBody>(&text).is_ok() {
-        crate::error_message(&text)
+        runway_server::error_message(&text)
     } else {
         format!("{status} from {url}; is {base} a Runway controller?")
     };
@@ -401,19 +403,6 @@ async fn register(
         "the controller refused to register front-end {}: {message}",
         hello.name
     )
-}
-
-/// An error and its sources, `outer: inner: …` (reqwest's own message
-/// rarely says why a connection failed).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Heartbeats, and catches up whenever the committed generation is ahead.
@@ -595,16 +584,17 @@ impl ArtifactSource for ControllerClient {
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            let message = crate::error_message(&text);
+            let message = runway_server::error_message(&text);
             return Err(format!(
                 "the controller at {base} answered {status}: {message}"
             ));
         }
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| format!("from the controller at {base}: {}", error_chain(&e)))
+        response.bytes().await.map(|b| b.to_vec()).map_err(|e| {
+            format!(
+                "from the controller at {base}: {}",
+                runway_server::error_chain(&e)
+            )
+        })
     }
 }
 

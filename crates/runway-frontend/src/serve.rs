@@ -75,22 +75,6 @@ async fn serve(State(frontend): State<Frontend>, mut request: Request) -> Respon
     response.map(Body::new)
 }
 
-/// A request id supplied by the caller is kept if it is short and plain;
-/// otherwise a new one is made.
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
-}
-
 fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
@@ -161,7 +145,7 @@ impl Inner {
         hops: u32,
     ) -> http::Response<ResponseBody> {
         let started = Instant::now();
-        let request_id = request_id(request.headers());
+        let request_id = runway_server::request_id(request.headers());
         let routes = self.routes.load_full();
         // Logs the request with 499 if hyper drops this future (the client
         // went away before the response head).

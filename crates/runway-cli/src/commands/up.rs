@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::standalone::{Standalone, StandaloneConfig};
 use anyhow::Context;
 use runway_api::v1::Limits;
-use runway_controller::standalone::{Standalone, StandaloneConfig};
 use runway_runtime::RuntimeConfig;
 
 #[derive(clap::Args, Debug)]
@@ -51,22 +51,22 @@ pub struct UpArgs {
 pub struct ConnectionArgs {
     /// A client must send a complete request head within this long (of its
     /// first byte, or of connecting), in milliseconds; else it is disconnected.
-    #[arg(long, default_value_t = runway_frontend::ConnectionSettings::default().header_read_timeout.as_millis() as u64)]
+    #[arg(long, default_value_t = runway_server::ConnectionSettings::default().header_read_timeout.as_millis() as u64)]
     pub header_read_timeout_ms: u64,
     /// A kept-alive connection idle this long is closed, in milliseconds.
-    #[arg(long, default_value_t = runway_frontend::ConnectionSettings::default().keep_alive_timeout.as_millis() as u64)]
+    #[arg(long, default_value_t = runway_server::ConnectionSettings::default().keep_alive_timeout.as_millis() as u64)]
     pub keep_alive_timeout_ms: u64,
     /// Most client connections open at once; at the bound the connection
     /// idle longest is closed to make room, and if all are busy the newcomer
     /// gets 503 (also kept below the open-file limit, which is raised to its
     /// hard limit at start).
-    #[arg(long, default_value_t = runway_frontend::ConnectionSettings::default().max_connections)]
+    #[arg(long, default_value_t = runway_server::ConnectionSettings::default().max_connections)]
     pub max_connections: usize,
 }
 
 impl ConnectionArgs {
-    pub fn settings(&self) -> anyhow::Result<runway_frontend::ConnectionSettings> {
-        runway_frontend::ConnectionSettings::from_flags(
+    pub fn settings(&self) -> anyhow::Result<runway_server::ConnectionSettings> {
+        runway_server::ConnectionSettings::from_flags(
             self.header_read_timeout_ms,
             self.keep_alive_timeout_ms,
             self.max_connections,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use runway_api::v1::ConfigPatch;
-use runway_controller::standalone::{Standalone, StandaloneConfig};
+use runway_cli::standalone::{Standalone, StandaloneConfig};
 
 use crate::support::{TestEnv, package, repackage, with_version};
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use runway_controller::standalone::{Standalone, StandaloneConfig};
+use runway_cli::standalone::{Standalone, StandaloneConfig};
 use runway_manifest::Package;
 
 /// The repository root (two levels above this crate).

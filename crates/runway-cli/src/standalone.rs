@@ -3,8 +3,9 @@
 //! `--farm N`, N front-ends on loopback ports behind a balancer at that
 //! listener (which also passes `/_runway/api/…` to the controller).
 //!
-//! The controller and the front-ends still talk only through the fleet
-//! protocol (`FrontendLink`); here the links are direct calls.
+//! Roles are composed here, in the binary, not in a role crate: the
+//! controller and the front-ends still talk only through the fleet protocol
+//! (`runway_api::fleet::FrontendLink`); here the links are direct calls.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,15 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use runway_api::fleet::FrontendLink;
 use runway_api::v1::Limits;
-use runway_frontend::{DirSource, Frontend, FrontendConfig, FrontendLink};
+use runway_controller::{Controller, ControllerConfig};
+use runway_frontend::{DirSource, Frontend, FrontendConfig};
 use runway_runtime::{Runtime, RuntimeConfig};
 use runway_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-use crate::{Controller, ControllerConfig};
 
 /// Everything `runway up` can be told.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ pub struct StandaloneConfig {
     pub farm: u32,
     /// Header-read and keep-alive timeouts, connection bound (of every
     /// server of the environment, the `--farm` balancer included).
-    pub connections: runway_frontend::ConnectionSettings,
+    pub connections: runway_server::ConnectionSettings,
     /// The key secret property values are encrypted with; default
     /// `<data_dir>/secrets.key`, created on first start.
     pub secrets_key_file: Option<PathBuf>,
@@ -66,32 +67,27 @@ impl StandaloneConfig {
             environment: "dev".into(),
             base_url: None,
             frontend_name: "fe-1".into(),
-            limits: Limits {
-                timeout_ms: 30_000,
-                memory_bytes: 128 << 20,
-                max_body_bytes: 10 << 20,
-                concurrency: None,
-            },
-            max_package_bytes: 64 << 20,
-            max_instances: 1000,
+            limits: runway_controller::DEFAULT_LIMITS,
+            max_package_bytes: runway_controller::DEFAULT_MAX_PACKAGE_BYTES,
+            max_instances: runway_controller::DEFAULT_MAX_INSTANCES,
             runtime: None,
-            log_retention: Duration::from_secs(14 * 24 * 3600),
+            log_retention: runway_controller::DEFAULT_LOG_RETENTION,
             log_limits: runway_store::LogLimits::default(),
-            max_uploads: crate::DEFAULT_MAX_UPLOADS,
+            max_uploads: runway_controller::DEFAULT_MAX_UPLOADS,
             kv_quota: runway_store::KvQuota::DEFAULT,
             farm: 0,
-            connections: runway_frontend::ConnectionSettings::default(),
+            connections: runway_server::ConnectionSettings::default(),
             secrets_key_file: None,
         }
     }
 
     /// Checks every setting before anything is created or bound.
     pub fn validate(&self) -> anyhow::Result<()> {
-        validate_environment_name(&self.environment)?;
+        runway_server::validate_environment_name(&self.environment).map_err(anyhow::Error::msg)?;
         self.connections.validate().map_err(anyhow::Error::msg)?;
         let fe = &self.frontend_name;
-        if !runway_frontend::valid_name(fe) {
-            bail!("--frontend-name {fe:?}: {}", runway_frontend::NAME_RULE);
+        if !runway_server::valid_name(fe) {
+            bail!("--frontend-name {fe:?}: {}", runway_server::NAME_RULE);
         }
         if let Some(url) = &self.base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -99,7 +95,7 @@ impl StandaloneConfig {
             bail!("--base-url {url:?}: must start with http:// or https://");
         }
         if let Some(url) = &self.base_url {
-            runway_frontend::refuse_credentials("--base-url", url).map_err(anyhow::Error::msg)?;
+            runway_server::refuse_credentials("--base-url", url).map_err(anyhow::Error::msg)?;
         }
         if self.limits.timeout_ms == 0 {
             bail!("--timeout-ms must be greater than 0");
@@ -145,21 +141,6 @@ fn reserve_port(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind(addr)?.local_addr()
 }
 
-/// Environment names: 1 to 63 lowercase letters, digits and '-'.
-pub fn validate_environment_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 63
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        bail!(
-            "--name {name:?}: environment names use 1 to 63 lowercase letters, digits and '-', e.g. dev"
-        );
-    }
-    Ok(())
-}
-
 /// A running standalone environment.
 pub struct Standalone {
     addr: SocketAddr,
@@ -170,7 +151,7 @@ pub struct Standalone {
     /// `--farm`: the balancer at the environment's address.
     balancer: Option<runway_balancer::Balancer>,
     stop: watch::Sender<bool>,
-    servers: Vec<runway_frontend::ServerTask>,
+    servers: Vec<runway_server::ServerTask>,
     retention: JoinHandle<()>,
     runtime: Runtime,
 }
@@ -181,7 +162,8 @@ impl Standalone {
         let data_dir = &config.data_dir;
         runway_store::files::create_private_dir(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
-        let secrets = crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref())?;
+        let secrets =
+            runway_controller::load_secrets_key(data_dir, config.secrets_key_file.as_deref())?;
         let store = Store::open_sqlite(&data_dir.join("catalog"))
             .await
             .context("failed to open the catalogs")?;
@@ -268,18 +250,18 @@ impl Standalone {
             .context("failed to record the key-value quota in the platform catalog")?;
         let admin_token = controller.ensure_admin_token().await?;
         if let Some(token) = &admin_token {
-            crate::write_secret(&data_dir.join("admin.token"), token)?;
+            runway_controller::write_secret(&data_dir.join("admin.token"), token)?;
         }
 
         let (stop, _) = watch::channel(false);
         let serve = |listener: TcpListener, app: axum::Router| {
-            runway_frontend::spawn_server(listener, app, stop.subscribe(), config.connections)
+            runway_server::spawn_server(listener, app, stop.subscribe(), config.connections)
         };
         let mut servers = Vec::new();
         let mut balancer = None;
         match main {
             Some(listener) => {
-                let app = crate::router(controller.clone())
+                let app = runway_controller::router(controller.clone())
                     .merge(runway_frontend::router(frontends[0].clone()));
                 servers.push(serve(listener, app));
             }
@@ -296,7 +278,10 @@ impl Standalone {
                 }
                 let listener = TcpListener::bind(loopback).await?;
                 let api = url::Url::parse(&format!("http://{}", listener.local_addr()?))?;
-                servers.push(serve(listener, crate::router(controller.clone())));
+                servers.push(serve(
+                    listener,
+                    runway_controller::router(controller.clone()),
+                ));
                 let mut lb = runway_balancer::BalancerConfig::new(
                     addr,
                     runway_balancer::Discovery::Static(upstreams),
@@ -363,7 +348,7 @@ impl Standalone {
         }
         let _ = self.stop.send(true);
         self.retention.abort();
-        let joined = runway_frontend::join_servers(self.servers, deadline).await;
+        let joined = runway_server::join_servers(self.servers, deadline).await;
         // Past the deadline: guests still computing stop at the next epoch
         // tick (the ticker outlives them), so the process can exit.
         self.runtime.interrupt_guests();
