@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use http::StatusCode;
 use runway_api::v1::*;
-use runway_store::{DeleteVersion, LogKind, LogQuery, StoreError};
+use runway_store::{BlobKind, DeleteVersion, LogKind, LogQuery, StoreError};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
@@ -220,7 +220,7 @@ async fn publish(
 /// deleted when the returned path is dropped, unless it is kept.
 async fn receive_upload(c: &Controller, body: Body) -> ApiResult<tempfile::TempPath> {
     let max = c.config().max_package_bytes;
-    let dir = c.config().data_dir.join("packages");
+    let dir = c.blobs().dir(BlobKind::Package);
     let temp = tempfile::Builder::new()
         .prefix(".upload-")
         .suffix(".rwp.tmp")
@@ -390,12 +390,7 @@ async fn delete_version(
             if let Some(record) = record
                 && let Ok(digest) = runway_manifest::Digest::parse(&record.digest)
             {
-                let path = c
-                    .config()
-                    .data_dir
-                    .join("packages")
-                    .join(format!("{}.rwp", digest.hex()));
-                let _ = tokio::fs::remove_file(path).await;
+                let _ = c.blobs().remove(BlobKind::Package, &digest).await;
             }
             Ok(StatusCode::NO_CONTENT)
         }

@@ -19,7 +19,6 @@
 //! leaves front-ends behind, which catch up by themselves.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -29,7 +28,9 @@ use runway_api::fleet::{AppAssignment, FrontendProgress, RoutingTable};
 use runway_api::v1::{Deployment, Limits, PropertyView, PublishResult};
 use runway_manifest::{AppName, Digest, Manifest, Package, Version};
 use runway_runtime::ComponentError;
-use runway_store::{ArtifactRecord, DeploymentRecord, InsertVersion, NewVersion, now_ms};
+use runway_store::{
+    ArtifactRecord, BlobKind, DeploymentRecord, InsertVersion, NewVersion, now_ms, plain_bytes,
+};
 
 use crate::Controller;
 use crate::error::{ApiError, ApiResult};
@@ -85,20 +86,6 @@ pub(crate) struct Rollout {
 }
 
 impl Controller {
-    fn package_path(&self, digest: &Digest) -> PathBuf {
-        self.config()
-            .data_dir
-            .join("packages")
-            .join(format!("{}.rwp", digest.hex()))
-    }
-
-    fn artifact_path(&self, digest: &Digest) -> PathBuf {
-        self.config()
-            .data_dir
-            .join("artifacts")
-            .join(format!("{}.cwasm", digest.hex()))
-    }
-
     /// Publishes a package: validates it, compiles its component (unless an
     /// artifact for this component and engine exists), stores both, records
     /// the version, and deploys it when asked. Returns whether the version
@@ -182,14 +169,16 @@ impl Controller {
             .ensure_artifact(&package.component, package.component_digest)
             .await?;
 
-        let package_path = self.package_path(&package.digest);
-        if !package_path.exists() {
+        if !self.blobs().contains(BlobKind::Package, &package.digest) {
             match upload {
-                Upload::Bytes(bytes) => write_atomically(&package_path, &bytes)
+                Upload::Bytes(bytes) => self
+                    .blobs()
+                    .write(BlobKind::Package, &package.digest, bytes.to_vec())
                     .await
                     .map_err(ApiError::internal)?,
                 Upload::File(file) => {
-                    let to = package_path.clone();
+                    // Received in `packages/` itself: a rename puts it in place.
+                    let to = self.blobs().path(BlobKind::Package, &package.digest);
                     tokio::task::spawn_blocking(move || file.persist(&to))
                         .await
                         .map_err(ApiError::internal)?
@@ -290,7 +279,8 @@ impl Controller {
             .map_err(component_error)?;
         let compile_ms = started.elapsed().as_millis() as u64;
         let digest = Digest::of(&artifact);
-        write_atomically(&self.artifact_path(&digest), &artifact)
+        self.blobs()
+            .write(BlobKind::Artifact, &digest, artifact.clone())
             .await
             .map_err(ApiError::internal)?;
         self.store()
@@ -308,41 +298,29 @@ impl Controller {
 
     /// Whether `artifacts/<digest>.cwasm` exists and hashes to `digest`.
     async fn artifact_is_intact(&self, digest: &Digest) -> bool {
-        let path = self.artifact_path(digest);
-        let expected = *digest;
-        tokio::task::spawn_blocking(move || {
-            std::fs::read(&path).is_ok_and(|bytes| Digest::of(&bytes) == expected)
-        })
-        .await
-        .unwrap_or(false)
+        self.blobs()
+            .read_verified(BlobKind::Artifact, digest, plain_bytes)
+            .await
+            .is_ok()
     }
 
     /// The stored package of a version, decoded (which verifies every entry)
     /// and checked against the digest it was published with.
     async fn stored_package(&self, digest: &Digest) -> ApiResult<Package> {
-        let shown = format!("packages/{}.rwp", digest.hex());
-        let unusable = |problem: String| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "package_unusable",
-                format!("the stored package {shown} {problem}; publish this version again"),
-            )
-        };
-        let bytes = tokio::fs::read(self.package_path(digest))
-            .await
-            .map_err(|e| unusable(format!("cannot be read ({e})")))?;
         let max = self.config().max_package_bytes;
-        let package = tokio::task::spawn_blocking(move || Package::from_bytes(&bytes, max))
+        self.blobs()
+            .read_verified(BlobKind::Package, digest, move |bytes| {
+                let package = Package::from_bytes(&bytes, max).map_err(|e| e.to_string())?;
+                Ok((package.digest, package))
+            })
             .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| unusable(format!("is corrupt ({e})")))?;
-        if package.digest != *digest {
-            return Err(unusable(format!(
-                "is corrupt (its content has digest {})",
-                package.digest
-            )));
-        }
-        Ok(package)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "package_unusable",
+                    format!("the stored package {e}; publish this version again"),
+                )
+            })
     }
 
     /// Switches `app` to `version` on every front-end: the rollback path too.
@@ -1229,10 +1207,4 @@ pub fn parse_app_version(app: &str, version: &str) -> ApiResult<(AppName, Versio
 enum Upload {
     Bytes(Bytes),
     File(tempfile::TempPath),
-}
-
-/// Durable and atomic: fsyncs the file and its directory (see
-/// [`runway_store::files::write_atomically`]).
-async fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    runway_store::files::write_atomically_async(path, bytes.to_vec(), None).await
 }

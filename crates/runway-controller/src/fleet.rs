@@ -38,7 +38,7 @@ use runway_api::fleet::{
 use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};
 use runway_manifest::Digest;
 use runway_server::error_chain;
-use runway_store::{FrontendRecord, FrontendRegistration, StoreError, now_ms};
+use runway_store::{BlobKind, FrontendRecord, FrontendRegistration, StoreError, now_ms};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -635,7 +635,7 @@ async fn package(
     Node(_record): Node,
     Path(digest): Path<String>,
 ) -> ApiResult<Response> {
-    serve_file(&c, "packages", "rwp", &digest).await
+    serve_file(&c, BlobKind::Package, &digest).await
 }
 
 async fn artifact(
@@ -643,18 +643,13 @@ async fn artifact(
     Node(_record): Node,
     Path(digest): Path<String>,
 ) -> ApiResult<Response> {
-    serve_file(&c, "artifacts", "cwasm", &digest).await
+    serve_file(&c, BlobKind::Artifact, &digest).await
 }
 
-async fn serve_file(c: &Controller, dir: &str, ext: &str, digest: &str) -> ApiResult<Response> {
+async fn serve_file(c: &Controller, kind: BlobKind, digest: &str) -> ApiResult<Response> {
     let digest = Digest::parse(digest)
         .map_err(|e| ApiError::bad_request("invalid_digest", format!("{digest:?}: {e}")))?;
-    let path = c
-        .config()
-        .data_dir
-        .join(dir)
-        .join(format!("{}.{ext}", digest.hex()));
-    match tokio::fs::File::open(&path).await {
+    match c.blobs().open(kind, &digest).await {
         Ok(file) => {
             let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
             Ok((
@@ -664,11 +659,12 @@ async fn serve_file(c: &Controller, dir: &str, ext: &str, digest: &str) -> ApiRe
                 .into_response())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(format!(
-            "the controller has no {dir} entry {digest}"
+            "the controller has no {} entry {digest}",
+            kind.dir()
         ))),
         Err(e) => Err(ApiError::internal(format!(
             "failed to read {}: {e}",
-            path.display()
+            c.blobs().path(kind, &digest).display()
         ))),
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use runway_api::fleet::FrontendLink;
 use runway_api::v1::Limits;
 use runway_runtime::Runtime;
-use runway_store::Store;
+use runway_store::{BlobStore, Store};
 use tokio::sync::{Mutex, Semaphore};
 
 pub use api::router;
@@ -71,6 +71,8 @@ pub struct Controller {
 
 struct Inner {
     config: ControllerConfig,
+    /// `packages/` and `artifacts/` under the data directory.
+    blobs: BlobStore,
     store: Store,
     runtime: Runtime,
     fleet: fleet::Fleet,
@@ -99,11 +101,10 @@ impl Controller {
         local: Vec<Arc<dyn FrontendLink>>,
         farm: Option<FarmConfig>,
     ) -> std::io::Result<Controller> {
-        for dir in ["packages", "artifacts"] {
-            std::fs::create_dir_all(config.data_dir.join(dir))?;
-        }
+        let blobs = BlobStore::create(&config.data_dir)?;
         Ok(Controller {
             inner: Arc::new(Inner {
+                blobs,
                 config,
                 store,
                 runtime,
@@ -128,6 +129,11 @@ impl Controller {
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// The published packages and compiled artifacts.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
     }
 
     /// Why `app`'s running version could not be loaded, if it could not.

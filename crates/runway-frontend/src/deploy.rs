@@ -2,7 +2,7 @@
 //! an atomic switch on commit.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -14,68 +14,39 @@ use runway_manifest::{AllowedOrigin, AppName, Digest, Package};
 use runway_runtime::{
     AppLimits, InternalRouter, KeyValue, LoadedComponent, OutboundPolicy, Runtime,
 };
-use runway_store::{LogSink, Store};
+use runway_store::{BlobKind, BlobStore, LogSink, Store, plain_bytes};
 
 use crate::FrontendConfig;
 use crate::events::StoreKv;
-
-/// Which kind of content-addressed file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArtifactKind {
-    Package,
-    Artifact,
-}
-
-impl ArtifactKind {
-    fn label(self) -> &'static str {
-        match self {
-            ArtifactKind::Package => "package",
-            ArtifactKind::Artifact => "compiled artifact",
-        }
-    }
-
-    /// File name of a content-addressed file of this kind.
-    pub fn file_name(self, digest: &Digest) -> String {
-        match self {
-            ArtifactKind::Package => format!("{}.rwp", digest.hex()),
-            ArtifactKind::Artifact => format!("{}.cwasm", digest.hex()),
-        }
-    }
-
-    fn dir(self) -> &'static str {
-        match self {
-            ArtifactKind::Package => "packages",
-            ArtifactKind::Artifact => "artifacts",
-        }
-    }
-}
 
 /// Where a front-end gets packages and artifacts it does not have yet. The
 /// bytes are verified by the caller; a source need not be trusted.
 #[async_trait]
 pub trait ArtifactSource: Send + Sync {
-    async fn fetch(&self, kind: ArtifactKind, digest: &Digest) -> Result<Vec<u8>, String>;
+    async fn fetch(&self, kind: BlobKind, digest: &Digest) -> Result<Vec<u8>, String>;
 }
 
-/// Reads the controller's content-addressed directories (`<root>/packages`,
-/// `<root>/artifacts`): the source of a front-end living next to its controller.
+/// Reads the controller's blob store (its data directory): the source of a
+/// front-end living next to its controller.
 pub struct DirSource {
-    root: PathBuf,
+    blobs: BlobStore,
 }
 
 impl DirSource {
     pub fn new(root: impl Into<PathBuf>) -> DirSource {
-        DirSource { root: root.into() }
+        DirSource {
+            blobs: BlobStore::new(root),
+        }
     }
 }
 
 #[async_trait]
 impl ArtifactSource for DirSource {
-    async fn fetch(&self, kind: ArtifactKind, digest: &Digest) -> Result<Vec<u8>, String> {
-        let path = self.root.join(kind.dir()).join(kind.file_name(digest));
-        tokio::fs::read(&path)
+    async fn fetch(&self, kind: BlobKind, digest: &Digest) -> Result<Vec<u8>, String> {
+        self.blobs
+            .read(kind, digest)
             .await
-            .map_err(|e| format!("failed to read {}: {e}", path.display()))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -105,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) runtime: Runtime,
     pub(crate) store: Store,
     pub(crate) log: LogSink,
+    /// Verified copies of packages and artifacts, never fetched twice.
+    cache: BlobStore,
     source: Arc<dyn ArtifactSource>,
     pub(crate) routes: ArcSwap<Routes>,
     staged: Mutex<Option<Arc<Routes>>>,
@@ -125,19 +98,17 @@ impl Inner {
         store: Store,
         source: Arc<dyn ArtifactSource>,
     ) -> Result<Arc<Inner>, StageError> {
-        for kind in [ArtifactKind::Package, ArtifactKind::Artifact] {
-            let dir = config.cache_dir.join(kind.dir());
-            std::fs::create_dir_all(&dir).map_err(|e| StageError::Io {
-                frontend: config.name.clone(),
-                reason: format!("cannot create cache directory {}: {e}", dir.display()),
-            })?;
-        }
+        let cache = BlobStore::create(&config.cache_dir).map_err(|e| StageError::Io {
+            frontend: config.name.clone(),
+            reason: format!("cannot create cache directory {e}"),
+        })?;
         let log = store.log_sink();
         Ok(Arc::new_cyclic(|this| Inner {
             config,
             runtime,
             store,
             log,
+            cache,
             source,
             routes: ArcSwap::from_pointee(Routes {
                 generation: 0,
@@ -283,7 +254,7 @@ impl Inner {
                 // A package's digest is that of its canonical index: decoding
                 // verifies every entry against it.
                 let (package, n) = self
-                    .fetch_verified(app, ArtifactKind::Package, &package_digest, move |bytes| {
+                    .fetch_verified(app, BlobKind::Package, &package_digest, move |bytes| {
                         let package =
                             Package::from_bytes(&bytes, max).map_err(|e| e.to_string())?;
                         Ok((package.digest, package))
@@ -309,9 +280,7 @@ impl Inner {
             Some(component) => component,
             None => {
                 let (bytes, n) = self
-                    .fetch_verified(app, ArtifactKind::Artifact, &artifact_digest, |bytes| {
-                        Ok((Digest::of(&bytes), bytes))
-                    })
+                    .fetch_verified(app, BlobKind::Artifact, &artifact_digest, plain_bytes)
                     .await?;
                 fetched += n;
                 let runtime = self.runtime.clone();
@@ -377,24 +346,18 @@ impl Inner {
     async fn fetch_verified<T: Send + 'static>(
         &self,
         app: &str,
-        kind: ArtifactKind,
+        kind: BlobKind,
         digest: &Digest,
         decode: impl Fn(Vec<u8>) -> Result<(Digest, T), String> + Send + Sync + Clone + 'static,
     ) -> Result<(T, u64), StageError> {
-        let path = self
-            .config
-            .cache_dir
-            .join(kind.dir())
-            .join(kind.file_name(digest));
-        if let Ok(bytes) = tokio::fs::read(&path).await {
-            let check = decode.clone();
-            if let Ok(Ok((actual, value))) = tokio::task::spawn_blocking(move || check(bytes)).await
-                && actual == *digest
-            {
-                return Ok((value, 0));
+        if self.cache.contains(kind, digest) {
+            match self.cache.read_verified(kind, digest, decode.clone()).await {
+                Ok(value) => return Ok((value, 0)),
+                // A corrupt cache entry is replaced, never used.
+                Err(_) => {
+                    let _ = self.cache.remove(kind, digest).await;
+                }
             }
-            // A corrupt cache entry is replaced, never used.
-            let _ = tokio::fs::remove_file(&path).await;
         }
         let bytes = self
             .source
@@ -426,19 +389,16 @@ impl Inner {
                 actual: actual.to_string(),
             });
         }
-        write_atomically(&path, &bytes)
+        self.cache
+            .write(kind, digest, bytes)
             .await
             .map_err(|e| StageError::Io {
                 frontend: self.config.name.clone(),
-                reason: format!("cannot write {}: {e}", path.display()),
+                reason: format!(
+                    "cannot write {}: {e}",
+                    self.cache.path(kind, digest).display()
+                ),
             })?;
         Ok((value, n))
     }
-}
-
-/// Writes to a temporary file, fsyncs it, renames it into place and fsyncs
-/// the directory, so a crash never leaves a partial file under a content
-/// address.
-pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    runway_store::files::write_atomically_async(path, bytes.to_vec(), None).await
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use runway_api::fleet::{FrontendLink, RoutingTable, StageError, StageReport};
 
-pub use deploy::{ArtifactKind, ArtifactSource, DirSource};
+pub use deploy::{ArtifactSource, DirSource};
 pub use events::StoreKv;
 pub use node::{FrontendNode, NodeConfig};
 pub use serve::router;

@@ -30,14 +30,13 @@ use runway_api::v1::FrontendFlags;
 use runway_api::{ErrorBody, FRONTEND_HEADER};
 use runway_manifest::Digest;
 use runway_runtime::{Runtime, RuntimeConfig};
-use runway_store::Store;
+use runway_store::{BlobKind, Store};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::deploy::ArtifactKind;
 use crate::{ArtifactSource, Frontend, FrontendConfig};
 
 /// Everything `runway frontend serve` can be told.
@@ -571,10 +570,10 @@ impl ControllerClient {
 
 #[async_trait]
 impl ArtifactSource for ControllerClient {
-    async fn fetch(&self, kind: ArtifactKind, digest: &Digest) -> Result<Vec<u8>, String> {
+    async fn fetch(&self, kind: BlobKind, digest: &Digest) -> Result<Vec<u8>, String> {
         let path = match kind {
-            ArtifactKind::Package => "packages",
-            ArtifactKind::Artifact => "artifacts",
+            BlobKind::Package => "packages",
+            BlobKind::Artifact => "artifacts",
         };
         let response = self
             .get(&format!("{path}/{digest}"), Duration::from_secs(300))

@@ -8,6 +8,9 @@
 //!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
 //! * **session** — login sessions.
 //!
+//! It also owns the content-addressed files next to the catalogs
+//! ([`BlobStore`]: `packages/` and `artifacts/`).
+//!
 //! Two backends, one code path: SQLite files (`<dir>/platform.db`, `log.db`,
 //! `session.db`, WAL mode) for `runway up`, or one PostgreSQL database per
 //! environment with the schemas `platform`, `log` and `session` for a farm.
@@ -19,6 +22,7 @@
 //! fails the catalog is left as it was.
 
 mod apps;
+mod blobs;
 mod db;
 mod deployments;
 mod error;
@@ -43,6 +47,7 @@ pub use apps::{
     AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
     version_identity,
 };
+pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
 pub use deployments::{DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};

@@ -79,14 +79,17 @@ async fn a_missing_or_corrupt_artifact_is_recompiled_at_start() {
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("Notes\n"), "{body}");
     // Recompiled into place, under its content address.
-    let artifacts = data.join("artifacts");
+    let blobs = runway_store::BlobStore::new(&data);
     for digest in [&hello.artifact_digest, &notes.artifact_digest] {
-        let path = artifacts.join(format!("{}.cwasm", hex_of(digest)));
-        let bytes = std::fs::read(&path).expect("artifact recompiled");
-        assert_eq!(
-            runway_manifest::Digest::of(&bytes).to_string(),
-            digest.to_string()
-        );
+        let digest = runway_manifest::Digest::parse(digest).unwrap();
+        blobs
+            .read_verified(
+                runway_store::BlobKind::Artifact,
+                &digest,
+                runway_store::plain_bytes,
+            )
+            .await
+            .expect("artifact recompiled");
     }
 }
 

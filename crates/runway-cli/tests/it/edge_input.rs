@@ -332,7 +332,8 @@ async fn key_value_quota_stops_a_guest_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uploads_are_bounded_and_streamed_to_disk() {
     let env = TestEnv::start_with(|c| c.max_uploads = 1).await;
-    let packages = env.data_dir().join("packages");
+    let packages =
+        runway_store::BlobStore::new(env.data_dir()).dir(runway_store::BlobKind::Package);
     let uploads = || {
         std::fs::read_dir(&packages)
             .unwrap()
