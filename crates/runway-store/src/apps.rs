@@ -5,7 +5,6 @@
 //! Deleting an app's last version deletes the app row, but keeps its
 //! properties and key-value data: publishing the app again finds them.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -52,7 +51,7 @@ pub fn version_identity(version: &str) -> &str {
 }
 
 /// A published version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRecord {
     pub app: String,
     pub version: String,
@@ -65,7 +64,7 @@ pub struct VersionRecord {
 }
 
 /// An app and what runs of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRecord {
     pub name: String,
     pub running_version: Option<String>,
@@ -85,7 +84,7 @@ pub enum DeleteVersion {
 }
 
 /// A compiled component: one per (component digest, engine configuration).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactRecord {
     pub component_digest: String,
     /// Engine fingerprint (wasmtime version + compilation settings).

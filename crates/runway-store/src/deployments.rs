@@ -4,7 +4,6 @@
 //! ends `succeeded` (in the same transaction that records the new running
 //! versions and generation) or `failed` (catalog otherwise untouched).
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -18,7 +17,7 @@ pub type PropertyChange = (String, Option<String>);
 pub(crate) const DEPLOYMENT_KINDS: [&str; 3] = ["deploy", "config", "undeploy"];
 
 /// One deployment attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentRecord {
     pub id: i64,
     pub app: String,

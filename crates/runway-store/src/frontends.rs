@@ -5,7 +5,6 @@
 //! has to mark anything. A row leaves the catalog only when an operator
 //! removes it.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -13,7 +12,7 @@ use crate::error::{Context, Result, StoreError};
 use crate::{Store, now_ms};
 
 /// A front-end as registered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendRecord {
     pub name: String,
     /// Random identity kept in the front-end's data directory.

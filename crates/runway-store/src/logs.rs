@@ -173,7 +173,7 @@ pub struct NewLogEntry {
 }
 
 /// A stored entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     /// Monotonic cursor: later entries have larger ids.
     pub id: i64,

@@ -1,13 +1,12 @@
 //! Login sessions (session catalog). Only a hash of the session id is stored.
 
-use serde::Serialize;
 use sqlx::Row;
 
 use crate::error::{Context, Result, StoreError, is_unique_violation};
 use crate::{Store, now_ms};
 
 /// A session that has not expired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id_hash: String,
     pub subject: String,

@@ -1,7 +1,6 @@
 //! API tokens (platform catalog). Only the token's hash is stored; the caller
 //! hashes and checks scopes and revocation.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -9,7 +8,16 @@ use crate::error::{Context, Result, StoreError, is_unique_violation};
 use crate::{Store, now_ms};
 
 /// A token (active or revoked).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Like every store record it is not `Serialize`: what leaves the process is
+/// built field by field from it (the API's `TokenInfo`), so its hash can never
+/// be sent or logged by accident. `Debug` shows the hash redacted.
+///
+/// ```compile_fail
+/// fn serializable<T: serde::Serialize>() {}
+/// serializable::<runway_store::TokenRecord>();
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: i64,
     pub name: String,
@@ -18,6 +26,20 @@ pub struct TokenRecord {
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .field("hash", &"<redacted>")
+            .field("created_at_ms", &self.created_at_ms)
+            .field("last_used_at_ms", &self.last_used_at_ms)
+            .field("revoked_at_ms", &self.revoked_at_ms)
+            .finish()
+    }
 }
 
 const TOKEN_COLUMNS: &str = "id, name, scope, hash, created_at_ms, last_used_at_ms, revoked_at_ms";
