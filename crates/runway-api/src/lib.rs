@@ -1,7 +1,8 @@
 //! Every JSON shape that crosses a process boundary in Runway.
 //!
 //! `v1` is the environment's REST API (`/_runway/api/v1/…`), `fleet` is the
-//! controller ↔ front-end protocol, `error` the error body shared by both.
+//! controller ↔ front-end protocol, `error` the error body shared by both,
+//! `readiness` the one rule that decides whether a front-end is ready.
 //! This crate holds data only: no I/O and no policy, so that the server, the
 //! client and the tests agree on the wire format by construction. Its one
 //! interface, `fleet::FrontendLink`, lets the controller drive front-ends
@@ -9,6 +10,7 @@
 
 pub mod error;
 pub mod fleet;
+pub mod readiness;
 pub mod v1;
 
 pub use error::ErrorBody;

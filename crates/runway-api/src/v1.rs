@@ -112,13 +112,6 @@ pub struct FrontendInfo {
     pub enabled: bool,
 }
 
-impl FrontendInfo {
-    /// Whether a balancer may send it new app requests.
-    pub fn takes_traffic(&self) -> bool {
-        self.enabled && self.flags.serves_apps && self.state == FrontendState::Ready
-    }
-}
-
 /// Where a front-end is in its life, as the controller last heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]

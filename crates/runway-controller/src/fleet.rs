@@ -35,6 +35,7 @@ use runway_api::fleet::{
     EngineSettings, FLEET_V1, FrontendHello, FrontendLink, FrontendProgress, Heartbeat,
     HeartbeatReply, Registered, RoutingTable, StageError, StageReport,
 };
+use runway_api::readiness::{self, Observed};
 use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};
 use runway_manifest::Digest;
 use runway_server::error_chain;
@@ -162,7 +163,8 @@ impl Controller {
         if let Some(farm) = &self.inner.fleet.farm {
             for record in self.store().frontends().await? {
                 if !record.enabled || farm.is_silent(&record) {
-                    let state = farm.state(&record, false);
+                    // Disabled or offline, whatever generation it serves.
+                    let state = farm.state(&record, 0, false);
                     skipped.push(FrontendProgress {
                         frontend: record.name,
                         state: "skipped".into(),
@@ -196,11 +198,14 @@ impl Controller {
                 FrontendInfo {
                     name: f.name().to_string(),
                     address: self.config().base_url.clone(),
-                    state: if ready && served >= generation {
-                        FrontendState::Ready
-                    } else {
-                        FrontendState::CatchingUp
-                    },
+                    state: readiness::state(Observed {
+                        enabled: true,
+                        heartbeating: true,
+                        reported_ready: ready,
+                        served,
+                        committed: generation,
+                        switching: false,
+                    }),
                     generation: served,
                     last_heartbeat_ms: None,
                     flags: FrontendFlags::default(),
@@ -212,9 +217,9 @@ impl Controller {
         if let Some(farm) = &self.inner.fleet.farm {
             offline_after_secs = farm.config.offline_after.as_secs();
             for record in self.store().frontends().await? {
-                let current = record.generation >= generation || self.is_switching(&record.name);
+                let switching = self.is_switching(&record.name);
                 frontends.push(FrontendInfo {
-                    state: farm.state(&record, current),
+                    state: farm.state(&record, generation, switching),
                     name: record.name,
                     address: record.address,
                     generation: record.generation,
@@ -283,21 +288,17 @@ impl Farm {
         now_ms() - since > self.config.offline_after.as_millis() as i64
     }
 
-    /// A registered front-end's state as of now. `current`: it serves the
-    /// committed generation, or is being switched to it.
-    fn state(&self, record: &FrontendRecord, current: bool) -> FrontendState {
-        if !record.enabled {
-            FrontendState::Disabled
-        } else if self.is_silent(record) {
-            FrontendState::Offline
-        } else if record.ready && current {
-            // Its last word was "ready", and nothing was committed since that
-            // it has not got (a controller that recorded a deployment and died
-            // before switching anyone leaves such rows behind).
-            FrontendState::Ready
-        } else {
-            FrontendState::CatchingUp
-        }
+    /// A registered front-end's state as of now, `committed` being the
+    /// environment's generation (`switching`: a deployment is switching it).
+    fn state(&self, record: &FrontendRecord, committed: i64, switching: bool) -> FrontendState {
+        readiness::state(Observed {
+            enabled: record.enabled,
+            heartbeating: !self.is_silent(record),
+            reported_ready: record.ready,
+            served: record.generation,
+            committed,
+            switching,
+        })
     }
 
     fn key_for(&self, record: &FrontendRecord) -> String {

@@ -128,8 +128,11 @@ impl Inner {
     /// table, and none older than the committed generation it knows of.
     pub(crate) fn status(&self) -> (i64, bool) {
         let generation = self.routes.load().generation;
-        let ready = self.ready.load(Ordering::Acquire)
-            && generation >= self.committed.load(Ordering::Acquire);
+        let ready = runway_api::readiness::serves_committed(
+            self.ready.load(Ordering::Acquire),
+            generation,
+            self.committed.load(Ordering::Acquire),
+        );
         (generation, ready)
     }
 
