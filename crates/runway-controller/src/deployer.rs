@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::StatusCode;
 use runway_api::fleet::StageError;
 use runway_api::fleet::{AppAssignment, FrontendProgress, RoutingTable};
 use runway_api::v1::{Deployment, Limits, PropertyView, PublishResult};
@@ -33,7 +32,7 @@ use runway_store::{
 };
 
 use crate::Controller;
-use crate::error::{ApiError, ApiResult};
+use crate::controller_error::{ControllerError, ControllerResult};
 
 /// What a deployment changes relative to the committed state.
 enum Change {
@@ -90,7 +89,11 @@ impl Controller {
     /// artifact for this component and engine exists), stores both, records
     /// the version, and deploys it when asked. Returns whether the version
     /// is new.
-    pub async fn publish(&self, bytes: Bytes, deploy: bool) -> ApiResult<(PublishResult, bool)> {
+    pub async fn publish(
+        &self,
+        bytes: Bytes,
+        deploy: bool,
+    ) -> ControllerResult<(PublishResult, bool)> {
         self.publish_upload(Upload::Bytes(bytes), deploy).await
     }
 
@@ -100,7 +103,7 @@ impl Controller {
         &self,
         file: tempfile::TempPath,
         deploy: bool,
-    ) -> ApiResult<(PublishResult, bool)> {
+    ) -> ControllerResult<(PublishResult, bool)> {
         self.publish_upload(Upload::File(file), deploy).await
     }
 
@@ -108,7 +111,7 @@ impl Controller {
         &self,
         upload: Upload,
         deploy: bool,
-    ) -> ApiResult<(PublishResult, bool)> {
+    ) -> ControllerResult<(PublishResult, bool)> {
         let started = Instant::now();
         let max = self.config().max_package_bytes;
         let decoded = match &upload {
@@ -121,14 +124,14 @@ impl Controller {
                 tokio::task::spawn_blocking(move || Package::from_file(&path, max)).await
             }
         };
-        let package = decoded.map_err(ApiError::internal)?.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_package", e.to_string())
-        })?;
+        let package = decoded
+            .map_err(ControllerError::internal)?
+            .map_err(|e| ControllerError::invalid("invalid_package", e.to_string()))?;
         let size_bytes = match &upload {
             Upload::Bytes(bytes) => bytes.len() as u64,
             Upload::File(path) => tokio::fs::metadata(path)
                 .await
-                .map_err(ApiError::internal)?
+                .map_err(ControllerError::internal)?
                 .len(),
         };
         let app = package.manifest.app.name.to_string();
@@ -175,14 +178,14 @@ impl Controller {
                     .blobs()
                     .write(BlobKind::Package, &package.digest, bytes.to_vec())
                     .await
-                    .map_err(ApiError::internal)?,
+                    .map_err(ControllerError::internal)?,
                 Upload::File(file) => {
                     // Received in `packages/` itself: a rename puts it in place.
                     let to = self.blobs().path(BlobKind::Package, &package.digest);
                     tokio::task::spawn_blocking(move || file.persist(&to))
                         .await
-                        .map_err(ApiError::internal)?
-                        .map_err(ApiError::internal)?;
+                        .map_err(ControllerError::internal)?
+                        .map_err(ControllerError::internal)?;
                 }
             }
         }
@@ -255,11 +258,12 @@ impl Controller {
         &self,
         component: &[u8],
         component_digest: Digest,
-    ) -> ApiResult<(Digest, bool, u64)> {
+    ) -> ControllerResult<(Digest, bool, u64)> {
         let engine = self.runtime().engine_fingerprint().to_string();
         let key = component_digest.to_string();
         if let Some(record) = self.store().artifact(&key, &engine).await? {
-            let digest = Digest::parse(&record.artifact_digest).map_err(ApiError::internal)?;
+            let digest =
+                Digest::parse(&record.artifact_digest).map_err(ControllerError::internal)?;
             if self.artifact_is_intact(&digest).await {
                 return Ok((digest, false, 0));
             }
@@ -269,20 +273,20 @@ impl Controller {
             .compile_slots
             .acquire()
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ControllerError::internal)?;
         let started = Instant::now();
         let runtime = self.runtime().clone();
         let component = component.to_vec();
         let (artifact, _report) = tokio::task::spawn_blocking(move || runtime.compile(&component))
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ControllerError::internal)?
             .map_err(component_error)?;
         let compile_ms = started.elapsed().as_millis() as u64;
         let digest = Digest::of(&artifact);
         self.blobs()
             .write(BlobKind::Artifact, &digest, artifact.clone())
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ControllerError::internal)?;
         self.store()
             .insert_artifact(&ArtifactRecord {
                 component_digest: key,
@@ -306,7 +310,7 @@ impl Controller {
 
     /// The stored package of a version, decoded (which verifies every entry)
     /// and checked against the digest it was published with.
-    async fn stored_package(&self, digest: &Digest) -> ApiResult<Package> {
+    async fn stored_package(&self, digest: &Digest) -> ControllerResult<Package> {
         let max = self.config().max_package_bytes;
         self.blobs()
             .read_verified(BlobKind::Package, digest, move |bytes| {
@@ -315,8 +319,7 @@ impl Controller {
             })
             .await
             .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                ControllerError::damaged(
                     "package_unusable",
                     format!("the stored package {e}; publish this version again"),
                 )
@@ -324,7 +327,7 @@ impl Controller {
     }
 
     /// Switches `app` to `version` on every front-end: the rollback path too.
-    pub async fn deploy(&self, app: &str, version: &str) -> ApiResult<Deployment> {
+    pub async fn deploy(&self, app: &str, version: &str) -> ControllerResult<Deployment> {
         self.deploy_with(app, version, false).await
     }
 
@@ -335,7 +338,7 @@ impl Controller {
         app: &str,
         version: &str,
         disable_failed: bool,
-    ) -> ApiResult<Deployment> {
+    ) -> ControllerResult<Deployment> {
         let change = Change::Deploy {
             app: app.to_string(),
             version: version.to_string(),
@@ -361,7 +364,7 @@ impl Controller {
         &self,
         app: &str,
         patch: &BTreeMap<String, Option<String>>,
-    ) -> ApiResult<Vec<PropertyView>> {
+    ) -> ControllerResult<Vec<PropertyView>> {
         // Read and change under the deployment lock: a deployment or another
         // patch in between would otherwise be recorded over.
         let lock = self.inner.deploy_lock.lock().await;
@@ -372,7 +375,7 @@ impl Controller {
         for version in self.store().versions(app).await? {
             published.push(
                 Manifest::parse(&version.manifest_toml, "runway.toml")
-                    .map_err(ApiError::internal)?,
+                    .map_err(ControllerError::internal)?,
             );
         }
         for (key, value) in patch {
@@ -386,7 +389,7 @@ impl Controller {
                     .collect();
                 declared.sort_unstable();
                 declared.dedup();
-                return Err(ApiError::bad_request(
+                return Err(ControllerError::invalid(
                     "unknown_property",
                     format!(
                         "app {app} declares no property '{key}' in any published version (declared: {}); add it under [properties.{key}] in runway.toml",
@@ -400,7 +403,7 @@ impl Controller {
             };
             if let Some(value) = value {
                 property.kind.check(value).map_err(|problem| {
-                    ApiError::bad_request(
+                    ControllerError::invalid(
                         "invalid_property",
                         format!("property {key} of app {app} = {value:?}: {problem}"),
                     )
@@ -443,7 +446,7 @@ impl Controller {
         app: &str,
         manifest: &Manifest,
         values: &BTreeMap<String, String>,
-    ) -> ApiResult<Vec<PropertyView>> {
+    ) -> ControllerResult<Vec<PropertyView>> {
         let marked = self.store().secret_marks(app).await?;
         Ok(property_views(manifest, values, &marked))
     }
@@ -456,7 +459,7 @@ impl Controller {
         app: &str,
         manifest: &Manifest,
         overrule_unmark: bool,
-    ) -> ApiResult<()> {
+    ) -> ControllerResult<()> {
         let keys: Vec<String> = manifest
             .properties
             .iter()
@@ -471,21 +474,21 @@ impl Controller {
 
     /// Un-marks a property that no version the configuration follows
     /// declares secret any more: its value is shown and stored in plaintext.
-    pub async fn unmark_secret(&self, app: &str, key: &str) -> ApiResult<Vec<PropertyView>> {
+    pub async fn unmark_secret(&self, app: &str, key: &str) -> ControllerResult<Vec<PropertyView>> {
         let _lock = self.inner.deploy_lock.lock().await;
         let (record, manifest, _) = self.app_config(app).await?;
         let (_, config_version) = self
             .manifest_for_config(app, record.running_version.as_deref())
             .await?;
         if manifest.properties.get(key).is_some_and(|p| p.secret) {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::conflict(format!(
                 "property '{key}' of {app} is declared secret by {app} {config_version}, \
                  whose configuration applies; publish a version that declares it without \
                  `secret = true` first"
             )));
         }
         if !self.store().secret_marks(app).await?.contains(key) {
-            return Err(ApiError::not_found(format!(
+            return Err(ControllerError::not_found(format!(
                 "property '{key}' of {app} is not marked secret; `runway app config {app}` shows its properties"
             )));
         }
@@ -498,7 +501,7 @@ impl Controller {
     /// At start: marks the secret properties of every published version (a
     /// catalog from before marks existed), keeping admins' un-markings, and
     /// so encrypts any plaintext secret value.
-    async fn mark_published_secrets(&self) -> ApiResult<()> {
+    async fn mark_published_secrets(&self) -> ControllerResult<()> {
         for app in self.store().apps().await? {
             for version in self.store().versions(&app.name).await? {
                 match Manifest::parse(&version.manifest_toml, "runway.toml") {
@@ -517,7 +520,7 @@ impl Controller {
     pub async fn app_config(
         &self,
         app: &str,
-    ) -> ApiResult<(runway_store::AppRecord, Manifest, BTreeMap<String, String>)> {
+    ) -> ControllerResult<(runway_store::AppRecord, Manifest, BTreeMap<String, String>)> {
         let record = self
             .store()
             .app(app)
@@ -536,14 +539,14 @@ impl Controller {
         &self,
         app: &str,
         running: Option<&str>,
-    ) -> ApiResult<(Manifest, String)> {
+    ) -> ControllerResult<(Manifest, String)> {
         let record = match running {
             Some(version) => self.store().version(app, version).await?,
             None => self.store().versions(app).await?.into_iter().next(),
         }
         .ok_or_else(|| app_not_found(app))?;
-        let manifest =
-            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
+        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml")
+            .map_err(ControllerError::internal)?;
         Ok((manifest, record.version))
     }
 
@@ -560,7 +563,7 @@ impl Controller {
         change: Change,
         on_failure: OnStageFailure,
         properties: Option<&[runway_store::PropertyChange]>,
-    ) -> ApiResult<Deployment> {
+    ) -> ControllerResult<Deployment> {
         let id = self.store().begin_deployment(app, version, kind).await?;
         let running = vec![(app.to_string(), Some(version.to_string()))];
         let mut progress = Vec::new();
@@ -576,7 +579,7 @@ impl Controller {
         }
         .await;
         if !progress.is_empty() {
-            let json = serde_json::to_string(&progress).map_err(ApiError::internal)?;
+            let json = serde_json::to_string(&progress).map_err(ControllerError::internal)?;
             if let Err(e) = self.store().set_deployment_progress(id, &json).await {
                 tracing::warn!("deployment {id}: failed to record each front-end's part: {e}");
             }
@@ -591,7 +594,7 @@ impl Controller {
             Err(e) => {
                 // The record is shown to API callers: the public message only,
                 // never an internal cause (database text, host paths).
-                self.store().fail_deployment(id, &e.message).await?;
+                self.store().fail_deployment(id, e.public_message()).await?;
                 tracing::warn!(%app, %version, kind, "deployment failed: {e}");
                 Err(if progress.is_empty() {
                     e
@@ -602,14 +605,16 @@ impl Controller {
         }
     }
 
-    async fn deployment_record(&self, id: i64) -> ApiResult<DeploymentRecord> {
+    async fn deployment_record(&self, id: i64) -> ControllerResult<DeploymentRecord> {
         // Deployments are listed newest first; a just-finished one is near the top.
         self.store()
             .deployments(None, 50)
             .await?
             .into_iter()
             .find(|d| d.id == id)
-            .ok_or_else(|| ApiError::internal(format!("deployment {id} vanished from the catalog")))
+            .ok_or_else(|| {
+                ControllerError::internal(format!("deployment {id} vanished from the catalog"))
+            })
     }
 
     /// At startup: marks deployments the previous process left unfinished as
@@ -617,7 +622,7 @@ impl Controller {
     /// re-applies the committed state to the in-process front-ends, so they
     /// serve exactly what the catalog says before they are ready. Registered
     /// front-ends catch up by themselves.
-    pub async fn restore(&self) -> ApiResult<()> {
+    pub async fn restore(&self) -> ControllerResult<()> {
         let _lock = self.inner.deploy_lock.lock().await;
         let failed = self
             .store()
@@ -667,10 +672,9 @@ impl Controller {
 
     /// The committed routing table, for a front-end catching up. Refused while
     /// a deployment runs: its table could mix recorded and unrecorded state.
-    pub async fn committed_table(&self) -> ApiResult<RoutingTable> {
+    pub async fn committed_table(&self) -> ControllerResult<RoutingTable> {
         let Ok(_lock) = self.inner.deploy_lock.try_lock() else {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return Err(ControllerError::busy(
                 "deployment_in_progress",
                 "a deployment is in progress; ask again after it ends",
             ));
@@ -678,7 +682,7 @@ impl Controller {
         self.build_committed_table().await
     }
 
-    async fn build_committed_table(&self) -> ApiResult<RoutingTable> {
+    async fn build_committed_table(&self) -> ControllerResult<RoutingTable> {
         let mut table = self.build_table(Change::Nothing).await?;
         // The committed generation itself, not the next one.
         table.generation = self.store().generation().await?;
@@ -696,7 +700,7 @@ impl Controller {
         record: Record<'_>,
         on_failure: OnStageFailure,
         progress: &mut Vec<FrontendProgress>,
-    ) -> ApiResult<Rollout> {
+    ) -> ControllerResult<Rollout> {
         let generation = table.generation;
         let (targets, skipped) = self.deployment_targets().await?;
         let remote = |name: &str| !self.inner.fleet.local.iter().any(|l| l.name() == name);
@@ -754,15 +758,18 @@ impl Controller {
                 frontend.abort(generation).await;
             }
             let errors: Vec<String> = failures.iter().map(|(_, e)| e.to_string()).collect();
-            let mut error = stage_error(failures.swap_remove(0).1);
-            if errors.len() > 1 {
-                error.message = format!(
-                    "staging failed on {} front-ends, nothing was switched: {}",
-                    errors.len(),
-                    errors.join("; ")
-                );
-            }
-            return Err(error);
+            return Err(if errors.len() > 1 {
+                ControllerError::rollout(
+                    "deployment_failed",
+                    format!(
+                        "staging failed on {} front-ends, nothing was switched: {}",
+                        errors.len(),
+                        errors.join("; ")
+                    ),
+                )
+            } else {
+                stage_error(failures.swap_remove(0).1)
+            });
         }
 
         // From the record on, the staged front-ends are switching: they stay
@@ -875,7 +882,7 @@ impl Controller {
 
     /// The routing table of the next generation: every running app, with
     /// `change` applied.
-    async fn build_table(&self, change: Change) -> ApiResult<RoutingTable> {
+    async fn build_table(&self, change: Change) -> ControllerResult<RoutingTable> {
         self.build_table_with(change, false).await
     }
 
@@ -884,7 +891,11 @@ impl Controller {
     /// (at start), artifacts are verified and recompiled when needed, and an
     /// app that still cannot be assigned is marked failed instead of failing
     /// the whole table.
-    async fn build_table_with(&self, change: Change, tolerant: bool) -> ApiResult<RoutingTable> {
+    async fn build_table_with(
+        &self,
+        change: Change,
+        tolerant: bool,
+    ) -> ControllerResult<RoutingTable> {
         let mut running: BTreeMap<String, String> = self
             .store()
             .apps()
@@ -951,14 +962,14 @@ impl Controller {
         version: &str,
         values: &BTreeMap<String, String>,
         verify: bool,
-    ) -> ApiResult<AppAssignment> {
+    ) -> ControllerResult<AppAssignment> {
         let record = self.store().version(app, version).await?.ok_or_else(|| {
-            ApiError::not_found(format!(
+            ControllerError::not_found(format!(
                 "app {app} has no version {version}; `runway app versions {app}` lists the published ones"
             ))
         })?;
-        let manifest =
-            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ApiError::internal)?;
+        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml")
+            .map_err(ControllerError::internal)?;
         let mut config = BTreeMap::new();
         let mut missing = Vec::new();
         for (name, property) in &manifest.properties {
@@ -976,9 +987,7 @@ impl Controller {
                 .map(|m| format!("{m}=…"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "missing_property",
+            return Err(ControllerError::conflict_with("missing_property",
                 format!(
                     "{app} {version} requires properties with no value in this environment: {}; set them with `runway app config {app} {example}`",
                     missing.join(", ")
@@ -988,9 +997,9 @@ impl Controller {
         }
         // An artifact compiled by another engine configuration (e.g. after an
         // upgrade) is recompiled from the stored package, once.
-        let package_digest = Digest::parse(&record.digest).map_err(ApiError::internal)?;
+        let package_digest = Digest::parse(&record.digest).map_err(ControllerError::internal)?;
         let component_digest =
-            Digest::parse(&record.component_digest).map_err(ApiError::internal)?;
+            Digest::parse(&record.component_digest).map_err(ControllerError::internal)?;
         let engine = self.runtime().engine_fingerprint().to_string();
         // So is one whose file is missing or corrupt (checked when `verify`:
         // at start, and before a front-end fetches it).
@@ -1001,7 +1010,7 @@ impl Controller {
         {
             Some(artifact) => {
                 let digest =
-                    Digest::parse(&artifact.artifact_digest).map_err(ApiError::internal)?;
+                    Digest::parse(&artifact.artifact_digest).map_err(ControllerError::internal)?;
                 (!verify || self.artifact_is_intact(&digest).await).then_some(digest)
             }
             None => None,
@@ -1108,35 +1117,35 @@ pub(crate) fn deployment_view(record: DeploymentRecord, rollout: Option<&Rollout
     }
 }
 
-fn failed_deployment(app: &str, version: &str, error: &ApiError) -> Deployment {
+fn failed_deployment(app: &str, version: &str, error: &ControllerError) -> Deployment {
     Deployment {
         id: 0,
         app: app.to_string(),
         version: version.to_string(),
         kind: "deploy".into(),
         status: "failed".into(),
-        error: Some(error.message.clone()),
+        error: Some(error.public_message().to_string()),
         generation: None,
         started_at_ms: now_ms(),
         finished_at_ms: Some(now_ms()),
         stage_ms: None,
         commit_ms: None,
         frontends: error
-            .details
+            .details()
             .get("frontends")
             .and_then(|f| serde_json::from_value(f.clone()).ok())
             .unwrap_or_default(),
     }
 }
 
-pub fn app_not_found(app: &str) -> ApiError {
-    ApiError::not_found(format!(
+pub fn app_not_found(app: &str) -> ControllerError {
+    ControllerError::not_found(format!(
         "no app named '{app}' in this environment; `runway app list` shows the published apps"
     ))
 }
 
-fn version_conflict(app: &str, version: &str, existing: &str, new: &Digest) -> ApiError {
-    ApiError::conflict(format!(
+fn version_conflict(app: &str, version: &str, existing: &str, new: &Digest) -> ControllerError {
+    ControllerError::conflict(format!(
         "{app} {version} is already published with digest {existing}, and this package has digest {new}; \
          versions are immutable: bump [app] version in runway.toml"
     ))
@@ -1150,8 +1159,8 @@ fn same_version_conflict(
     existing_version: &str,
     existing_digest: &str,
     new: &Digest,
-) -> ApiError {
-    ApiError::conflict(format!(
+) -> ControllerError {
+    ControllerError::conflict(format!(
         "{app} {version} is the same version as the published {app} {existing_version} \
          (semver ignores build metadata after '+'), which has other content (digest \
          {existing_digest}, this package {new}); versions are immutable: bump [app] version \
@@ -1164,12 +1173,8 @@ fn same_version_conflict(
     }))
 }
 
-fn component_error(e: ComponentError) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_component",
-        format!("component.wasm: {e}"),
-    )
+fn component_error(e: ComponentError) -> ControllerError {
+    ControllerError::unrunnable("invalid_component", format!("component.wasm: {e}"))
 }
 
 /// The app a staging error is about, if it is about one.
@@ -1182,20 +1187,20 @@ fn stage_error_app(e: &StageError) -> Option<&str> {
     }
 }
 
-fn stage_error(e: StageError) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
+fn stage_error(e: StageError) -> ControllerError {
+    ControllerError::rollout(
         "deployment_failed",
         format!("deployment failed, nothing was switched: {e}"),
     )
 }
 
 /// Parses `NAME` and `VERSION` from path segments with precise errors.
-pub fn parse_app_version(app: &str, version: &str) -> ApiResult<(AppName, Version)> {
-    let name = AppName::parse(app)
-        .map_err(|e| ApiError::bad_request("invalid_app_name", format!("app name '{app}': {e}")))?;
+pub fn parse_app_version(app: &str, version: &str) -> ControllerResult<(AppName, Version)> {
+    let name = AppName::parse(app).map_err(|e| {
+        ControllerError::invalid("invalid_app_name", format!("app name '{app}': {e}"))
+    })?;
     let version = Version::parse(version).map_err(|e| {
-        ApiError::bad_request(
+        ControllerError::invalid(
             "invalid_version",
             format!("version '{version}': {e}; expected semver like 1.2.3"),
         )

@@ -1,4 +1,5 @@
-//! The one HTTP error type of the environment API, and the layer that makes
+//! The one HTTP error type of the environment API (domain code returns
+//! [`ControllerError`], turned into it here), and the layer that makes
 //! every API response that is an error — the framework's own rejections
 //! included (bad query strings, 413, 415, 422, unknown paths, 405) — the
 //! documented JSON `{code, message, details}`.
@@ -15,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use runway_api::ErrorBody;
+
+use crate::controller_error::ControllerError;
 
 /// Header carrying the request id (kept if the caller sent a sane one).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -242,14 +245,27 @@ impl std::fmt::Display for ApiError {
 
 impl From<runway_store::StoreError> for ApiError {
     fn from(e: runway_store::StoreError) -> ApiError {
-        use runway_store::StoreError;
-        match e {
-            // Refusals of the caller's input: the message names the field.
-            StoreError::Invalid(m) => ApiError::bad_request("invalid_request", m),
-            StoreError::Conflict(m) | StoreError::QuotaExceeded(m) => ApiError::conflict(m),
-            StoreError::NotFound(m) => ApiError::not_found(m),
-            other => ApiError::internal(format!("{other:#}")),
-        }
+        ApiError::from(ControllerError::from(e))
+    }
+}
+
+/// The one place a controller error becomes an HTTP status and body.
+impl From<ControllerError> for ApiError {
+    fn from(e: ControllerError) -> ApiError {
+        let (status, refusal) = match e {
+            ControllerError::Invalid(r) => (StatusCode::BAD_REQUEST, r),
+            ControllerError::Unauthenticated(r) => (StatusCode::UNAUTHORIZED, r),
+            ControllerError::Forbidden(r) => (StatusCode::FORBIDDEN, r),
+            ControllerError::NotFound(r) => (StatusCode::NOT_FOUND, r),
+            ControllerError::Conflict(r) => (StatusCode::CONFLICT, r),
+            ControllerError::Unrunnable(r) => (StatusCode::UNPROCESSABLE_ENTITY, r),
+            ControllerError::Rollout(r) => (StatusCode::BAD_GATEWAY, r),
+            ControllerError::Busy(r) => (StatusCode::SERVICE_UNAVAILABLE, r),
+            // Shown as is: the message says how to repair the stored data.
+            ControllerError::Damaged(r) => (StatusCode::INTERNAL_SERVER_ERROR, r),
+            ControllerError::Internal(cause) => return ApiError::internal(cause),
+        };
+        ApiError::new(status, refusal.code, refusal.message).with_details(refusal.details)
     }
 }
 

@@ -44,6 +44,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::Controller;
+use crate::controller_error::{ControllerError, ControllerResult};
 use crate::error::{ApiError, ApiResult};
 use crate::identity;
 
@@ -157,7 +158,7 @@ impl Controller {
     /// skips (offline or disabled), as progress entries.
     pub(crate) async fn deployment_targets(
         &self,
-    ) -> ApiResult<(Vec<Arc<dyn FrontendLink>>, Vec<FrontendProgress>)> {
+    ) -> ControllerResult<(Vec<Arc<dyn FrontendLink>>, Vec<FrontendProgress>)> {
         let mut links = self.inner.fleet.local.clone();
         let mut skipped = Vec::new();
         if let Some(farm) = &self.inner.fleet.farm {
@@ -186,7 +187,7 @@ impl Controller {
     }
 
     /// `GET /_runway/api/v1/frontends`
-    pub async fn frontend_list(&self) -> ApiResult<FrontendList> {
+    pub async fn frontend_list(&self) -> ControllerResult<FrontendList> {
         let generation = self.store().generation().await?;
         let mut frontends: Vec<FrontendInfo> = self
             .inner
@@ -241,7 +242,7 @@ impl Controller {
     }
 
     /// `runway frontend enable|disable NAME`.
-    pub async fn set_frontend_enabled(&self, name: &str, enabled: bool) -> ApiResult<()> {
+    pub async fn set_frontend_enabled(&self, name: &str, enabled: bool) -> ControllerResult<()> {
         if self.store().set_frontend_enabled(name, enabled).await? {
             tracing::info!(frontend = name, enabled, "front-end changed");
             Ok(())
@@ -252,7 +253,7 @@ impl Controller {
 
     /// `runway frontend remove NAME`: only a front-end that stopped
     /// heartbeating can be removed (a running one would register again).
-    pub async fn remove_frontend(&self, name: &str) -> ApiResult<()> {
+    pub async fn remove_frontend(&self, name: &str) -> ControllerResult<()> {
         let record = self
             .store()
             .frontend(name)
@@ -261,7 +262,7 @@ impl Controller {
         if let Some(farm) = &self.inner.fleet.farm
             && !farm.is_silent(&record)
         {
-            return Err(ApiError::conflict(format!(
+            return Err(ControllerError::conflict(format!(
                 "front-end {name} is still running (last heartbeat {} ms ago); stop it \
                  first (until then `runway frontend disable {name}` drains it)",
                 now_ms() - record.last_heartbeat_ms
@@ -272,8 +273,8 @@ impl Controller {
     }
 }
 
-fn frontend_not_found(name: &str) -> ApiError {
-    ApiError::not_found(format!(
+fn frontend_not_found(name: &str) -> ControllerError {
+    ControllerError::not_found(format!(
         "no front-end named {name} in this environment; `runway frontend list` shows them"
     ))
 }

@@ -5,13 +5,13 @@
 //! entropy, and a fast one keeps authentication cheap on every call.
 
 use axum::extract::FromRequestParts;
-use http::StatusCode;
 use http::request::Parts;
 use runway_api::v1::Scope;
 use runway_store::{TokenRecord, now_ms};
 use sha2::{Digest as _, Sha256};
 
 use crate::Controller;
+use crate::controller_error::{ControllerError, ControllerResult};
 use crate::error::ApiError;
 
 const PREFIX: &str = "rwt_";
@@ -56,12 +56,12 @@ pub struct Caller<S> {
     _scope: std::marker::PhantomData<S>,
 }
 
-fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+fn unauthorized(message: &str) -> ControllerError {
+    ControllerError::unauthenticated(message)
 }
 
 /// The bearer credential of a request.
-pub(crate) fn bearer(headers: &http::HeaderMap) -> Result<&str, ApiError> {
+pub(crate) fn bearer(headers: &http::HeaderMap) -> ControllerResult<&str> {
     let header = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
         unauthorized(
             "missing bearer token: send `authorization: Bearer <token>` (see `runway token create`)",
@@ -82,7 +82,7 @@ pub(crate) fn bearer(headers: &http::HeaderMap) -> Result<&str, ApiError> {
 pub(crate) async fn authenticate(
     controller: &Controller,
     headers: &http::HeaderMap,
-) -> Result<TokenRecord, ApiError> {
+) -> ControllerResult<TokenRecord> {
     let token = bearer(headers)?;
     if !token.starts_with(PREFIX) {
         return Err(unauthorized("invalid token: Runway tokens start with rwt_"));
@@ -111,16 +111,13 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> 
         let record = authenticate(controller, &parts.headers).await?;
         let scope = Scope::parse(&record.scope).unwrap_or(Scope::Join);
         if scope < S::SCOPE {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
+            return Err(ControllerError::forbidden(format!(
                     "token '{}' has scope {scope}, this call needs {}; create one with `runway token create NAME --scope {}`",
                     record.name,
                     S::SCOPE,
                     S::SCOPE
-                ),
-            ));
+                ))
+            .into());
         }
         if record
             .last_used_at_ms

@@ -116,7 +116,7 @@ impl Controller {
     /// Takes the lease once (at start): active if it was free (or held by
     /// this controller's previous process at the same address), standby
     /// otherwise. Nothing is served before this answers.
-    pub async fn campaign_once(&self, config: &LeaseConfig) -> anyhow::Result<Role> {
+    pub async fn campaign_once(&self, config: &LeaseConfig) -> runway_store::Result<Role> {
         self.set_role(Role::Standby {
             holder: String::new(),
             address: String::new(),

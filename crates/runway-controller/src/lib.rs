@@ -4,6 +4,7 @@
 //! routing tables out to the front-ends through the fleet protocol.
 
 pub mod api;
+pub mod controller_error;
 pub mod deployer;
 pub mod error;
 pub mod fleet;
@@ -21,6 +22,7 @@ use runway_store::{BlobStore, Store};
 use tokio::sync::{Mutex, Semaphore};
 
 pub use api::router;
+pub use controller_error::{ControllerError, ControllerResult, Refusal};
 pub use fleet::{FarmConfig, fleet_router};
 pub use lease::{LeaseConfig, Role};
 
