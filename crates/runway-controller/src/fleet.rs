@@ -32,8 +32,8 @@ use hmac::{Hmac, Mac};
 use http::StatusCode;
 use http::request::Parts;
 use runway_api::fleet::{
-    EngineSettings, FLEET_V1, FrontendHello, FrontendProgress, Heartbeat, HeartbeatReply,
-    Registered, RoutingTable, StageReport,
+    EngineSettings, FLEET_V1, FrontendHello, FrontendProgress, FrontendProgressState, Heartbeat,
+    HeartbeatReply, Registered, RoutingTable, StageReport,
 };
 use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};
 use runway_frontend::{FrontendLink, StageError, error_chain};
@@ -165,7 +165,7 @@ impl Controller {
                     let state = farm.state(&record, false);
                     skipped.push(FrontendProgress {
                         frontend: record.name,
-                        state: "skipped".into(),
+                        state: FrontendProgressState::Skipped,
                         fetched_bytes: 0,
                         elapsed_ms: 0,
                         error: Some(format!("{state}: it catches up before it serves again")),
@@ -421,7 +421,7 @@ async fn register(
     Json(hello): Json<FrontendHello>,
 ) -> ApiResult<Json<Registered>> {
     let token = identity::authenticate(&c, &headers).await?;
-    if Scope::parse(&token.scope) != Some(Scope::Join) {
+    if token.scope != Scope::Join {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

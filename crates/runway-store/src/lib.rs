@@ -43,7 +43,7 @@ pub use apps::{
     AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
     version_identity,
 };
-pub use deployments::{DeploymentRecord, PropertyChange};
+pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use kv::{KvQuota, KvUsage, MAX_BUCKET_BYTES, MAX_KEY_BYTES};
