@@ -725,3 +725,43 @@ async fn farm_prepare_stages_everywhere_abort_leaves_it_commit_switches_all() {
         assert_eq!(r.status(), 404, "{url}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_documents_the_console_endpoints() {
+    let env = TestEnv::start().await;
+    let doc: serde_json::Value = env
+        .http
+        .get(format!("{}/_runway/api/openapi.json", env.url))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    for (path, method) in [
+        ("/_runway/api/v1/packages/{digest}", "get"),
+        ("/_runway/api/v1/packages/{digest}", "head"),
+        ("/_runway/api/v1/packages/{digest}", "put"),
+        ("/_runway/api/v1/deployments", "post"),
+        ("/_runway/api/v1/deployments/dry-run", "post"),
+        ("/_runway/api/v1/deployments/{id}", "get"),
+        ("/_runway/api/v1/deployments/{id}/commit", "post"),
+        ("/_runway/api/v1/deployments/{id}/abort", "post"),
+        ("/_runway/api/v1/apps/{app}/deployment", "delete"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
+    }
+    let schemas = &doc["components"]["schemas"];
+    for schema in [
+        "DeploymentRequest",
+        "DryRun",
+        "ProblemCode",
+        "DeploymentStatus",
+    ] {
+        assert!(schemas[schema].is_object(), "schema {schema} missing");
+    }
+    let codes = schemas["ProblemCode"].to_string();
+    assert!(codes.contains("breaks_dependent"), "{codes}");
+}
