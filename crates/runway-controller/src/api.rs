@@ -203,9 +203,8 @@ async fn publish(
 ) -> ApiResult<Response> {
     // Refused before a byte of the body is read: the upload slot bounds disk
     // and decoding work, not only memory.
-    let _slot = match upload_slot(&c, slots) {
-        Ok(slot) => slot,
-        Err(busy) => return Ok(busy),
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return Ok(too_many_uploads(&c));
     };
     let file = receive_upload(&c, body).await?;
     let (result, created) = c.publish_file(file, params.deploy.unwrap_or(true)).await?;
@@ -217,27 +216,22 @@ async fn publish(
     Ok((status, Json(result)).into_response())
 }
 
-/// One of the `--max-uploads` slots, or the 503 answer (with `Retry-After`).
-fn upload_slot(
-    c: &Controller,
-    slots: Arc<Semaphore>,
-) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
-    slots.try_acquire_owned().map_err(|_| {
-        let limit = c.config().max_uploads;
-        (
+/// The 503 answer (with `Retry-After`) when every `--max-uploads` slot is taken.
+fn too_many_uploads(c: &Controller) -> Response {
+    let limit = c.config().max_uploads;
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, "5")],
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            [(http::header::RETRY_AFTER, "5")],
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_uploads",
-                format!(
-                    "{limit} package uploads are already being received, this environment's limit (--max-uploads); retry in a few seconds"
-                ),
-            )
-            .with_detail("retry_after_secs", serde_json::json!(5)),
+            "too_many_uploads",
+            format!(
+                "{limit} package uploads are already being received, this environment's limit (--max-uploads); retry in a few seconds"
+            ),
         )
-            .into_response()
-    })
+        .with_detail("retry_after_secs", serde_json::json!(5)),
+    )
+        .into_response()
 }
 
 /// A package digest from a URL path: `sha256:` and 64 lowercase hex digits.
@@ -359,9 +353,8 @@ async fn import_package(
     body: Body,
 ) -> ApiResult<Response> {
     let expected = parse_digest(&digest)?;
-    let _slot = match upload_slot(&c, slots) {
-        Ok(slot) => slot,
-        Err(busy) => return Ok(busy),
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return Ok(too_many_uploads(&c));
     };
     let file = receive_upload(&c, body).await?;
     let (result, _created) = c.import_file(file, expected).await?;

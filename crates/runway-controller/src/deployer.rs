@@ -737,7 +737,7 @@ impl Controller {
         id: i64,
         job: &Job,
         staged: Staged,
-        progress: &mut Vec<FrontendProgress>,
+        progress: &mut [FrontendProgress],
     ) -> ApiResult<Deployment> {
         let running = job.running();
         let record = Record {
