@@ -228,7 +228,12 @@ async fn a_deposed_controller_cannot_record_a_deployment() {
         .await
         .unwrap();
 
-    // The new holder records.
+    // The new holder records, once its start-up recovery has failed the
+    // deposed controller's unrecorded deployment (one runs at a time).
+    assert_eq!(
+        new.fail_unfinished_deployments("taken over").await.unwrap(),
+        1
+    );
     let id = new
         .begin_deployment("a", "1.0.0", OperationKind::Deploy)
         .await
