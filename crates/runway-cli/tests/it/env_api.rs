@@ -423,6 +423,15 @@ async fn prepare_commit_abort_expire_and_restart() {
         ..request(vec![deploy("hello", "0.2.0")])
     };
 
+    // A console token deploys, but manages neither tokens nor front-ends.
+    let e = console.tokens().await.unwrap_err();
+    assert_eq!(e.status(), Some(403), "{e}");
+    let e = console
+        .set_frontend_enabled("fe-1", false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403), "{e}");
+
     // Preparing, committing and aborting need scope console.
     let e = deployer.create_deployment(&prepare).await.unwrap_err();
     assert_eq!(
