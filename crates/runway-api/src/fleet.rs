@@ -111,14 +111,10 @@ pub struct HeartbeatReply {
 }
 
 /// One front-end's part in a deployment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FrontendProgress {
     pub frontend: String,
-    /// `staged`, `committed`, `failed` (staging failed), `disabled` (staging
-    /// failed and it was disabled so the deployment could proceed), `behind`
-    /// (did not take the commit; catches up before it is ready again),
-    /// `skipped` (offline or disabled: catches up when it returns).
-    pub state: String,
+    pub state: FrontendProgressState,
     pub fetched_bytes: u64,
     pub elapsed_ms: u64,
     pub error: Option<String>,
@@ -182,4 +178,58 @@ pub enum StageError {
         generation: i64,
         newest: i64,
     },
+}
+
+/// Where one front-end is in a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FrontendProgressState {
+    /// Staged the table; not switched yet (a prepared deployment stays here).
+    Staged,
+    /// Switched to the deployment's generation.
+    Committed,
+    /// Staging failed: nothing switched anywhere.
+    Failed,
+    /// Staging failed and it was disabled so the deployment could proceed.
+    Disabled,
+    /// Did not take the commit (or was down): catches up before it is ready again.
+    Behind,
+    /// Offline or disabled: catches up when it returns.
+    Skipped,
+    /// Its staged table was dropped (the deployment was aborted or expired).
+    Aborted,
+}
+
+impl FrontendProgressState {
+    pub const ALL: [FrontendProgressState; 7] = [
+        FrontendProgressState::Staged,
+        FrontendProgressState::Committed,
+        FrontendProgressState::Failed,
+        FrontendProgressState::Disabled,
+        FrontendProgressState::Behind,
+        FrontendProgressState::Skipped,
+        FrontendProgressState::Aborted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontendProgressState::Staged => "staged",
+            FrontendProgressState::Committed => "committed",
+            FrontendProgressState::Failed => "failed",
+            FrontendProgressState::Disabled => "disabled",
+            FrontendProgressState::Behind => "behind",
+            FrontendProgressState::Skipped => "skipped",
+            FrontendProgressState::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FrontendProgressState> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for FrontendProgressState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use runway_api::ErrorBody;
 use runway_api::v1::{
-    AppDetail, AppSummary, ConfigPatch, CreateToken, DeployRequest, Deployment, EnvironmentInfo,
-    FrontendList, Health, LogEntry, LogQueryParams, PropertyView, PublishResult, TokenCreated,
-    TokenInfo, VersionSummary,
+    AppDetail, AppSummary, ConfigPatch, CreateToken, DeployRequest, Deployment,
+    DeploymentQueryParams, DeploymentRequest, DryRun, EnvironmentInfo, FrontendList, Health,
+    LogEntry, LogQueryParams, PropertyView, PublishResult, TokenCreated, TokenInfo, VersionSummary,
 };
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -239,38 +239,121 @@ impl Client {
         app: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Vec<Deployment>, ClientError> {
-        let mut url = self.api(&["deployments"]);
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(app) = app {
-                q.append_pair("app", app);
-            }
-            if let Some(limit) = limit {
-                q.append_pair("limit", &limit.to_string());
-            }
+        let params = DeploymentQueryParams {
+            app: app.map(str::to_owned),
+            limit: limit.map(i64::from),
+        };
+        self.get_json(self.with_query(self.api(&["deployments"]), &params)?)
+            .await
+    }
+
+    /// `GET /deployments/{id}`.
+    pub async fn deployment(&self, id: i64) -> Result<Deployment, ClientError> {
+        self.get_json(self.api(&["deployments", &id.to_string()]))
+            .await
+    }
+
+    /// `POST /deployments`: validates like [`Client::dry_run`] (a problem is
+    /// `409 deployment_conflict`), then runs the deployment to its end, or,
+    /// with `prepare`, stages it and stops (`prepared`).
+    pub async fn create_deployment(
+        &self,
+        request: &DeploymentRequest,
+    ) -> Result<Deployment, ClientError> {
+        let url = self.api(&["deployments"]);
+        let req = self
+            .request(Method::POST, url.clone())
+            .timeout(PUBLISH_TIMEOUT)
+            .json(request);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// `POST /deployments/dry-run`: what would block `request`; changes nothing.
+    pub async fn dry_run(&self, request: &DeploymentRequest) -> Result<DryRun, ClientError> {
+        let url = self.api(&["deployments", "dry-run"]);
+        let req = self.request(Method::POST, url.clone()).json(request);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// `POST /deployments/{id}/commit`: switches a prepared deployment.
+    pub async fn commit_deployment(&self, id: i64) -> Result<Deployment, ClientError> {
+        let url = self.api(&["deployments", &id.to_string(), "commit"]);
+        let req = self
+            .request(Method::POST, url.clone())
+            .timeout(PUBLISH_TIMEOUT);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// `POST /deployments/{id}/abort`: drops a prepared deployment; the
+    /// environment serves exactly what it served before.
+    pub async fn abort_deployment(&self, id: i64) -> Result<Deployment, ClientError> {
+        let url = self.api(&["deployments", &id.to_string(), "abort"]);
+        let req = self.request(Method::POST, url.clone());
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// `DELETE /apps/{app}/deployment`: removes `app` from the routing table
+    /// (its versions, data and properties stay).
+    pub async fn undeploy(&self, app: &str) -> Result<Deployment, ClientError> {
+        let url = self.api(&["apps", app, "deployment"]);
+        let req = self
+            .request(Method::DELETE, url.clone())
+            .timeout(PUBLISH_TIMEOUT);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// `GET /packages/{digest}`: the exact `.rwp` bytes that were published.
+    pub async fn package(&self, digest: &str) -> Result<Bytes, ClientError> {
+        let url = self.api(&["packages", digest]);
+        let req = self
+            .request(Method::GET, url.clone())
+            .timeout(PUBLISH_TIMEOUT)
+            .header(reqwest::header::ACCEPT, "application/octet-stream");
+        let resp = self.send(req, &url).await?;
+        resp.bytes().await.map_err(|e| ClientError::Other {
+            message: format!("reading the package from {} failed", without_query(&url)),
+            source: Some(Box::new(e)),
+        })
+    }
+
+    /// `HEAD /packages/{digest}`: whether the environment holds that package.
+    pub async fn has_package(&self, digest: &str) -> Result<bool, ClientError> {
+        let url = self.api(&["packages", digest]);
+        let req = self.request(Method::HEAD, url.clone());
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, &url))?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            // A HEAD answer has no body: the status is all there is.
+            s => Err(api_error(s, b"")),
         }
-        self.get_json(strip_empty_query(url)).await
+    }
+
+    /// `PUT /packages/{digest}`: imports a package published elsewhere. The
+    /// environment refuses bytes whose digest is not `digest`
+    /// (`400 digest_mismatch`); it never deploys.
+    pub async fn import_package(
+        &self,
+        digest: &str,
+        package: Bytes,
+    ) -> Result<PublishResult, ClientError> {
+        let url = self.api(&["packages", digest]);
+        let total = package.len() as u64;
+        let req = self
+            .request(Method::PUT, url.clone())
+            .timeout(PUBLISH_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, PACKAGE_CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(upload_body(package, None));
+        decode(self.send(req, &url).await?, &url).await
     }
 
     pub async fn logs(&self, params: &LogQueryParams) -> Result<Vec<LogEntry>, ClientError> {
-        let mut url = self.api(&["logs"]);
-        {
-            let mut q = url.query_pairs_mut();
-            let mut put = |k: &str, v: Option<String>| {
-                if let Some(v) = v {
-                    q.append_pair(k, &v);
-                }
-            };
-            put("app", params.app.clone());
-            put("kind", params.kind.clone());
-            put("errors", params.errors.map(|b| b.to_string()));
-            put("after", params.after.map(|n| n.to_string()));
-            put("since_ms", params.since_ms.map(|n| n.to_string()));
-            put("limit", params.limit.map(|n| n.to_string()));
-            put("frontend", params.frontend.clone());
-            put("status", params.status.map(|n| n.to_string()));
-        }
-        self.get_json(strip_empty_query(url)).await
+        self.get_json(self.with_query(self.api(&["logs"]), params)?)
+            .await
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
@@ -328,6 +411,21 @@ impl Client {
         let mut all = vec!["_runway", "api", "v1"];
         all.extend_from_slice(segments);
         self.url(&all)
+    }
+
+    /// `url` with `params` as its query string, encoded by serde from the
+    /// wire type itself (so no field can be forgotten).
+    fn with_query<Q: serde::Serialize>(
+        &self,
+        mut url: Url,
+        params: &Q,
+    ) -> Result<Url, ClientError> {
+        let query = serde_urlencoded::to_string(params).map_err(|e| ClientError::Other {
+            message: format!("cannot encode the query of {}", without_query(&url)),
+            source: Some(Box::new(e)),
+        })?;
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
+        Ok(url)
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
@@ -472,14 +570,6 @@ fn without_query(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     u.to_string()
-}
-
-/// `query_pairs_mut` leaves a bare `?` when nothing was appended.
-fn strip_empty_query(mut url: Url) -> Url {
-    if url.query() == Some("") {
-        url.set_query(None);
-    }
-    url
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use http::StatusCode;
 use runway_api::v1::*;
-use runway_store::{BlobKind, DeleteVersion, LogKind, LogQuery, StoreError};
+use runway_store::{BlobKind, DeleteVersion, LogQuery, StoreError};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
@@ -28,15 +28,17 @@ use tokio::sync::Semaphore;
 use crate::Controller;
 use crate::deployer::{app_not_found, deployment_view, narrow, parse_app_version};
 use crate::error::{ApiError, ApiResult, MAX_JSON_BODY_BYTES, api_layer};
-use crate::identity::{Admin, Caller, Deploy, Read, new_token};
+use crate::identity::{Admin, Caller, Console, Deploy, Read, new_token};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Runway environment API", version = "1"),
     paths(
-        environment, publish, list_apps, show_app, list_versions, delete_version, deploy, list_deployments,
-        get_config, patch_config, unmark_secret, logs, list_tokens, create_token, revoke_token, list_frontends,
-        enable_frontend, disable_frontend, remove_frontend
+        environment, publish, download_package, has_package, import_package, list_apps, show_app,
+        list_versions, delete_version, deploy, undeploy, list_deployments, create_deployment, dry_run,
+        get_deployment, commit_deployment, abort_deployment, get_config, patch_config, unmark_secret,
+        logs, list_tokens, create_token, revoke_token, list_frontends, enable_frontend,
+        disable_frontend, remove_frontend
     ),
     components(schemas(runway_api::ErrorBody)),
     modifiers(&BearerAuth),
@@ -65,17 +67,29 @@ pub fn router(controller: Controller) -> Router {
     let api = Router::new()
         .route("/environment", get(environment))
         .route("/packages", post(publish))
+        .route(
+            "/packages/{digest}",
+            get(download_package).head(has_package).put(import_package),
+        )
         .route("/apps", get(list_apps))
         .route("/apps/{app}", get(show_app))
         .route("/apps/{app}/versions", get(list_versions))
         .route("/apps/{app}/versions/{version}", delete(delete_version))
         .route("/apps/{app}/deployments", post(deploy))
+        .route("/apps/{app}/deployment", delete(undeploy))
         .route("/apps/{app}/config", get(get_config).patch(patch_config))
         .route(
             "/apps/{app}/config/{key}/unmark-secret",
             post(unmark_secret),
         )
-        .route("/deployments", get(list_deployments))
+        .route(
+            "/deployments",
+            get(list_deployments).post(create_deployment),
+        )
+        .route("/deployments/dry-run", post(dry_run))
+        .route("/deployments/{id}", get(get_deployment))
+        .route("/deployments/{id}/commit", post(commit_deployment))
+        .route("/deployments/{id}/abort", post(abort_deployment))
         .route("/logs", get(logs))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{token}", delete(revoke_token))
@@ -190,20 +204,7 @@ async fn publish(
     // Refused before a byte of the body is read: the upload slot bounds disk
     // and decoding work, not only memory.
     let Ok(_slot) = slots.try_acquire_owned() else {
-        let limit = c.config().max_uploads;
-        return Ok((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(http::header::RETRY_AFTER, "5")],
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_uploads",
-                format!(
-                    "{limit} package uploads are already being received, this environment's limit (--max-uploads); retry in a few seconds"
-                ),
-            )
-            .with_detail("retry_after_secs", serde_json::json!(5)),
-        )
-            .into_response());
+        return Ok(too_many_uploads(&c));
     };
     let file = receive_upload(&c, body).await?;
     let (result, created) = c.publish_file(file, params.deploy.unwrap_or(true)).await?;
@@ -213,6 +214,151 @@ async fn publish(
         StatusCode::OK
     };
     Ok((status, Json(result)).into_response())
+}
+
+/// The 503 answer (with `Retry-After`) when every `--max-uploads` slot is taken.
+fn too_many_uploads(c: &Controller) -> Response {
+    let limit = c.config().max_uploads;
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, "5")],
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_uploads",
+            format!(
+                "{limit} package uploads are already being received, this environment's limit (--max-uploads); retry in a few seconds"
+            ),
+        )
+        .with_detail("retry_after_secs", serde_json::json!(5)),
+    )
+        .into_response()
+}
+
+/// A package digest from a URL path: `sha256:` and 64 lowercase hex digits.
+fn parse_digest(digest: &str) -> ApiResult<runway_manifest::Digest> {
+    runway_manifest::Digest::parse(digest).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_digest",
+            format!(
+                "package digest {digest:?}: {e}; expected sha256: and 64 lowercase hex digits, as `runway app versions APP` shows"
+            ),
+        )
+    })
+}
+
+fn package_not_found(digest: &runway_manifest::Digest) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "package_not_found",
+        format!(
+            "this environment holds no package {digest}; import it with PUT /_runway/api/v1/packages/{digest} or publish it"
+        ),
+    )
+}
+
+/// The exact `.rwp` bytes that were published as `digest`.
+#[utoipa::path(
+    get, path = "/_runway/api/v1/packages/{digest}",
+    responses(
+        (status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody),
+    )
+)]
+async fn download_package(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Path(digest): Path<String>,
+) -> ApiResult<Response> {
+    let digest = parse_digest(&digest)?;
+    let path = c.blobs().path(BlobKind::Package, &digest);
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(package_not_found(&digest));
+        }
+        Err(e) => {
+            return Err(ApiError::internal(format!(
+                "cannot open {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let length = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (
+                http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (http::header::CONTENT_LENGTH, length.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Whether the environment holds package `digest` (200) or not (404).
+#[utoipa::path(
+    head, path = "/_runway/api/v1/packages/{digest}",
+    responses((status = 200), (status = 404))
+)]
+async fn has_package(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Path(digest): Path<String>,
+) -> ApiResult<Response> {
+    let digest = parse_digest(&digest)?;
+    match tokio::fs::metadata(c.blobs().path(BlobKind::Package, &digest)).await {
+        Ok(meta) => Ok((
+            [
+                (
+                    http::header::CONTENT_TYPE,
+                    "application/octet-stream".to_string(),
+                ),
+                (http::header::CONTENT_LENGTH, meta.len().to_string()),
+            ],
+            StatusCode::OK,
+        )
+            .into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(package_not_found(&digest)),
+        Err(e) => Err(ApiError::internal(format!(
+            "cannot stat package {digest}: {e}"
+        ))),
+    }
+}
+
+/// Imports a package published elsewhere. Its bytes must have digest
+/// `{digest}` (else `400 digest_mismatch`, nothing stored); never deploys;
+/// idempotent (`created: false` the second time).
+#[utoipa::path(
+    put, path = "/_runway/api/v1/packages/{digest}",
+    request_body(content = Vec<u8>, content_type = "application/vnd.runway.package"),
+    responses(
+        (status = 200, body = PublishResult),
+        (status = 400, body = runway_api::ErrorBody, description = "invalid_package, invalid_digest or digest_mismatch"),
+        (status = 409, body = runway_api::ErrorBody), (status = 413, body = runway_api::ErrorBody),
+        (status = 422, body = runway_api::ErrorBody), (status = 503, body = runway_api::ErrorBody),
+    )
+)]
+async fn import_package(
+    State(c): State<Controller>,
+    Extension(UploadSlots(slots)): Extension<UploadSlots>,
+    _caller: Caller<Deploy>,
+    Path(digest): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let expected = parse_digest(&digest)?;
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return Ok(too_many_uploads(&c));
+    };
+    let file = receive_upload(&c, body).await?;
+    let (result, _created) = c.import_file(file, expected).await?;
+    Ok(Json(result).into_response())
 }
 
 /// Streams an upload into a temporary file in `packages/` (never whole in
@@ -281,13 +427,13 @@ async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<A
     };
     let load_error = c.load_error(&record.name);
     let status = match (&record.running_version, &load_error) {
-        (None, _) => "stopped",
-        (Some(_), Some(_)) => "failed",
-        (Some(_), None) => "running",
+        (None, _) => AppStatus::Stopped,
+        (Some(_), Some(_)) => AppStatus::Failed,
+        (Some(_), None) => AppStatus::Running,
     };
     Ok(AppSummary {
         url: app_url(c, &record.name),
-        status: status.to_string(),
+        status,
         load_error,
         name: record.name,
         running_version: record.running_version,
@@ -356,21 +502,34 @@ async fn list_versions(
         .app(&app)
         .await?
         .ok_or_else(|| app_not_found(&app))?;
-    let versions = c.store().versions(&app).await?;
-    Ok(Json(
-        versions
-            .into_iter()
-            .map(|v| VersionSummary {
-                running: record.running_version.as_deref() == Some(v.version.as_str()),
-                app: v.app,
-                version: v.version,
-                digest: v.digest,
-                component_digest: v.component_digest,
-                size_bytes: v.size_bytes,
-                published_at_ms: v.published_at_ms,
-            })
-            .collect(),
-    ))
+    let mut summaries = Vec::new();
+    for v in c.store().versions(&app).await? {
+        // Published manifests were parsed before they were stored; one that
+        // no longer parses is a damaged catalog, not something to hide.
+        let manifest =
+            runway_manifest::Manifest::parse(&v.manifest_toml, "runway.toml").map_err(|e| {
+                ApiError::internal(format!(
+                    "the stored manifest of {app} {} does not parse: {e}",
+                    v.version
+                ))
+            })?;
+        summaries.push(VersionSummary {
+            running: record.running_version.as_deref() == Some(v.version.as_str()),
+            app: v.app,
+            version: v.version,
+            digest: v.digest,
+            component_digest: v.component_digest,
+            size_bytes: v.size_bytes,
+            published_at_ms: v.published_at_ms,
+            description: v.description,
+            dependencies: manifest
+                .dependencies
+                .iter()
+                .map(|(k, r)| (k.to_string(), r.to_string()))
+                .collect(),
+        });
+    }
+    Ok(Json(summaries))
 }
 
 #[utoipa::path(delete, path = "/_runway/api/v1/apps/{app}/versions/{version}", responses((status = 204), (status = 409, body = runway_api::ErrorBody)))]
@@ -424,18 +583,97 @@ async fn deploy(
     ))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct DeploymentParams {
-    app: Option<String>,
-    limit: Option<i64>,
+/// Removes an app from the routing table (requests get 404 `app_not_found`);
+/// its versions, key-value data and properties stay.
+#[utoipa::path(delete, path = "/_runway/api/v1/apps/{app}/deployment", responses((status = 200, body = Deployment), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "deployment_conflict (not deployed, a dependent app) or deployment_in_progress")))]
+async fn undeploy(
+    State(c): State<Controller>,
+    _caller: Caller<Deploy>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Deployment>> {
+    Ok(Json(c.undeploy(&app).await?))
 }
 
-#[utoipa::path(get, path = "/_runway/api/v1/deployments", params(DeploymentParams), responses((status = 200, body = Vec<Deployment>)))]
+/// Deploys and undeploys several apps in one generation. Checked as the dry
+/// run checks (any problem: `409 deployment_conflict` with
+/// `details.problems`, nothing changed). With `prepare` (scope console) it
+/// stages everywhere and stops: status `prepared`, to commit or abort.
+#[utoipa::path(
+    post, path = "/_runway/api/v1/deployments", request_body = DeploymentRequest,
+    responses(
+        (status = 201, body = Deployment),
+        (status = 400, body = runway_api::ErrorBody),
+        (status = 403, body = runway_api::ErrorBody, description = "prepare needs scope console"),
+        (status = 409, body = runway_api::ErrorBody, description = "deployment_conflict (details.problems) or deployment_in_progress (details.id)"),
+        (status = 502, body = runway_api::ErrorBody, description = "staging failed; nothing was switched"),
+    )
+)]
+async fn create_deployment(
+    State(c): State<Controller>,
+    caller: Caller<Deploy>,
+    Json(request): Json<DeploymentRequest>,
+) -> ApiResult<Response> {
+    let scope = caller.token.scope;
+    if request.prepare && scope < Scope::Console {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token '{}' has scope {scope}; preparing a deployment needs scope console (or admin): create one with `runway token create NAME --scope console`",
+                caller.token.name
+            ),
+        ));
+    }
+    let deployment = c.create_deployment(&request).await?;
+    Ok((StatusCode::CREATED, Json(deployment)).into_response())
+}
+
+/// What would block a deployment: per app, with a code and a message naming
+/// the cause and the fix. Changes nothing.
+#[utoipa::path(post, path = "/_runway/api/v1/deployments/dry-run", request_body = DeploymentRequest, responses((status = 200, body = DryRun), (status = 400, body = runway_api::ErrorBody)))]
+async fn dry_run(
+    State(c): State<Controller>,
+    _caller: Caller<Deploy>,
+    Json(request): Json<DeploymentRequest>,
+) -> ApiResult<Json<DryRun>> {
+    Ok(Json(c.dry_run(&request).await?))
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/deployments/{id}", responses((status = 200, body = Deployment), (status = 404, body = runway_api::ErrorBody)))]
+async fn get_deployment(
+    State(c): State<Controller>,
+    _caller: Caller<Read>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Deployment>> {
+    Ok(Json(c.deployment(id).await?))
+}
+
+/// Records and switches exactly the prepared table.
+#[utoipa::path(post, path = "/_runway/api/v1/deployments/{id}/commit", responses((status = 200, body = Deployment), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "not_prepared (also once expired)")))]
+async fn commit_deployment(
+    State(c): State<Controller>,
+    _caller: Caller<Console>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Deployment>> {
+    Ok(Json(c.commit_deployment(id).await?))
+}
+
+/// Drops a prepared deployment's staged tables: the environment serves
+/// exactly what it served before.
+#[utoipa::path(post, path = "/_runway/api/v1/deployments/{id}/abort", responses((status = 200, body = Deployment), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "not_prepared")))]
+async fn abort_deployment(
+    State(c): State<Controller>,
+    caller: Caller<Console>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Deployment>> {
+    Ok(Json(c.abort_deployment(id, &caller.token.name).await?))
+}
+
+#[utoipa::path(get, path = "/_runway/api/v1/deployments", params(DeploymentQueryParams), responses((status = 200, body = Vec<Deployment>)))]
 async fn list_deployments(
     State(c): State<Controller>,
     _caller: Caller<Read>,
-    Query(params): Query<DeploymentParams>,
+    Query(params): Query<DeploymentQueryParams>,
 ) -> ApiResult<Json<Vec<Deployment>>> {
     let records = c
         .store()
@@ -506,33 +744,13 @@ async fn patch_config(
     Ok(Json(c.set_config(&app, &patch.values).await?))
 }
 
-#[utoipa::path(get, path = "/_runway/api/v1/logs", params(LogParams), responses((status = 200, body = Vec<LogEntry>)))]
+#[utoipa::path(get, path = "/_runway/api/v1/logs", params(LogQueryParams), responses((status = 200, body = Vec<LogEntry>)))]
 async fn logs(
     State(c): State<Controller>,
     _caller: Caller<Read>,
-    Query(params): Query<LogParams>,
+    Query(params): Query<LogQueryParams>,
 ) -> ApiResult<Json<Vec<LogEntry>>> {
-    let mut kinds = Vec::new();
-    for kind in params
-        .kind
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|k| !k.is_empty())
-    {
-        let parsed = LogKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == kind)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_request",
-                    format!(
-                        "unknown log kind '{kind}': expected request, output, error or platform"
-                    ),
-                )
-            })?;
-        kinds.push(parsed);
-    }
+    let kinds = params.kind.map(|k| k.0).unwrap_or_default();
     let query = LogQuery {
         app: params.app,
         kinds,
@@ -551,8 +769,8 @@ async fn logs(
             .map(|e| LogEntry {
                 id: e.id,
                 at_ms: e.at_ms,
-                kind: e.kind.as_str().to_string(),
-                level: e.level.as_str().to_string(),
+                kind: e.kind,
+                level: e.level,
                 app: e.app,
                 version: e.version,
                 frontend: e.frontend,
@@ -569,26 +787,10 @@ async fn logs(
     ))
 }
 
-/// Query parameters of `GET /logs` (mirrors [`LogQueryParams`]).
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct LogParams {
-    app: Option<String>,
-    /// Comma-separated: request, output, error, platform.
-    kind: Option<String>,
-    errors: Option<bool>,
-    after: Option<i64>,
-    since_ms: Option<i64>,
-    until_ms: Option<i64>,
-    limit: Option<i64>,
-    frontend: Option<String>,
-    status: Option<i64>,
-}
-
 fn token_info(t: runway_store::TokenRecord) -> TokenInfo {
     TokenInfo {
         id: t.id,
-        scope: Scope::parse(&t.scope).unwrap_or(Scope::Read),
+        scope: t.scope,
         name: t.name,
         created_at_ms: t.created_at_ms,
         last_used_at_ms: t.last_used_at_ms,
@@ -622,11 +824,11 @@ async fn create_token(
         || name.len() > 64
         || !name
             .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
     {
         return Err(ApiError::bad_request(
             "invalid_request",
-            format!("token name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"),
+            format!("token name {name:?}: use 1 to 64 letters, digits, '-', '_', '.' or ':'"),
         ));
     }
     if name.chars().all(|ch| ch.is_ascii_digit()) {
@@ -636,11 +838,7 @@ async fn create_token(
         ));
     }
     let (token, hash) = new_token();
-    let record = match c
-        .store()
-        .create_token(name, request.scope.as_str(), &hash)
-        .await
-    {
+    let record = match c.store().create_token(name, request.scope, &hash).await {
         Ok(record) => record,
         Err(StoreError::Conflict(message)) => return Err(ApiError::conflict(message)),
         Err(e) => return Err(e.into()),

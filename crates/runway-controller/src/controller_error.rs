@@ -82,6 +82,11 @@ impl ControllerError {
         ControllerError::NotFound(refusal("not_found", message))
     }
 
+    /// Not found, with its own code (`deployment_not_found` …).
+    pub fn not_found_with(code: &'static str, message: impl Into<String>) -> ControllerError {
+        ControllerError::NotFound(refusal(code, message))
+    }
+
     pub fn conflict(message: impl Into<String>) -> ControllerError {
         ControllerError::Conflict(refusal("conflict", message))
     }

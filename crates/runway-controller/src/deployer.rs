@@ -19,32 +19,67 @@
 //! leaves front-ends behind, which catch up by themselves.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use runway_api::fleet::StageError;
-use runway_api::fleet::{AppAssignment, FrontendProgress, RoutingTable};
-use runway_api::v1::{Deployment, Limits, PropertyView, PublishResult};
+use runway_api::fleet::{AppAssignment, FrontendProgress, FrontendProgressState, RoutingTable};
+use runway_api::v1::{
+    Deployment, DeploymentOperation, DeploymentStatus, Limits, OperationKind, PropertySource,
+    PropertyView, PublishResult,
+};
+use runway_api::fleet::{FrontendLink, StageError};
 use runway_manifest::{AppName, Digest, Manifest, Package, Version};
 use runway_runtime::ComponentError;
 use runway_store::{
-    ArtifactRecord, BlobKind, DeploymentRecord, InsertVersion, NewVersion, now_ms, plain_bytes,
+    ArtifactRecord, BeginDeployment, BlobKind, DeploymentRecord, InsertVersion, NewVersion, now_ms,
+    plain_bytes,
 };
 
 use crate::Controller;
-use crate::controller_error::{ControllerError, ControllerResult};
+use crate::{ControllerError, ControllerResult};
 
 /// What a deployment changes relative to the committed state.
-enum Change {
-    /// Re-apply the committed state (startup, recovery).
-    Nothing,
-    /// Switch `app` to `version`.
-    Deploy { app: String, version: String },
-    /// Run `app` with these environment property values.
-    Config {
-        app: String,
-        values: BTreeMap<String, String>,
-    },
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Change {
+    /// Apps switched: `Some(version)` runs that version, `None` undeploys.
+    pub(crate) running: BTreeMap<String, Option<String>>,
+    /// Apps run with these environment property values (instead of the
+    /// stored ones).
+    pub(crate) values: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Change {
+    /// Re-apply the committed state (startup, recovery, catch-up).
+    fn nothing() -> Change {
+        Change::default()
+    }
+
+    /// Whether `app` is switched or reconfigured by this change.
+    pub(crate) fn touches(&self, app: &str) -> bool {
+        self.running.contains_key(app) || self.values.contains_key(app)
+    }
+}
+
+/// One deployment to run: what it records and what it changes.
+pub(crate) struct Job {
+    /// Every app it switches, in request order (the first describes it).
+    pub(crate) operations: Vec<DeploymentOperation>,
+    pub(crate) change: Change,
+    /// Property changes written in the transaction that records it.
+    pub(crate) properties: Vec<(String, Vec<runway_store::PropertyChange>)>,
+    pub(crate) on_failure: OnStageFailure,
+}
+
+impl Job {
+    /// The running versions it records (`None`: undeployed).
+    fn running(&self) -> Vec<(String, Option<String>)> {
+        self.change
+            .running
+            .iter()
+            .map(|(app, version)| (app.clone(), version.clone()))
+            .collect()
+    }
 }
 
 /// Runs `f` when dropped.
@@ -64,13 +99,13 @@ fn scopeguard<F: FnMut()>(f: F) -> OnDrop<F> {
 struct Record<'a> {
     id: i64,
     running: &'a [(String, Option<String>)],
-    /// A configuration deployment's property changes, for one app.
-    properties: Option<(&'a str, &'a [runway_store::PropertyChange])>,
+    /// Property changes, per app.
+    properties: &'a [(String, Vec<runway_store::PropertyChange>)],
 }
 
 /// What a deployment does when a front-end fails to stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnStageFailure {
+pub(crate) enum OnStageFailure {
     /// Nothing switches anywhere.
     Fail,
     /// That front-end is disabled; the others switch.
@@ -84,17 +119,40 @@ pub(crate) struct Rollout {
     commit_ms: u64,
 }
 
+/// A table staged on the deployment's targets, not switched anywhere yet.
+pub(crate) struct Staged {
+    generation: i64,
+    /// Front-ends that staged it.
+    ready: Vec<Arc<dyn FrontendLink>>,
+    /// Front-ends that could not be reached: behind once it is recorded.
+    down: Vec<String>,
+    /// Front-ends that failed to stage and are disabled once it is recorded
+    /// (`disable_failed_frontends`).
+    disabled: Vec<(Arc<dyn FrontendLink>, String)>,
+    stage_ms: u64,
+}
+
+impl Staged {
+    pub(crate) fn generation(&self) -> i64 {
+        self.generation
+    }
+
+    /// Drops the staged table everywhere: nothing was switched.
+    pub(crate) async fn abort(&self) {
+        for frontend in &self.ready {
+            frontend.abort(self.generation).await;
+        }
+    }
+}
+
 impl Controller {
     /// Publishes a package: validates it, compiles its component (unless an
     /// artifact for this component and engine exists), stores both, records
     /// the version, and deploys it when asked. Returns whether the version
     /// is new.
-    pub async fn publish(
-        &self,
-        bytes: Bytes,
-        deploy: bool,
-    ) -> ControllerResult<(PublishResult, bool)> {
-        self.publish_upload(Upload::Bytes(bytes), deploy).await
+    pub async fn publish(&self, bytes: Bytes, deploy: bool) -> ControllerResult<(PublishResult, bool)> {
+        self.publish_upload(Upload::Bytes(bytes), deploy, None)
+            .await
     }
 
     /// [`Controller::publish`] of an upload received into a temporary file
@@ -104,13 +162,27 @@ impl Controller {
         file: tempfile::TempPath,
         deploy: bool,
     ) -> ControllerResult<(PublishResult, bool)> {
-        self.publish_upload(Upload::File(file), deploy).await
+        self.publish_upload(Upload::File(file), deploy, None).await
+    }
+
+    /// Imports a package published in another environment (`PUT
+    /// /packages/{digest}`): like a publish without deploying, refused with
+    /// `400 digest_mismatch` (nothing stored) unless the package's digest is
+    /// `expected`.
+    pub async fn import_file(
+        &self,
+        file: tempfile::TempPath,
+        expected: Digest,
+    ) -> ControllerResult<(PublishResult, bool)> {
+        self.publish_upload(Upload::File(file), false, Some(expected))
+            .await
     }
 
     async fn publish_upload(
         &self,
         upload: Upload,
         deploy: bool,
+        expected: Option<Digest>,
     ) -> ControllerResult<(PublishResult, bool)> {
         let started = Instant::now();
         let max = self.config().max_package_bytes;
@@ -124,9 +196,27 @@ impl Controller {
                 tokio::task::spawn_blocking(move || Package::from_file(&path, max)).await
             }
         };
-        let package = decoded
-            .map_err(ControllerError::internal)?
-            .map_err(|e| ControllerError::invalid("invalid_package", e.to_string()))?;
+        let package = decoded.map_err(ControllerError::internal)?.map_err(|e| {
+            ControllerError::invalid("invalid_package", e.to_string())
+        })?;
+        if let Some(expected) = expected
+            && package.digest != expected
+        {
+            // Before anything is stored: the upload is a temporary file,
+            // deleted when dropped.
+            return Err(ControllerError::invalid("digest_mismatch",
+                format!(
+                    "the uploaded package has digest {}, not {expected} as the URL says; it was \
+                     changed in transit or is another package: nothing was stored, send the \
+                     bytes of {expected} again",
+                    package.digest
+                ),
+            )
+            .with_details(serde_json::json!({
+                "expected": expected.to_string(),
+                "actual": package.digest.to_string(),
+            })));
+        }
         let size_bytes = match &upload {
             Upload::Bytes(bytes) => bytes.len() as u64,
             Upload::File(path) => tokio::fs::metadata(path)
@@ -262,8 +352,7 @@ impl Controller {
         let engine = self.runtime().engine_fingerprint().to_string();
         let key = component_digest.to_string();
         if let Some(record) = self.store().artifact(&key, &engine).await? {
-            let digest =
-                Digest::parse(&record.artifact_digest).map_err(ControllerError::internal)?;
+            let digest = Digest::parse(&record.artifact_digest).map_err(ControllerError::internal)?;
             if self.artifact_is_intact(&digest).await {
                 return Ok((digest, false, 0));
             }
@@ -339,23 +428,36 @@ impl Controller {
         version: &str,
         disable_failed: bool,
     ) -> ControllerResult<Deployment> {
-        let change = Change::Deploy {
-            app: app.to_string(),
-            version: version.to_string(),
-        };
         let on_failure = if disable_failed {
             OnStageFailure::DisableFrontend
         } else {
             OnStageFailure::Fail
         };
         let lock = self.inner.deploy_lock.lock().await;
-        if let Some(record) = self.store().version(app, version).await?
-            && let Ok(manifest) = Manifest::parse(&record.manifest_toml, "runway.toml")
-        {
-            self.mark_secrets(app, &manifest, true).await?;
-        }
-        self.run_deployment(&lock, app, version, "deploy", change, on_failure, None)
-            .await
+        let digest = match self.store().version(app, version).await? {
+            Some(record) => {
+                if let Ok(manifest) = Manifest::parse(&record.manifest_toml, "runway.toml") {
+                    self.mark_secrets(app, &manifest, true).await?;
+                }
+                Some(record.digest)
+            }
+            None => None,
+        };
+        let job = Job {
+            operations: vec![DeploymentOperation {
+                app: app.to_string(),
+                kind: OperationKind::Deploy,
+                version: Some(version.to_string()),
+                digest,
+            }],
+            change: Change {
+                running: BTreeMap::from([(app.to_string(), Some(version.to_string()))]),
+                values: BTreeMap::new(),
+            },
+            properties: Vec::new(),
+            on_failure,
+        };
+        self.run_deployment(&lock, job).await
     }
 
     /// Sets (or unsets, with `None`) environment values of an app's
@@ -420,22 +522,28 @@ impl Controller {
             patch.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         match record.running_version {
             Some(version) => {
-                let change = Change::Config {
-                    app: app.to_string(),
-                    values: values.clone(),
+                let job = Job {
+                    operations: vec![DeploymentOperation {
+                        app: app.to_string(),
+                        kind: OperationKind::Config,
+                        version: Some(version),
+                        digest: record.running_digest.clone(),
+                    }],
+                    change: Change {
+                        running: BTreeMap::new(),
+                        values: BTreeMap::from([(app.to_string(), values.clone())]),
+                    },
+                    properties: vec![(app.to_string(), changes)],
+                    on_failure: OnStageFailure::Fail,
                 };
-                self.run_deployment(
-                    &lock,
-                    app,
-                    &version,
-                    "config",
-                    change,
-                    OnStageFailure::Fail,
-                    Some(&changes),
-                )
-                .await?;
+                self.run_deployment(&lock, job).await?;
             }
-            None => self.store().set_properties(app, &changes).await?,
+            None => {
+                // Not deployed: nothing is staged, but a prepared deployment
+                // staged this app's values and would record others.
+                self.refuse_while_prepared().await?;
+                self.store().set_properties(app, &changes).await?
+            }
         }
         self.property_views(app, &manifest, &values).await
     }
@@ -545,76 +653,124 @@ impl Controller {
             None => self.store().versions(app).await?.into_iter().next(),
         }
         .ok_or_else(|| app_not_found(app))?;
-        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml")
-            .map_err(ControllerError::internal)?;
+        let manifest =
+            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ControllerError::internal)?;
         Ok((manifest, record.version))
     }
 
-    /// Runs one deployment; the caller holds the environment's deployment
-    /// lock (`_lock`). `properties`, for a configuration deployment, are
-    /// written in the same transaction that records it.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_deployment(
+    /// Runs one deployment to its end; the caller holds the environment's
+    /// deployment lock (`lock`). Its property changes are written in the
+    /// same transaction that records it.
+    pub(crate) async fn run_deployment(
+        &self,
+        lock: &tokio::sync::MutexGuard<'_, ()>,
+        job: Job,
+    ) -> ControllerResult<Deployment> {
+        let (id, staged, mut progress) = self.begin_and_stage(lock, &job).await?;
+        self.switch_staged(lock, id, &job, staged, &mut progress)
+            .await
+    }
+
+    /// Records the start of `job` and stages its table on every target.
+    /// On failure the deployment is recorded failed and nothing is staged.
+    pub(crate) async fn begin_and_stage(
         &self,
         _lock: &tokio::sync::MutexGuard<'_, ()>,
-        app: &str,
-        version: &str,
-        kind: &str,
-        change: Change,
-        on_failure: OnStageFailure,
-        properties: Option<&[runway_store::PropertyChange]>,
-    ) -> ControllerResult<Deployment> {
-        let id = self.store().begin_deployment(app, version, kind).await?;
-        let running = vec![(app.to_string(), Some(version.to_string()))];
+        job: &Job,
+    ) -> ControllerResult<(i64, Staged, Vec<FrontendProgress>)> {
+        let id = match self.store().begin_deployment_of(&job.operations).await? {
+            BeginDeployment::Started(id) => id,
+            BeginDeployment::Busy { id, status } => return Err(deployment_in_progress(id, status)),
+        };
         let mut progress = Vec::new();
-        let outcome = async {
-            let mut table = self.build_table(change).await?;
+        let staged = async {
+            let mut table = self.build_table(job.change.clone()).await?;
             table.generation = self.store().claim_generation(id).await?;
-            let record = Record {
-                id,
-                running: &running,
-                properties: properties.map(|p| (app, p)),
-            };
-            self.rollout(table, record, on_failure, &mut progress).await
+            self.stage(&table, job.on_failure, &mut progress).await
         }
         .await;
-        if !progress.is_empty() {
-            let json = serde_json::to_string(&progress).map_err(ControllerError::internal)?;
-            if let Err(e) = self.store().set_deployment_progress(id, &json).await {
-                tracing::warn!("deployment {id}: failed to record each front-end's part: {e}");
-            }
-        }
-        match outcome {
-            Ok(rollout) => {
-                tracing::info!(%app, %version, kind, generation = rollout.generation, "deployment committed");
-                self.failed_apps().remove(app);
-                let record = self.deployment_record(id).await?;
-                Ok(deployment_view(record, Some(&rollout)))
-            }
-            Err(e) => {
-                // The record is shown to API callers: the public message only,
-                // never an internal cause (database text, host paths).
-                self.store().fail_deployment(id, e.public_message()).await?;
-                tracing::warn!(%app, %version, kind, "deployment failed: {e}");
-                Err(if progress.is_empty() {
-                    e
-                } else {
-                    e.with_detail("frontends", serde_json::json!(progress))
-                })
-            }
+        match staged {
+            Ok(staged) => Ok((id, staged, progress)),
+            Err(e) => Err(self.record_failure(id, &job.operations, e, &progress).await),
         }
     }
 
-    async fn deployment_record(&self, id: i64) -> ControllerResult<DeploymentRecord> {
-        // Deployments are listed newest first; a just-finished one is near the top.
+    /// Records `job` (deployment `id`, staged as `staged`) and switches every
+    /// front-end that staged it. On failure nothing switched and the
+    /// deployment is recorded failed.
+    pub(crate) async fn switch_staged(
+        &self,
+        _lock: &tokio::sync::MutexGuard<'_, ()>,
+        id: i64,
+        job: &Job,
+        staged: Staged,
+        progress: &mut [FrontendProgress],
+    ) -> ControllerResult<Deployment> {
+        let running = job.running();
+        let record = Record {
+            id,
+            running: &running,
+            properties: &job.properties,
+        };
+        match self.switch(staged, record, progress).await {
+            Ok(rollout) => {
+                self.record_progress(id, progress).await;
+                let first = &job.operations[0];
+                tracing::info!(
+                    id,
+                    app = %first.app,
+                    apps = job.operations.len(),
+                    generation = rollout.generation,
+                    "deployment committed"
+                );
+                for operation in &job.operations {
+                    self.failed_apps().remove(&operation.app);
+                }
+                let record = self.deployment_record(id).await?;
+                Ok(deployment_view(record, Some(&rollout)))
+            }
+            Err(e) => Err(self.record_failure(id, &job.operations, e, progress).await),
+        }
+    }
+
+    /// Records that deployment `id` failed with `e` (and each front-end's
+    /// part); returns the error to answer.
+    async fn record_failure(
+        &self,
+        id: i64,
+        operations: &[DeploymentOperation],
+        e: ControllerError,
+        progress: &[FrontendProgress],
+    ) -> ControllerError {
+        self.record_progress(id, progress).await;
+        // The record is shown to API callers: the public message only,
+        // never an internal cause (database text, host paths).
+        if let Err(failed) = self.store().fail_deployment(id, e.public_message()).await {
+            return failed.into();
+        }
+        let first = &operations[0];
+        tracing::warn!(id, app = %first.app, apps = operations.len(), "deployment failed: {e}");
+        if progress.is_empty() {
+            e
+        } else {
+            e.with_detail("frontends", serde_json::json!(progress))
+        }
+    }
+
+    pub(crate) async fn record_progress(&self, id: i64, progress: &[FrontendProgress]) {
+        if progress.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store().set_deployment_progress(id, progress).await {
+            tracing::warn!("deployment {id}: failed to record each front-end's part: {e}");
+        }
+    }
+
+    pub(crate) async fn deployment_record(&self, id: i64) -> ControllerResult<DeploymentRecord> {
         self.store()
-            .deployments(None, 50)
+            .deployment(id)
             .await?
-            .into_iter()
-            .find(|d| d.id == id)
-            .ok_or_else(|| {
-                ControllerError::internal(format!("deployment {id} vanished from the catalog"))
-            })
+            .ok_or_else(|| ControllerError::internal(format!("deployment {id} vanished from the catalog")))
     }
 
     /// At startup: marks deployments the previous process left unfinished as
@@ -634,11 +790,12 @@ impl Controller {
         if failed > 0 {
             tracing::warn!(failed, "marked interrupted deployments as failed");
         }
+        self.abort_leftover_prepared().await?;
         self.mark_published_secrets().await?;
         // Every running app's artifact is checked (and recompiled from its
         // stored package if missing or corrupt); an app that cannot be
         // loaded is marked failed and the others serve.
-        let mut table = self.build_table_with(Change::Nothing, true).await?;
+        let mut table = self.build_table_with(Change::nothing(), true).await?;
         table.generation = self.store().generation().await?;
         for frontend in &self.inner.fleet.local {
             // Each failed app is dropped from the table and the rest staged
@@ -674,8 +831,7 @@ impl Controller {
     /// a deployment runs: its table could mix recorded and unrecorded state.
     pub async fn committed_table(&self) -> ControllerResult<RoutingTable> {
         let Ok(_lock) = self.inner.deploy_lock.try_lock() else {
-            return Err(ControllerError::busy(
-                "deployment_in_progress",
+            return Err(ControllerError::busy("deployment_in_progress",
                 "a deployment is in progress; ask again after it ends",
             ));
         };
@@ -683,30 +839,27 @@ impl Controller {
     }
 
     async fn build_committed_table(&self) -> ControllerResult<RoutingTable> {
-        let mut table = self.build_table(Change::Nothing).await?;
+        let mut table = self.build_table(Change::nothing()).await?;
         // The committed generation itself, not the next one.
         table.generation = self.store().generation().await?;
         Ok(table)
     }
 
-    /// Stages `table` on every target, records the deployment (the decision),
-    /// then commits on every staged front-end. Fills `progress` with each
-    /// registered front-end's part. After the record nothing can fail the
-    /// deployment: a front-end that misses its commit is marked behind and
-    /// catches up; bookkeeping errors are logged.
-    async fn rollout(
+    /// Stages `table` on every target. Fills `progress` with each registered
+    /// front-end's part. If staging fails (and the failed front-ends are not
+    /// to be disabled), every staged table is aborted: nothing was switched.
+    async fn stage(
         &self,
-        table: RoutingTable,
-        record: Record<'_>,
+        table: &RoutingTable,
         on_failure: OnStageFailure,
         progress: &mut Vec<FrontendProgress>,
-    ) -> ControllerResult<Rollout> {
+    ) -> ControllerResult<Staged> {
         let generation = table.generation;
         let (targets, skipped) = self.deployment_targets().await?;
         let remote = |name: &str| !self.inner.fleet.local.iter().any(|l| l.name() == name);
         progress.extend(skipped);
         let started = Instant::now();
-        let staged = futures::future::join_all(targets.iter().map(|f| f.stage(&table))).await;
+        let staged = futures::future::join_all(targets.iter().map(|f| f.stage(table))).await;
         let mut ready = Vec::new();
         let mut down = Vec::new();
         let mut failures = Vec::new();
@@ -716,7 +869,7 @@ impl Controller {
                     if remote(target.name()) {
                         progress.push(FrontendProgress {
                             frontend: target.name().to_string(),
-                            state: "staged".into(),
+                            state: FrontendProgressState::Staged,
                             fetched_bytes: report.fetched_bytes,
                             elapsed_ms: report.elapsed_ms,
                             error: None,
@@ -730,7 +883,7 @@ impl Controller {
                     down.push(target.name().to_string());
                     progress.push(FrontendProgress {
                         frontend: target.name().to_string(),
-                        state: "behind".into(),
+                        state: FrontendProgressState::Behind,
                         fetched_bytes: 0,
                         elapsed_ms: 0,
                         error: Some(format!("{error}; it catches up before it serves again")),
@@ -747,7 +900,11 @@ impl Controller {
             frontend.abort(generation).await;
             progress.push(FrontendProgress {
                 frontend: frontend.name().to_string(),
-                state: if disable { "disabled" } else { "failed" }.into(),
+                state: if disable {
+                    FrontendProgressState::Disabled
+                } else {
+                    FrontendProgressState::Failed
+                },
                 fetched_bytes: 0,
                 elapsed_ms: stage_ms,
                 error: Some(error.to_string()),
@@ -771,6 +928,37 @@ impl Controller {
                 stage_error(failures.swap_remove(0).1)
             });
         }
+        Ok(Staged {
+            generation,
+            ready,
+            down,
+            disabled: failures
+                .into_iter()
+                .map(|(f, e)| (f, e.to_string()))
+                .collect(),
+            stage_ms,
+        })
+    }
+
+    /// Records the deployment (the decision), then commits on every front-end
+    /// that staged it. After the record nothing can fail the deployment: a
+    /// front-end that misses its commit is marked behind and catches up;
+    /// bookkeeping errors are logged. If the record fails, every staged
+    /// table is aborted.
+    async fn switch(
+        &self,
+        staged: Staged,
+        record: Record<'_>,
+        progress: &mut [FrontendProgress],
+    ) -> ControllerResult<Rollout> {
+        let Staged {
+            generation,
+            ready,
+            down,
+            disabled,
+            stage_ms,
+        } = staged;
+        let remote = |name: &str| !self.inner.fleet.local.iter().any(|l| l.name() == name);
 
         // From the record on, the staged front-ends are switching: they stay
         // ready (their heartbeats may still report the old generation).
@@ -790,6 +978,7 @@ impl Controller {
             for frontend in &ready {
                 frontend.abort(generation).await;
             }
+            mark_aborted(progress);
             return Err(e.into());
         }
 
@@ -802,7 +991,7 @@ impl Controller {
             let name = frontend.name();
             let entry = progress
                 .iter_mut()
-                .find(|p| p.frontend == name && p.state == "staged");
+                .find(|p| p.frontend == name && p.state == FrontendProgressState::Staged);
             match result {
                 Ok(()) => {
                     if remote(name)
@@ -811,7 +1000,7 @@ impl Controller {
                         tracing::warn!(frontend = name, "failed to record its commit: {e}");
                     }
                     if let Some(entry) = entry {
-                        entry.state = "committed".into();
+                        entry.state = FrontendProgressState::Committed;
                     }
                 }
                 Err(error) => {
@@ -825,7 +1014,7 @@ impl Controller {
                         behind.push(name.to_string());
                     }
                     if let Some(entry) = entry {
-                        entry.state = "behind".into();
+                        entry.state = FrontendProgressState::Behind;
                         entry.error = Some(error.to_string());
                     }
                 }
@@ -835,7 +1024,7 @@ impl Controller {
         behind.extend(
             progress
                 .iter()
-                .filter(|p| p.state == "skipped")
+                .filter(|p| p.state == FrontendProgressState::Skipped)
                 .map(|p| p.frontend.clone()),
         );
         for name in &behind {
@@ -843,19 +1032,17 @@ impl Controller {
                 tracing::warn!(frontend = %name, "failed to mark it behind: {e}");
             }
         }
-        if disable {
-            for (frontend, error) in &failures {
-                tracing::warn!(
-                    frontend = frontend.name(),
-                    "disabled: staging failed: {error}"
-                );
-                if let Err(e) = self
-                    .store()
-                    .set_frontend_enabled(frontend.name(), false)
-                    .await
-                {
-                    tracing::error!(frontend = frontend.name(), "failed to disable it: {e}");
-                }
+        for (frontend, error) in &disabled {
+            tracing::warn!(
+                frontend = frontend.name(),
+                "disabled: staging failed: {error}"
+            );
+            if let Err(e) = self
+                .store()
+                .set_frontend_enabled(frontend.name(), false)
+                .await
+            {
+                tracing::error!(frontend = frontend.name(), "failed to disable it: {e}");
             }
         }
         Ok(Rollout {
@@ -891,11 +1078,7 @@ impl Controller {
     /// (at start), artifacts are verified and recompiled when needed, and an
     /// app that still cannot be assigned is marked failed instead of failing
     /// the whole table.
-    async fn build_table_with(
-        &self,
-        change: Change,
-        tolerant: bool,
-    ) -> ControllerResult<RoutingTable> {
+    async fn build_table_with(&self, change: Change, tolerant: bool) -> ControllerResult<RoutingTable> {
         let mut running: BTreeMap<String, String> = self
             .store()
             .apps()
@@ -903,35 +1086,27 @@ impl Controller {
             .into_iter()
             .filter_map(|a| a.running_version.map(|v| (a.name, v)))
             .collect();
-        let mut config_override = None;
-        let mut target = None;
-        match change {
-            Change::Nothing => {}
-            Change::Deploy { app, version } => {
-                target = Some(app.clone());
-                running.insert(app, version);
-            }
-            Change::Config { app, values } => {
-                target = Some(app.clone());
-                config_override = Some((app, values));
-            }
+        for (app, version) in &change.running {
+            match version {
+                Some(version) => running.insert(app.clone(), version.clone()),
+                None => running.remove(app),
+            };
         }
         let mut failed = self.failed_apps().clone();
-        if let Some(target) = &target {
-            // Deploying or reconfiguring a failed app retries it.
-            failed.remove(target);
-        }
+        // Deploying, reconfiguring or undeploying a failed app retries (or
+        // forgets) it.
+        failed.retain(|app, _| !change.touches(app));
         let mut apps = Vec::with_capacity(running.len());
         for (app, version) in running {
             if failed.contains_key(&app) {
                 continue;
             }
             let assignment = async {
-                let values = match &config_override {
-                    Some((target, values)) if *target == app => values.clone(),
-                    _ => self.store().properties(&app).await?,
+                let values = match change.values.get(&app) {
+                    Some(values) => values.clone(),
+                    None => self.store().properties(&app).await?,
                 };
-                let verify = tolerant || target.as_deref() == Some(app.as_str());
+                let verify = tolerant || change.touches(&app);
                 self.assignment(&app, &version, &values, verify).await
             }
             .await;
@@ -968,8 +1143,8 @@ impl Controller {
                 "app {app} has no version {version}; `runway app versions {app}` lists the published ones"
             ))
         })?;
-        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml")
-            .map_err(ControllerError::internal)?;
+        let manifest =
+            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ControllerError::internal)?;
         let mut config = BTreeMap::new();
         let mut missing = Vec::new();
         for (name, property) in &manifest.properties {
@@ -1079,9 +1254,9 @@ pub fn property_views(
         .map(|(name, property)| {
             let secret = property.secret || marked.contains(name);
             let (value, source) = match (values.get(name), &property.default) {
-                (Some(v), _) => (Some(v.clone()), "environment"),
-                (None, Some(d)) => (Some(d.clone()), "default"),
-                (None, None) => (None, "unset"),
+                (Some(v), _) => (Some(v.clone()), PropertySource::Environment),
+                (None, Some(d)) => (Some(d.clone()), PropertySource::Default),
+                (None, None) => (None, PropertySource::Unset),
             };
             PropertyView {
                 name: name.clone(),
@@ -1090,7 +1265,7 @@ pub fn property_views(
                 secret,
                 description: property.description.clone(),
                 value: if secret { None } else { value },
-                source: source.to_string(),
+                source,
             }
         })
         .collect()
@@ -1103,17 +1278,15 @@ pub(crate) fn deployment_view(record: DeploymentRecord, rollout: Option<&Rollout
         version: record.version,
         kind: record.kind,
         status: record.status,
+        operations: record.operations,
         error: record.error,
         generation: record.generation,
         started_at_ms: record.started_at_ms,
         finished_at_ms: record.finished_at_ms,
+        expires_at_ms: record.expires_at_ms,
         stage_ms: rollout.map(|r| r.stage_ms),
         commit_ms: rollout.map(|r| r.commit_ms),
-        frontends: record
-            .frontends
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or_default(),
+        frontends: record.frontends,
     }
 }
 
@@ -1122,8 +1295,15 @@ fn failed_deployment(app: &str, version: &str, error: &ControllerError) -> Deplo
         id: 0,
         app: app.to_string(),
         version: version.to_string(),
-        kind: "deploy".into(),
-        status: "failed".into(),
+        kind: OperationKind::Deploy,
+        status: DeploymentStatus::Failed,
+        operations: vec![DeploymentOperation {
+            app: app.to_string(),
+            kind: OperationKind::Deploy,
+            version: Some(version.to_string()),
+            digest: None,
+        }],
+        expires_at_ms: None,
         error: Some(error.public_message().to_string()),
         generation: None,
         started_at_ms: now_ms(),
@@ -1174,7 +1354,35 @@ fn same_version_conflict(
 }
 
 fn component_error(e: ComponentError) -> ControllerError {
-    ControllerError::unrunnable("invalid_component", format!("component.wasm: {e}"))
+    ControllerError::unrunnable("invalid_component",
+        format!("component.wasm: {e}"),
+    )
+}
+
+/// Marks every front-end that had staged as aborted (its table was dropped).
+pub(crate) fn mark_aborted(progress: &mut [FrontendProgress]) {
+    for p in progress {
+        if p.state == FrontendProgressState::Staged {
+            p.state = FrontendProgressState::Aborted;
+        }
+    }
+}
+
+/// `409 deployment_in_progress`: deployment `id` is running or prepared.
+pub(crate) fn deployment_in_progress(id: i64, status: DeploymentStatus) -> ControllerError {
+    let how = match status {
+        DeploymentStatus::Prepared => format!(
+            "commit it (POST /_runway/api/v1/deployments/{id}/commit) or abort it \
+             (POST /_runway/api/v1/deployments/{id}/abort) first"
+        ),
+        _ => "wait for it to end, then try again".to_string(),
+    };
+    ControllerError::conflict_with("deployment_in_progress",
+        format!(
+            "deployment {id} is {status}: one deployment runs or waits prepared at a time; {how}"
+        ),
+    )
+    .with_details(serde_json::json!({ "id": id, "status": status }))
 }
 
 /// The app a staging error is about, if it is about one.
@@ -1188,17 +1396,15 @@ fn stage_error_app(e: &StageError) -> Option<&str> {
 }
 
 fn stage_error(e: StageError) -> ControllerError {
-    ControllerError::rollout(
-        "deployment_failed",
+    ControllerError::rollout("deployment_failed",
         format!("deployment failed, nothing was switched: {e}"),
     )
 }
 
 /// Parses `NAME` and `VERSION` from path segments with precise errors.
 pub fn parse_app_version(app: &str, version: &str) -> ControllerResult<(AppName, Version)> {
-    let name = AppName::parse(app).map_err(|e| {
-        ControllerError::invalid("invalid_app_name", format!("app name '{app}': {e}"))
-    })?;
+    let name = AppName::parse(app)
+        .map_err(|e| ControllerError::invalid("invalid_app_name", format!("app name '{app}': {e}")))?;
     let version = Version::parse(version).map_err(|e| {
         ControllerError::invalid(
             "invalid_version",

@@ -32,7 +32,7 @@ use hmac::{Hmac, Mac};
 use http::StatusCode;
 use http::request::Parts;
 use runway_api::fleet::{
-    EngineSettings, FLEET_V1, FrontendHello, FrontendLink, FrontendProgress, Heartbeat,
+    EngineSettings, FLEET_V1, FrontendHello, FrontendLink, FrontendProgress, FrontendProgressState, Heartbeat,
     HeartbeatReply, Registered, RoutingTable, StageError, StageReport,
 };
 use runway_api::readiness::{self, Observed};
@@ -168,7 +168,7 @@ impl Controller {
                     let state = farm.state(&record, 0, false);
                     skipped.push(FrontendProgress {
                         frontend: record.name,
-                        state: "skipped".into(),
+                        state: FrontendProgressState::Skipped,
                         fetched_bytes: 0,
                         elapsed_ms: 0,
                         error: Some(format!("{state}: it catches up before it serves again")),
@@ -423,7 +423,7 @@ async fn register(
     Json(hello): Json<FrontendHello>,
 ) -> ApiResult<Json<Registered>> {
     let token = identity::authenticate(&c, &headers).await?;
-    if Scope::parse(&token.scope) != Some(Scope::Join) {
+    if token.scope != Scope::Join {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

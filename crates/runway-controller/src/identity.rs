@@ -37,6 +37,7 @@ pub trait RequiredScope {
 
 pub struct Read;
 pub struct Deploy;
+pub struct Console;
 pub struct Admin;
 
 impl RequiredScope for Read {
@@ -44,6 +45,9 @@ impl RequiredScope for Read {
 }
 impl RequiredScope for Deploy {
     const SCOPE: Scope = Scope::Deploy;
+}
+impl RequiredScope for Console {
+    const SCOPE: Scope = Scope::Console;
 }
 impl RequiredScope for Admin {
     const SCOPE: Scope = Scope::Admin;
@@ -109,7 +113,7 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> 
         controller: &Controller,
     ) -> Result<Self, ApiError> {
         let record = authenticate(controller, &parts.headers).await?;
-        let scope = Scope::parse(&record.scope).unwrap_or(Scope::Join);
+        let scope = record.scope;
         if scope < S::SCOPE {
             return Err(ControllerError::forbidden(format!(
                     "token '{}' has scope {scope}, this call needs {}; create one with `runway token create NAME --scope {}`",
@@ -148,7 +152,8 @@ mod tests {
 
     #[test]
     fn scopes_are_ordered() {
-        assert!(Scope::Admin > Scope::Deploy && Scope::Deploy > Scope::Read);
+        assert!(Scope::Admin > Scope::Console && Scope::Console > Scope::Deploy);
+        assert!(Scope::Deploy > Scope::Read);
         assert!(Scope::Read > Scope::Join);
     }
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod controller_error;
 pub mod deployer;
+mod deployments;
 pub mod error;
 pub mod fleet;
 pub mod identity;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use runway_api::fleet::FrontendLink;
-use runway_api::v1::Limits;
+use runway_api::v1::{Limits, Scope};
 use runway_runtime::Runtime;
 use runway_store::{BlobStore, Store};
 use tokio::sync::{Mutex, Semaphore};
@@ -93,6 +94,10 @@ struct Inner {
     /// Running apps whose version could not be loaded at start (app → why):
     /// left out of routing tables until deployed again, reported by the API.
     failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// The deployment staged everywhere and waiting for its commit, if any.
+    prepared: std::sync::Mutex<Option<deployments::Prepared>>,
+    /// How long a prepared deployment waits for its commit.
+    prepared_ttl_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Controller {
@@ -117,6 +122,10 @@ impl Controller {
                 role: std::sync::RwLock::new(Role::Active),
                 lease_term: std::sync::atomic::AtomicI64::new(0),
                 failed: std::sync::Mutex::new(Default::default()),
+                prepared: std::sync::Mutex::new(None),
+                prepared_ttl_ms: std::sync::atomic::AtomicI64::new(
+                    runway_api::v1::PREPARED_DEPLOYMENT_TTL_MS,
+                ),
             }),
         })
     }
@@ -158,7 +167,7 @@ impl Controller {
         if !self.inner.store.tokens().await?.is_empty() {
             return Ok(None);
         }
-        self.create_token("admin", "admin").await.map(Some)
+        self.create_token("admin", Scope::Admin).await.map(Some)
     }
 
     /// Creates the first join token if the environment never had one,
@@ -166,16 +175,16 @@ impl Controller {
     /// not replaced: revoking is how an operator closes the farm to joiners.
     pub async fn ensure_join_token(&self) -> Result<Option<String>, runway_store::StoreError> {
         let tokens = self.inner.store.tokens().await?;
-        if tokens.iter().any(|t| t.scope == "join") {
+        if tokens.iter().any(|t| t.scope == Scope::Join) {
             return Ok(None);
         }
-        self.create_token("join", "join").await.map(Some)
+        self.create_token("join", Scope::Join).await.map(Some)
     }
 
     async fn create_token(
         &self,
         name: &str,
-        scope: &str,
+        scope: Scope,
     ) -> Result<String, runway_store::StoreError> {
         let (token, hash) = identity::new_token();
         self.inner.store.create_token(name, scope, &hash).await?;

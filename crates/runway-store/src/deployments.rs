@@ -1,9 +1,16 @@
 //! Deployments and the environment's committed generation (platform catalog).
 //!
-//! A deployment row is created `running` when the controller starts one, and
-//! ends `succeeded` (in the same transaction that records the new running
-//! versions and generation) or `failed` (catalog otherwise untouched).
+//! A deployment row is created `running` when the controller starts one, with
+//! one `deployment_operations` row per app it switches. It ends `succeeded`
+//! (in the same transaction that records the new running versions, property
+//! values and generation), `failed` (catalog otherwise untouched), or — when it
+//! was only staged (`prepared`) — `aborted`. At most one deployment is
+//! `running` or `prepared` at a time ([`Store::begin_deployment_of`] refuses a
+//! second). Each registered front-end's part is kept in typed rows
+//! (`deployment_frontends`), never as a document re-parsed later.
 
+use runway_api::fleet::{FrontendProgress, FrontendProgressState};
+use runway_api::v1::{DeploymentOperation, DeploymentStatus, OperationKind};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -13,27 +20,52 @@ use crate::{Store, now_ms};
 /// A property set (`Some`) or unset (`None`).
 pub type PropertyChange = (String, Option<String>);
 
-/// Deployment kinds accepted by [`Store::begin_deployment`].
-pub(crate) const DEPLOYMENT_KINDS: [&str; 3] = ["deploy", "config", "undeploy"];
-
 /// One deployment attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentRecord {
     pub id: i64,
+    /// The first operation's app, version and kind.
     pub app: String,
     pub version: String,
-    /// `deploy`, `config` or `undeploy`.
-    pub kind: String,
-    /// `running`, `succeeded` or `failed`.
-    pub status: String,
+    pub kind: OperationKind,
+    pub status: DeploymentStatus,
+    /// Every app it switches, in request order.
+    pub operations: Vec<DeploymentOperation>,
     pub error: Option<String>,
-    /// The generation it committed (succeeded), or tried (failed).
+    /// The generation it committed (succeeded), staged (prepared) or tried.
     pub generation: Option<i64>,
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
-    /// Per-front-end progress, JSON written by the controller
-    /// ([`Store::set_deployment_progress`]).
-    pub frontends: Option<String>,
+    /// While prepared: when it is aborted unless committed.
+    pub expires_at_ms: Option<i64>,
+    /// Each registered front-end's part ([`Store::set_deployment_progress`]).
+    pub frontends: Vec<FrontendProgress>,
+}
+
+/// What [`Store::begin_deployment_of`] found instead of starting one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeginDeployment {
+    Started(i64),
+    /// Deployment `id` is running or prepared.
+    Busy {
+        id: i64,
+        status: DeploymentStatus,
+    },
+}
+
+const COLUMNS: &str = "id, app, version, kind, status, error, generation, started_at_ms, \
+                       finished_at_ms, expires_at_ms";
+
+fn decode_status(s: &str) -> sqlx::Result<DeploymentStatus> {
+    DeploymentStatus::parse(s).ok_or_else(|| bad_column("deployments.status", s))
+}
+
+fn decode_kind(s: &str) -> sqlx::Result<OperationKind> {
+    OperationKind::parse(s).ok_or_else(|| bad_column("kind", s))
+}
+
+fn bad_column(column: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown value {value:?} in column {column}").into())
 }
 
 fn deployment_from_row(r: &AnyRow) -> sqlx::Result<DeploymentRecord> {
@@ -41,13 +73,15 @@ fn deployment_from_row(r: &AnyRow) -> sqlx::Result<DeploymentRecord> {
         id: r.try_get("id")?,
         app: r.try_get("app")?,
         version: r.try_get("version")?,
-        kind: r.try_get("kind")?,
-        status: r.try_get("status")?,
+        kind: decode_kind(&r.try_get::<String, _>("kind")?)?,
+        status: decode_status(&r.try_get::<String, _>("status")?)?,
+        operations: Vec::new(),
         error: r.try_get("error")?,
         generation: r.try_get("generation")?,
         started_at_ms: r.try_get("started_at_ms")?,
         finished_at_ms: r.try_get("finished_at_ms")?,
-        frontends: r.try_get("frontends")?,
+        expires_at_ms: r.try_get("expires_at_ms")?,
+        frontends: Vec::new(),
     })
 }
 
@@ -62,27 +96,116 @@ impl Store {
             .context(|| "failed to read the committed generation".to_string())
     }
 
-    /// Records the start of a deployment (status `running`) and returns its id.
-    /// `kind` is one of `deploy`, `config`, `undeploy`.
-    pub async fn begin_deployment(&self, app: &str, version: &str, kind: &str) -> Result<i64> {
-        if !DEPLOYMENT_KINDS.contains(&kind) {
-            return Err(StoreError::Invalid(format!(
-                "unknown deployment kind {kind:?} (expected one of {})",
-                DEPLOYMENT_KINDS.join(", ")
-            )));
+    /// Records the start of a one-app deployment (status `running`) and
+    /// returns its id; refused while another is running or prepared.
+    pub async fn begin_deployment(
+        &self,
+        app: &str,
+        version: &str,
+        kind: OperationKind,
+    ) -> Result<i64> {
+        let operation = DeploymentOperation {
+            app: app.to_string(),
+            kind,
+            version: Some(version.to_string()),
+            digest: None,
+        };
+        match self.begin_deployment_of(&[operation]).await? {
+            BeginDeployment::Started(id) => Ok(id),
+            BeginDeployment::Busy { id, status } => Err(StoreError::Conflict(format!(
+                "deployment {id} is {status}; wait for it to end (or commit or abort it)"
+            ))),
         }
-        sqlx::query(
+    }
+
+    /// Records the start of a deployment of `operations` (status `running`,
+    /// first operation first) in one transaction, unless a deployment is
+    /// running or prepared: then nothing is written and that one is returned.
+    pub async fn begin_deployment_of(
+        &self,
+        operations: &[DeploymentOperation],
+    ) -> Result<BeginDeployment> {
+        let Some(first) = operations.first() else {
+            return Err(StoreError::Invalid(
+                "a deployment needs at least one operation".into(),
+            ));
+        };
+        let what = || {
+            format!(
+                "failed to record the start of a deployment of {}",
+                first.app
+            )
+        };
+        let mut tx = self
+            .platform()
+            .begin_write(&format!("begin a deployment of {}", first.app))
+            .await?;
+        let busy = sqlx::query(
+            "SELECT id, status FROM deployments WHERE status IN ('running', 'prepared') \
+             ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .context(what)?;
+        if let Some(row) = busy {
+            let id: i64 = row.try_get("id").context(what)?;
+            let status: String = row.try_get("status").context(what)?;
+            tx.rollback().await.context(what)?;
+            return Ok(BeginDeployment::Busy {
+                id,
+                status: decode_status(&status).context(what)?,
+            });
+        }
+        let id: i64 = sqlx::query(
             "INSERT INTO deployments (app, version, kind, status, started_at_ms) \
              VALUES ($1, $2, $3, 'running', $4) RETURNING id",
         )
-        .bind(app)
-        .bind(version)
-        .bind(kind)
+        .bind(&first.app)
+        .bind(first.version.as_deref().unwrap_or(""))
+        .bind(first.kind.as_str())
         .bind(now_ms())
-        .fetch_one(&self.platform().pool)
+        .fetch_one(&mut *tx)
         .await
         .and_then(|r| r.try_get("id"))
-        .context(|| format!("failed to record the start of {kind} of {app} {version}"))
+        .context(what)?;
+        for (position, op) in operations.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO deployment_operations \
+                 (deployment_id, position, app, kind, version, digest) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(&op.app)
+            .bind(op.kind.as_str())
+            .bind(op.version.as_deref())
+            .bind(op.digest.as_deref())
+            .execute(&mut *tx)
+            .await
+            .context(what)?;
+        }
+        tx.commit().await.context(what)?;
+        Ok(BeginDeployment::Started(id))
+    }
+
+    /// The deployment running or prepared now, if any.
+    pub async fn active_deployment(&self) -> Result<Option<(i64, DeploymentStatus)>> {
+        let what = || "failed to look for a running deployment".to_string();
+        let row = sqlx::query(
+            "SELECT id, status FROM deployments WHERE status IN ('running', 'prepared') \
+             ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&self.platform().pool)
+        .await
+        .context(what)?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let id: i64 = row.try_get("id").context(what)?;
+                let status: String = row.try_get("status").context(what)?;
+                Ok(Some((id, decode_status(&status).context(what)?)))
+            }
+        }
     }
 
     /// Completes deployment `id` in ONE transaction: every app in `running`
@@ -96,18 +219,18 @@ impl Store {
         generation: i64,
         running: &[(String, Option<String>)],
     ) -> Result<()> {
-        self.commit_deployment_with(id, generation, running, None)
+        self.commit_deployment_with(id, generation, running, &[])
             .await
     }
 
-    /// [`Store::commit_deployment`], also applying property changes of one
-    /// app in the same transaction (a configuration deployment).
+    /// [`Store::commit_deployment`], also applying property changes of the
+    /// apps in `properties` in the same transaction.
     pub async fn commit_deployment_with(
         &self,
         id: i64,
         generation: i64,
         running: &[(String, Option<String>)],
-        properties: Option<(&str, &[PropertyChange])>,
+        properties: &[(String, Vec<PropertyChange>)],
     ) -> Result<()> {
         let what = || format!("failed to commit deployment {id}");
         let now = now_ms();
@@ -129,8 +252,8 @@ impl Store {
             }
         }
         let marked = sqlx::query(
-            "UPDATE deployments SET status = 'succeeded', finished_at_ms = $1, generation = $2 \
-             WHERE id = $3 AND status = 'running'",
+            "UPDATE deployments SET status = 'succeeded', finished_at_ms = $1, generation = $2, \
+             expires_at_ms = NULL WHERE id = $3 AND status = 'running'",
         )
         .bind(now)
         .bind(generation)
@@ -144,9 +267,9 @@ impl Store {
             tx.rollback().await.context(what)?;
             return Err(match status {
                 None => StoreError::NotFound(format!("deployment {id} does not exist")),
-                Some(s) => StoreError::Conflict(format!(
-                    "deployment {id} cannot be committed: it already {s}"
-                )),
+                Some(s) => {
+                    StoreError::Conflict(format!("deployment {id} cannot be committed: it is {s}"))
+                }
             });
         }
         for (app, version) in running {
@@ -189,7 +312,7 @@ impl Store {
                 }
             }
         }
-        if let Some((app, changes)) = properties {
+        for (app, changes) in properties {
             crate::properties::write_properties(&mut tx, app, changes, self.secrets_key()).await?;
         }
         sqlx::query("UPDATE environment SET generation = $1 WHERE id = 1")
@@ -204,18 +327,76 @@ impl Store {
     /// Marks deployment `id` failed with `error`. Running versions and the
     /// generation are not touched.
     pub async fn fail_deployment(&self, id: i64, error: &str) -> Result<()> {
-        let what = || format!("failed to record failure of deployment {id}");
+        self.end_deployment(id, &[DeploymentStatus::Running], "failed", error)
+            .await
+    }
+
+    /// Marks a running deployment `prepared` (staged everywhere, nothing
+    /// switched) at `generation`, to be aborted at `expires_at_ms` unless
+    /// committed.
+    pub async fn prepare_deployment(
+        &self,
+        id: i64,
+        generation: i64,
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        self.move_deployment(
+            id,
+            DeploymentStatus::Running,
+            DeploymentStatus::Prepared,
+            Some((generation, expires_at_ms)),
+        )
+        .await
+    }
+
+    /// Takes prepared deployment `id` back to `running` for its commit (which
+    /// [`Store::commit_deployment_with`] then records). A controller that
+    /// stops before the record leaves it running, so the next start marks it
+    /// failed: nothing was switched.
+    pub async fn resume_deployment(&self, id: i64) -> Result<()> {
+        self.move_deployment(
+            id,
+            DeploymentStatus::Prepared,
+            DeploymentStatus::Running,
+            None,
+        )
+        .await
+    }
+
+    /// Marks a prepared (or running) deployment `aborted` with `error`:
+    /// nothing was switched.
+    pub async fn abort_deployment(&self, id: i64, error: &str) -> Result<()> {
+        self.end_deployment(
+            id,
+            &[DeploymentStatus::Prepared, DeploymentStatus::Running],
+            "aborted",
+            error,
+        )
+        .await
+    }
+
+    async fn move_deployment(
+        &self,
+        id: i64,
+        from: DeploymentStatus,
+        to: DeploymentStatus,
+        prepared: Option<(i64, i64)>,
+    ) -> Result<()> {
+        let what = || format!("failed to mark deployment {id} {to}");
         let mut tx = self
             .platform()
-            .begin_write(&format!("fail deployment {id}"))
+            .begin_write(&format!("mark deployment {id} {to}"))
             .await?;
+        let (generation, expires) = prepared.unzip();
         let marked = sqlx::query(
-            "UPDATE deployments SET status = 'failed', error = $1, finished_at_ms = $2 \
-             WHERE id = $3 AND status = 'running'",
+            "UPDATE deployments SET status = $1, expires_at_ms = $2, \
+             generation = COALESCE($3, generation) WHERE id = $4 AND status = $5",
         )
-        .bind(error)
-        .bind(now_ms())
+        .bind(to.as_str())
+        .bind(expires)
+        .bind(generation)
         .bind(id)
+        .bind(from.as_str())
         .execute(&mut *tx)
         .await
         .context(what)?
@@ -226,7 +407,7 @@ impl Store {
             return Err(match status {
                 None => StoreError::NotFound(format!("deployment {id} does not exist")),
                 Some(s) => StoreError::Conflict(format!(
-                    "deployment {id} cannot be marked failed: it already {s}"
+                    "deployment {id} cannot be marked {to}: it is {s}, not {from}"
                 )),
             });
         }
@@ -234,19 +415,76 @@ impl Store {
         Ok(())
     }
 
-    /// Deployments, newest first, optionally only those of `app`; at most `limit`.
+    async fn end_deployment(
+        &self,
+        id: i64,
+        from: &[DeploymentStatus],
+        to: &str,
+        error: &str,
+    ) -> Result<()> {
+        let what = || format!("failed to record that deployment {id} {to}");
+        let mut tx = self
+            .platform()
+            .begin_write(&format!("mark deployment {id} {to}"))
+            .await?;
+        let current = deployment_status(&mut tx, id).await.context(what)?;
+        let Some(current) = current else {
+            tx.rollback().await.context(what)?;
+            return Err(StoreError::NotFound(format!(
+                "deployment {id} does not exist"
+            )));
+        };
+        if !from.contains(&current) {
+            tx.rollback().await.context(what)?;
+            return Err(StoreError::Conflict(format!(
+                "deployment {id} cannot be marked {to}: it is {current}"
+            )));
+        }
+        sqlx::query(
+            "UPDATE deployments SET status = $1, error = $2, finished_at_ms = $3, \
+             expires_at_ms = NULL WHERE id = $4",
+        )
+        .bind(to)
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .context(what)?;
+        tx.commit().await.context(what)?;
+        Ok(())
+    }
+
+    /// Deployment `id`, with its operations and front-end progress.
+    pub async fn deployment(&self, id: i64) -> Result<Option<DeploymentRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM deployments WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.platform().pool)
+            .await
+            .context(|| format!("failed to read deployment {id}"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let record =
+            deployment_from_row(&row).context(|| format!("failed to decode deployment {id}"))?;
+        let mut records = self.with_details(vec![record]).await?;
+        Ok(records.pop())
+    }
+
+    /// Deployments, newest first, optionally only those that switched `app`;
+    /// at most `limit`.
     pub async fn deployments(
         &self,
         app: Option<&str>,
         limit: i64,
     ) -> Result<Vec<DeploymentRecord>> {
-        let columns = "id, app, version, kind, status, error, generation, started_at_ms, \
-                       finished_at_ms, frontends";
         let limit = limit.max(0);
         let rows = match app {
             Some(app) => {
                 sqlx::query(&format!(
-                    "SELECT {columns} FROM deployments WHERE app = $1 ORDER BY id DESC LIMIT $2"
+                    "SELECT {COLUMNS} FROM deployments WHERE id IN \
+                     (SELECT deployment_id FROM deployment_operations WHERE app = $1) \
+                     ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(app)
                 .bind(limit)
@@ -255,7 +493,7 @@ impl Store {
             }
             None => {
                 sqlx::query(&format!(
-                    "SELECT {columns} FROM deployments ORDER BY id DESC LIMIT $1"
+                    "SELECT {COLUMNS} FROM deployments ORDER BY id DESC LIMIT $1"
                 ))
                 .bind(limit)
                 .fetch_all(&self.platform().pool)
@@ -263,10 +501,76 @@ impl Store {
             }
         }
         .context(|| "failed to list deployments".to_string())?;
-        rows.iter()
+        let records = rows
+            .iter()
             .map(deployment_from_row)
-            .collect::<sqlx::Result<_>>()
-            .context(|| "failed to decode deployments".to_string())
+            .collect::<sqlx::Result<Vec<_>>>()
+            .context(|| "failed to decode deployments".to_string())?;
+        self.with_details(records).await
+    }
+
+    /// Fills in the operations and front-end progress of `records`.
+    async fn with_details(
+        &self,
+        mut records: Vec<DeploymentRecord>,
+    ) -> Result<Vec<DeploymentRecord>> {
+        let (Some(low), Some(high)) = (
+            records.iter().map(|r| r.id).min(),
+            records.iter().map(|r| r.id).max(),
+        ) else {
+            return Ok(records);
+        };
+        let what = || format!("failed to read the details of deployments {low} to {high}");
+        let operations = sqlx::query(
+            "SELECT deployment_id, app, kind, version, digest FROM deployment_operations \
+             WHERE deployment_id BETWEEN $1 AND $2 ORDER BY deployment_id, position",
+        )
+        .bind(low)
+        .bind(high)
+        .fetch_all(&self.platform().pool)
+        .await
+        .context(what)?;
+        for row in &operations {
+            let id: i64 = row.try_get("deployment_id").context(what)?;
+            let Some(record) = records.iter_mut().find(|r| r.id == id) else {
+                continue;
+            };
+            let kind: String = row.try_get("kind").context(what)?;
+            record.operations.push(DeploymentOperation {
+                app: row.try_get("app").context(what)?,
+                kind: decode_kind(&kind).context(what)?,
+                version: row.try_get("version").context(what)?,
+                digest: row.try_get("digest").context(what)?,
+            });
+        }
+        let progress = sqlx::query(
+            "SELECT deployment_id, frontend, state, fetched_bytes, elapsed_ms, error \
+             FROM deployment_frontends WHERE deployment_id BETWEEN $1 AND $2 \
+             ORDER BY deployment_id, position",
+        )
+        .bind(low)
+        .bind(high)
+        .fetch_all(&self.platform().pool)
+        .await
+        .context(what)?;
+        for row in &progress {
+            let id: i64 = row.try_get("deployment_id").context(what)?;
+            let Some(record) = records.iter_mut().find(|r| r.id == id) else {
+                continue;
+            };
+            let state: String = row.try_get("state").context(what)?;
+            let state = FrontendProgressState::parse(&state)
+                .ok_or_else(|| bad_column("deployment_frontends.state", &state))
+                .context(what)?;
+            record.frontends.push(FrontendProgress {
+                frontend: row.try_get("frontend").context(what)?,
+                state,
+                fetched_bytes: row.try_get::<i64, _>("fetched_bytes").context(what)?.max(0) as u64,
+                elapsed_ms: row.try_get::<i64, _>("elapsed_ms").context(what)?.max(0) as u64,
+                error: row.try_get("error").context(what)?,
+            });
+        }
+        Ok(records)
     }
 
     /// Gives deployment `id` the next generation number: one above every
@@ -287,15 +591,40 @@ impl Store {
         .context(|| format!("failed to give deployment {id} a generation"))
     }
 
-    /// Replaces the per-front-end progress of deployment `id` (a JSON document
-    /// the controller owns).
-    pub async fn set_deployment_progress(&self, id: i64, frontends_json: &str) -> Result<()> {
-        sqlx::query("UPDATE deployments SET frontends = $1 WHERE id = $2")
-            .bind(frontends_json)
+    /// Replaces the per-front-end progress of deployment `id`, in one transaction.
+    pub async fn set_deployment_progress(
+        &self,
+        id: i64,
+        frontends: &[FrontendProgress],
+    ) -> Result<()> {
+        let what = || format!("failed to record the progress of deployment {id}");
+        let mut tx = self
+            .platform()
+            .begin_write(&format!("record the progress of deployment {id}"))
+            .await?;
+        sqlx::query("DELETE FROM deployment_frontends WHERE deployment_id = $1")
             .bind(id)
-            .execute(&self.platform().pool)
+            .execute(&mut *tx)
             .await
-            .context(|| format!("failed to record the progress of deployment {id}"))?;
+            .context(what)?;
+        for (position, p) in frontends.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO deployment_frontends \
+                 (deployment_id, position, frontend, state, fetched_bytes, elapsed_ms, error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(&p.frontend)
+            .bind(p.state.as_str())
+            .bind(i64::try_from(p.fetched_bytes).unwrap_or(i64::MAX))
+            .bind(i64::try_from(p.elapsed_ms).unwrap_or(i64::MAX))
+            .bind(p.error.as_deref())
+            .execute(&mut *tx)
+            .await
+            .context(what)?;
+        }
+        tx.commit().await.context(what)?;
         Ok(())
     }
 
@@ -313,17 +642,38 @@ impl Store {
         .context(|| "failed to mark unfinished deployments failed".to_string())?;
         Ok(r.rows_affected())
     }
+
+    /// Marks every `prepared` deployment `aborted` with `reason` (call at
+    /// startup: their staged tables died with the previous process, and
+    /// nothing was switched). Returns their ids.
+    pub async fn abort_prepared_deployments(&self, reason: &str) -> Result<Vec<i64>> {
+        let what = || "failed to abort prepared deployments".to_string();
+        let rows = sqlx::query(
+            "UPDATE deployments SET status = 'aborted', error = $1, finished_at_ms = $2, \
+             expires_at_ms = NULL WHERE status = 'prepared' RETURNING id",
+        )
+        .bind(reason)
+        .bind(now_ms())
+        .fetch_all(&self.platform().pool)
+        .await
+        .context(what)?;
+        rows.iter()
+            .map(|r| r.try_get("id"))
+            .collect::<sqlx::Result<_>>()
+            .context(what)
+    }
 }
 
-/// `Some("succeeded")`/`Some("failed")`/… for an existing deployment.
+/// The status of an existing deployment.
 async fn deployment_status(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: i64,
-) -> sqlx::Result<Option<String>> {
-    sqlx::query("SELECT status FROM deployments WHERE id = $1")
+) -> sqlx::Result<Option<DeploymentStatus>> {
+    let status: Option<String> = sqlx::query("SELECT status FROM deployments WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?
         .map(|r| r.try_get("status"))
-        .transpose()
+        .transpose()?;
+    status.as_deref().map(decode_status).transpose()
 }

@@ -48,7 +48,7 @@ pub use apps::{
     version_identity,
 };
 pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
-pub use deployments::{DeploymentRecord, PropertyChange};
+pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use kv::{KvQuota, KvUsage, MAX_BUCKET_BYTES, MAX_KEY_BYTES};

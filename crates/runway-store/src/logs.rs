@@ -23,7 +23,6 @@
 //! cap by deleting its oldest rows ([`Store::enforce_log_size_cap`]).
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,100 +56,7 @@ pub const ROW_OVERHEAD: u64 = 100;
 /// process writes a lot).
 const SIZE_CHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// What a log entry records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogKind {
-    /// One served HTTP request.
-    #[default]
-    Request,
-    /// A line an app wrote to stdout/stderr.
-    Output,
-    /// An app failure (trap, timeout, memory cap, …).
-    Error,
-    /// An event of the platform itself (deployments, startup, …).
-    Platform,
-}
-
-impl LogKind {
-    pub const ALL: [LogKind; 4] = [
-        LogKind::Request,
-        LogKind::Output,
-        LogKind::Error,
-        LogKind::Platform,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogKind::Request => "request",
-            LogKind::Output => "output",
-            LogKind::Error => "error",
-            LogKind::Platform => "platform",
-        }
-    }
-}
-
-impl FromStr for LogKind {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        LogKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "unknown log kind {s:?} (expected request, output, error or platform)"
-                ))
-            })
-    }
-}
-
-impl std::fmt::Display for LogKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Severity of a log entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    #[default]
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub const ALL: [LogLevel; 3] = [LogLevel::Info, LogLevel::Warn, LogLevel::Error];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-}
-
-impl FromStr for LogLevel {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        LogLevel::ALL
-            .into_iter()
-            .find(|l| l.as_str() == s)
-            .ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "unknown log level {s:?} (expected info, warn or error)"
-                ))
-            })
-    }
-}
-
-impl std::fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use runway_api::v1::{LogKind, LogLevel};
 
 /// An entry to write. Fields that do not apply to the kind stay `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -862,8 +768,16 @@ fn entry_from_row(r: &AnyRow) -> Result<LogEntry> {
     Ok(LogEntry {
         id: r.try_get("id").context(what)?,
         at_ms: r.try_get("at_ms").context(what)?,
-        kind: kind.parse()?,
-        level: level.parse()?,
+        kind: LogKind::parse(&kind).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "unknown log kind {kind:?} in the log catalog (expected request, output, error or platform)"
+            ))
+        })?,
+        level: LogLevel::parse(&level).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "unknown log level {level:?} in the log catalog (expected info, warn or error)"
+            ))
+        })?,
         app: r.try_get("app").context(what)?,
         version: r.try_get("version").context(what)?,
         frontend: r.try_get("frontend").context(what)?,

@@ -1,6 +1,7 @@
 //! API tokens (platform catalog). Only the token's hash is stored; the caller
 //! hashes and checks scopes and revocation.
 
+use runway_api::v1::Scope;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -21,7 +22,7 @@ use crate::{Store, now_ms};
 pub struct TokenRecord {
     pub id: i64,
     pub name: String,
-    pub scope: String,
+    pub scope: Scope,
     pub hash: String,
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
@@ -48,7 +49,14 @@ fn token_from_row(r: &AnyRow) -> sqlx::Result<TokenRecord> {
     Ok(TokenRecord {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        scope: r.try_get("scope")?,
+        scope: {
+            let scope: String = r.try_get("scope")?;
+            Scope::parse(&scope).ok_or_else(|| {
+                sqlx::Error::Decode(
+                    format!("unknown token scope {scope:?} in column tokens.scope").into(),
+                )
+            })?
+        },
         hash: r.try_get("hash")?,
         created_at_ms: r.try_get("created_at_ms")?,
         last_used_at_ms: r.try_get("last_used_at_ms")?,
@@ -59,7 +67,7 @@ fn token_from_row(r: &AnyRow) -> sqlx::Result<TokenRecord> {
 impl Store {
     /// Creates a token. Names are unique among tokens that are not revoked
     /// ([`StoreError::Conflict`] otherwise).
-    pub async fn create_token(&self, name: &str, scope: &str, hash: &str) -> Result<TokenRecord> {
+    pub async fn create_token(&self, name: &str, scope: Scope, hash: &str) -> Result<TokenRecord> {
         let what = || format!("failed to create token {name:?}");
         let mut tx = self
             .platform()
@@ -81,7 +89,7 @@ impl Store {
              RETURNING {TOKEN_COLUMNS}"
         ))
         .bind(name)
-        .bind(scope)
+        .bind(scope.as_str())
         .bind(hash)
         .bind(now_ms())
         .fetch_one(&mut *tx)

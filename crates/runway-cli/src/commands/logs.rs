@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use runway_api::v1::{LogEntry, LogQueryParams};
+use runway_api::v1::{LogEntry, LogKind, LogKinds, LogLevel, LogQueryParams};
 
 use crate::connection::Connection;
 use crate::output::{fmt_us_compact, rfc3339};
 
 /// How often `--follow` asks for new entries.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
-const KINDS: [&str; 4] = ["request", "output", "error", "platform"];
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
@@ -51,13 +50,11 @@ pub struct LogsArgs {
 }
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
-    if let Some(k) = &args.kind {
-        check_kinds(k)?;
-    }
+    let kind = args.kind.as_deref().map(check_kinds).transpose()?;
     let client = args.conn.client()?;
     let mut params = LogQueryParams {
         app: args.app.clone(),
-        kind: args.kind.clone(),
+        kind,
         errors: args.errors.then_some(true),
         limit: Some(args.limit),
         frontend: args.frontend.clone(),
@@ -90,15 +87,15 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn check_kinds(list: &str) -> anyhow::Result<()> {
+fn check_kinds(list: &str) -> anyhow::Result<LogKinds> {
     for k in list.split(',').map(str::trim) {
-        if !KINDS.contains(&k) {
+        if LogKind::parse(k).is_none() {
             bail!(
                 "unknown log kind {k:?} in --kind {list:?}; use request, output, error or platform (comma-separated)"
             );
         }
     }
-    Ok(())
+    LogKinds::parse(list).map_err(anyhow::Error::msg)
 }
 
 /// Prints entries oldest first; returns the highest id printed. A closed
@@ -200,8 +197,8 @@ fn format_raw(e: &LogEntry) -> String {
         .map(|r| format!("  req={r}"))
         .unwrap_or_default();
     let msg = e.message.as_deref().unwrap_or("").trim_end();
-    match e.kind.as_str() {
-        "request" => {
+    match e.kind {
+        LogKind::Request => {
             let mut parts = vec![
                 e.method.clone().unwrap_or_else(|| "-".into()),
                 e.path.clone().unwrap_or_else(|| "-".into()),
@@ -215,16 +212,16 @@ fn format_raw(e: &LogEntry) -> String {
             }
             format!("{time}  {who}  {}{req}", parts.join(" "))
         }
-        "output" => {
+        LogKind::Output => {
             let stream = e.stream.as_deref().unwrap_or("output");
             format!("{time}  {who}  {stream}: {msg}")
         }
-        "error" => format!("{time}  ERROR {who}  {msg}{req}"),
-        _ => {
-            let level = match e.level.as_str() {
-                "warn" => "WARN ",
-                "error" => "ERROR ",
-                _ => "",
+        LogKind::Error => format!("{time}  ERROR {who}  {msg}{req}"),
+        LogKind::Platform => {
+            let level = match e.level {
+                LogLevel::Warn => "WARN ",
+                LogLevel::Error => "ERROR ",
+                LogLevel::Info => "",
             };
             format!("{time}  {level}{who}  {msg}{req}")
         }
@@ -239,8 +236,8 @@ mod tests {
         LogEntry {
             id: 1,
             at_ms: 1_700_000_000_123,
-            kind: kind.into(),
-            level: "info".into(),
+            kind: LogKind::parse(kind).unwrap(),
+            level: LogLevel::Info,
             app: Some("notes".into()),
             version: Some("0.1.0".into()),
             frontend: Some("fe-1".into()),
@@ -276,7 +273,7 @@ mod tests {
             "2023-11-14T22:13:20.123Z  notes@0.1.0  stdout: hello"
         );
         let mut e = entry("error");
-        e.level = "error".into();
+        e.level = LogLevel::Error;
         e.message = Some("trap: unreachable".into());
         assert_eq!(
             format_entry(&e),
@@ -286,7 +283,7 @@ mod tests {
         p.app = None;
         p.version = None;
         p.request_id = None;
-        p.level = "warn".into();
+        p.level = LogLevel::Warn;
         p.message = Some("front-end fe-2 offline".into());
         assert_eq!(
             format_entry(&p),

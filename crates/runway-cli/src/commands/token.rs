@@ -21,8 +21,10 @@ pub enum TokenCommand {
 pub struct CreateArgs {
     /// A name to recognise the token by, e.g. ci.
     pub name: String,
-    /// What the token may do: read < deploy < admin; join only registers front-ends.
-    #[arg(long, value_parser = ["read", "deploy", "admin", "join"])]
+    /// What the token may do: read < deploy < console < admin; console is an
+    /// infrastructure console's credential (deploy, plus prepare, commit and
+    /// abort deployments); join only registers front-ends.
+    #[arg(long, value_parser = ["read", "deploy", "console", "admin", "join"])]
     pub scope: String,
     /// Print JSON (including the token) instead of text.
     #[arg(long)]
@@ -60,7 +62,7 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let scope = Scope::parse(&args.scope).ok_or_else(|| {
         anyhow::anyhow!(
-            "unknown scope {:?}; use read, deploy, admin or join",
+            "unknown scope {:?}; use read, deploy, console, admin or join",
             args.scope
         )
     })?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use runway_api::v1::ConfigPatch;
+use runway_api::v1::{ConfigPatch, DeploymentStatus};
 
 use crate::support::{TestEnv, package, repackage, with_version};
 
@@ -119,7 +119,7 @@ async fn redeploy_under_concurrent_load_fails_no_request() {
     for round in 0..6 {
         let version = if round % 2 == 0 { "0.1.0" } else { "0.2.0" };
         let deployment = env.client.deploy("notes", version).await.expect("deploy");
-        assert_eq!(deployment.status, "succeeded");
+        assert_eq!(deployment.status, DeploymentStatus::Succeeded);
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     stop.store(true, Ordering::Relaxed);

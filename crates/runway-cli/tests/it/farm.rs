@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use runway_api::v1::{FrontendState, LogQueryParams, PublishResult};
+use runway_api::fleet::FrontendProgressState;
+use runway_api::v1::{
+    DeploymentStatus, FrontendState, LogQueryParams, OperationKind, PublishResult,
+};
 use runway_manifest::Package;
 
 use crate::farm_support::{Farm, Load, run, served_generation, wait_200};
@@ -17,7 +20,11 @@ async fn publish(farm: &Farm, package: &Package) -> PublishResult {
         .await
         .expect("publish succeeds");
     let d = result.deployment.as_ref().expect("published and deployed");
-    assert_eq!(d.status, "succeeded", "deployment failed: {d:?}");
+    assert_eq!(
+        d.status,
+        DeploymentStatus::Succeeded,
+        "deployment failed: {d:?}"
+    );
     result
 }
 
@@ -36,7 +43,12 @@ async fn redeploys_across_three_frontends_under_load_fail_no_request() {
         let result = publish(&farm, &repackage(&hello, |m| with_version(m, version))).await;
         let d = result.deployment.unwrap();
         assert_eq!(d.frontends.len(), 3, "{d:?}");
-        assert!(d.frontends.iter().all(|p| p.state == "committed"), "{d:?}");
+        assert!(
+            d.frontends
+                .iter()
+                .all(|p| p.state == FrontendProgressState::Committed),
+            "{d:?}"
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Rollback is a deployment too, and every front-end has its bytes
@@ -150,13 +162,13 @@ async fn a_frontend_down_during_a_deployment_catches_up_before_it_is_ready() {
         .find(|p| p.frontend == "fe3")
         .expect("fe3 is in the deployment's status");
     assert!(
-        fe3.state == "behind" || fe3.state == "skipped",
+        fe3.state == FrontendProgressState::Behind || fe3.state == FrontendProgressState::Skipped,
         "fe3 was down: {d:?}"
     );
     let committed = d.generation.unwrap();
     assert!(committed > before);
     for p in d.frontends.iter().filter(|p| p.frontend != "fe3") {
-        assert_eq!(p.state, "committed", "{d:?}");
+        assert_eq!(p.state, FrontendProgressState::Committed, "{d:?}");
     }
     let list = farm.list().await;
     let listed = list.frontends.iter().find(|f| f.name == "fe3").unwrap();
@@ -248,7 +260,7 @@ async fn disabled_frontends_are_drained_skipped_and_catch_up_when_enabled() {
     let result = publish(&farm, &repackage(&hello, |m| with_version(m, "0.2.0"))).await;
     let d = result.deployment.unwrap();
     let fe2 = d.frontends.iter().find(|p| p.frontend == "fe2").unwrap();
-    assert_eq!(fe2.state, "skipped", "{d:?}");
+    assert_eq!(fe2.state, FrontendProgressState::Skipped, "{d:?}");
 
     // Enabled again, it serves the committed generation.
     let (ok, out, err) = run(&[
@@ -485,7 +497,7 @@ async fn a_controller_killed_mid_deployment_fails_it_cleanly_on_restart() {
     // A deployment in flight, not yet decided, when the controller dies.
     let store = runway_store::Store::open(&farm.db.url).await.unwrap();
     let id = store
-        .begin_deployment("hello", "0.1.0", "deploy")
+        .begin_deployment("hello", "0.1.0", OperationKind::Deploy)
         .await
         .unwrap();
     store.close().await;
@@ -493,7 +505,7 @@ async fn a_controller_killed_mid_deployment_fails_it_cleanly_on_restart() {
 
     let deployments = farm.client.deployments(Some("hello"), None).await.unwrap();
     let interrupted = deployments.iter().find(|d| d.id == id).unwrap();
-    assert_eq!(interrupted.status, "failed");
+    assert_eq!(interrupted.status, DeploymentStatus::Failed);
     assert!(
         interrupted
             .error
@@ -543,10 +555,10 @@ async fn a_staging_failure_switches_nothing_unless_told_to_disable_the_frontend(
         .await
         .unwrap();
     let d = result.deployment.unwrap();
-    assert_eq!(d.status, "failed", "{d:?}");
+    assert_eq!(d.status, DeploymentStatus::Failed, "{d:?}");
     assert!(d.error.as_deref().unwrap().contains("fe3"), "{d:?}");
     let fe3 = d.frontends.iter().find(|p| p.frontend == "fe3").unwrap();
-    assert_eq!(fe3.state, "failed", "{d:?}");
+    assert_eq!(fe3.state, FrontendProgressState::Failed, "{d:?}");
     // Nothing switched anywhere.
     assert_eq!(farm.list().await.generation, before);
     for (_, fe) in &farm.frontends {
@@ -589,7 +601,7 @@ async fn a_controller_killed_after_recording_leaves_no_split_farm() {
     farm.controller.kill();
     let store = runway_store::Store::open(&farm.db.url).await.unwrap();
     let id = store
-        .begin_deployment("hello", "0.1.0", "deploy")
+        .begin_deployment("hello", "0.1.0", OperationKind::Deploy)
         .await
         .unwrap();
     let generation = store.claim_generation(id).await.unwrap();

@@ -3,7 +3,7 @@
 //! per-app output limits with a marker row, cut lines and paths, and the drop
 //! counts in `runway env` and the API.
 
-use runway_api::v1::{LogEntry, LogQueryParams};
+use runway_api::v1::{LogEntry, LogKind, LogLevel, LogQueryParams};
 
 use crate::support::{TestEnv, package};
 
@@ -24,7 +24,7 @@ async fn rows(env: &TestEnv, app: Option<&str>) -> Vec<LogEntry> {
 /// The number a marker row `… N lines dropped (…)` reports.
 fn marker_count(e: &LogEntry) -> Option<u64> {
     let m = e.message.as_deref()?;
-    if e.kind != "platform" || !m.contains("lines dropped (output limit 100 lines/s") {
+    if e.kind != LogKind::Platform || !m.contains("lines dropped (output limit 100 lines/s") {
         return None;
     }
     m.trim_start_matches('…')
@@ -46,15 +46,18 @@ async fn flooding_output_is_cut_to_the_limit_with_a_marker_and_counted() {
     assert_eq!(env.get_text("/misbehave/print").await.0, 200);
 
     let flood = rows(&env, Some("flood")).await;
-    let kept = flood.iter().filter(|r| r.kind == "output").count() as u64;
+    let kept = flood.iter().filter(|r| r.kind == LogKind::Output).count() as u64;
     assert!((500..700).contains(&kept), "{kept} output rows kept");
     let marked: u64 = flood.iter().filter_map(marker_count).sum();
     assert_eq!(kept + marked, 5000, "every dropped line is in a marker row");
     let marker = flood.iter().find(|r| marker_count(r).is_some()).unwrap();
-    assert_eq!(marker.level, "warn");
+    assert_eq!(marker.level, LogLevel::Warn);
     let misbehave = rows(&env, Some("misbehave")).await;
     assert_eq!(
-        misbehave.iter().filter(|r| r.kind == "output").count(),
+        misbehave
+            .iter()
+            .filter(|r| r.kind == LogKind::Output)
+            .count(),
         2,
         "{misbehave:?}"
     );
@@ -82,7 +85,7 @@ async fn nul_bytes_invalid_utf8_long_lines_and_long_paths_are_stored_safely() {
     let flood = rows(&env, Some("flood")).await;
     let output: Vec<&str> = flood
         .iter()
-        .filter(|r| r.kind == "output")
+        .filter(|r| r.kind == LogKind::Output)
         .map(|r| r.message.as_deref().unwrap())
         .collect();
     assert_eq!(
@@ -105,7 +108,7 @@ async fn nul_bytes_invalid_utf8_long_lines_and_long_paths_are_stored_safely() {
     let request = all
         .iter()
         .find(|r| {
-            r.kind == "request"
+            r.kind == LogKind::Request
                 && r.path
                     .as_deref()
                     .is_some_and(|p| p.starts_with("/nosuchapp/"))

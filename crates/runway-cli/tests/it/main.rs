@@ -8,6 +8,7 @@ mod crate_graph;
 mod e2e_bad_input;
 mod e2e_serve;
 mod edge_input;
+mod env_api;
 mod farm;
 mod farm_support;
 mod isolation;

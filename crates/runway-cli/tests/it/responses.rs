@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use runway_api::v1::{LogKind, LogLevel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -212,8 +213,8 @@ async fn broken_guest_responses_are_aborted_never_complete_and_logged() {
         ("broken-slow-mid", "app_timeout"),
     ] {
         let is_error = |r: &runway_api::v1::LogEntry| {
-            r.kind == "error"
-                && r.level == "error"
+            r.kind == LogKind::Error
+                && r.level == LogLevel::Error
                 && r.version.as_deref() == Some("0.1.0")
                 && r.message.as_deref().unwrap_or("").contains(cause)
         };
@@ -267,7 +268,7 @@ async fn served_at_once(env: &TestEnv) {
 async fn assert_logged_499(env: &TestEnv, request_id: &str) {
     let has_499 = |rows: &[runway_api::v1::LogEntry]| {
         rows.iter()
-            .any(|r| r.kind == "request" && r.status == Some(499))
+            .any(|r| r.kind == LogKind::Request && r.status == Some(499))
     };
     let rows = rows_for(env, "misbehave", request_id, has_499).await;
     assert!(

@@ -1,7 +1,7 @@
 //! Issue 7's smaller ones, end to end over the API: the last admin token
 //! stays, and versions equal under semver precedence are one version.
 
-use runway_api::v1::{CreateToken, Scope};
+use runway_api::v1::{CreateToken, DeploymentStatus, Scope};
 
 use crate::support::{TestEnv, package, repackage, with_version};
 
@@ -67,7 +67,12 @@ async fn a_version_differing_only_in_build_metadata_is_the_same_version() {
 
     // `1.0.0` names the published 1.0.0+a.
     let deployment = env.client.deploy("hello", "1.0.0").await.unwrap();
-    assert_eq!(deployment.status, "succeeded", "{:?}", deployment.error);
+    assert_eq!(
+        deployment.status,
+        DeploymentStatus::Succeeded,
+        "{:?}",
+        deployment.error
+    );
     assert_eq!(deployment.version, "1.0.0+a");
     let (status, _) = env.get_text("/hello/").await;
     assert_eq!(status, 200);

@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use runway_api::v1::{CreateToken, Scope};
+use runway_api::fleet::FrontendProgressState;
+use runway_api::v1::{CreateToken, DeploymentStatus, Scope};
 use runway_store::testing::TestDatabase;
 
 use crate::farm_support::{Farm, Load, Proc, served_generation, wait_200};
@@ -195,7 +196,10 @@ async fn the_standby_takes_over_from_a_killed_controller_under_load() {
         .publish(hello.to_bytes(), true, None)
         .await
         .unwrap();
-    assert_eq!(first.deployment.unwrap().status, "succeeded");
+    assert_eq!(
+        first.deployment.unwrap().status,
+        DeploymentStatus::Succeeded
+    );
     let lb = farm.start_balancer_following(&[&a, &b]);
     let url = format!("{lb}/hello/");
     wait_200(&url, Duration::from_secs(10)).await;
@@ -246,10 +250,17 @@ async fn the_standby_takes_over_from_a_killed_controller_under_load() {
         .await
         .unwrap();
     let deployment = second.deployment.unwrap();
-    assert_eq!(deployment.status, "succeeded", "{deployment:?}");
+    assert_eq!(
+        deployment.status,
+        DeploymentStatus::Succeeded,
+        "{deployment:?}"
+    );
     assert_eq!(deployment.frontends.len(), 2, "{deployment:?}");
     assert!(
-        deployment.frontends.iter().all(|p| p.state == "committed"),
+        deployment
+            .frontends
+            .iter()
+            .all(|p| p.state == FrontendProgressState::Committed),
         "{deployment:?}"
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -268,7 +279,9 @@ async fn the_standby_takes_over_from_a_killed_controller_under_load() {
     // serves the last one.
     let history = client.deployments(None, None).await.unwrap();
     assert!(
-        history.iter().all(|d| d.status == "succeeded"),
+        history
+            .iter()
+            .all(|d| d.status == DeploymentStatus::Succeeded),
         "{history:#?}"
     );
     let mut generations: Vec<i64> = history.iter().filter_map(|d| d.generation).collect();

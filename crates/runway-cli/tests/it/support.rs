@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use runway_cli::standalone::{Standalone, StandaloneConfig};
+use runway_api::v1::DeploymentStatus;
 use runway_manifest::Package;
 
 /// The repository root (two levels above this crate).
@@ -168,7 +169,12 @@ impl TestEnv {
             .await
             .expect("publish succeeds");
         if let Some(d) = &result.deployment {
-            assert_eq!(d.status, "succeeded", "deployment failed: {:?}", d.error);
+            assert_eq!(
+                d.status,
+                DeploymentStatus::Succeeded,
+                "deployment failed: {:?}",
+                d.error
+            );
         }
         result
     }
@@ -200,7 +206,7 @@ impl TestEnv {
         self.client
             .logs(&runway_api::v1::LogQueryParams {
                 app: Some(app.into()),
-                kind: kind.map(str::to_string),
+                kind: kind.map(|k| runway_api::v1::LogKinds::parse(k).expect("a log kind")),
                 errors: errors.then_some(true),
                 ..Default::default()
             })

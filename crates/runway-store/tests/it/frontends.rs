@@ -1,3 +1,4 @@
+use runway_api::v1::OperationKind;
 use runway_store::{FrontendRegistration, StoreError};
 
 use crate::open;
@@ -37,7 +38,7 @@ async fn register_heartbeat_restart_and_duplicate() {
         .await
         .unwrap();
     let id = store
-        .begin_deployment("a", "1.0.0", "deploy")
+        .begin_deployment("a", "1.0.0", OperationKind::Deploy)
         .await
         .unwrap();
     store

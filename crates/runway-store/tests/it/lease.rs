@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use runway_api::v1::OperationKind;
 use runway_store::{Fence, Lease, Store, StoreError};
 
 use crate::{new_version, open};
@@ -172,7 +173,10 @@ async fn a_deposed_controller_cannot_record_a_deployment() {
         term: lease.term,
     }));
     // The old controller starts a deployment, then stalls past its lease.
-    let id = old.begin_deployment("a", "1.0.0", "deploy").await.unwrap();
+    let id = old
+        .begin_deployment("a", "1.0.0", OperationKind::Deploy)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let taken = held(
         new.acquire_lease("new", "http://new", None, TTL)
@@ -206,7 +210,10 @@ async fn a_deposed_controller_cannot_record_a_deployment() {
         holder: "lone".into(),
         term: l.term,
     }));
-    let id2 = lone.begin_deployment("a", "1.0.0", "deploy").await.unwrap();
+    let id2 = lone
+        .begin_deployment("a", "1.0.0", OperationKind::Deploy)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     lone.commit_deployment(id2, 1, &[("a".into(), Some("1.0.0".into()))])
         .await
@@ -221,8 +228,16 @@ async fn a_deposed_controller_cannot_record_a_deployment() {
         .await
         .unwrap();
 
-    // The new holder records.
-    let id = new.begin_deployment("a", "1.0.0", "deploy").await.unwrap();
+    // The new holder records, once its start-up recovery has failed the
+    // deposed controller's unrecorded deployment (one runs at a time).
+    assert_eq!(
+        new.fail_unfinished_deployments("taken over").await.unwrap(),
+        1
+    );
+    let id = new
+        .begin_deployment("a", "1.0.0", OperationKind::Deploy)
+        .await
+        .unwrap();
     new.commit_deployment(id, 1, &[("a".into(), Some("1.0.0".into()))])
         .await
         .unwrap();

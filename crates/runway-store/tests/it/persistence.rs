@@ -1,3 +1,4 @@
+use runway_api::v1::{OperationKind, Scope};
 use runway_store::{LogQuery, NewLogEntry, Store};
 
 use crate::{Guard, new_version, open};
@@ -9,7 +10,7 @@ async fn data_survives_close_and_reopen() {
         .await
         .unwrap();
     let id = store
-        .begin_deployment("a", "1.0.0", "deploy")
+        .begin_deployment("a", "1.0.0", OperationKind::Deploy)
         .await
         .unwrap();
     store
@@ -18,7 +19,10 @@ async fn data_survives_close_and_reopen() {
         .unwrap();
     store.kv_set("a", "b", "k", b"v").await.unwrap();
     store.set_setting("s", "v").await.unwrap();
-    store.create_token("admin", "admin", "h").await.unwrap();
+    store
+        .create_token("admin", Scope::Admin, "h")
+        .await
+        .unwrap();
     store
         .create_session("sess", "admin", runway_store::now_ms() + 60_000)
         .await

@@ -1,3 +1,4 @@
+use runway_api::v1::Scope;
 use runway_store::StoreError;
 
 use crate::open;
@@ -5,15 +6,15 @@ use crate::open;
 async fn create_lookup_conflict_revoke() {
     let (_dir, store) = open().await;
     let admin = store
-        .create_token("admin", "admin", "h-admin")
+        .create_token("admin", Scope::Admin, "h-admin")
         .await
         .unwrap();
     assert_eq!(admin.name, "admin");
-    assert_eq!(admin.scope, "admin");
+    assert_eq!(admin.scope, Scope::Admin);
     assert!(admin.revoked_at_ms.is_none() && admin.last_used_at_ms.is_none());
 
     let err = store
-        .create_token("admin", "read", "h-other")
+        .create_token("admin", Scope::Read, "h-other")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -22,12 +23,15 @@ async fn create_lookup_conflict_revoke() {
             .contains("a token named \"admin\" already exists")
     );
     let err = store
-        .create_token("ci", "read", "h-admin")
+        .create_token("ci", Scope::Read, "h-admin")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
 
-    let ci = store.create_token("ci", "deploy", "h-ci").await.unwrap();
+    let ci = store
+        .create_token("ci", Scope::Deploy, "h-ci")
+        .await
+        .unwrap();
     assert_eq!(store.token_by_hash("h-ci").await.unwrap(), Some(ci.clone()));
     assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
 
@@ -51,7 +55,10 @@ async fn create_lookup_conflict_revoke() {
         "revoked tokens are still found"
     );
     // The name is free again once revoked.
-    let ci2 = store.create_token("ci", "read", "h-ci2").await.unwrap();
+    let ci2 = store
+        .create_token("ci", Scope::Read, "h-ci2")
+        .await
+        .unwrap();
     assert_ne!(ci2.id, ci.id);
 
     // By name.
@@ -93,8 +100,14 @@ async fn sessions_expire() {
 
 async fn the_last_admin_token_cannot_be_revoked() {
     let (_dir, store) = open().await;
-    let first = store.create_token("first", "admin", "h-1").await.unwrap();
-    store.create_token("reader", "read", "h-r").await.unwrap();
+    let first = store
+        .create_token("first", Scope::Admin, "h-1")
+        .await
+        .unwrap();
+    store
+        .create_token("reader", Scope::Read, "h-r")
+        .await
+        .unwrap();
     for by in [first.id.to_string(), "first".to_string()] {
         let err = store.revoke_token(&by).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -115,7 +128,10 @@ async fn the_last_admin_token_cannot_be_revoked() {
         "a refused revocation changes nothing"
     );
     // Once there is another admin token, either may go, but not both.
-    store.create_token("second", "admin", "h-2").await.unwrap();
+    store
+        .create_token("second", Scope::Admin, "h-2")
+        .await
+        .unwrap();
     assert!(store.revoke_token("first").await.unwrap());
     assert!(matches!(
         store.revoke_token("second").await,

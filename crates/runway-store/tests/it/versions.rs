@@ -1,3 +1,4 @@
+use runway_api::v1::OperationKind;
 use runway_store::{ArtifactRecord, DeleteVersion, InsertVersion};
 
 use crate::{new_version, open};
@@ -160,7 +161,7 @@ async fn delete_running_refused_last_deletes_app_keeps_data() {
         .await
         .unwrap();
     let id = store
-        .begin_deployment("app", "1.0.0", "deploy")
+        .begin_deployment("app", "1.0.0", OperationKind::Deploy)
         .await
         .unwrap();
     store
@@ -185,7 +186,7 @@ async fn delete_running_refused_last_deletes_app_keeps_data() {
 
     // Undeploy, then deleting the last version removes the app row.
     let id = store
-        .begin_deployment("app", "1.0.0", "undeploy")
+        .begin_deployment("app", "1.0.0", OperationKind::Undeploy)
         .await
         .unwrap();
     store

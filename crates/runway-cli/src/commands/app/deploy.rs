@@ -2,7 +2,8 @@
 
 use anyhow::bail;
 use clap::Args;
-use runway_api::v1::Deployment;
+use runway_api::fleet::FrontendProgressState;
+use runway_api::v1::{Deployment, DeploymentStatus};
 
 use crate::connection::Connection;
 use crate::output::fmt_ms;
@@ -31,7 +32,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
             args.disable_failed_frontends,
         )
         .await?;
-    if d.status == "failed" {
+    if d.status == DeploymentStatus::Failed {
         bail!(
             "deployment {} of {} {} failed: {}",
             d.id,
@@ -61,17 +62,21 @@ pub fn describe(d: &Deployment, env_url: &str) -> String {
         detail.push_str("; ");
         detail.push_str(&times.join(", "));
     }
-    let verb = if d.status == "succeeded" {
+    let verb = if d.status == DeploymentStatus::Succeeded {
         "deployed"
     } else {
         "deploying"
     };
     let mut out = format!("{verb} {} {} ({detail})", d.app, d.version);
-    if d.status == "succeeded" {
+    if d.status == DeploymentStatus::Succeeded {
         out.push_str(&format!(", running at {env_url}/{}/", d.app));
     }
     // Front-ends that did not simply commit: say which, and why.
-    for p in d.frontends.iter().filter(|p| p.state != "committed") {
+    for p in d
+        .frontends
+        .iter()
+        .filter(|p| p.state != FrontendProgressState::Committed)
+    {
         out.push_str(&format!("\n  front-end {}: {}", p.frontend, p.state));
         if let Some(error) = &p.error {
             out.push_str(&format!(" ({error})"));

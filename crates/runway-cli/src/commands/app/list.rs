@@ -29,7 +29,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<()> {
         t.row([
             a.name.clone(),
             or_dash(a.running_version.as_deref()),
-            or_dash(Some(a.status.as_str()).filter(|s| !s.is_empty())),
+            a.status.to_string(),
             ago(a.deployed_at_ms),
             a.description.clone().unwrap_or_default(),
         ]);

@@ -1,7 +1,7 @@
 //! `runway app …`
 
 use clap::Subcommand;
-use runway_api::v1::PropertyView;
+use runway_api::v1::{PropertySource, PropertyView};
 
 use crate::output::Table;
 
@@ -13,6 +13,7 @@ pub mod list;
 pub mod new;
 pub mod publish;
 pub mod show;
+pub mod undeploy;
 pub mod versions;
 
 #[derive(Subcommand, Debug)]
@@ -31,6 +32,9 @@ pub enum AppCommand {
     Versions(versions::VersionsArgs),
     /// Make a published version the running one.
     Deploy(deploy::DeployArgs),
+    /// Take an app out of the routing table (its versions, data and
+    /// properties stay).
+    Undeploy(undeploy::UndeployArgs),
     /// Delete a published version that is not running.
     Delete(delete::DeleteArgs),
     /// Show or change an app's configuration (property values).
@@ -46,6 +50,7 @@ pub async fn run(cmd: AppCommand) -> anyhow::Result<()> {
         AppCommand::Show(a) => show::run(a).await,
         AppCommand::Versions(a) => versions::run(a).await,
         AppCommand::Deploy(a) => deploy::run(a).await,
+        AppCommand::Undeploy(a) => undeploy::run(a).await,
         AppCommand::Delete(a) => delete::run(a).await,
         AppCommand::Config(a) => config::run(a).await,
     }
@@ -56,7 +61,12 @@ pub fn properties_table(props: &[PropertyView]) -> Table {
     let mut t = Table::new(["NAME", "TYPE", "VALUE", "SOURCE", "REQUIRED", "DESCRIPTION"]);
     for p in props {
         let value = if p.secret {
-            if p.source == "unset" { "-" } else { "(secret)" }.to_owned()
+            if p.source == PropertySource::Unset {
+                "-"
+            } else {
+                "(secret)"
+            }
+            .to_owned()
         } else {
             p.value.clone().unwrap_or_else(|| "-".to_owned())
         };
@@ -64,7 +74,7 @@ pub fn properties_table(props: &[PropertyView]) -> Table {
             p.name.clone(),
             p.kind.clone(),
             value,
-            p.source.clone(),
+            p.source.to_string(),
             if p.required { "yes" } else { "no" }.to_owned(),
             p.description.clone().unwrap_or_default(),
         ]);
@@ -84,19 +94,19 @@ mod tests {
 
     #[test]
     fn secrets_never_show_values() {
-        let p = |name: &str, secret: bool, value: Option<&str>, source: &str| PropertyView {
+        let p = |name: &str, secret: bool, value: Option<&str>, source| PropertyView {
             name: name.into(),
             kind: "string".into(),
             required: false,
             secret,
             description: None,
             value: value.map(Into::into),
-            source: source.into(),
+            source,
         };
         let t = properties_table(&[
-            p("greeting", false, Some("Hi"), "environment"),
-            p("api_key", true, Some("leaked"), "environment"),
-            p("other_key", true, None, "unset"),
+            p("greeting", false, Some("Hi"), PropertySource::Environment),
+            p("api_key", true, Some("leaked"), PropertySource::Environment),
+            p("other_key", true, None, PropertySource::Unset),
         ])
         .render();
         assert!(t.contains("(secret)"), "{t}");

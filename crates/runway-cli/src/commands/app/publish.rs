@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use runway_api::v1::PublishResult;
+use runway_api::v1::{DeploymentStatus, PublishResult};
 use runway_manifest::{Package, PackageError};
 
 use crate::connection::Connection;
@@ -84,7 +84,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     }
     println!("{}", summary(&result, deploy, args.conn.env_url()));
     if let Some(d) = &result.deployment
-        && d.status == "failed"
+        && d.status == DeploymentStatus::Failed
     {
         bail!(
             "published {} {} but deployment {} failed: {}",
@@ -126,9 +126,9 @@ fn deploy_step(result: &PublishResult, deploy: bool) -> String {
     }
     match &result.deployment {
         None => "-".to_owned(),
-        Some(d) if d.status == "failed" => "failed".to_owned(),
+        Some(d) if d.status == DeploymentStatus::Failed => "failed".to_owned(),
         Some(d) => match (d.stage_ms, d.commit_ms) {
-            (None, None) => d.status.clone(),
+            (None, None) => d.status.to_string(),
             (s, c) => fmt_ms((s.unwrap_or(0) + c.unwrap_or(0)) as f64),
         },
     }
@@ -142,7 +142,7 @@ pub fn summary(result: &PublishResult, deploy: bool, env_url: &str) -> String {
         result.app, result.version, result.digest
     );
     match &result.deployment {
-        Some(d) if d.status == "succeeded" => {
+        Some(d) if d.status == DeploymentStatus::Succeeded => {
             format!("{head}, running at {env_url}/{}/", result.app)
         }
         _ if !deploy => format!(
@@ -178,7 +178,7 @@ fn spinner_style() -> ProgressStyle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runway_api::v1::Deployment;
+    use runway_api::v1::{Deployment, OperationKind};
 
     fn result(created: bool, deployment: Option<Deployment>) -> PublishResult {
         PublishResult {
@@ -195,13 +195,15 @@ mod tests {
         }
     }
 
-    fn deployment(status: &str) -> Deployment {
+    fn deployment(status: DeploymentStatus) -> Deployment {
         Deployment {
             id: 3,
             app: "notes".into(),
             version: "0.1.0".into(),
-            kind: "deploy".into(),
-            status: status.into(),
+            kind: OperationKind::Deploy,
+            status,
+            operations: Vec::new(),
+            expires_at_ms: None,
             error: None,
             generation: Some(2),
             started_at_ms: 0,
@@ -216,7 +218,11 @@ mod tests {
     fn summary_lines() {
         let env = "http://127.0.0.1:8080";
         assert_eq!(
-            summary(&result(true, Some(deployment("succeeded"))), true, env),
+            summary(
+                &result(true, Some(deployment(DeploymentStatus::Succeeded))),
+                true,
+                env
+            ),
             "published notes 0.1.0 sha256:abc (new), running at http://127.0.0.1:8080/notes/"
         );
         assert_eq!(
@@ -224,7 +230,10 @@ mod tests {
             "published notes 0.1.0 sha256:abc (unchanged); deploy it with: runway app deploy notes@0.1.0"
         );
         assert_eq!(
-            deploy_step(&result(true, Some(deployment("succeeded"))), true),
+            deploy_step(
+                &result(true, Some(deployment(DeploymentStatus::Succeeded))),
+                true
+            ),
             "35.0 ms"
         );
         assert_eq!(

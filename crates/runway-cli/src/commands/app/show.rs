@@ -53,7 +53,7 @@ pub fn render(app: &AppDetail) -> String {
             "status",
             match &s.load_error {
                 Some(error) => format!("{} ({error})", s.status),
-                None => or_dash(Some(s.status.as_str()).filter(|st| !st.is_empty())),
+                None => s.status.to_string(),
             },
         ),
         ("digest", or_dash(s.running_digest.as_deref())),
