@@ -156,14 +156,13 @@ impl ControllerServer {
         store.set_log_limits(config.log_limits);
         // Only once the catalogs opened: a controller pointed at a wrong
         // database must not leave a new key behind for the next start.
-        let secrets =
-            match crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref()) {
-                Ok(secrets) => secrets,
-                Err(e) => {
-                    store.close().await;
-                    return Err(e);
-                }
-            };
+        let secrets = match crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref()) {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
         if let Err(e) = store.use_secrets_key(secrets).await {
             store.close().await;
             return Err(e).context("failed to unlock the secret property values");

@@ -214,7 +214,9 @@ impl Inner {
     /// Stages a table for a deployment: every app must load, or nothing is
     /// staged (the controller then aborts the deployment).
     pub(crate) async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
-        self.stage_apps(table, false).await.map(|(report, _)| report)
+        self.stage_apps(table, false)
+            .await
+            .map(|(report, _)| report)
     }
 
     /// Stages the committed table when catching up. The decision is already
@@ -246,9 +248,9 @@ impl Inner {
                     fetched_bytes += bytes;
                     apps.insert(assignment.app.clone(), Arc::new(app));
                 }
-                Err(
-                    error @ (StageError::Load { .. } | StageError::Digest { .. }),
-                ) if isolate_failures => {
+                Err(error @ (StageError::Load { .. } | StageError::Digest { .. }))
+                    if isolate_failures =>
+                {
                     failed_here.insert(assignment.app.clone(), error.to_string());
                 }
                 Err(error) => return Err(error),

@@ -517,7 +517,11 @@ async fn catch_up(frontend: &Frontend, client: &ControllerClient) {
                     "caught up with the committed generation"
                 );
                 for (app, why) in &failed {
-                    let version = table.apps.iter().find(|a| &a.app == app).map(|a| a.version.as_str());
+                    let version = table
+                        .apps
+                        .iter()
+                        .find(|a| &a.app == app)
+                        .map(|a| a.version.as_str());
                     report_failed_app(frontend, table.generation, app, version, why);
                 }
             }

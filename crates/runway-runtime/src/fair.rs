@@ -274,10 +274,7 @@ mod tests {
         // slot is rescheduled after the executor's next I/O poll.
         assert_eq!(trace.matches('a').count(), 5, "{trace}");
         assert_eq!(trace.matches('b').count(), 5, "{trace}");
-        assert!(
-            !trace.contains("aaa") && !trace.contains("bbb"),
-            "{trace}"
-        );
+        assert!(!trace.contains("aaa") && !trace.contains("bbb"), "{trace}");
         assert_eq!(share.waiting.load(Ordering::Relaxed), 0);
         assert_eq!(share.slots.available_permits(), 1);
     }

@@ -429,10 +429,7 @@ impl Runtime {
     /// app's share and the environment's budget, and an instance slot (each
     /// waited for at most [`SLOT_WAIT`] in all). Also returns the CPU share
     /// its guest runs in: its tenant's (see `fair`).
-    async fn admit(
-        &self,
-        invocation: &Invocation,
-    ) -> Result<(Admission, Arc<CpuShare>), Failure> {
+    async fn admit(&self, invocation: &Invocation) -> Result<(Admission, Arc<CpuShare>), Failure> {
         let inner = &self.inner;
         let config = &inner.config;
         let limit = invocation

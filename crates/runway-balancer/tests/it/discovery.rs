@@ -237,7 +237,10 @@ async fn api_requests_follow_the_controller_discovery_follows() {
     };
     let before = first.polls();
     assert_eq!(http.call(api()).await.status, StatusCode::OK);
-    assert!(first.polls() > before, "the API request reached the first controller");
+    assert!(
+        first.polls() > before,
+        "the API request reached the first controller"
+    );
 
     first.kill();
     let polled = second.polls();
@@ -248,6 +251,9 @@ async fn api_requests_follow_the_controller_discovery_follows() {
     let before = second.polls();
     let reply = http.call(api()).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    assert!(second.polls() > before, "the API request reached the second controller");
+    assert!(
+        second.polls() > before,
+        "the API request reached the second controller"
+    );
     balancer.shutdown().await;
 }

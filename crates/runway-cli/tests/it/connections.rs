@@ -269,7 +269,10 @@ async fn a_client_that_stops_reading_is_disconnected(farm: u32) {
 
     // The app's single instance is free again: the guest was stopped.
     let (status, body) = env.get_text("/misbehave/ok").await;
-    assert_eq!(status, 200, "the stalled response still holds the app: {body}");
+    assert_eq!(
+        status, 200,
+        "the stalled response still holds the app: {body}"
+    );
 
     // What the client can still read ends well short of 64 MiB.
     let mut total = 0usize;
@@ -282,7 +285,10 @@ async fn a_client_that_stops_reading_is_disconnected(farm: u32) {
         }
     };
     assert!(ended, "the connection is still open after {total} bytes");
-    assert!(total < 64 << 20, "the whole response arrived ({total} bytes)");
+    assert!(
+        total < 64 << 20,
+        "the whole response arrived ({total} bytes)"
+    );
 
     let rows = env.logs("misbehave", Some("request"), false).await;
     assert!(

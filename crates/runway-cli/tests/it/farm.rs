@@ -668,10 +668,16 @@ async fn a_frontend_catching_up_serves_the_apps_it_can_load() {
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "app_failed", "{body}");
-    assert!(body["message"].as_str().unwrap().contains("'big'"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("'big'"),
+        "{body}"
+    );
     // fe1 serves both.
     let fe1 = farm.frontend("fe1").url.clone();
-    assert_eq!(reqwest::get(format!("{fe1}/big/")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{fe1}/big/")).await.unwrap().status(),
+        200
+    );
 
     // The app's log says which front-end could not load it, and why.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -688,11 +694,17 @@ async fn a_frontend_catching_up_serves_the_apps_it_can_load() {
             .unwrap();
         if let Some(row) = rows.first() {
             let message = row.message.as_deref().unwrap_or_default();
-            assert!(message.contains("front-end fe2 could not load"), "{message}");
+            assert!(
+                message.contains("front-end fe2 could not load"),
+                "{message}"
+            );
             assert!(message.contains("big"), "{message}");
             break;
         }
-        assert!(Instant::now() < deadline, "no error row for app big from fe2");
+        assert!(
+            Instant::now() < deadline,
+            "no error row for app big from fe2"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
