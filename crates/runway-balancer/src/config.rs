@@ -49,9 +49,9 @@ pub struct BalancerConfig {
     /// (such paths go to the front-ends like any other).
     pub platform: Option<Url>,
     /// Client connections: header-read and keep-alive timeouts, bound on
-    /// connections open at once (`--header-read-timeout-ms`,
-    /// `--keep-alive-timeout-ms`, `--max-connections`). Default 10 s, 60 s,
-    /// 10 000.
+    /// connections open at once, send timeout (`--header-read-timeout-ms`,
+    /// `--keep-alive-timeout-ms`, `--max-connections`, `--send-timeout-ms`).
+    /// Default 10 s, 60 s, 10 000, 60 s.
     pub connections: runway_net::ConnectionSettings,
     /// With [`Discovery::Controller`]: the environment's other (standby)
     /// controllers. Discovery asks the one that answered last, and on a

@@ -327,6 +327,14 @@ impl Controller {
         Err(last.expect("a balancer has at least one controller"))
     }
 
+    /// The controller that answered last (or that a standby named): the
+    /// active one as far as discovery knows.
+    fn current_display(&self) -> &str {
+        use std::sync::atomic::Ordering;
+        let index = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        &self.endpoints[index].display
+    }
+
     /// One exchange with one controller: its list, and the active
     /// controller it names if it is a standby.
     async fn exchange(&self, endpoint: &Endpoint) -> Result<(FrontendList, Option<String>)> {
@@ -412,10 +420,40 @@ fn target_of(frontend: &FrontendInfo) -> Option<Target> {
     }
 }
 
+/// Keeps the platform pool (`--pass-api`) pointed at the controller that
+/// discovery last heard from: after a takeover, API requests go to the new
+/// active controller instead of a standby that refuses writes.
+pub(crate) struct PlatformFollower {
+    pool: Arc<Pool>,
+    workers: usize,
+}
+
+impl PlatformFollower {
+    pub fn new(pool: Arc<Pool>, workers: usize) -> PlatformFollower {
+        PlatformFollower { pool, workers }
+    }
+
+    pub fn follow(&self, controller: &Controller) {
+        let Ok(url) = Url::parse(controller.current_display()) else {
+            return;
+        };
+        if self.pool.upstreams().first().is_some_and(|u| u.url == url) {
+            return;
+        }
+        let Some(upstream) = Upstream::new("controller".into(), url.clone(), self.workers) else {
+            return;
+        };
+        upstream.set_healthy(true);
+        tracing::info!("API requests now go to the controller at {url}");
+        self.pool.publish(vec![Arc::new(upstream)]);
+    }
+}
+
 /// Polls the controller every `interval` until `stop` turns true.
 pub(crate) fn spawn_controller_loop(
     controller: Controller,
     members: Arc<Members>,
+    platform: Option<PlatformFollower>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -443,6 +481,9 @@ pub(crate) fn spawn_controller_loop(
                     }
                     failures = 0;
                     members.apply(controller_targets(&list), false);
+                    if let Some(platform) = &platform {
+                        platform.follow(&controller);
+                    }
                 }
                 Err(error) => {
                     if failures.is_multiple_of(WARN_EVERY) {

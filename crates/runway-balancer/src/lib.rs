@@ -114,8 +114,23 @@ impl Balancer {
         let initial = members.apply(targets, true);
         futures::future::join_all(initial.iter().map(|u| checker.check_and_record(u))).await;
 
+        // With discovery from controllers, API requests follow the active
+        // controller (the one discovery last heard from), as front-ends do.
+        let follow = platform
+            .clone()
+            .filter(|_| controller.is_some())
+            .map(|pool| discovery::PlatformFollower::new(pool, config.workers));
+        if let (Some(follow), Some((controller, _))) = (&follow, &controller) {
+            follow.follow(controller);
+        }
         let discovery = controller.map(|(controller, interval)| {
-            discovery::spawn_controller_loop(controller, members.clone(), interval, stop_rx.clone())
+            discovery::spawn_controller_loop(
+                controller,
+                members.clone(),
+                follow,
+                interval,
+                stop_rx.clone(),
+            )
         });
 
         let (alive, connections) = mpsc::channel(1);

@@ -258,6 +258,11 @@ impl Pool {
         Ejection::Ejected
     }
 
+    /// The members now.
+    pub fn upstreams(&self) -> Arc<Vec<Arc<Upstream>>> {
+        self.active.load_full()
+    }
+
     /// Replaces the membership (discovery only).
     pub fn publish(&self, upstreams: Vec<Arc<Upstream>>) {
         self.active.store(Arc::new(upstreams));

@@ -145,7 +145,6 @@ impl ControllerServer {
         let data_dir = &config.data_dir;
         runway_store::files::create_private_dir(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
-        let secrets = crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref())?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!(
                 "failed to listen on {} (is another controller running? pick another with --listen)",
@@ -157,6 +156,15 @@ impl ControllerServer {
             .await
             .context("failed to open the catalogs (--database)")?;
         store.set_log_limits(config.log_limits);
+        // Only once the catalogs opened: a controller pointed at a wrong
+        // database must not leave a new key behind for the next start.
+        let secrets = match crate::load_secrets_key(data_dir, config.secrets_key_file.as_deref()) {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
         if let Err(e) = store.use_secrets_key(secrets).await {
             store.close().await;
             return Err(e).context("failed to unlock the secret property values");

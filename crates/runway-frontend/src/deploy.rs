@@ -141,16 +141,54 @@ impl Inner {
         self.committed.fetch_max(generation, Ordering::AcqRel);
     }
 
+    /// Stages a table for a deployment: every app must load, or nothing is
+    /// staged (the controller then aborts the deployment).
     pub(crate) async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
+        self.stage_apps(table, false)
+            .await
+            .map(|(report, _)| report)
+    }
+
+    /// Stages the committed table when catching up. The decision is already
+    /// taken, so an app that cannot be loaded here (its package or artifact
+    /// fails to decode, verify or load) does not keep the others from
+    /// serving: it is staged as failed, like the controller's
+    /// `RoutingTable.failed` (503 `app_failed` until a later table), and
+    /// returned with why. An app that cannot be fetched (the controller is
+    /// unreachable) still fails the whole catch-up, which is retried.
+    pub(crate) async fn stage_committed(
+        &self,
+        table: &RoutingTable,
+    ) -> Result<(StageReport, BTreeMap<String, String>), StageError> {
+        self.stage_apps(table, true).await
+    }
+
+    async fn stage_apps(
+        &self,
+        table: &RoutingTable,
+        isolate_failures: bool,
+    ) -> Result<(StageReport, BTreeMap<String, String>), StageError> {
         let started = Instant::now();
         let mut fetched_bytes = 0;
         let mut apps = HashMap::new();
+        let mut failed_here = BTreeMap::new();
         for assignment in &table.apps {
-            let (app, bytes) = self.prepare(table, assignment).await?;
-            fetched_bytes += bytes;
-            apps.insert(assignment.app.clone(), Arc::new(app));
+            match self.prepare(table, assignment).await {
+                Ok((app, bytes)) => {
+                    fetched_bytes += bytes;
+                    apps.insert(assignment.app.clone(), Arc::new(app));
+                }
+                Err(error @ (StageError::Load { .. } | StageError::Digest { .. }))
+                    if isolate_failures =>
+                {
+                    failed_here.insert(assignment.app.clone(), error.to_string());
+                }
+                Err(error) => return Err(error),
+            }
         }
         let loaded_apps = apps.len() as u32;
+        let mut failed = table.failed.clone();
+        failed.extend(failed_here.clone());
         {
             // A table older than one staged or served meanwhile (a catch-up
             // racing a deployment) is dropped, never staged over a newer one.
@@ -169,16 +207,17 @@ impl Inner {
             *staged = Some(Arc::new(Routes {
                 generation: table.generation,
                 apps,
-                failed: table.failed.clone(),
+                failed,
             }));
         }
-        Ok(StageReport {
+        let report = StageReport {
             frontend: self.config.name.clone(),
             generation: table.generation,
             fetched_bytes,
             loaded_apps,
             elapsed_ms: started.elapsed().as_millis() as u64,
-        })
+        };
+        Ok((report, failed_here))
     }
 
     pub(crate) fn commit(&self, generation: i64) -> Result<(), StageError> {

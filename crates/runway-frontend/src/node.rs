@@ -30,7 +30,8 @@ use runway_api::v1::FrontendFlags;
 use runway_api::{ErrorBody, FRONTEND_HEADER};
 use runway_manifest::Digest;
 use runway_runtime::{Runtime, RuntimeConfig};
-use runway_store::{BlobKind, Store};
+use runway_api::v1::{LogKind, LogLevel};
+use runway_store::{BlobKind, NewLogEntry, Store, now_ms};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -485,7 +486,7 @@ async fn catch_up(frontend: &Frontend, client: &ControllerClient) {
         return;
     }
     frontend.inner.note_committed(table.generation);
-    let mut staged = frontend.stage(&table).await;
+    let mut staged = frontend.inner.stage_committed(&table).await;
     // A table staged by a deployment that never committed it (its controller
     // died) is newer than the committed one: drop it, it will not come.
     if let Err(StageError::Stale { newest, .. }) = &staged
@@ -493,19 +494,62 @@ async fn catch_up(frontend: &Frontend, client: &ControllerClient) {
         && frontend.status().0 < *newest
     {
         frontend.abort(*newest).await;
-        staged = frontend.stage(&table).await;
+        staged = frontend.inner.stage_committed(&table).await;
     }
     match staged {
-        Ok(report) => match frontend.commit(table.generation).await {
-            Ok(()) => tracing::info!(
-                generation = table.generation,
-                fetched_bytes = report.fetched_bytes,
-                "caught up with the committed generation"
-            ),
+        Ok((report, failed)) => match frontend.commit(table.generation).await {
+            Ok(()) => {
+                tracing::info!(
+                    generation = table.generation,
+                    fetched_bytes = report.fetched_bytes,
+                    failed_apps = failed.len(),
+                    "caught up with the committed generation"
+                );
+                for (app, why) in &failed {
+                    let version = table
+                        .apps
+                        .iter()
+                        .find(|a| &a.app == app)
+                        .map(|a| a.version.as_str());
+                    report_failed_app(frontend, table.generation, app, version, why);
+                }
+            }
             Err(e) => tracing::warn!("catching up: {e}"),
         },
         Err(e) => tracing::warn!("catching up with generation {}: {e}", table.generation),
     }
+}
+
+/// Says, in this process's log and in the app's log rows (`runway logs`),
+/// that an app of the committed table could not be loaded on this
+/// front-end, which answers it 503 `app_failed` while serving the others.
+fn report_failed_app(
+    frontend: &Frontend,
+    generation: i64,
+    app: &str,
+    version: Option<&str>,
+    why: &str,
+) {
+    let name = frontend.name();
+    tracing::error!(
+        generation,
+        app,
+        "front-end {name} cannot load app {app} of the committed table; it answers it 503 \
+         and serves the other apps (a new deployment of the app retries): {why}"
+    );
+    frontend.inner.log.write(NewLogEntry {
+        at_ms: now_ms(),
+        kind: LogKind::Error,
+        level: LogLevel::Error,
+        app: Some(app.to_string()),
+        version: version.map(str::to_string),
+        frontend: Some(name.to_string()),
+        message: Some(format!(
+            "front-end {name} could not load this app at generation {generation} and answers it \
+             503 app_failed; deploy the app again to retry: {why}"
+        )),
+        ..Default::default()
+    });
 }
 
 enum HeartbeatError {

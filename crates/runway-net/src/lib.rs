@@ -9,16 +9,20 @@
 //!   request in flight are never closed for room; when all are busy the
 //!   newcomer gets a quick `503` and is closed, so the server never stalls.
 //! - [`serve_connection`] serves one HTTP/1.1 connection with keep-alive and
-//!   two timeouts: a request head must be complete within
-//!   `header_read_timeout` of its first byte (or of the accept), and a
+//!   three timeouts: a request head must be complete within
+//!   `header_read_timeout` of its first byte (or of the accept), a
 //!   kept-alive connection may wait at most `keep_alive_timeout` for its next
-//!   request. Graceful shutdown lets the request in flight finish.
+//!   request, and a write to the client may make no progress for at most
+//!   `send_timeout` (nginx's `send_timeout`: a client that stops reading its
+//!   response is disconnected, which also stops the guest producing it).
+//!   Graceful shutdown lets the request in flight finish.
 //! - [`raise_open_file_limit`] raises `RLIMIT_NOFILE` to its hard limit, and
 //!   the bound is clamped below it, so idle connections cannot exhaust the
 //!   descriptors the server needs for everything else.
 //!
 //! The hot path costs two clock reads and two relaxed atomic stores per
-//! request; the gate's lock is taken once per connection.
+//! request, and a relaxed load per write; the gate's lock is taken once per
+//! connection.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -48,6 +52,9 @@ pub struct ConnectionSettings {
     /// Most client connections open at once (clamped below the open-file
     /// limit). Default 10 000.
     pub max_connections: usize,
+    /// A connection whose writes to the client make no progress for this
+    /// long (the client stopped reading) is closed. Default 60 s.
+    pub send_timeout: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -56,6 +63,7 @@ impl Default for ConnectionSettings {
             header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
             keep_alive_timeout: Duration::from_millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            send_timeout: Duration::from_millis(DEFAULT_SEND_TIMEOUT_MS),
         }
     }
 }
@@ -66,19 +74,24 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 60_000;
 /// Default of `--max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of `--send-timeout-ms` (nginx's `send_timeout`).
+pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
 
 impl ConnectionSettings {
     /// The settings of the flags `--header-read-timeout-ms`,
-    /// `--keep-alive-timeout-ms` and `--max-connections`, checked.
+    /// `--keep-alive-timeout-ms`, `--max-connections` and
+    /// `--send-timeout-ms`, checked.
     pub fn from_flags(
         header_read_timeout_ms: u64,
         keep_alive_timeout_ms: u64,
         max_connections: usize,
+        send_timeout_ms: u64,
     ) -> Result<ConnectionSettings, String> {
         let settings = ConnectionSettings {
             header_read_timeout: Duration::from_millis(header_read_timeout_ms),
             keep_alive_timeout: Duration::from_millis(keep_alive_timeout_ms),
             max_connections,
+            send_timeout: Duration::from_millis(send_timeout_ms),
         };
         settings.validate()?;
         Ok(settings)
@@ -94,6 +107,9 @@ impl ConnectionSettings {
         }
         if self.max_connections == 0 {
             return Err("--max-connections must be greater than 0 (default 10000)".into());
+        }
+        if self.send_timeout.is_zero() {
+            return Err("--send-timeout-ms must be greater than 0 (default 60000)".into());
         }
         Ok(())
     }
@@ -152,6 +168,9 @@ struct Tracker {
     phase: AtomicU8,
     /// When `phase` last changed to `HEAD` or `IDLE`, in ms since `epoch`.
     since_ms: AtomicU64,
+    /// Since when a write to the client has been making no progress, in ms
+    /// since `epoch` plus one; 0 while writes go through.
+    stalled_since: AtomicU64,
     /// Set by the gate when it closes this connection to make room.
     evicted: AtomicBool,
     evict: Notify,
@@ -171,6 +190,17 @@ impl Tracker {
     fn bytes_arrived(&self) {
         if self.phase.load(Relaxed) == IDLE {
             self.enter(HEAD);
+        }
+    }
+
+    /// Notes whether a write (or flush) to the client made progress.
+    #[inline]
+    fn wrote<T>(&self, polled: &Poll<T>) {
+        let stalled = self.stalled_since.load(Relaxed);
+        match polled {
+            Poll::Ready(_) if stalled != 0 => self.stalled_since.store(0, Relaxed),
+            Poll::Pending if stalled == 0 => self.stalled_since.store(self.now_ms() + 1, Relaxed),
+            _ => {}
         }
     }
 }
@@ -250,6 +280,7 @@ impl Gate {
             epoch: self.epoch,
             phase: AtomicU8::new(HEAD),
             since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            stalled_since: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
@@ -317,7 +348,8 @@ pub async fn signalled(signal: &mut watch::Receiver<bool>) {
     let _ = signal.wait_for(|on| *on).await;
 }
 
-/// Serves one connection under `permit` until it ends, a timeout closes it,
+/// Serves one connection under `permit` until it ends, a timeout closes it
+/// (header read, keep-alive, or a write that makes no progress),
 /// the gate evicts it, or `stop` turns true (then the request in flight
 /// finishes and the connection closes; `force` cuts it).
 pub async fn serve_connection<S, B>(
@@ -347,11 +379,13 @@ pub async fn serve_connection<S, B>(
     tokio::pin!(connection);
     let header = settings.header_read_timeout;
     let keep_alive = settings.keep_alive_timeout;
-    // Every wake-up is at most `header` after the previous one, so a head
-    // that starts after it is still caught by its own deadline.
-    let check = header.min(keep_alive);
+    let send = settings.send_timeout;
+    // Every wake-up is at most `check` after the previous one, so a head
+    // that starts, or a write that stalls, after it is still caught by its
+    // own deadline (late by at most `check`).
+    let check = header.min(keep_alive).min(send);
     let at = |ms: u64| tracker.epoch + Duration::from_millis(ms);
-    let sleep = tokio::time::sleep(header);
+    let sleep = tokio::time::sleep(check);
     tokio::pin!(sleep);
     let evict = tracker.evict.notified();
     tokio::pin!(evict);
@@ -380,6 +414,15 @@ pub async fn serve_connection<S, B>(
             _ = async { signalled(force.as_mut().expect("checked")).await }, if stopping && force.is_some() => break,
             () = &mut sleep => {
                 let now = tracker.now_ms();
+                let stalled = tracker.stalled_since.load(Relaxed);
+                let send_deadline = (stalled != 0).then(|| stalled - 1 + send.as_millis() as u64);
+                if send_deadline.is_some_and(|deadline| deadline <= now) {
+                    // Also after the response was handed over: hyper may
+                    // still hold its last bytes, and a graceful shutdown
+                    // would wait for them forever.
+                    tracing::debug!("closing a connection: the client read nothing of its response for {send:?}");
+                    break;
+                }
                 let since = tracker.since_ms.load(Relaxed);
                 let next = match tracker.phase.load(Relaxed) {
                     HEAD => {
@@ -401,6 +444,7 @@ pub async fn serve_connection<S, B>(
                     }
                     _ => now + check.as_millis() as u64,
                 };
+                let next = send_deadline.map_or(next, |deadline| next.min(deadline));
                 sleep.as_mut().reset(at(next));
             }
         }
@@ -538,7 +582,10 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        let polled = this.inner.poll_write(cx, buf);
+        this.tracker.wrote(&polled);
+        polled
     }
 
     fn poll_write_vectored(
@@ -546,7 +593,10 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let polled = this.inner.poll_write_vectored(cx, bufs);
+        this.tracker.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -554,7 +604,10 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let polled = this.inner.poll_flush(cx);
+        this.tracker.wrote(&polled);
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

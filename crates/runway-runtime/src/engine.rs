@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::LoadedComponent;
+use crate::fair::CpuShare;
 use crate::host::{self, HostState};
 use crate::validate::{self, ComponentError, ComponentReport};
 
@@ -39,6 +40,11 @@ pub struct RuntimeConfig {
     /// Most instances of one app at once, unless its manifest narrows it
     /// (`[limits] concurrency`); beyond it the app's requests get 503.
     pub app_concurrency: u32,
+    /// Most guests of one app (with the app-to-app calls its requests
+    /// cause) that compete for the CPU at once; the others wait for a turn
+    /// without being scheduled (see `fair`). Default: the executor's worker
+    /// threads.
+    pub app_cpu_slots: u32,
     /// Bound on the sum of the memory caps of the instances alive at once.
     /// An instance reserves its cap before it starts; one app may hold at
     /// most half of the budget (or one instance's cap if that is more).
@@ -64,6 +70,7 @@ impl RuntimeConfig {
             max_memory_bytes,
             max_instances,
             app_concurrency: default_app_concurrency(max_instances),
+            app_cpu_slots: default_app_cpu_slots(),
             memory_budget_bytes: default_memory_budget_bytes().max(max_memory_bytes),
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             body_buffer_bytes: DEFAULT_BODY_BUFFER_BYTES,
@@ -77,6 +84,9 @@ impl RuntimeConfig {
         }
         if self.app_concurrency == 0 {
             return Err("--app-concurrency must be greater than 0".into());
+        }
+        if self.app_cpu_slots == 0 {
+            return Err("--app-cpu-slots must be greater than 0".into());
         }
         if self.memory_budget_bytes < self.max_memory_bytes {
             return Err(format!(
@@ -105,6 +115,16 @@ impl Default for RuntimeConfig {
 /// Default per-app concurrency: half of the instance pool, at least 1.
 pub fn default_app_concurrency(max_instances: u32) -> u32 {
     (max_instances / 2).max(1)
+}
+
+/// Default per-app CPU slots: the worker threads of the tokio runtime this
+/// is called on (what can run guests at once), else the machine's cores.
+pub fn default_app_cpu_slots() -> u32 {
+    let workers = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.metrics().num_workers(),
+        Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    u32::try_from(workers).unwrap_or(u32::MAX).max(1)
 }
 
 /// Default memory budget: half of the machine's memory (`MemTotal` of
@@ -162,12 +182,14 @@ impl Drop for Inner {
     }
 }
 
-/// Admission state of one app: instances in flight (its concurrency limit)
-/// and its share of the memory budget.
+/// Admission state of one app: instances in flight (its concurrency limit),
+/// its share of the memory budget, and its run slots (CPU fairness, as the
+/// tenant of its requests and the app-to-app calls they cause).
 pub(crate) struct AppGate {
     in_flight: AtomicU32,
     pub(crate) memory: Arc<Semaphore>,
     pub(crate) memory_share_mib: u32,
+    pub(crate) cpu: Arc<CpuShare>,
 }
 
 /// One instance of an app counted against its concurrency limit, until dropped.
@@ -282,6 +304,7 @@ impl Runtime {
                     in_flight: AtomicU32::new(0),
                     memory: Arc::new(Semaphore::new(share as usize)),
                     memory_share_mib: share,
+                    cpu: Arc::new(CpuShare::new(self.inner.config.app_cpu_slots)),
                 })
             })
             .clone()
@@ -384,6 +407,7 @@ mod tests {
         assert!(config.memory_budget_bytes >= 128 << 20);
         config.validate().unwrap();
         assert_eq!(RuntimeConfig::new(128 << 20, 1).app_concurrency, 1);
+        assert!(config.app_cpu_slots >= 1);
 
         let mut small = config;
         small.memory_budget_bytes = 64 << 20;
@@ -393,6 +417,9 @@ mod tests {
         let mut zero = config;
         zero.app_concurrency = 0;
         assert!(zero.validate().unwrap_err().contains("--app-concurrency"));
+        let mut zero = config;
+        zero.app_cpu_slots = 0;
+        assert!(zero.validate().unwrap_err().contains("--app-cpu-slots"));
         let mut zero = config;
         zero.body_read_timeout = Duration::ZERO;
         assert!(

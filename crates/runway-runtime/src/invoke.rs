@@ -21,6 +21,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::capture::Capture;
 use crate::engine::{AppTicket, mib_ceil};
+use crate::fair::{CpuShare, Fair};
 use crate::host::{HostState, MemoryCap, MemoryCapExceeded};
 use crate::outbound::OutboundHooks;
 use crate::{Invocation, InvocationEvents, LoadedComponent, Runtime, Stream};
@@ -132,7 +133,7 @@ impl Failure {
 /// The epoch callback's way of stopping a guest at its deadline.
 #[derive(Debug, thiserror::Error)]
 #[error("deadline exceeded")]
-struct DeadlineExceeded;
+pub(crate) struct DeadlineExceeded;
 
 impl Runtime {
     /// Runs `request` on a fresh instance of `component`.
@@ -166,8 +167,8 @@ impl Runtime {
                 return Err(failure);
             }
         };
-        let admission = match self.admit(&invocation).await {
-            Ok(admission) => admission,
+        let (admission, tenant) = match self.admit(&invocation).await {
+            Ok(admitted) => admitted,
             Err(failure) => {
                 invocation.events.failed(&failure);
                 return Err(failure);
@@ -214,13 +215,18 @@ impl Runtime {
         // busy app cannot starve the others; past its deadline it is stopped.
         store.set_epoch_deadline(1);
         let interrupted = inner.interrupted.clone();
+        // Tells the guest's run slot that it yielded still runnable.
+        let yielded = Arc::new(AtomicBool::new(false));
+        let tick_yielded = yielded.clone();
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline || interrupted.load(Ordering::Relaxed) {
                 Err(DeadlineExceeded.into())
             } else {
+                tick_yielded.store(true, Ordering::Relaxed);
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        let interrupted = inner.interrupted.clone();
 
         // A HEAD answer has no body for hyper to poll: dropping it is not a
         // sign that the client went away.
@@ -257,13 +263,20 @@ impl Runtime {
         let (mut cancel, cancelled) = cancel_pair();
         let task = tokio::spawn(async move {
             let _permit = permit;
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            };
+            // Instantiation and the handler run in the tenant's CPU share;
+            // the deadline and the client going away are watched outside it.
+            let run = Fair::new(
+                async {
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, incoming, outparam)
+                        .await
+                },
+                tenant,
+                yielded,
+                interrupted,
+            );
             // The epoch deadline stops guests that compute; this one stops
             // guests that wait (on a timer, a socket, another app).
             let outcome = tokio::select! {
@@ -414,8 +427,9 @@ impl Runtime {
     /// Takes what an instance of the invocation's app needs: a place under
     /// its app's concurrency limit (or 503 at once), its memory cap from the
     /// app's share and the environment's budget, and an instance slot (each
-    /// waited for at most [`SLOT_WAIT`] in all).
-    async fn admit(&self, invocation: &Invocation) -> Result<Admission, Failure> {
+    /// waited for at most [`SLOT_WAIT`] in all). Also returns the CPU share
+    /// its guest runs in: its tenant's (see `fair`).
+    async fn admit(&self, invocation: &Invocation) -> Result<(Admission, Arc<CpuShare>), Failure> {
         let inner = &self.inner;
         let config = &inner.config;
         let limit = invocation
@@ -449,12 +463,14 @@ impl Runtime {
             Ok(Ok(permit)) => permit,
             _ => return Err(Failure::Overloaded(config.max_instances)),
         };
-        Ok(Admission {
+        let tenant = invocation.calls.tenant(|| gate.cpu.clone());
+        let admission = Admission {
             _app: app,
             _app_memory: app_memory,
             _memory: memory,
             _slot: slot,
-        })
+        };
+        Ok((admission, tenant))
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod capture;
 mod engine;
+mod fair;
 mod host;
 mod invoke;
 mod outbound;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 pub use engine::{
     DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_READ_TIMEOUT, Runtime, RuntimeConfig,
-    default_app_concurrency, default_memory_budget_bytes,
+    default_app_concurrency, default_app_cpu_slots, default_memory_budget_bytes,
 };
 pub use host::{KeyValue, KvError};
 pub use invoke::{CLIENT_CLOSED, Failure, ResponseBody};

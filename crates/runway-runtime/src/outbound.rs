@@ -3,8 +3,8 @@
 //! without leaving the process.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use runway_manifest::{AllowedOrigin, AppName};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::InvocationEvents;
+use crate::fair::CpuShare;
 
 /// Suffix of the host names that address apps of the same environment.
 pub const INTERNAL_SUFFIX: &str = ".internal";
@@ -30,14 +31,23 @@ pub const MAX_INTERNAL_CALLS: u32 = 64;
 
 /// The app-to-app calls caused by one incoming request: every app it reaches
 /// shares this budget (it travels with internal calls as a request
-/// extension), so a fan-out is bounded in breadth as well as depth.
+/// extension), so a fan-out is bounded in breadth as well as depth. It also
+/// names the tenant whose CPU share every guest of the request uses: the
+/// app of the incoming request (set by the runtime when it serves it).
 #[derive(Debug, Default)]
 pub struct CallBudget {
     in_flight: AtomicU32,
     total: AtomicU32,
+    tenant: OnceLock<Arc<CpuShare>>,
 }
 
 impl CallBudget {
+    /// The CPU share of the request's tenant: `first`'s for the incoming
+    /// request itself, the same for every app-to-app call it causes.
+    pub(crate) fn tenant(&self, first: impl FnOnce() -> Arc<CpuShare>) -> Arc<CpuShare> {
+        self.tenant.get_or_init(first).clone()
+    }
+
     /// Counts one more call, or says which bound it would break.
     fn start(self: &Arc<Self>) -> Result<CallTicket, String> {
         if self

@@ -214,3 +214,46 @@ async fn something_that_is_not_a_controller_is_a_clear_start_error() {
         "{message}"
     );
 }
+
+/// With `--pass-api`, API requests go to the controller discovery follows:
+/// once the first controller is gone and discovery moved to the other one
+/// (the new active controller after a takeover), so do API requests. Before,
+/// they kept going to the first `--controller` only.
+#[tokio::test]
+async fn api_requests_follow_the_controller_discovery_follows() {
+    let a = FakeUpstream::start().await;
+    let first = FakeController::start(vec![frontend("fe-a", &a)]).await;
+    let second = FakeController::start(vec![frontend("fe-a", &a)]).await;
+    let mut config = controller_config(&first, TOKEN);
+    config.standby_controllers = vec![second.url()];
+    config.platform = Some(first.url());
+    let balancer = start(config).await;
+    let http = Http::new(balancer.addr());
+    let api = || {
+        http.request(Method::GET, "/_runway/api/v1/frontends")
+            .header(http::header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(empty())
+            .unwrap()
+    };
+    let before = first.polls();
+    assert_eq!(http.call(api()).await.status, StatusCode::OK);
+    assert!(
+        first.polls() > before,
+        "the API request reached the first controller"
+    );
+
+    first.kill();
+    let polled = second.polls();
+    eventually("discovery moves to the second controller", || {
+        second.polls() >= polled + 2
+    })
+    .await;
+    let before = second.polls();
+    let reply = http.call(api()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(
+        second.polls() > before,
+        "the API request reached the second controller"
+    );
+    balancer.shutdown().await;
+}

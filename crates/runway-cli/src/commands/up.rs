@@ -62,6 +62,11 @@ pub struct ConnectionArgs {
     /// hard limit at start).
     #[arg(long, default_value_t = runway_server::ConnectionSettings::default().max_connections)]
     pub max_connections: usize,
+    /// A connection whose response writes make no progress this long (the
+    /// client stopped reading) is closed and its guest stopped, in
+    /// milliseconds (nginx's send_timeout).
+    #[arg(long, default_value_t = runway_server::ConnectionSettings::default().send_timeout.as_millis() as u64)]
+    pub send_timeout_ms: u64,
 }
 
 impl ConnectionArgs {
@@ -70,6 +75,7 @@ impl ConnectionArgs {
             self.header_read_timeout_ms,
             self.keep_alive_timeout_ms,
             self.max_connections,
+            self.send_timeout_ms,
         )
         .map_err(anyhow::Error::msg)
     }
@@ -150,6 +156,12 @@ pub struct AdmissionArgs {
     /// [default: half of --max-instances, at least 1].
     #[arg(long, value_name = "N")]
     pub app_concurrency: Option<u32>,
+    /// Most guests of one app (with the app-to-app calls its requests
+    /// cause) competing for the CPU at once; the others wait for a turn
+    /// (10 ms slices), so one busy app cannot crowd out the others
+    /// [default: the number of executor threads, i.e. of cores].
+    #[arg(long, value_name = "N")]
+    pub app_cpu_slots: Option<u32>,
     /// Bound on the sum of the memory caps of the instances alive at once, in
     /// MiB; one app may use at most half of it; beyond it requests wait up to
     /// 5 s, then get 503 [default: half of the machine's memory (MemTotal)].
@@ -172,6 +184,9 @@ impl AdmissionArgs {
         let mut config = RuntimeConfig::new(max_memory_bytes, max_instances);
         if let Some(n) = self.app_concurrency {
             config.app_concurrency = n;
+        }
+        if let Some(n) = self.app_cpu_slots {
+            config.app_cpu_slots = n;
         }
         if let Some(mib) = self.memory_budget_mib {
             config.memory_budget_bytes = mib.saturating_mul(1 << 20);

@@ -1,7 +1,9 @@
 //! Client connections against every kind of Runway server: a half-sent
 //! request head and an idle keep-alive connection are closed within their
 //! timeouts, and idle connections beyond the bound (or beyond the open-file
-//! limit) never lock a fresh client out. The attacker is a raw TCP client.
+//! limit) never lock a fresh client out, and a client that stops reading its
+//! response is disconnected after the send timeout. The attacker is a raw
+//! TCP client.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +13,7 @@ use runway_server::ConnectionSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::TestEnv;
+use crate::support::{TestEnv, package, repackage};
 
 const HEALTH: &[u8] = b"GET /_runway/health HTTP/1.1\r\nhost: test\r\n\r\n";
 
@@ -20,6 +22,7 @@ fn settings(header_ms: u64, keep_alive_ms: u64, max: usize) -> ConnectionSetting
         header_read_timeout: Duration::from_millis(header_ms),
         keep_alive_timeout: Duration::from_millis(keep_alive_ms),
         max_connections: max,
+        ..ConnectionSettings::default()
     }
 }
 
@@ -223,4 +226,74 @@ async fn idle_connections_beyond_the_open_file_limit_do_not_lock_out_a_fresh_cli
         "a fresh client is served while 450 idle connections exceed the open-file limit of 400",
     );
     assert_eq!(response.status(), 200);
+}
+
+/// A client that asks for a large response and never reads it is
+/// disconnected once the server's writes made no progress for
+/// `--send-timeout-ms`, and the guest producing the response is stopped
+/// (the app's only instance is free again), and the request is logged 499.
+/// Before the send timeout the guest stayed blocked until its deadline.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout() {
+    a_client_that_stops_reading_is_disconnected(0).await;
+}
+
+/// The same through the farm's balancer (`runway up --farm 1`).
+#[tokio::test]
+async fn the_farm_balancer_disconnects_a_client_that_stops_reading() {
+    a_client_that_stops_reading_is_disconnected(1).await;
+}
+
+async fn a_client_that_stops_reading_is_disconnected(farm: u32) {
+    let env = TestEnv::start_with(|c| {
+        c.farm = farm;
+        c.connections = ConnectionSettings {
+            send_timeout: Duration::from_millis(1000),
+            ..ConnectionSettings::default()
+        }
+    })
+    .await;
+    env.publish(&repackage(&package("tests/guests/misbehave"), |m| {
+        format!("{m}\n[limits]\nconcurrency = 1\n")
+    }))
+    .await;
+
+    let mut stream = TcpStream::connect(host_port(&env.url)).await.unwrap();
+    stream
+        .write_all(b"GET /misbehave/big?mib=64 HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    // The socket buffers fill in a moment; then nothing moves for the send
+    // timeout (1 s), noticed within another second.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+
+    // The app's single instance is free again: the guest was stopped.
+    let (status, body) = env.get_text("/misbehave/ok").await;
+    assert_eq!(
+        status, 200,
+        "the stalled response still holds the app: {body}"
+    );
+
+    // What the client can still read ends well short of 64 MiB.
+    let mut total = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => total += n,
+            Err(_) => break false,
+        }
+    };
+    assert!(ended, "the connection is still open after {total} bytes");
+    assert!(
+        total < 64 << 20,
+        "the whole response arrived ({total} bytes)"
+    );
+
+    let rows = env.logs("misbehave", Some("request"), false).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.path.as_deref() == Some("/misbehave/big") && r.status == Some(499)),
+        "{rows:#?}"
+    );
 }

@@ -420,6 +420,12 @@ async fn bad_farm_input_is_a_clear_error_and_changes_nothing() {
         err.contains("127.0.0.1:1/runway_x") && !err.contains("hunter2"),
         "{err}"
     );
+    // ... and leaves nothing behind in its data directory: no new
+    // secrets.key that the next start, on the right database, would adopt.
+    let left: Vec<_> = std::fs::read_dir(dir.join("bad-ctl"))
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
 
     // Nothing changed: the same front-ends, fe1 still serving.
     let after = farm.list().await;
@@ -636,5 +642,81 @@ async fn a_controller_killed_after_recording_leaves_no_split_farm() {
     assert_eq!(list.generation, generation);
     for url in &urls {
         assert_eq!(served_generation(url).await, generation);
+    }
+}
+
+/// A front-end catching up with the committed table serves every app it can
+/// load: an app that cannot be loaded there (its package is larger than this
+/// front-end's `--max-package-mib`) is answered 503 `app_failed` and logged
+/// for that app, while the other apps serve and the front-end is ready.
+/// Before, the whole table failed and the front-end never became ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frontend_catching_up_serves_the_apps_it_can_load() {
+    let mut farm = Farm::start(1).await;
+    let hello = package("examples/hello");
+    assert!(hello.to_bytes().len() < 1 << 20, "hello fits in 1 MiB");
+    publish(&farm, &hello).await;
+    // The same component under another name, with 3 MiB of static content.
+    let mut files = hello.static_files.clone();
+    files.insert("big.bin".into(), vec![7u8; 3 << 20]);
+    let big = Package::from_parts(
+        hello
+            .manifest_toml
+            .replacen("name = \"hello\"", "name = \"big\"", 1),
+        hello.component.clone(),
+        files,
+    )
+    .unwrap();
+    publish(&farm, &big).await;
+
+    let fe2 = farm.spawn_frontend("fe2", &["--max-package-mib", "2"]);
+    let url = fe2.url.clone();
+    farm.frontends.push(("fe2".into(), fe2));
+    farm.wait_ready(&["fe2".to_string()], Duration::from_secs(30))
+        .await;
+    let response = reqwest::get(format!("{url}/hello/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = reqwest::get(format!("{url}/big/")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "app_failed", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("'big'"),
+        "{body}"
+    );
+    // fe1 serves both.
+    let fe1 = farm.frontend("fe1").url.clone();
+    assert_eq!(
+        reqwest::get(format!("{fe1}/big/")).await.unwrap().status(),
+        200
+    );
+
+    // The app's log says which front-end could not load it, and why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = farm
+            .client
+            .logs(&LogQueryParams {
+                app: Some("big".into()),
+                kind: Some(runway_api::v1::LogKinds(vec![runway_api::v1::LogKind::Error])),
+                frontend: Some("fe2".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(row) = rows.first() {
+            let message = row.message.as_deref().unwrap_or_default();
+            assert!(
+                message.contains("front-end fe2 could not load"),
+                "{message}"
+            );
+            assert!(message.contains("big"), "{message}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error row for app big from fe2"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

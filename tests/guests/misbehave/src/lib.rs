@@ -16,6 +16,7 @@
 //! * `GET /misbehave/trap-mid-body` streams "partial\n" (chunked), waits 200 ms, then panics
 //! * `GET /misbehave/slow-mid-body?ms=N` streams "partial\n" (chunked), then sleeps N ms
 //!   (default 60 s) before finishing with "done\n"
+//! * `GET /misbehave/big?mib=N` streams N MiB (chunked, default 64), then finishes
 //! * anything else              404
 
 use std::io::{Read as _, Write as _};
@@ -111,6 +112,23 @@ impl Guest for Misbehave {
                 send(&mut stream, b"partial\n");
                 sleep_ms(ms);
                 send(&mut stream, b"done\n");
+                drop(stream);
+                let _ = OutgoingBody::finish(body, None);
+            }
+            "/misbehave/big" => {
+                let mib: usize = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("mib="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(64);
+                let (body, mut stream) = start(response_out, None);
+                let chunk = vec![b'x'; 64 << 10];
+                for _ in 0..mib * 16 {
+                    if stream.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                let _ = stream.blocking_flush();
                 drop(stream);
                 let _ = OutgoingBody::finish(body, None);
             }
