@@ -1,10 +1,12 @@
 //! Every JSON shape that crosses a process boundary in Runway.
 //!
 //! `v1` is the environment's REST API (`/_runway/api/v1/…`), `fleet` is the
-//! controller ↔ front-end protocol, `error` the error body shared by both.
+//! controller ↔ front-end protocol, `console` the infrastructure console's
+//! API, `error` the error body shared by all.
 //! This crate holds data only: no I/O and no policy, so that the server, the
 //! client and the tests agree on the wire format by construction.
 
+pub mod console;
 pub mod error;
 pub mod fleet;
 pub mod v1;

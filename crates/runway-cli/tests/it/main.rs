@@ -4,6 +4,7 @@ mod at_rest;
 mod cli_live;
 mod cli_offline;
 mod connections;
+mod console;
 mod e2e_bad_input;
 mod e2e_serve;
 mod edge_input;
