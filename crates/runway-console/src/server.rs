@@ -17,7 +17,8 @@ use crate::Console;
 #[derive(Debug, Clone)]
 pub struct ConsoleConfig {
     /// `postgres://…` URL, or a directory for the SQLite catalog; default
-    /// the data directory.
+    /// `<data_dir>/catalog` (where an environment keeps its catalogs too, so
+    /// neither can be started on the other's data directory).
     pub database: Option<String>,
     /// Holds `admin.token` (first start) and `console.key` (seals the
     /// environments' credentials), both 0600.
@@ -73,7 +74,7 @@ impl ConsoleServer {
         let database = config
             .database
             .clone()
-            .unwrap_or_else(|| data_dir.display().to_string());
+            .unwrap_or_else(|| data_dir.join("catalog").display().to_string());
         let store = ConsoleStore::open(&database)
             .await
             .context("failed to open the console's catalog (--database)")?;

@@ -29,7 +29,7 @@ pub enum ConsoleCommand {
 pub struct ServeArgs {
     /// The console's catalog: postgres://user[:password]@host[:port]/database
     /// (a database no environment uses), or a directory for SQLite
-    /// [default: the data dir].
+    /// [default: <data-dir>/catalog].
     #[arg(long, env = "RUNWAY_CONSOLE_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
     /// Where admin.token (first start) and console.key live (both 0600).

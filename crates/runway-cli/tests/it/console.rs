@@ -134,11 +134,12 @@ async fn environments_pipelines_health_and_apps_across_environments() {
         .expect("a console token on the environment");
     assert_eq!(minted.scope, Scope::Console);
     // Neither the admin token nor the minted token is stored in plaintext.
-    let raw = std::fs::read(console.dir.path().join("console/console.db")).unwrap();
+    let raw = std::fs::read(console.dir.path().join("console/catalog/console.db")).unwrap();
     for secret in [dev.token.as_str(), test.token.as_str()] {
         assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
     }
-    let wal = std::fs::read(console.dir.path().join("console/console.db-wal")).unwrap_or_default();
+    let wal = std::fs::read(console.dir.path().join("console/catalog/console.db-wal"))
+        .unwrap_or_default();
     assert!(
         !wal.windows(4).any(|w| w == b"rwt_"),
         "a token in plaintext in the WAL"
@@ -473,15 +474,14 @@ async fn an_unreachable_environment_is_marked_not_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn console_and_environment_refuse_each_others_database() {
     let env = TestEnv::start().await;
-    // The environment's SQLite catalogs live in its data dir.
+    // The environment's SQLite catalogs, given as the console's database.
     let dir = tempfile::tempdir().unwrap();
     let mut config = ConsoleConfig::new(dir.path().join("console"), "127.0.0.1:0".parse().unwrap());
-    config.database = Some(env.data_dir().display().to_string());
-    let err = ConsoleServer::start(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    config.database = Some(env.data_dir().join("catalog").display().to_string());
+    let err = format!(
+        "{:#}",
+        ConsoleServer::start(config).await.err().expect("refused")
+    );
     assert!(err.contains("holds an environment's catalog"), "{err}");
     // And on PostgreSQL.
     let db = runway_store::testing::TestDatabase::create().await;
@@ -515,7 +515,17 @@ async fn console_and_environment_refuse_each_others_database() {
             .expect("refused")
     );
     assert!(err.contains("infrastructure console"), "{err}");
-    assert!(!console_dir.join("platform.db").exists(), "nothing created");
+    assert!(
+        !console_dir.join("catalog/platform.db").exists(),
+        "nothing created"
+    );
+    // Nor can a console start on an environment's data directory.
+    let config = ConsoleConfig::new(env.data_dir(), "127.0.0.1:0".parse().unwrap());
+    let err = format!(
+        "{:#}",
+        ConsoleServer::start(config).await.err().expect("refused")
+    );
+    assert!(err.contains("holds an environment's catalog"), "{err}");
 }
 
 fn runway() -> Command {
