@@ -3,7 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, balancer, console, controller, env, frontend, login, logs, pipeline, token, up,
+    app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, token,
+    up,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -43,6 +44,10 @@ pub enum Command {
     Pipeline(pipeline::PipelineCommand),
     /// The console's applications × environments matrix, versions, tagging.
     Apps(apps::AppsArgs),
+    /// Deployment plans on the console: `runway deploy APP@VERSION --from ENV
+    /// --to ENV [--wait]`, `deploy plan|list|show|validate|start|continue|abort|delete`.
+    /// (One environment's deploy of a published version is `runway app deploy`.)
+    Deploy(deploy::DeployArgs),
     /// Run the infrastructure console, or manage its service accounts.
     #[command(subcommand)]
     Console(console::ConsoleCommand),

@@ -20,6 +20,8 @@ pub mod apps;
 pub mod auth;
 pub mod environments;
 pub mod error;
+pub mod lifetime;
+pub mod plans;
 pub mod poller;
 pub mod server;
 
@@ -83,6 +85,8 @@ pub fn router(console: Console) -> Router {
         .merge(accounts::routes())
         .merge(environments::routes())
         .merge(apps::routes())
+        .merge(plans::routes())
+        .merge(lifetime::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             error::MAX_JSON_BODY_BYTES,
         ))

@@ -105,6 +105,10 @@ impl ConsoleServer {
             .start_pollers()
             .await
             .context("failed to start the environment pollers")?;
+        console
+            .recover_plans()
+            .await
+            .context("failed to resume the plans a previous run left running")?;
         let (stop, stopped) = watch::channel(false);
         let server = runway_frontend::spawn_server(
             listener,

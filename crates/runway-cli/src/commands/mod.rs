@@ -7,6 +7,7 @@ pub mod apps;
 pub mod balancer;
 pub mod console;
 pub mod controller;
+pub mod deploy;
 pub mod env;
 pub mod env_console;
 pub mod frontend;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout(args) => login::logout(args).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,
         Command::Apps(args) => apps::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
         Command::Console(cmd) => console::run(cmd).await,
         Command::Controller(cmd) => controller::run(cmd).await,
         Command::Frontend(cmd) => frontend::run(cmd).await,
