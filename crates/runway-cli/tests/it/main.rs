@@ -13,6 +13,7 @@ mod farm;
 mod farm_support;
 mod isolation;
 mod log_limits;
+mod plans;
 mod responses;
 mod small_hardening;
 mod standby;
