@@ -211,7 +211,7 @@ pub async fn create_plan(
                     Some(v) if v.application_id == application.id => v,
                     _ => console
                         .store()
-                        .app_version_by_number(&application.id, version)
+                        .app_version_by_number(&application.name, version)
                         .await?
                         .ok_or_else(|| version_not_found(&application.name, version))?,
                 };

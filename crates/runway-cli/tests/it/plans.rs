@@ -443,8 +443,26 @@ async fn bad_plans_are_refused_with_the_app_the_cause_and_the_fix() {
             with_version(m, "0.3.0")
         )
     });
-    infra.dev.publish(&needy).await;
-    infra.poll().await;
+    // Published (not deployed: dev lacks the property too) and tagged: a
+    // version the console knows that runs nowhere.
+    infra
+        .dev
+        .client
+        .publish(needy.to_bytes(), false, None)
+        .await
+        .unwrap();
+    infra
+        .client
+        .tag_version(
+            "hello",
+            &runway_api::console::TagVersion {
+                environment: "dev".into(),
+                version: Some("0.3.0".into()),
+                changelog: "needs billing".into(),
+            },
+        )
+        .await
+        .unwrap();
     let before = running(&infra.test, "hello").await;
     let p = infra
         .plan("dev", "test", vec![deploy("hello", "0.3.0")])
@@ -967,13 +985,22 @@ async fn the_lifetime_v2_surface() {
     assert_exception(s, &body, 400);
 
     // Deployments: create → 201 with the key; get with conflicts; start; status.
+    let (_, test_zones) = lt
+        .get(&format!("/environments/{test}/deploymentzones"))
+        .await;
     let create = serde_json::json!({
-        "ApplicationOperations": [{"ApplicationVersionKey": version_key, "DeploymentZoneKey": zones[0]["Key"]}],
+        "ApplicationOperations": [{"ApplicationVersionKey": version_key, "DeploymentZoneKey": test_zones[0]["Key"]}],
         "Notes": "from CI",
         "SourceEnvironmentKey": dev,
         "TargetEnvironmentKey": test,
     });
-    let _ = zone;
+    // A zone of another environment is refused.
+    let mut wrong_zone = create.clone();
+    wrong_zone["ApplicationOperations"][0]["DeploymentZoneKey"] = Value::String(zone.clone());
+    let (s, body) = lt
+        .call(reqwest::Method::POST, "/deployments", Some(wrong_zone))
+        .await;
+    assert_exception(s, &body, 400);
     let (s, key) = lt
         .call(reqwest::Method::POST, "/deployments/", Some(create.clone()))
         .await;
