@@ -1142,3 +1142,115 @@ async fn the_lifetime_v2_surface() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_console_restarted_mid_plan_settles_it_from_the_targets_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("console");
+    let config = ConsoleConfig::new(&data, "127.0.0.1:0".parse().unwrap());
+    let server = ConsoleServer::start(config).await.unwrap();
+    let token = server.admin_token().unwrap().to_string();
+    let client =
+        ConsoleClient::new(&format!("http://{}", server.addr()), Some(token.clone())).unwrap();
+    client
+        .create_pipeline(&CreatePipeline {
+            name: "main".into(),
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    let (dev, test) = (TestEnv::start().await, TestEnv::start().await);
+    dev.publish(&package("examples/hello")).await;
+    add(&client, "dev", &dev.url, &dev.token, 1).await;
+    add(&client, "test", &test.url, &test.token, 2).await;
+    let create = || CreatePlan {
+        source: "dev".into(),
+        target: "test".into(),
+        operations: vec![deploy("hello", "0.1.0")],
+        properties: Default::default(),
+        notes: String::new(),
+        two_step: None,
+        allow_out_of_order: false,
+    };
+    // Plan A: the console "died" after taking the target, before deploying.
+    let a = client.create_plan(&create()).await.unwrap();
+    let store = server.console().store().clone();
+    use runway_store::console::plans::PlanStatus as Stored;
+    assert!(
+        store
+            .set_plan_status(&a.key, Stored::Saved, Stored::Running, None)
+            .await
+            .unwrap()
+    );
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+    let server = ConsoleServer::start(ConsoleConfig::new(&data, "127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let client =
+        ConsoleClient::new(&format!("http://{}", server.addr()), Some(token.clone())).unwrap();
+    let settle = |key: String| {
+        let client = client.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let s = client.plan_status(&key, 0).await.unwrap();
+                if s.status.is_finished() {
+                    return s;
+                }
+                assert!(Instant::now() < deadline, "{s:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let s = settle(a.key.clone()).await;
+    assert_eq!(s.status, PlanStatus::FinishedWithErrors, "{s:?}");
+    assert!(s.info.contains("nothing was switched"), "{}", s.info);
+    assert_eq!(running(&test, "hello").await.0, None, "test unchanged");
+
+    // Plan B: the target switched, but the console died before it learnt so.
+    let b = client.create_plan(&create()).await.unwrap();
+    let store = server.console().store().clone();
+    assert!(
+        store
+            .set_plan_status(&b.key, Stored::Saved, Stored::Running, None)
+            .await
+            .unwrap()
+    );
+    let digest = b.operations[0].digest.clone().unwrap();
+    let bytes = dev.client.package(&digest).await.unwrap();
+    test.client.import_package(&digest, bytes).await.unwrap();
+    let d = test
+        .client
+        .create_deployment(&runway_api::v1::DeploymentRequest {
+            operations: vec![runway_api::v1::OperationRequest::Deploy {
+                app: "hello".into(),
+                version: "0.1.0".into(),
+            }],
+            config: Default::default(),
+            prepare: false,
+            disable_failed_frontends: false,
+        })
+        .await
+        .unwrap();
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+    let server = ConsoleServer::start(ConsoleConfig::new(&data, "127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let client = ConsoleClient::new(&format!("http://{}", server.addr()), Some(token)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = client.plan_status(&b.key, 0).await.unwrap();
+        if s.status.is_finished() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(s.status, PlanStatus::FinishedSuccessful, "{s:?}");
+    assert_eq!(
+        client.plan(&b.key).await.unwrap().target_deployment_id,
+        Some(d.id),
+        "found by the target's record"
+    );
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
