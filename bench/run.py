@@ -98,7 +98,7 @@ def wrk(url, duration, connections):
 
 def start_runway(runway, data_dir, port):
     proc = subprocess.Popen(
-        [runway, "up", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
+        [runway, "up", "--single", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     wait_for(f"http://127.0.0.1:{port}/_runway/health")

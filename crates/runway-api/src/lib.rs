@@ -1,13 +1,15 @@
 //! Every JSON shape that crosses a process boundary in Runway.
 //!
 //! `v1` is the environment's REST API (`/_runway/api/v1/…`), `fleet` is the
-//! controller ↔ front-end protocol, `error` the error body shared by both,
-//! `readiness` the one rule that decides whether a front-end is ready.
+//! controller ↔ front-end protocol, `console` the infrastructure console's
+//! API, `error` the error body shared by all, `readiness` the one rule that
+//! decides whether a front-end is ready.
 //! This crate holds data only: no I/O and no policy, so that the server, the
 //! client and the tests agree on the wire format by construction. Its one
 //! interface, `fleet::FrontendLink`, lets the controller drive front-ends
 //! without depending on the front-end's code.
 
+pub mod console;
 pub mod error;
 pub mod fleet;
 pub mod readiness;

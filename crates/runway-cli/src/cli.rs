@@ -2,7 +2,10 @@
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{app, balancer, controller, env, frontend, logs, token, up};
+use crate::commands::{
+    app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, token,
+    up,
+};
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
 #[derive(Parser, Debug)]
@@ -18,7 +21,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a standalone environment (controller and one front-end) in this process.
+    /// Run the typical infrastructure (console + dev + test + prod) in this
+    /// process, or one environment with --single.
     Up(up::UpArgs),
     /// Create, build, publish and manage apps.
     #[command(subcommand)]
@@ -28,8 +32,25 @@ pub enum Command {
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Show the environment: engine, generation, limits, front-ends.
+    /// Show one environment (`--env URL|NAME`), or manage the console's
+    /// environments: `env add|list|show|remove`.
     Env(env::EnvArgs),
+    /// Log in to an infrastructure console (stored 0600 in your config dir).
+    Login(login::LoginArgs),
+    /// Forget the stored console login.
+    Logout(login::LogoutArgs),
+    /// The console's pipelines: ordered environments.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
+    /// The console's applications × environments matrix, versions, tagging.
+    Apps(apps::AppsArgs),
+    /// Deployment plans on the console: `runway deploy APP@VERSION --from ENV
+    /// --to ENV [--wait]`, `deploy plan|list|show|validate|start|continue|abort|delete`.
+    /// (One environment's deploy of a published version is `runway app deploy`.)
+    Deploy(deploy::DeployArgs),
+    /// Run the infrastructure console, or manage its service accounts.
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
     /// Run the controller of a server farm.
     #[command(subcommand)]
     Controller(controller::ControllerCommand),

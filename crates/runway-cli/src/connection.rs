@@ -33,17 +33,48 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A client for `--env`, authenticated with the resolved token.
-    pub fn client(&self) -> anyhow::Result<Client> {
+    /// A client for `--env`, authenticated with the resolved token. `--env`
+    /// is a URL, or the name of an environment registered on the console of
+    /// `runway login` (its address is asked there once; the token is still
+    /// the environment's own: flags, or `.runway/<name>/admin.token` as
+    /// `runway up` writes it, or the usual files).
+    pub async fn client(&self) -> anyhow::Result<Client> {
         runway_server::refuse_credentials("--env (or RUNWAY_ENV)", &self.env)
             .map_err(anyhow::Error::msg)?;
+        let (url, name) = self.resolve_env().await?;
         let from_file = match &self.token_file {
             Some(path) => Some(read_token_file(path, "--token-file")?),
             None => None,
         };
         let explicit = from_file.as_deref().or(self.token.as_deref());
-        let token = resolve_token(explicit, Path::new("."))?;
-        Ok(Client::new(&self.env, Some(token))?)
+        let token = resolve_token_for(explicit, Path::new("."), name.as_deref())?;
+        Ok(Client::new(&url, Some(token))?)
+    }
+
+    /// `--env` as a URL, and the console environment name it came from.
+    async fn resolve_env(&self) -> anyhow::Result<(String, Option<String>)> {
+        let env = self.env.trim();
+        if env.contains("://") {
+            return Ok((env.to_string(), None));
+        }
+        let console = crate::commands::login::ConsoleArgs::from_env()
+            .client()
+            .with_context(|| {
+                format!(
+                    "--env {env:?} is not a URL (http://host:port), so it names an environment                      registered on a console"
+                )
+            })?;
+        let found = console.environment(env).await.map_err(|e| match e.status() {
+            Some(404) => anyhow::anyhow!(
+                "--env {env:?}: the console at {} has no environment of that name                  (`runway env list` shows them); give a registered name or a URL",
+                console.base_url()
+            ),
+            _ => anyhow::Error::new(e).context(format!(
+                "cannot ask the console at {} for environment {env:?}",
+                console.base_url()
+            )),
+        })?;
+        Ok((found.environment.address, Some(env.to_string())))
     }
 
     /// The environment URL without a trailing slash (for messages).
@@ -69,10 +100,34 @@ pub fn read_token_file(path: &Path, flag: &str) -> anyhow::Result<String> {
 /// `explicit` (flag or environment variable) if non-empty, else the first of
 /// [`TOKEN_FILES`] (relative to `cwd`) that exists.
 pub fn resolve_token(explicit: Option<&str>, cwd: &Path) -> anyhow::Result<String> {
+    resolve_token_for(explicit, cwd, None)
+}
+
+/// [`resolve_token`] for an environment named `name` on the console: its
+/// `runway up` token files (`.runway/<name>/admin.token`, `../.runway/<name>/admin.token`)
+/// come before [`TOKEN_FILES`].
+pub fn resolve_token_for(
+    explicit: Option<&str>,
+    cwd: &Path,
+    name: Option<&str>,
+) -> anyhow::Result<String> {
     if let Some(t) = explicit.map(str::trim).filter(|t| !t.is_empty()) {
         return Ok(t.to_owned());
     }
-    for rel in TOKEN_FILES {
+    let named: Vec<String> = name
+        .filter(|n| !n.contains(['/', '\\']) && *n != ".." && *n != ".")
+        .map(|n| {
+            vec![
+                format!(".runway/{n}/admin.token"),
+                format!("../.runway/{n}/admin.token"),
+            ]
+        })
+        .unwrap_or_default();
+    let candidates = named
+        .iter()
+        .map(String::as_str)
+        .chain(TOKEN_FILES.iter().copied());
+    for rel in candidates {
         let path: PathBuf = cwd.join(rel);
         if path.is_file() {
             let text = std::fs::read_to_string(&path)
@@ -102,7 +157,10 @@ mod tests {
             token: Some("t".into()),
             token_file: None,
         };
-        let Err(e) = conn.client() else {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let Err(e) = rt.block_on(conn.client()) else {
             panic!("an environment URL with credentials must be refused")
         };
         let e = e.to_string();

@@ -28,6 +28,7 @@ pub fn main() -> ExitCode {
         cli::Command::Up(_)
         | cli::Command::Controller(_)
         | cli::Command::Balancer(_)
+        | cli::Command::Console(commands::console::ConsoleCommand::Serve(_))
         | cli::Command::Frontend(commands::frontend::FrontendCommand::Serve(_)) => "info",
         _ => "warn",
     };

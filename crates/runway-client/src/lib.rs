@@ -19,6 +19,10 @@ use runway_api::v1::{
 use serde::de::DeserializeOwned;
 use url::Url;
 
+pub mod console;
+mod console_plans;
+pub use console::ConsoleClient;
+
 /// Media type of a `.rwp` package upload.
 pub const PACKAGE_CONTENT_TYPE: &str = "application/vnd.runway.package";
 /// Size of the chunks a package is uploaded in (each one reports progress).
@@ -48,6 +52,11 @@ pub enum ClientError {
     /// `reason` is the innermost cause, e.g. "Connection refused (os error 111)".
     #[error("cannot reach the environment at {url}: {reason}; is `runway up` running?")]
     Connect { url: String, reason: String },
+    /// No connection could be made to the infrastructure console.
+    #[error(
+        "cannot reach the console at {url}: {reason}; is `runway console serve` (or `runway up`) running?"
+    )]
+    ConsoleConnect { url: String, reason: String },
     /// The environment answered 2xx with a body that is not the expected shape.
     #[error("unexpected response from {url}: {source}")]
     Decode {

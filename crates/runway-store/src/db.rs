@@ -41,6 +41,71 @@ pub(crate) static SQLITE_SESSION: Migrator = sqlx::migrate!("./migrations/sqlite
 pub(crate) static PG_PLATFORM: Migrator = sqlx::migrate!("./migrations/postgres/platform");
 pub(crate) static PG_LOG: Migrator = sqlx::migrate!("./migrations/postgres/log");
 pub(crate) static PG_SESSION: Migrator = sqlx::migrate!("./migrations/postgres/session");
+pub(crate) static SQLITE_CONSOLE: Migrator = sqlx::migrate!("./migrations/sqlite/console");
+pub(crate) static PG_CONSOLE: Migrator = sqlx::migrate!("./migrations/postgres/console");
+
+/// The catalogs of an environment (SQLite files / PostgreSQL schemas).
+pub(crate) const ENVIRONMENT_SCHEMAS: [&str; 3] = ["platform", "log", "session"];
+/// The catalog of a console.
+pub(crate) const CONSOLE_SCHEMAS: [&str; 1] = ["console"];
+
+/// The first of `names`' SQLite catalog files that exists in `dir`.
+fn catalog_file_in(dir: &Path, names: &[&str]) -> Option<PathBuf> {
+    names
+        .iter()
+        .map(|name| sqlite_path(dir, name))
+        .find(|path| path.exists())
+}
+
+/// An environment's catalog file in `dir`, if there is one.
+pub(crate) fn environment_files_in(dir: &Path) -> Option<PathBuf> {
+    catalog_file_in(dir, &ENVIRONMENT_SCHEMAS)
+}
+
+/// A console's catalog file in `dir`, if there is one.
+pub(crate) fn console_file_in(dir: &Path) -> Option<PathBuf> {
+    catalog_file_in(dir, &CONSOLE_SCHEMAS)
+}
+
+/// The first of `schemas` that exists in the PostgreSQL database at `url`.
+pub(crate) async fn schema_present(url: &str, schemas: &[&'static str]) -> Result<Option<String>> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let shown = redact_url(url);
+    let open_err = |cause| StoreError::OpenDatabase {
+        catalog: schemas.first().copied().unwrap_or("console"),
+        url: shown.clone(),
+        cause,
+    };
+    let options = AnyConnectOptions::from_url(&url.parse().map_err(|e| {
+        open_err(sqlx::Error::Configuration(
+            format!("not a URL ({e}); use postgres://user[:password]@host[:port]/database").into(),
+        ))
+    })?)
+    .map_err(open_err)?;
+    let mut conn = tokio::time::timeout(
+        PG_CONNECT_TIMEOUT,
+        sqlx::AnyConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| open_err(sqlx::Error::PoolTimedOut))?
+    .map_err(open_err)?;
+    let mut found = None;
+    for schema in schemas {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM pg_namespace WHERE nspname = $1")
+            .bind(*schema)
+            .fetch_one(&mut conn)
+            .await
+            .and_then(|row| row.try_get::<i64, _>("n"))
+            .map_err(open_err)?;
+        if row > 0 {
+            found = Some((*schema).to_string());
+            break;
+        }
+    }
+    let _ = conn.close().await;
+    Ok(found)
+}
 
 /// How long a connection waits for SQLite's write lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -51,6 +51,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The database belongs to the other kind of role: a console's catalog
+    /// where an environment's was expected, or the reverse. Nothing was created.
+    #[error("{0}")]
+    WrongDatabase(String),
     /// A query failed; `context` says which operation on which object.
     #[error("{context}: {source}")]
     Query {

@@ -23,6 +23,7 @@
 
 mod apps;
 mod blobs;
+pub mod console;
 mod db;
 mod deployments;
 mod error;
@@ -48,6 +49,7 @@ pub use apps::{
     version_identity,
 };
 pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
+pub use console::ConsoleStore;
 pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
@@ -108,6 +110,14 @@ impl Store {
     /// Opens the SQLite catalogs in `dir` (created if missing), applies pending
     /// migrations and starts the log writer. Must be called inside a tokio runtime.
     pub async fn open_sqlite(dir: &Path) -> Result<Store> {
+        if let Some(found) = db::console_file_in(dir) {
+            return Err(StoreError::WrongDatabase(format!(
+                "{} holds an infrastructure console's catalog ({}): an environment needs a \
+                 database of its own; give it another directory",
+                dir.display(),
+                found.display()
+            )));
+        }
         files::create_private_dir(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
@@ -127,6 +137,14 @@ impl Store {
     /// `url` (one schema per catalog, created if missing), applies pending
     /// migrations and starts the log writer. Must be called inside a tokio runtime.
     pub async fn open_postgres(url: &str) -> Result<Store> {
+        if let Some(schema) = db::schema_present(url, &db::CONSOLE_SCHEMAS).await? {
+            return Err(StoreError::WrongDatabase(format!(
+                "PostgreSQL database {} holds an infrastructure console's catalog (schema \
+                 {schema}): an environment needs a database of its own; create one and give \
+                 its URL to --database",
+                db::redact_url(url)
+            )));
+        }
         Store::open_each(|name| async move {
             // Pool sizes: a farm has many processes per database server.
             let (max_connections, migrator) = match name {

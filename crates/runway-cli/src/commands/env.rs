@@ -1,15 +1,23 @@
-//! `runway env [--json]`
+//! `runway env [--env URL|NAME] [--json]`: one environment, asked directly
+//! (its own API: engine, generation, limits, front-ends).
+//!
+//! `runway env add|list|show|remove`: the environments registered on the
+//! console of `runway login` (see `env_console`).
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use runway_api::v1::{EnvironmentInfo, LogDropped};
 
 use crate::commands::app::print_json;
 use crate::commands::app::show::limits;
+use crate::commands::env_console;
 use crate::connection::Connection;
 use crate::output::{Table, fields};
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EnvArgs {
+    #[command(subcommand)]
+    pub command: Option<EnvCommand>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -17,8 +25,24 @@ pub struct EnvArgs {
     pub conn: Connection,
 }
 
+/// The console's registry of environments (needs `runway login`).
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    /// Register an environment on the console (mints the console's own token there).
+    Add(env_console::AddArgs),
+    /// List the console's environments: address, pipeline, order, health, front-ends.
+    List(env_console::ListArgs),
+    /// Show one registered environment: health, front-ends, the apps it runs.
+    Show(env_console::ShowArgs),
+    /// Remove an environment from the console (refused while plans use it).
+    Remove(env_console::RemoveArgs),
+}
+
 pub async fn run(args: EnvArgs) -> anyhow::Result<()> {
-    let info = args.conn.client()?.environment().await?;
+    if let Some(command) = args.command {
+        return env_console::run(command).await;
+    }
+    let info = args.conn.client().await?.environment().await?;
     if args.json {
         return print_json(&info);
     }

@@ -110,7 +110,8 @@ pub async fn run(cmd: FrontendCommand) -> anyhow::Result<()> {
         FrontendCommand::List(args) => list(args).await,
         FrontendCommand::Enable(args) => {
             args.conn
-                .client()?
+                .client()
+                .await?
                 .set_frontend_enabled(&args.name, true)
                 .await?;
             println!("enabled front-end {}", args.name);
@@ -118,7 +119,8 @@ pub async fn run(cmd: FrontendCommand) -> anyhow::Result<()> {
         }
         FrontendCommand::Disable(args) => {
             args.conn
-                .client()?
+                .client()
+                .await?
                 .set_frontend_enabled(&args.name, false)
                 .await?;
             println!(
@@ -128,7 +130,11 @@ pub async fn run(cmd: FrontendCommand) -> anyhow::Result<()> {
             Ok(())
         }
         FrontendCommand::Remove(args) => {
-            args.conn.client()?.remove_frontend(&args.name).await?;
+            args.conn
+                .client()
+                .await?
+                .remove_frontend(&args.name)
+                .await?;
             println!("removed front-end {}", args.name);
             Ok(())
         }
@@ -181,7 +187,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let list = args.conn.client()?.frontends().await?;
+    let list = args.conn.client().await?.frontends().await?;
     if args.json {
         return print_json(&list);
     }

@@ -51,7 +51,7 @@ pub struct LogsArgs {
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let kind = args.kind.as_deref().map(check_kinds).transpose()?;
-    let client = args.conn.client()?;
+    let client = args.conn.client().await?;
     let mut params = LogQueryParams {
         app: args.app.clone(),
         kind,

@@ -3,11 +3,17 @@
 use crate::cli::{Cli, Command};
 
 pub mod app;
+pub mod apps;
 pub mod balancer;
+pub mod console;
 pub mod controller;
+pub mod deploy;
 pub mod env;
+pub mod env_console;
 pub mod frontend;
+pub mod login;
 pub mod logs;
+pub mod pipeline;
 pub mod token;
 pub mod up;
 
@@ -19,6 +25,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(args).await,
         Command::Token(cmd) => token::run(cmd).await,
         Command::Env(args) => env::run(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
+        Command::Pipeline(cmd) => pipeline::run(cmd).await,
+        Command::Apps(args) => apps::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
+        Command::Console(cmd) => console::run(cmd).await,
         Command::Controller(cmd) => controller::run(cmd).await,
         Command::Frontend(cmd) => frontend::run(cmd).await,
         Command::Balancer(cmd) => balancer::run(cmd).await,

@@ -68,7 +68,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     })?;
     let created = args
         .conn
-        .client()?
+        .client()
+        .await?
         .create_token(&CreateToken {
             name: args.name.clone(),
             scope,
@@ -88,7 +89,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let tokens = args.conn.client()?.tokens().await?;
+    let tokens = args.conn.client().await?.tokens().await?;
     if args.json {
         return print_json(&tokens);
     }
@@ -116,7 +117,11 @@ pub fn tokens_table(tokens: &[TokenInfo]) -> Table {
 }
 
 async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
-    args.conn.client()?.revoke_token(&args.id_or_name).await?;
+    args.conn
+        .client()
+        .await?
+        .revoke_token(&args.id_or_name)
+        .await?;
     println!("revoked token {}", args.id_or_name);
     Ok(())
 }

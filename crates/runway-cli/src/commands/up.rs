@@ -1,5 +1,9 @@
-//! `runway up`: a standalone environment on the embedded default (SQLite),
-//! until ctrl-c or SIGTERM.
+//! `runway up`: the typical infrastructure of the seeds on the embedded
+//! default (SQLite), until ctrl-c or SIGTERM — the console plus dev, test and
+//! prod (prod a farm of 2 front-ends behind a balancer) in pipeline `main`
+//! (see `infra`). `runway up --single`: one standalone environment.
+
+pub mod infra;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,30 +16,40 @@ use runway_runtime::RuntimeConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
-    /// Where the catalogs, packages and artifacts live.
+    /// One environment (controller and front-end) instead of the whole
+    /// infrastructure; the flags marked "--single" need it.
+    #[arg(long)]
+    pub single: bool,
+    /// Where the catalogs, packages and artifacts live (the infrastructure:
+    /// one subdirectory per role, console/, dev/, test/, prod/).
     #[arg(long, env = "RUNWAY_DATA_DIR", default_value = "./.runway")]
     pub data_dir: PathBuf,
-    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    /// Address to listen on; port 0 picks a free port (the bound address is
+    /// printed). The infrastructure: the console's; dev, test and prod take
+    /// the next three ports (or free ports with 0).
     #[arg(long, env = "RUNWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The environment's name.
-    #[arg(long, default_value = "dev")]
-    pub name: String,
-    /// Base URL for absolute URLs the platform generates (default: http://<listen address>).
+    /// --single: the environment's name [default: dev].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// --single: base URL for absolute URLs the platform generates (default: http://<listen address>).
     #[arg(long)]
     pub base_url: Option<String>,
-    /// Name of the built-in front-end (sent as x-runway-frontend).
-    #[arg(long, default_value = "fe-1")]
-    pub frontend_name: String,
-    /// Run N front-ends on loopback ports behind a balancer at --listen
-    /// (a server farm in one process; 0 = one front-end on --listen).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub farm: u32,
+    /// --single: name of the built-in front-end (sent as x-runway-frontend) [default: fe-1].
+    #[arg(long)]
+    pub frontend_name: Option<String>,
+    /// --single: run N front-ends on loopback ports behind a balancer at --listen
+    /// (a server farm in one process; 0 = one front-end on --listen) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub farm: Option<u32>,
+    /// The infrastructure: how often the console polls each environment, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub console_poll_ms: u64,
     /// On ctrl-c / SIGTERM: how long in-flight requests may finish, in
     /// milliseconds; guests still running then are stopped.
     #[arg(long, default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
-    /// Key that encrypts secret property values in the catalog (64 hex
+    /// --single: key that encrypts secret property values in the catalog (64 hex
     /// digits; must exist) [default: <data-dir>/secrets.key, created on first start].
     #[arg(long, env = "RUNWAY_SECRETS_KEY_FILE", value_name = "PATH")]
     pub secrets_key_file: Option<PathBuf>,
@@ -234,11 +248,13 @@ impl LimitArgs {
     }
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let mut config = StandaloneConfig::new(&args.data_dir, args.listen);
-    config.environment = args.name;
-    config.base_url = args.base_url;
-    config.frontend_name = args.frontend_name;
+/// The configuration of one environment with `args`' bounds and connections.
+pub fn standalone_config(
+    args: &UpArgs,
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+) -> anyhow::Result<StandaloneConfig> {
+    let mut config = StandaloneConfig::new(data_dir, listen);
     config.limits = args.limits.limits();
     config.max_package_bytes = args.limits.max_package_bytes();
     config.max_instances = args.limits.max_instances;
@@ -247,9 +263,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.log_limits = args.limits.log_limits();
     config.max_uploads = args.limits.max_uploads as usize;
     config.kv_quota = args.limits.kv_quota();
-    config.farm = args.farm;
     config.connections = args.connections.settings()?;
-    config.secrets_key_file = args.secrets_key_file;
+    Ok(config)
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if !args.single {
+        return infra::run(args).await;
+    }
+    let mut config = standalone_config(&args, &args.data_dir, args.listen)?;
+    config.environment = args.name.clone().unwrap_or_else(|| "dev".into());
+    config.base_url = args.base_url.clone();
+    config.frontend_name = args.frontend_name.clone().unwrap_or_else(|| "fe-1".into());
+    config.farm = args.farm.unwrap_or(0);
+    config.secrets_key_file = args.secrets_key_file.clone();
 
     let environment = Standalone::start(config).await?;
     println!(
@@ -257,7 +284,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         environment.controller().config().environment,
         environment.addr()
     );
-    if args.farm > 0 {
+    if args.farm.unwrap_or(0) > 0 {
         println!(
             "runway: {} front-ends behind the balancer at http://{}",
             environment.frontends().len(),

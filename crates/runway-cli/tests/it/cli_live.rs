@@ -22,7 +22,7 @@ pub(crate) fn start_with(
     extra: &[&str],
 ) -> (Child, String, Option<String>) {
     let mut child = runway()
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["up", "--single", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .stdout(Stdio::piped())

@@ -4,6 +4,7 @@
 //! test. Tests listed in [`both!`] run once per backend.
 
 mod bad_input;
+mod console;
 mod deployments;
 mod frontends;
 mod kv;

@@ -53,7 +53,7 @@ pub fn build_patch(assignments: &[String], unset: &[String]) -> anyhow::Result<C
 
 pub async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let patch = build_patch(&args.assignments, &args.unset)?;
-    let client = args.conn.client()?;
+    let client = args.conn.client().await?;
     let mut props = if patch.values.is_empty() {
         client.config(&args.name).await?
     } else {

@@ -17,7 +17,8 @@ pub struct DeleteArgs {
 pub async fn run(args: DeleteArgs) -> anyhow::Result<()> {
     let (app, version) = parse_app_at_version(&args.target)?;
     args.conn
-        .client()?
+        .client()
+        .await?
         .delete_version(app.as_str(), &version.to_string())
         .await?;
     println!("deleted {app} {version}");

@@ -24,7 +24,7 @@ pub struct DeployArgs {
 
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let (app, version) = parse_app_at_version(&args.target)?;
-    let client = args.conn.client()?;
+    let client = args.conn.client().await?;
     let d = client
         .deploy_with(
             app.as_str(),

@@ -16,7 +16,7 @@ pub struct ListArgs {
 }
 
 pub async fn run(args: ListArgs) -> anyhow::Result<()> {
-    let apps = args.conn.client()?.apps().await?;
+    let apps = args.conn.client().await?.apps().await?;
     if args.json {
         return print_json(&apps);
     }

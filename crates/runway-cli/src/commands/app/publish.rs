@@ -29,7 +29,7 @@ pub struct PublishArgs {
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     // Local problems first: they need no environment and no token.
     let bytes = load_package(&args.path)?;
-    let client = args.conn.client()?;
+    let client = args.conn.client().await?;
     let total = bytes.len() as u64;
     let deploy = !args.no_deploy;
 

@@ -19,7 +19,7 @@ pub struct ShowArgs {
 }
 
 pub async fn run(args: ShowArgs) -> anyhow::Result<()> {
-    let app = args.conn.client()?.app(&args.name).await?;
+    let app = args.conn.client().await?.app(&args.name).await?;
     if args.json {
         return print_json(&app);
     }

@@ -18,7 +18,7 @@ pub struct UndeployArgs {
 
 pub async fn run(args: UndeployArgs) -> anyhow::Result<()> {
     let app = AppName::parse(&args.app).with_context(|| format!("app name {:?}", args.app))?;
-    let d = args.conn.client()?.undeploy(app.as_str()).await?;
+    let d = args.conn.client().await?.undeploy(app.as_str()).await?;
     println!(
         "undeployed {app} {} (deployment {}{}); its versions, data and properties are kept: \
          `runway app deploy {app}@VERSION` brings it back",

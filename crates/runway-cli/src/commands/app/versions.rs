@@ -18,7 +18,7 @@ pub struct VersionsArgs {
 }
 
 pub async fn run(args: VersionsArgs) -> anyhow::Result<()> {
-    let versions = args.conn.client()?.versions(&args.name).await?;
+    let versions = args.conn.client().await?.versions(&args.name).await?;
     if args.json {
         return print_json(&versions);
     }

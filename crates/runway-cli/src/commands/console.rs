@@ -1,0 +1,262 @@
+//! `runway console serve`: the infrastructure console, until ctrl-c or
+//! SIGTERM. `runway console account …`: its service accounts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use runway_api::console::{AccountTokenCreated, CreateServiceAccount};
+use runway_console::{ConsoleConfig, ConsoleServer};
+
+use crate::commands::app::print_json;
+use crate::commands::login::ConsoleArgs;
+use crate::commands::up::{ConnectionArgs, shutdown_signal};
+use crate::output::{Table, ago};
+
+#[derive(Subcommand, Debug)]
+pub enum ConsoleCommand {
+    /// Run the infrastructure console: environments, pipelines, apps across
+    /// environments, deployment plans.
+    Serve(ServeArgs),
+    /// Service accounts (automation identities) and their tokens.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The console's catalog: postgres://user[:password]@host[:port]/database
+    /// (a database no environment uses), or a directory for SQLite
+    /// [default: <data-dir>/catalog].
+    #[arg(long, env = "RUNWAY_CONSOLE_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Where admin.token (first start) and console.key live (both 0600).
+    #[arg(long, default_value = "./.runway-console")]
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// How often each environment's health is polled, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub poll_ms: u64,
+    /// On ctrl-c / SIGTERM: how long requests in flight may finish, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Create a service account; its first token is printed once.
+    Create(CreateArgs),
+    /// List service accounts and their tokens (never the secrets).
+    List(ListArgs),
+    /// Add a token to a service account; printed once.
+    Token(TokenArgs),
+    /// Revoke one token of a service account.
+    Revoke(RevokeArgs),
+    /// Disable a service account and revoke all its tokens.
+    Disable(DisableArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The account's name, e.g. ci.
+    pub name: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Print JSON (including the token) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// The account's name or key.
+    pub account: String,
+    /// A name to recognise the token by.
+    #[arg(long, default_value = "token")]
+    pub name: String,
+    /// Print JSON (including the token) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    /// The account's name or key.
+    pub account: String,
+    /// The token's id (`runway console account list`).
+    pub id: i64,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DisableArgs {
+    /// The account's name or key.
+    pub account: String,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+pub async fn run(cmd: ConsoleCommand) -> anyhow::Result<()> {
+    match cmd {
+        ConsoleCommand::Serve(args) => serve(args).await,
+        ConsoleCommand::Account(cmd) => account(cmd).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = ConsoleConfig::new(&args.data_dir, args.listen);
+    config.database = args.database;
+    config.poll_interval = Duration::from_millis(args.poll_ms);
+    config.connections = args.connections.settings()?;
+    let console = ConsoleServer::start(config).await?;
+    println!("runway: console listening on http://{}", console.addr());
+    print_admin_token(console.admin_token(), &args.data_dir);
+    println!("runway: ctrl-c to stop");
+    shutdown_signal()
+        .await
+        .context("failed to listen for shutdown signals")?;
+    println!("runway: stopping");
+    console
+        .shutdown(Duration::from_millis(args.shutdown_grace_ms))
+        .await?;
+    println!("runway: stopped");
+    Ok(())
+}
+
+/// Prints the console's admin token if this start created it, else where it is.
+pub fn print_admin_token(token: Option<&str>, data_dir: &std::path::Path) {
+    let path = data_dir.join("admin.token");
+    match token {
+        Some(token) => {
+            println!(
+                "runway: console admin token (shown once, also written to {}):",
+                path.display()
+            );
+            println!("{token}");
+        }
+        None => println!("runway: console admin token in {}", path.display()),
+    }
+}
+
+fn print_created(created: &AccountTokenCreated, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(created);
+    }
+    println!(
+        "token {} ({}) of service account {} (shown once; store it now):",
+        created.info.id, created.info.name, created.account
+    );
+    println!("{}", created.token);
+    Ok(())
+}
+
+async fn account(cmd: AccountCommand) -> anyhow::Result<()> {
+    match cmd {
+        AccountCommand::Create(a) => {
+            let created = a
+                .console
+                .client()?
+                .create_service_account(&CreateServiceAccount {
+                    name: a.name.clone(),
+                    description: a.description,
+                })
+                .await
+                .with_context(|| format!("cannot create service account {:?}", a.name))?;
+            print_created(&created, a.json)
+        }
+        AccountCommand::List(a) => {
+            let accounts = a.console.client()?.service_accounts().await?;
+            if a.json {
+                return print_json(&accounts);
+            }
+            if accounts.is_empty() {
+                println!(
+                    "no service accounts; create one with `runway console account create NAME`"
+                );
+                return Ok(());
+            }
+            let mut t = Table::new([
+                "ACCOUNT",
+                "STATE",
+                "TOKEN ID",
+                "TOKEN",
+                "LAST USED",
+                "REVOKED",
+            ]);
+            for acc in &accounts {
+                let state = if acc.disabled_at_ms.is_some() {
+                    "disabled"
+                } else {
+                    "active"
+                };
+                if acc.tokens.is_empty() {
+                    t.row([acc.name.as_str(), state, "-", "-", "-", "-"]);
+                }
+                for tok in &acc.tokens {
+                    t.row([
+                        acc.name.clone(),
+                        state.to_string(),
+                        tok.id.to_string(),
+                        tok.name.clone(),
+                        ago(tok.last_used_at_ms),
+                        ago(tok.revoked_at_ms),
+                    ]);
+                }
+            }
+            print!("{}", t.render());
+            Ok(())
+        }
+        AccountCommand::Token(a) => {
+            let created = a
+                .console
+                .client()?
+                .create_account_token(&a.account, &a.name)
+                .await
+                .with_context(|| {
+                    format!("cannot add a token to service account {:?}", a.account)
+                })?;
+            print_created(&created, a.json)
+        }
+        AccountCommand::Revoke(a) => {
+            a.console
+                .client()?
+                .revoke_account_token(&a.account, a.id)
+                .await
+                .with_context(|| format!("cannot revoke token {} of {:?}", a.id, a.account))?;
+            println!("revoked token {} of service account {}", a.id, a.account);
+            Ok(())
+        }
+        AccountCommand::Disable(a) => {
+            a.console
+                .client()?
+                .disable_service_account(&a.account)
+                .await
+                .with_context(|| format!("cannot disable service account {:?}", a.account))?;
+            println!(
+                "disabled service account {} and revoked its tokens",
+                a.account
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! `runway login URL --token …` / `runway logout`: the console the CLI talks
+//! to, and the token it uses, stored 0600 in `$XDG_CONFIG_HOME/runway/login.json`
+//! (default `~/.config/runway/login.json`). Console commands (`env add|list|show|remove`,
+//! `pipeline`, `apps`, `deploy`) use it; `--console URL` and
+//! `--console-token` (or `RUNWAY_CONSOLE`, `RUNWAY_CONSOLE_TOKEN`) override it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use runway_client::ConsoleClient;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::read_token_file;
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The console's URL, e.g. http://127.0.0.1:8080.
+    pub url: String,
+    /// The console's admin token, or a service account's token.
+    #[arg(long, env = "RUNWAY_CONSOLE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the token (keeps it out of `ps`); takes precedence over --token.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Accept a plain-http console address that is not loopback.
+    #[arg(long)]
+    pub allow_insecure: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {}
+
+/// Flags of every command that talks to the console.
+#[derive(Args, Debug, Clone)]
+pub struct ConsoleArgs {
+    /// Console URL [default: the one of `runway login`].
+    #[arg(long, env = "RUNWAY_CONSOLE", value_name = "URL")]
+    pub console: Option<String>,
+    /// Console token [default: the one of `runway login`].
+    #[arg(
+        long,
+        env = "RUNWAY_CONSOLE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub console_token: Option<String>,
+}
+
+/// What `runway login` stores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Login {
+    pub console: String,
+    pub token: String,
+}
+
+/// `$XDG_CONFIG_HOME/runway/login.json`, else `$HOME/.config/runway/login.json`.
+pub fn login_path() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        if dir.is_absolute() {
+            return Ok(dir.join("runway").join("login.json"));
+        }
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("cannot find your config directory: set XDG_CONFIG_HOME or HOME")?;
+    Ok(PathBuf::from(home)
+        .join(".config")
+        .join("runway")
+        .join("login.json"))
+}
+
+/// The stored login, if any.
+pub fn stored_login() -> anyhow::Result<Option<Login>> {
+    let path = login_path()?;
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "{} is not a login file; run `runway logout` and `runway login URL --token …` again",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+impl ConsoleArgs {
+    /// The flags as their environment variables give them (for commands
+    /// that reach the console without console flags of their own).
+    pub fn from_env() -> ConsoleArgs {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        ConsoleArgs {
+            console: var("RUNWAY_CONSOLE"),
+            console_token: var("RUNWAY_CONSOLE_TOKEN"),
+        }
+    }
+
+    /// A client of the console: the flags, else the stored login.
+    pub fn client(&self) -> anyhow::Result<ConsoleClient> {
+        let login = stored_login()?;
+        let url = self
+            .console
+            .clone()
+            .or_else(|| login.as_ref().map(|l| l.console.clone()))
+            .context(
+                "not logged in to a console: run `runway login URL --token TOKEN` (the token is \
+                 in the console's data dir, admin.token), or give --console URL --console-token TOKEN",
+            )?;
+        let token = match (&self.console_token, &login) {
+            (Some(t), _) => t.clone(),
+            (None, Some(l))
+                if self
+                    .console
+                    .as_deref()
+                    .is_none_or(|u| same_url(u, &l.console)) =>
+            {
+                l.token.clone()
+            }
+            _ => bail!(
+                "no token for console {url}: give --console-token (or RUNWAY_CONSOLE_TOKEN), or \
+                 `runway login {url} --token …`"
+            ),
+        };
+        Ok(ConsoleClient::new(&url, Some(token))?)
+    }
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/')
+}
+
+/// Whether `url` is plain http to a host that is not loopback.
+pub fn insecure(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url.trim()) else {
+        return false;
+    };
+    if parsed.scheme() != "http" {
+        return false;
+    }
+    match parsed.host() {
+        Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        None => false,
+    }
+}
+
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let token = match (&args.token_file, &args.token) {
+        (Some(path), _) => read_token_file(path, "--token-file")?,
+        (None, Some(t)) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => bail!(
+            "give the console's token with --token TOKEN or --token-file PATH (the first one is \
+             <console data dir>/admin.token)"
+        ),
+    };
+    if insecure(&args.url) && !args.allow_insecure {
+        bail!(
+            "{} is plain http to a host that is not loopback: the token would cross the network \
+             in clear; use https://, or --allow-insecure on a network you trust",
+            args.url
+        );
+    }
+    let client = ConsoleClient::new(&args.url, Some(token.clone()))?;
+    let info = client
+        .info()
+        .await
+        .with_context(|| format!("cannot log in to the console at {}", client.base_url()))?;
+    let path = login_path()?;
+    save(
+        &path,
+        &Login {
+            console: client.base_url().to_string(),
+            token,
+        },
+    )?;
+    println!(
+        "logged in to console {} as {} '{}' (saved in {})",
+        client.base_url(),
+        info.principal.kind.replace('_', " "),
+        info.principal.name,
+        path.display()
+    );
+    Ok(())
+}
+
+fn save(path: &Path, login: &Login) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        runway_store::files::create_private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let bytes = serde_json::to_vec_pretty(login)?;
+    runway_store::files::write_atomically(path, &bytes, Some(0o600))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub async fn logout(_args: LogoutArgs) -> anyhow::Result<()> {
+    let path = login_path()?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => println!("logged out (removed {})", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("not logged in ({} does not exist)", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn insecure_addresses() {
+        assert!(super::insecure("http://10.0.0.5:8080"));
+        assert!(super::insecure("http://console.example.com"));
+        assert!(!super::insecure("http://127.0.0.1:8080"));
+        assert!(!super::insecure("http://localhost:8080"));
+        assert!(!super::insecure("http://[::1]:8080"));
+        assert!(!super::insecure("https://console.example.com"));
+    }
+}

@@ -1,0 +1,211 @@
+//! The console itself and its service accounts (automation identities,
+//! e.g. CI/CD driving the LifeTime v2 API). Tokens are shown once, stored
+//! hashed, revocable; managing accounts is the admin's.
+
+use axum::extract::{Path, State};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use http::StatusCode;
+use runway_api::console::{
+    AccountTokenCreated, ConsoleInfo, ConsoleToken, CreateAccountToken, CreateServiceAccount,
+    PrincipalView, ServiceAccount,
+};
+use runway_store::console::principals::{ConsoleTokenRecord, PrincipalRecord};
+
+use crate::auth::{AdminCaller, Caller, new_token};
+use crate::error::{ApiError, ApiResult};
+use crate::{Console, check_name};
+
+pub(crate) fn routes() -> Router<Console> {
+    Router::new()
+        .route("/_runway/console/v1/console", get(console_info))
+        .route(
+            "/_runway/console/v1/service-accounts",
+            get(list_accounts).post(create_account),
+        )
+        .route(
+            "/_runway/console/v1/service-accounts/{account}",
+            delete(disable_account),
+        )
+        .route(
+            "/_runway/console/v1/service-accounts/{account}/tokens",
+            post(create_account_token),
+        )
+        .route(
+            "/_runway/console/v1/service-accounts/{account}/tokens/{id}",
+            delete(revoke_account_token),
+        )
+}
+
+pub(crate) fn principal_view(p: &PrincipalRecord) -> PrincipalView {
+    PrincipalView {
+        key: p.id.clone(),
+        kind: p.kind.as_str().to_string(),
+        name: p.name.clone(),
+    }
+}
+
+fn token_view(t: &ConsoleTokenRecord) -> ConsoleToken {
+    ConsoleToken {
+        id: t.id,
+        name: t.name.clone(),
+        created_at_ms: t.created_at_ms,
+        last_used_at_ms: t.last_used_at_ms,
+        revoked_at_ms: t.revoked_at_ms,
+    }
+}
+
+async fn console_info(State(console): State<Console>, caller: Caller) -> Json<ConsoleInfo> {
+    Json(ConsoleInfo {
+        key: console.store().id().to_string(),
+        runway_version: env!("CARGO_PKG_VERSION").to_string(),
+        backend: console.store().backend().to_string(),
+        principal: principal_view(&caller.principal),
+    })
+}
+
+async fn account_view(console: &Console, p: &PrincipalRecord) -> ApiResult<ServiceAccount> {
+    let tokens = console.store().console_tokens(&p.id).await?;
+    Ok(ServiceAccount {
+        key: p.id.clone(),
+        name: p.name.clone(),
+        description: p.description.clone(),
+        created_at_ms: p.created_at_ms,
+        disabled_at_ms: p.disabled_at_ms,
+        tokens: tokens.iter().map(token_view).collect(),
+    })
+}
+
+async fn list_accounts(
+    State(console): State<Console>,
+    _admin: AdminCaller,
+) -> ApiResult<Json<Vec<ServiceAccount>>> {
+    let mut out = Vec::new();
+    for account in console.store().service_accounts().await? {
+        out.push(account_view(&console, &account).await?);
+    }
+    Ok(Json(out))
+}
+
+fn check_token_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.len() > 128 || name.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("token name {name:?} is not valid: give 1–128 characters without NUL"),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the account and its first token (named `default`).
+async fn create_account(
+    State(console): State<Console>,
+    AdminCaller(admin): AdminCaller,
+    Json(req): Json<CreateServiceAccount>,
+) -> ApiResult<(StatusCode, Json<AccountTokenCreated>)> {
+    check_name("service account", &req.name)
+        .map_err(|m| ApiError::bad_request("invalid_name", m))?;
+    if req.description.len() > 1024 || req.description.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the description is too long (at most 1024 bytes) or contains NUL",
+        ));
+    }
+    let account = console
+        .store()
+        .create_service_account(&req.name, &req.description, Some(&admin.principal.id))
+        .await?;
+    let (token, hash) = new_token();
+    let record = match console
+        .store()
+        .create_console_token(&account.id, "default", &hash)
+        .await
+    {
+        Ok(record) => record,
+        Err(e) => {
+            // Leave nothing half made: an account nobody can use.
+            let _ = console.store().disable_service_account(&account.id).await;
+            return Err(e.into());
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountTokenCreated {
+            account: account.name,
+            info: token_view(&record),
+            token,
+        }),
+    ))
+}
+
+async fn find_account(console: &Console, name_or_key: &str) -> ApiResult<PrincipalRecord> {
+    console
+        .store()
+        .service_account(name_or_key)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no active service account {name_or_key:?} (`runway console account list` \
+                 shows them)"
+            ))
+        })
+}
+
+async fn create_account_token(
+    State(console): State<Console>,
+    _admin: AdminCaller,
+    Path(account): Path<String>,
+    Json(req): Json<CreateAccountToken>,
+) -> ApiResult<(StatusCode, Json<AccountTokenCreated>)> {
+    check_token_name(&req.name)?;
+    let account = find_account(&console, &account).await?;
+    let (token, hash) = new_token();
+    let record = console
+        .store()
+        .create_console_token(&account.id, &req.name, &hash)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountTokenCreated {
+            account: account.name,
+            info: token_view(&record),
+            token,
+        }),
+    ))
+}
+
+async fn revoke_account_token(
+    State(console): State<Console>,
+    _admin: AdminCaller,
+    Path((account, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let account = find_account(&console, &account).await?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("token id {id:?} is not a number (`runway console account list` shows ids)"),
+        )
+    })?;
+    if console
+        .store()
+        .revoke_console_token(&account.id, id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "service account {:?} has no active token {id}",
+            account.name
+        )))
+    }
+}
+
+async fn disable_account(
+    State(console): State<Console>,
+    _admin: AdminCaller,
+    Path(account): Path<String>,
+) -> ApiResult<StatusCode> {
+    let account = find_account(&console, &account).await?;
+    console.store().disable_service_account(&account.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,267 @@
+//! Applications and their versions across environments, as the pollers
+//! recorded them, and tagging: recording a version an environment has as a
+//! console version (it never changes bytes: the digest is the environment's).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::StatusCode;
+use runway_api::console::{ApplicationView, RunningView, TagVersion, VersionView};
+use runway_client::Client;
+use runway_store::console::apps::{AppVersionRecord, ApplicationRecord};
+
+use crate::Console;
+use crate::auth::Caller;
+use crate::environments::find_environment;
+use crate::error::{ApiError, ApiResult};
+
+pub(crate) fn routes() -> Router<Console> {
+    Router::new()
+        .route("/_runway/console/v1/apps", get(list_apps))
+        .route("/_runway/console/v1/apps/{app}", get(show_app))
+        .route(
+            "/_runway/console/v1/apps/{app}/versions",
+            get(list_versions).post(tag_version),
+        )
+        .route("/_runway/console/v1/versions/{key}", get(show_version))
+}
+
+/// What every registered environment runs, as views.
+pub async fn running_views(console: &Console) -> ApiResult<Vec<RunningView>> {
+    let envs: BTreeMap<String, String> = console
+        .store()
+        .environments()
+        .await?
+        .into_iter()
+        .map(|e| (e.id, e.name))
+        .collect();
+    Ok(console
+        .store()
+        .running()
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let environment = envs.get(&r.environment_id)?.clone();
+            Some(RunningView {
+                app: r.application,
+                app_key: r.application_id,
+                environment,
+                environment_key: r.environment_id,
+                version: r.version,
+                version_key: r.version_id,
+                digest: r.digest,
+                status: r.status,
+                deployed_at_ms: r.deployed_at_ms,
+            })
+        })
+        .collect())
+}
+
+/// The application with this name or key, or a 404 naming it.
+pub async fn find_application(
+    console: &Console,
+    name_or_key: &str,
+) -> ApiResult<ApplicationRecord> {
+    console
+        .store()
+        .application(name_or_key)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "app_not_found",
+                format!(
+                    "the console knows no application {name_or_key:?}; `runway apps` lists \
+                     them (an app is known once an environment runs it)"
+                ),
+            )
+        })
+}
+
+async fn application_view(
+    console: &Console,
+    app: &ApplicationRecord,
+    running: &[RunningView],
+) -> ApiResult<ApplicationView> {
+    let running: Vec<RunningView> = running
+        .iter()
+        .filter(|r| r.app_key == app.id)
+        .cloned()
+        .collect();
+    // The pipeline whose environments run it: the one pipeline of every
+    // environment where it runs (none if none, or if several).
+    let envs = console.store().environments().await?;
+    let pipelines: BTreeSet<Option<String>> = running
+        .iter()
+        .filter(|r| r.version.is_some())
+        .filter_map(|r| envs.iter().find(|e| e.id == r.environment_key))
+        .map(|e| e.pipeline.clone())
+        .collect();
+    let pipeline = match pipelines.len() {
+        1 => pipelines.into_iter().next().flatten(),
+        _ => None,
+    };
+    Ok(ApplicationView {
+        key: app.id.clone(),
+        name: app.name.clone(),
+        description: app.description.clone(),
+        pipeline,
+        running,
+    })
+}
+
+async fn list_apps(
+    State(console): State<Console>,
+    _caller: Caller,
+) -> ApiResult<Json<Vec<ApplicationView>>> {
+    let running = running_views(&console).await?;
+    let mut out = Vec::new();
+    for app in console.store().applications().await? {
+        out.push(application_view(&console, &app, &running).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn show_app(
+    State(console): State<Console>,
+    _caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<ApplicationView>> {
+    let app = find_application(&console, &app).await?;
+    let running = running_views(&console).await?;
+    Ok(Json(application_view(&console, &app, &running).await?))
+}
+
+fn version_view(v: AppVersionRecord, running: &[RunningView]) -> VersionView {
+    let running_in = running
+        .iter()
+        .filter(|r| r.version_key.as_deref() == Some(v.id.as_str()))
+        .map(|r| r.environment.clone())
+        .collect();
+    VersionView {
+        key: v.id,
+        app: v.application,
+        app_key: v.application_id,
+        version: v.version,
+        digest: v.digest,
+        description: v.description,
+        changelog: v.changelog,
+        created_at_ms: v.created_at_ms,
+        created_by: v.created_by,
+        running_in,
+    }
+}
+
+async fn list_versions(
+    State(console): State<Console>,
+    _caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<VersionView>>> {
+    let app = find_application(&console, &app).await?;
+    let running = running_views(&console).await?;
+    let versions = console.store().app_versions(&app.id).await?;
+    Ok(Json(
+        versions
+            .into_iter()
+            .map(|v| version_view(v, &running))
+            .collect(),
+    ))
+}
+
+async fn show_version(
+    State(console): State<Console>,
+    _caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<VersionView>> {
+    let version = console.store().app_version(&key).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "version_not_found",
+            format!(
+                "no application version with key {key:?} (`runway apps --versions` lists them)"
+            ),
+        )
+    })?;
+    let running = running_views(&console).await?;
+    Ok(Json(version_view(version, &running)))
+}
+
+/// Records (tags) a version an environment has: by default the one it
+/// runs, or one of its published versions by number. The digest is the
+/// environment's; the bytes are not touched.
+async fn tag_version(
+    State(console): State<Console>,
+    caller: Caller,
+    Path(app): Path<String>,
+    Json(req): Json<TagVersion>,
+) -> ApiResult<(StatusCode, Json<VersionView>)> {
+    if req.changelog.len() > 64 * 1024 || req.changelog.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the changelog is too long (at most 64 KiB) or contains NUL",
+        ));
+    }
+    let env = find_environment(&console, &req.environment).await?;
+    let credential = console.store().environment_credential(&env.id).await?;
+    let client = Client::new(&env.address, Some(credential))
+        .map_err(|e| ApiError::internal(format!("environment address: {e}")))?;
+    let unreachable = |e: runway_client::ClientError| match e.status() {
+        Some(404) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "app_not_found",
+            format!("environment {:?} has no app {app:?}", env.name),
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "environment_unreachable",
+            format!(
+                "cannot ask environment {:?} at {}: {e}",
+                env.name, env.address
+            ),
+        ),
+    };
+    let versions = client.versions(&app).await.map_err(unreachable)?;
+    let number = match &req.version {
+        Some(v) => v.clone(),
+        None => client
+            .app(&app)
+            .await
+            .map_err(unreachable)?
+            .summary
+            .running_version
+            .ok_or_else(|| {
+                ApiError::conflict(format!(
+                    "environment {:?} runs no version of {app:?}: give the version to tag",
+                    env.name
+                ))
+            })?,
+    };
+    let found = versions
+        .iter()
+        .find(|v| v.version == number)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "version_not_found",
+                format!(
+                    "environment {:?} has no version {number} of {app:?}; publish it there first",
+                    env.name
+                ),
+            )
+        })?;
+    let recorded = console
+        .store()
+        .tag_version(
+            &app,
+            &number,
+            &found.digest,
+            &req.changelog,
+            Some(&caller.principal.id),
+            Some(&env.id),
+        )
+        .await?;
+    let running = running_views(&console).await?;
+    Ok((StatusCode::CREATED, Json(version_view(recorded, &running))))
+}

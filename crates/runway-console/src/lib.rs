@@ -1,0 +1,135 @@
+//! `runway-console`: the infrastructure console (the LifeTime of Runway),
+//! `runway console serve`.
+//!
+//! The console registers environments, groups them in pipelines, follows the
+//! applications and versions each runs (a health poller per environment),
+//! and moves versions between environments with deployment plans. It has its
+//! own catalog ([`runway_store::ConsoleStore`]) and talks to environments
+//! only through their API ([`runway_client::Client`]), with a `console`-scope
+//! token it minted on each at registration (sealed at rest).
+//!
+//! Modules: [`server`] (process: listener, admin token, key, pollers),
+//! [`auth`] (bearer tokens), [`accounts`] (service accounts),
+//! [`environments`] (environments and pipelines), [`poller`] (health polls),
+//! [`apps`] (applications × environments, versions), [`error`] (JSON errors).
+//! Deployment plans and the LifeTime Deployment API v2 surface live in their
+//! own modules (`plans`, `lifetime`).
+
+pub mod accounts;
+pub mod apps;
+pub mod auth;
+pub mod environments;
+pub mod error;
+pub mod lifetime;
+pub mod plans;
+pub mod poller;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use runway_store::ConsoleStore;
+
+pub use server::{ConsoleConfig, ConsoleServer};
+
+/// The console's state, shared by every handler and task. Cheap to clone.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: ConsoleStore,
+    poll_interval: Duration,
+    /// One poller task per registered environment (by key).
+    pollers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl Console {
+    pub fn new(store: ConsoleStore, poll_interval: Duration) -> Console {
+        Console {
+            inner: Arc::new(Inner {
+                store,
+                poll_interval,
+                pollers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &ConsoleStore {
+        &self.inner.store
+    }
+
+    /// How often each environment is polled.
+    pub fn poll_interval(&self) -> Duration {
+        self.inner.poll_interval
+    }
+
+    fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::JoinHandle<()>>> {
+        self.inner.pollers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops every poller (at shutdown).
+    pub fn stop_pollers(&self) {
+        for (_, task) in self.pollers().drain() {
+            task.abort();
+        }
+    }
+}
+
+/// Every route of the console's API, behind the JSON error layer.
+pub fn router(console: Console) -> Router {
+    Router::new()
+        .merge(accounts::routes())
+        .merge(environments::routes())
+        .merge(apps::routes())
+        .merge(plans::routes())
+        .merge(lifetime::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            error::MAX_JSON_BODY_BYTES,
+        ))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(error::api_layer))
+        .with_state(console)
+}
+
+async fn not_found(uri: http::Uri) -> error::ApiError {
+    error::ApiError::not_found(format!(
+        "no console route {}: the console's API is under {}",
+        uri.path(),
+        runway_api::console::CONSOLE_API_V1
+    ))
+}
+
+/// Name rules of environments, pipelines and service accounts: 1–63
+/// characters, lowercase ASCII letters, digits and `-`, starting with a
+/// letter. Returns the refusal, naming `what` and the value.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} name {name:?} is not valid: use 1–63 lowercase letters, digits and '-', \
+             starting with a letter (e.g. dev, test, prod)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names() {
+        assert!(super::check_name("environment", "prod-eu1").is_ok());
+        for bad in ["", "Prod", "1dev", "dev_1", "dév", &"a".repeat(64)] {
+            assert!(super::check_name("environment", bad).is_err(), "{bad}");
+        }
+    }
+}

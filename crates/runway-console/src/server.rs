@@ -1,0 +1,151 @@
+//! `runway console serve`: the console process. Opens (or creates) its
+//! catalog and key, creates the admin token on first start, starts a health
+//! poller per registered environment and serves the API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use runway_store::{ConsoleStore, SecretsKey};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::Console;
+
+/// Everything `runway console serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// `postgres://…` URL, or a directory for the SQLite catalog; default
+    /// `<data_dir>/catalog` (where an environment keeps its catalogs too, so
+    /// neither can be started on the other's data directory).
+    pub database: Option<String>,
+    /// Holds `admin.token` (first start) and `console.key` (seals the
+    /// environments' credentials), both 0600.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How often each environment is polled. Default 5 s.
+    pub poll_interval: Duration,
+    pub connections: runway_server::ConnectionSettings,
+}
+
+impl ConsoleConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> ConsoleConfig {
+        ConsoleConfig {
+            database: None,
+            data_dir: data_dir.into(),
+            listen,
+            poll_interval: Duration::from_secs(5),
+            connections: runway_server::ConnectionSettings::default(),
+        }
+    }
+}
+
+/// A running console.
+pub struct ConsoleServer {
+    addr: SocketAddr,
+    console: Console,
+    admin_token: Option<String>,
+    stop: watch::Sender<bool>,
+    server: runway_server::ServerTask,
+}
+
+impl ConsoleServer {
+    pub async fn start(config: ConsoleConfig) -> anyhow::Result<ConsoleServer> {
+        if config.poll_interval < Duration::from_millis(100) {
+            anyhow::bail!(
+                "--poll-ms {} is too short: use at least 100 (default 5000)",
+                config.poll_interval.as_millis()
+            );
+        }
+        config.connections.validate().map_err(anyhow::Error::msg)?;
+        let data_dir = &config.data_dir;
+        runway_store::files::create_private_dir(data_dir)
+            .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+        let key = SecretsKey::load(&data_dir.join("console.key"), true)
+            .context("failed to load the console key")?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "failed to listen on {} (is another console running? pick another with --listen)",
+                config.listen
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let database = config
+            .database
+            .clone()
+            .unwrap_or_else(|| data_dir.join("catalog").display().to_string());
+        let store = ConsoleStore::open(&database)
+            .await
+            .context("failed to open the console's catalog (--database)")?;
+        if let Err(e) = store.use_key(key).await {
+            store.close().await;
+            return Err(e).context("failed to unlock the environments' credentials");
+        }
+        let (token, hash) = crate::auth::new_token();
+        let admin_token = match store.ensure_admin(&hash).await {
+            Ok(true) => {
+                let path = data_dir.join("admin.token");
+                runway_store::files::write_atomically(
+                    &path,
+                    format!("{token}\n").as_bytes(),
+                    Some(0o600),
+                )
+                .with_context(|| format!("failed to write {}", path.display()))?;
+                Some(token)
+            }
+            Ok(false) => None,
+            Err(e) => {
+                store.close().await;
+                return Err(e).context("failed to create the console's admin");
+            }
+        };
+        let console = Console::new(store.clone(), config.poll_interval);
+        console
+            .start_pollers()
+            .await
+            .context("failed to start the environment pollers")?;
+        console
+            .recover_plans()
+            .await
+            .context("failed to resume the plans a previous run left running")?;
+        let (stop, stopped) = watch::channel(false);
+        let server = runway_server::spawn_server(
+            listener,
+            crate::router(console.clone()),
+            stopped,
+            config.connections,
+        );
+        tracing::info!(%addr, backend = store.backend(), key = store.id(), "console is up");
+        Ok(ConsoleServer {
+            addr,
+            console,
+            admin_token,
+            stop,
+            server,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// The admin token, if this start created it (shown once).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// Stops accepting, lets requests in flight finish (at most `deadline`),
+    /// stops the pollers and closes the catalog.
+    pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.console.stop_pollers();
+        let joined = runway_server::join_servers([self.server], deadline).await;
+        self.console.store().close().await;
+        joined
+    }
+}
