@@ -54,19 +54,21 @@ impl Connection {
     /// `--env` as a URL, and the console environment name it came from.
     async fn resolve_env(&self) -> anyhow::Result<(String, Option<String>)> {
         let env = self.env.trim();
-        if env.contains("://") {
+        // A console environment name follows the console's name rules;
+        // anything else is taken as a URL (and refused as one if it is not).
+        if runway_console::check_name("environment", env).is_err() {
             return Ok((env.to_string(), None));
         }
         let console = crate::commands::login::ConsoleArgs::from_env()
             .client()
             .with_context(|| {
                 format!(
-                    "--env {env:?} is not a URL (http://host:port), so it names an environment                      registered on a console"
+                    "--env {env:?} is not a URL (http://host:port), so it names an environment registered on a console"
                 )
             })?;
         let found = console.environment(env).await.map_err(|e| match e.status() {
             Some(404) => anyhow::anyhow!(
-                "--env {env:?}: the console at {} has no environment of that name                  (`runway env list` shows them); give a registered name or a URL",
+                "--env {env:?}: the console at {} has no environment of that name (`runway env list` shows them); give a registered name or a URL",
                 console.base_url()
             ),
             _ => anyhow::Error::new(e).context(format!(

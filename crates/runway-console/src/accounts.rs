@@ -55,6 +55,7 @@ fn token_view(t: &ConsoleTokenRecord) -> ConsoleToken {
     }
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/console", responses((status = 200, body = ConsoleInfo), (status = 401, body = runway_api::ErrorBody)))]
 async fn console_info(State(console): State<Console>, caller: Caller) -> Json<ConsoleInfo> {
     Json(ConsoleInfo {
         key: console.store().id().to_string(),
@@ -76,6 +77,7 @@ async fn account_view(console: &Console, p: &PrincipalRecord) -> ApiResult<Servi
     })
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/service-accounts", responses((status = 200, body = Vec<ServiceAccount>), (status = 403, body = runway_api::ErrorBody, description = "not the admin")))]
 async fn list_accounts(
     State(console): State<Console>,
     _admin: AdminCaller,
@@ -98,6 +100,7 @@ fn check_token_name(name: &str) -> ApiResult<()> {
 }
 
 /// Creates the account and its first token (named `default`).
+#[utoipa::path(post, path = "/_runway/console/v1/service-accounts", request_body = CreateServiceAccount, responses((status = 201, body = AccountTokenCreated, description = "the account and its first token, shown once"), (status = 400, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn create_account(
     State(console): State<Console>,
     AdminCaller(admin): AdminCaller,
@@ -151,6 +154,7 @@ async fn find_account(console: &Console, name_or_key: &str) -> ApiResult<Princip
         })
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/service-accounts/{account}/tokens", params(("account" = String, Path, description = "name or key")), request_body = CreateAccountToken, responses((status = 201, body = AccountTokenCreated, description = "shown once"), (status = 404, body = runway_api::ErrorBody)))]
 async fn create_account_token(
     State(console): State<Console>,
     _admin: AdminCaller,
@@ -174,6 +178,7 @@ async fn create_account_token(
     ))
 }
 
+#[utoipa::path(delete, path = "/_runway/console/v1/service-accounts/{account}/tokens/{id}", params(("account" = String, Path), ("id" = i64, Path)), responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
 async fn revoke_account_token(
     State(console): State<Console>,
     _admin: AdminCaller,
@@ -200,6 +205,7 @@ async fn revoke_account_token(
     }
 }
 
+#[utoipa::path(delete, path = "/_runway/console/v1/service-accounts/{account}", params(("account" = String, Path)), responses((status = 204, description = "disabled, every token revoked"), (status = 404, body = runway_api::ErrorBody)))]
 async fn disable_account(
     State(console): State<Console>,
     _admin: AdminCaller,

@@ -112,6 +112,7 @@ async fn application_view(
     })
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/apps", responses((status = 200, body = Vec<ApplicationView>)))]
 async fn list_apps(
     State(console): State<Console>,
     _caller: Caller,
@@ -124,6 +125,7 @@ async fn list_apps(
     Ok(Json(out))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/apps/{app}", params(("app" = String, Path, description = "name or key")), responses((status = 200, body = ApplicationView), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_app(
     State(console): State<Console>,
     _caller: Caller,
@@ -154,6 +156,7 @@ fn version_view(v: AppVersionRecord, running: &[RunningView]) -> VersionView {
     }
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/apps/{app}/versions", params(("app" = String, Path)), responses((status = 200, body = Vec<VersionView>), (status = 404, body = runway_api::ErrorBody)))]
 async fn list_versions(
     State(console): State<Console>,
     _caller: Caller,
@@ -170,6 +173,7 @@ async fn list_versions(
     ))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/versions/{key}", params(("key" = String, Path)), responses((status = 200, body = VersionView), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_version(
     State(console): State<Console>,
     _caller: Caller,
@@ -191,6 +195,7 @@ async fn show_version(
 /// Records (tags) a version an environment has: by default the one it
 /// runs, or one of its published versions by number. The digest is the
 /// environment's; the bytes are not touched.
+#[utoipa::path(post, path = "/_runway/console/v1/apps/{app}/versions", params(("app" = String, Path)), request_body = TagVersion, responses((status = 201, body = VersionView), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody), (status = 502, body = runway_api::ErrorBody)))]
 async fn tag_version(
     State(console): State<Console>,
     caller: Caller,

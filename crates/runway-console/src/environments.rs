@@ -194,6 +194,7 @@ fn refused(name: &str, address: &str, e: ClientError) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/environments", request_body = AddEnvironment, responses((status = 201, body = EnvironmentView), (status = 400, body = runway_api::ErrorBody, description = "invalid_name, invalid_address, insecure_address, environment_token_refused"), (status = 404, body = runway_api::ErrorBody, description = "pipeline_not_found"), (status = 409, body = runway_api::ErrorBody), (status = 502, body = runway_api::ErrorBody, description = "environment_unreachable")))]
 async fn add_environment(
     State(console): State<Console>,
     caller: Caller,
@@ -318,6 +319,7 @@ async fn add_environment(
     ))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/environments", responses((status = 200, body = Vec<EnvironmentView>)))]
 async fn list_environments(
     State(console): State<Console>,
     _caller: Caller,
@@ -329,6 +331,7 @@ async fn list_environments(
     Ok(Json(out))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/environments/{env}", params(("env" = String, Path, description = "name or key")), responses((status = 200, body = EnvironmentDetail), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_environment(
     State(console): State<Console>,
     _caller: Caller,
@@ -346,6 +349,7 @@ async fn show_environment(
     }))
 }
 
+#[utoipa::path(delete, path = "/_runway/console/v1/environments/{env}", params(("env" = String, Path)), responses((status = 204), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "a plan that is not finished uses it")))]
 async fn remove_environment(
     State(console): State<Console>,
     _caller: Caller,
@@ -358,6 +362,7 @@ async fn remove_environment(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(put, path = "/_runway/console/v1/environments/{env}/pipeline", params(("env" = String, Path)), request_body = SetEnvironmentPipeline, responses((status = 200, body = EnvironmentView), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn set_pipeline(
     State(console): State<Console>,
     _caller: Caller,
@@ -431,6 +436,7 @@ async fn pipeline_view(console: &Console, p: &PipelineRecord) -> ApiResult<Pipel
     })
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/pipelines", request_body = CreatePipeline, responses((status = 201, body = PipelineView), (status = 409, body = runway_api::ErrorBody)))]
 async fn create_pipeline(
     State(console): State<Console>,
     caller: Caller,
@@ -453,6 +459,7 @@ async fn create_pipeline(
     ))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/pipelines", responses((status = 200, body = Vec<PipelineView>)))]
 async fn list_pipelines(
     State(console): State<Console>,
     _caller: Caller,
@@ -464,6 +471,7 @@ async fn list_pipelines(
     Ok(Json(out))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/pipelines/{pipeline}", params(("pipeline" = String, Path)), responses((status = 200, body = PipelineView), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_pipeline(
     State(console): State<Console>,
     _caller: Caller,

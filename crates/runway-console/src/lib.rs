@@ -11,7 +11,8 @@
 //! Modules: [`server`] (process: listener, admin token, key, pollers),
 //! [`auth`] (bearer tokens), [`accounts`] (service accounts),
 //! [`environments`] (environments and pipelines), [`poller`] (health polls),
-//! [`apps`] (applications × environments, versions), [`error`] (JSON errors).
+//! [`apps`] (applications × environments, versions), [`error`] (JSON errors),
+//! [`openapi`] (the API's OpenAPI document).
 //! Deployment plans and the LifeTime Deployment API v2 surface live in their
 //! own modules (`plans`, `lifetime`).
 
@@ -22,6 +23,7 @@ pub mod environments;
 pub mod error;
 pub mod lifetime;
 pub mod plans;
+pub mod openapi;
 pub mod poller;
 pub mod server;
 
@@ -87,6 +89,10 @@ pub fn router(console: Console) -> Router {
         .merge(apps::routes())
         .merge(plans::routes())
         .merge(lifetime::routes())
+        .route(
+            "/_runway/console/v1/openapi.json",
+            axum::routing::get(openapi::serve),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(
             error::MAX_JSON_BODY_BYTES,
         ))

@@ -188,6 +188,47 @@ async fn environments_pipelines_health_and_apps_across_environments() {
     // The detail lists the apps it runs.
     let detail = console.client.environment("dev").await.unwrap();
     assert_eq!(detail.apps.len(), 1);
+
+    // The API is documented (OpenAPI), for authenticated callers.
+    let http = reqwest::Client::new();
+    let doc: serde_json::Value = http
+        .get(format!("{}/_runway/console/v1/openapi.json", console.url))
+        .bearer_auth(&console.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/_runway/console/v1/environments",
+        "/_runway/console/v1/pipelines/{pipeline}",
+        "/_runway/console/v1/apps/{app}/versions",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let anonymous = http
+        .get(format!("{}/_runway/console/v1/openapi.json", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // Unknown routes answer JSON naming the prefix.
+    let unknown = http
+        .get(format!("{}/_runway/api/v1/apps", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let body: runway_api::ErrorBody = unknown.json().await.unwrap();
+    assert!(
+        body.message.contains("/_runway/console/v1"),
+        "{}",
+        body.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

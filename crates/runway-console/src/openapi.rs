@@ -1,0 +1,61 @@
+//! The console API's OpenAPI document, served at
+//! `/_runway/console/v1/openapi.json` (any authenticated caller).
+//! Other modules' documents (plans, LifeTime v2) are merged into it in
+//! [`document`].
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::auth::Caller;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Runway infrastructure console API", version = "1"),
+    paths(
+        crate::accounts::console_info,
+        crate::accounts::list_accounts,
+        crate::accounts::create_account,
+        crate::accounts::create_account_token,
+        crate::accounts::revoke_account_token,
+        crate::accounts::disable_account,
+        crate::environments::add_environment,
+        crate::environments::list_environments,
+        crate::environments::show_environment,
+        crate::environments::remove_environment,
+        crate::environments::set_pipeline,
+        crate::environments::create_pipeline,
+        crate::environments::list_pipelines,
+        crate::environments::show_pipeline,
+        crate::apps::list_apps,
+        crate::apps::show_app,
+        crate::apps::list_versions,
+        crate::apps::show_version,
+        crate::apps::tag_version,
+    ),
+    components(schemas(runway_api::ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ConsoleDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ConsoleDoc::openapi()
+}
+
+pub(crate) async fn serve(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}
