@@ -22,8 +22,8 @@ pub mod auth;
 pub mod environments;
 pub mod error;
 pub mod lifetime;
-pub mod plans;
 pub mod openapi;
+pub mod plans;
 pub mod poller;
 pub mod server;
 

@@ -24,11 +24,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use runway_api::fleet::{AppAssignment, FrontendProgress, FrontendProgressState, RoutingTable};
+use runway_api::fleet::{FrontendLink, StageError};
 use runway_api::v1::{
     Deployment, DeploymentOperation, DeploymentStatus, Limits, OperationKind, PropertySource,
     PropertyView, PublishResult,
 };
-use runway_api::fleet::{FrontendLink, StageError};
 use runway_manifest::{AppName, Digest, Manifest, Package, Version};
 use runway_runtime::ComponentError;
 use runway_store::{
@@ -150,7 +150,11 @@ impl Controller {
     /// artifact for this component and engine exists), stores both, records
     /// the version, and deploys it when asked. Returns whether the version
     /// is new.
-    pub async fn publish(&self, bytes: Bytes, deploy: bool) -> ControllerResult<(PublishResult, bool)> {
+    pub async fn publish(
+        &self,
+        bytes: Bytes,
+        deploy: bool,
+    ) -> ControllerResult<(PublishResult, bool)> {
         self.publish_upload(Upload::Bytes(bytes), deploy, None)
             .await
     }
@@ -196,15 +200,16 @@ impl Controller {
                 tokio::task::spawn_blocking(move || Package::from_file(&path, max)).await
             }
         };
-        let package = decoded.map_err(ControllerError::internal)?.map_err(|e| {
-            ControllerError::invalid("invalid_package", e.to_string())
-        })?;
+        let package = decoded
+            .map_err(ControllerError::internal)?
+            .map_err(|e| ControllerError::invalid("invalid_package", e.to_string()))?;
         if let Some(expected) = expected
             && package.digest != expected
         {
             // Before anything is stored: the upload is a temporary file,
             // deleted when dropped.
-            return Err(ControllerError::invalid("digest_mismatch",
+            return Err(ControllerError::invalid(
+                "digest_mismatch",
                 format!(
                     "the uploaded package has digest {}, not {expected} as the URL says; it was \
                      changed in transit or is another package: nothing was stored, send the \
@@ -352,7 +357,8 @@ impl Controller {
         let engine = self.runtime().engine_fingerprint().to_string();
         let key = component_digest.to_string();
         if let Some(record) = self.store().artifact(&key, &engine).await? {
-            let digest = Digest::parse(&record.artifact_digest).map_err(ControllerError::internal)?;
+            let digest =
+                Digest::parse(&record.artifact_digest).map_err(ControllerError::internal)?;
             if self.artifact_is_intact(&digest).await {
                 return Ok((digest, false, 0));
             }
@@ -653,8 +659,8 @@ impl Controller {
             None => self.store().versions(app).await?.into_iter().next(),
         }
         .ok_or_else(|| app_not_found(app))?;
-        let manifest =
-            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ControllerError::internal)?;
+        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml")
+            .map_err(ControllerError::internal)?;
         Ok((manifest, record.version))
     }
 
@@ -767,10 +773,9 @@ impl Controller {
     }
 
     pub(crate) async fn deployment_record(&self, id: i64) -> ControllerResult<DeploymentRecord> {
-        self.store()
-            .deployment(id)
-            .await?
-            .ok_or_else(|| ControllerError::internal(format!("deployment {id} vanished from the catalog")))
+        self.store().deployment(id).await?.ok_or_else(|| {
+            ControllerError::internal(format!("deployment {id} vanished from the catalog"))
+        })
     }
 
     /// At startup: marks deployments the previous process left unfinished as
@@ -831,7 +836,8 @@ impl Controller {
     /// a deployment runs: its table could mix recorded and unrecorded state.
     pub async fn committed_table(&self) -> ControllerResult<RoutingTable> {
         let Ok(_lock) = self.inner.deploy_lock.try_lock() else {
-            return Err(ControllerError::busy("deployment_in_progress",
+            return Err(ControllerError::busy(
+                "deployment_in_progress",
                 "a deployment is in progress; ask again after it ends",
             ));
         };
@@ -1078,7 +1084,11 @@ impl Controller {
     /// (at start), artifacts are verified and recompiled when needed, and an
     /// app that still cannot be assigned is marked failed instead of failing
     /// the whole table.
-    async fn build_table_with(&self, change: Change, tolerant: bool) -> ControllerResult<RoutingTable> {
+    async fn build_table_with(
+        &self,
+        change: Change,
+        tolerant: bool,
+    ) -> ControllerResult<RoutingTable> {
         let mut running: BTreeMap<String, String> = self
             .store()
             .apps()
@@ -1143,8 +1153,8 @@ impl Controller {
                 "app {app} has no version {version}; `runway app versions {app}` lists the published ones"
             ))
         })?;
-        let manifest =
-            Manifest::parse(&record.manifest_toml, "runway.toml").map_err(ControllerError::internal)?;
+        let manifest = Manifest::parse(&record.manifest_toml, "runway.toml")
+            .map_err(ControllerError::internal)?;
         let mut config = BTreeMap::new();
         let mut missing = Vec::new();
         for (name, property) in &manifest.properties {
@@ -1354,9 +1364,7 @@ fn same_version_conflict(
 }
 
 fn component_error(e: ComponentError) -> ControllerError {
-    ControllerError::unrunnable("invalid_component",
-        format!("component.wasm: {e}"),
-    )
+    ControllerError::unrunnable("invalid_component", format!("component.wasm: {e}"))
 }
 
 /// Marks every front-end that had staged as aborted (its table was dropped).
@@ -1377,7 +1385,8 @@ pub(crate) fn deployment_in_progress(id: i64, status: DeploymentStatus) -> Contr
         ),
         _ => "wait for it to end, then try again".to_string(),
     };
-    ControllerError::conflict_with("deployment_in_progress",
+    ControllerError::conflict_with(
+        "deployment_in_progress",
         format!(
             "deployment {id} is {status}: one deployment runs or waits prepared at a time; {how}"
         ),
@@ -1396,15 +1405,17 @@ fn stage_error_app(e: &StageError) -> Option<&str> {
 }
 
 fn stage_error(e: StageError) -> ControllerError {
-    ControllerError::rollout("deployment_failed",
+    ControllerError::rollout(
+        "deployment_failed",
         format!("deployment failed, nothing was switched: {e}"),
     )
 }
 
 /// Parses `NAME` and `VERSION` from path segments with precise errors.
 pub fn parse_app_version(app: &str, version: &str) -> ControllerResult<(AppName, Version)> {
-    let name = AppName::parse(app)
-        .map_err(|e| ControllerError::invalid("invalid_app_name", format!("app name '{app}': {e}")))?;
+    let name = AppName::parse(app).map_err(|e| {
+        ControllerError::invalid("invalid_app_name", format!("app name '{app}': {e}"))
+    })?;
     let version = Version::parse(version).map_err(|e| {
         ControllerError::invalid(
             "invalid_version",

@@ -83,7 +83,10 @@ impl Controller {
     /// `POST /deployments`: checks `request` as the dry run does (any problem
     /// is `409 deployment_conflict`, nothing changed), then runs it to the
     /// end, or with `prepare` stages it everywhere and stops.
-    pub async fn create_deployment(&self, request: &DeploymentRequest) -> ControllerResult<Deployment> {
+    pub async fn create_deployment(
+        &self,
+        request: &DeploymentRequest,
+    ) -> ControllerResult<Deployment> {
         // A deployment holding the lock is refused at once; a short holder
         // (a catch-up's table, an un-marking) is waited for.
         let lock = match self.inner.deploy_lock.try_lock() {
@@ -218,7 +221,8 @@ impl Controller {
     /// `GET /deployments/{id}`.
     pub async fn deployment(&self, id: i64) -> ControllerResult<Deployment> {
         let record = self.store().deployment(id).await?.ok_or_else(|| {
-            ControllerError::not_found_with("deployment_not_found",
+            ControllerError::not_found_with(
+                "deployment_not_found",
                 format!("no deployment {id} in this environment; `runway deployments` lists them"),
             )
         })?;
@@ -366,7 +370,8 @@ impl Controller {
                 Err(e) => return e.into(),
             }
         }
-        ControllerError::conflict_with("deployment_in_progress",
+        ControllerError::conflict_with(
+            "deployment_in_progress",
             "another deployment is starting; wait for it to end, then try again",
         )
         .with_details(serde_json::json!({ "id": null }))
@@ -674,7 +679,8 @@ fn problem(app: &str, code: ProblemCode, message: String) -> DeploymentProblem {
 /// `409 deployment_conflict` with every problem in `details.problems`.
 fn conflict(problems: Vec<DeploymentProblem>) -> ControllerError {
     let summary: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
-    ControllerError::conflict_with("deployment_conflict",
+    ControllerError::conflict_with(
+        "deployment_conflict",
         format!(
             "the deployment cannot run, nothing was changed: {}",
             summary.join("; ")
@@ -685,7 +691,8 @@ fn conflict(problems: Vec<DeploymentProblem>) -> ControllerError {
 
 /// `409 not_prepared`.
 fn not_prepared(id: i64, why: &str) -> ControllerError {
-    ControllerError::conflict_with("not_prepared",
+    ControllerError::conflict_with(
+        "not_prepared",
         format!("deployment {id} is not prepared: {why}"),
     )
     .with_details(serde_json::json!({ "id": id }))

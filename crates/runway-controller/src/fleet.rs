@@ -32,8 +32,8 @@ use hmac::{Hmac, Mac};
 use http::StatusCode;
 use http::request::Parts;
 use runway_api::fleet::{
-    EngineSettings, FLEET_V1, FrontendHello, FrontendLink, FrontendProgress, FrontendProgressState, Heartbeat,
-    HeartbeatReply, Registered, RoutingTable, StageError, StageReport,
+    EngineSettings, FLEET_V1, FrontendHello, FrontendLink, FrontendProgress, FrontendProgressState,
+    Heartbeat, HeartbeatReply, Registered, RoutingTable, StageError, StageReport,
 };
 use runway_api::readiness::{self, Observed};
 use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};

@@ -27,10 +27,10 @@ use runway_api::fleet::{
     RoutingTable, StageError,
 };
 use runway_api::v1::FrontendFlags;
+use runway_api::v1::{LogKind, LogLevel};
 use runway_api::{ErrorBody, FRONTEND_HEADER};
 use runway_manifest::Digest;
 use runway_runtime::{Runtime, RuntimeConfig};
-use runway_api::v1::{LogKind, LogLevel};
 use runway_store::{BlobKind, NewLogEntry, Store, now_ms};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;

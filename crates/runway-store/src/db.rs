@@ -68,12 +68,18 @@ pub(crate) fn console_file_in(dir: &Path) -> Option<PathBuf> {
 }
 
 /// The first of `schemas` that exists in the PostgreSQL database at `url`.
-pub(crate) async fn schema_present(url: &str, schemas: &[&'static str]) -> Result<Option<String>> {
+/// `opening` names the catalog the caller is opening, for the error if the
+/// database cannot be reached.
+pub(crate) async fn schema_present(
+    url: &str,
+    schemas: &[&'static str],
+    opening: &'static str,
+) -> Result<Option<String>> {
     use sqlx::{Connection, Row};
     sqlx::any::install_default_drivers();
     let shown = redact_url(url);
     let open_err = |cause| StoreError::OpenDatabase {
-        catalog: schemas.first().copied().unwrap_or("console"),
+        catalog: opening,
         url: shown.clone(),
         cause,
     };

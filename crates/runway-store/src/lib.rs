@@ -137,7 +137,7 @@ impl Store {
     /// `url` (one schema per catalog, created if missing), applies pending
     /// migrations and starts the log writer. Must be called inside a tokio runtime.
     pub async fn open_postgres(url: &str) -> Result<Store> {
-        if let Some(schema) = db::schema_present(url, &db::CONSOLE_SCHEMAS).await? {
+        if let Some(schema) = db::schema_present(url, &db::CONSOLE_SCHEMAS, "platform").await? {
             return Err(StoreError::WrongDatabase(format!(
                 "PostgreSQL database {} holds an infrastructure console's catalog (schema \
                  {schema}): an environment needs a database of its own; create one and give \

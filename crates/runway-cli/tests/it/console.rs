@@ -543,10 +543,8 @@ async fn console_and_environment_refuse_each_others_database() {
     // An environment refuses a console's database.
     let console = TestConsole::start().await;
     let console_dir = console.dir.path().join("console");
-    let mut config = runway_cli::standalone::StandaloneConfig::new(
-        &console_dir,
-        "127.0.0.1:0".parse().unwrap(),
-    );
+    let mut config =
+        runway_cli::standalone::StandaloneConfig::new(&console_dir, "127.0.0.1:0".parse().unwrap());
     config.environment = "dev".into();
     let err = format!(
         "{:#}",

@@ -698,7 +698,9 @@ async fn a_frontend_catching_up_serves_the_apps_it_can_load() {
             .client
             .logs(&LogQueryParams {
                 app: Some("big".into()),
-                kind: Some(runway_api::v1::LogKinds(vec![runway_api::v1::LogKind::Error])),
+                kind: Some(runway_api::v1::LogKinds(vec![
+                    runway_api::v1::LogKind::Error,
+                ])),
                 frontend: Some("fe2".into()),
                 ..Default::default()
             })

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use runway_api::console::plans::{CreatePlan, PlanOperationRequest, PlanStatus, PlanView};
 use runway_api::console::{AddEnvironment, CreatePipeline, CreateServiceAccount};
+use runway_cli::standalone::{Standalone, StandaloneConfig};
 use runway_client::{ClientError, ConsoleClient};
 use runway_console::{ConsoleConfig, ConsoleServer};
-use runway_cli::standalone::{Standalone, StandaloneConfig};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use runway_cli::standalone::{Standalone, StandaloneConfig};
 use runway_api::v1::DeploymentStatus;
+use runway_cli::standalone::{Standalone, StandaloneConfig};
 use runway_manifest::Package;
 
 /// The repository root (two levels above this crate).

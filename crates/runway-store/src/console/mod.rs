@@ -95,7 +95,7 @@ impl ConsoleStore {
     /// Opens the schema `console` of the PostgreSQL database at `url`.
     /// Refuses a database that holds an environment's schemas.
     pub async fn open_postgres(url: &str) -> Result<ConsoleStore> {
-        if let Some(schema) = db::schema_present(url, &db::ENVIRONMENT_SCHEMAS).await? {
+        if let Some(schema) = db::schema_present(url, &db::ENVIRONMENT_SCHEMAS, "console").await? {
             return Err(StoreError::WrongDatabase(format!(
                 "PostgreSQL database {} holds an environment's catalogs (schema {schema}): a \
                  console needs a database of its own; create one (createdb runway_console) and \

@@ -14,11 +14,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::standalone::Standalone;
 use anyhow::{Context, bail};
 use runway_api::console::{AddEnvironment, CreatePipeline};
 use runway_client::ConsoleClient;
 use runway_console::{ConsoleConfig, ConsoleServer};
-use crate::standalone::Standalone;
 
 use super::{UpArgs, shutdown_signal, standalone_config};
 
