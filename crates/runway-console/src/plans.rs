@@ -1034,6 +1034,12 @@ async fn record_deployment(console: &Console, plan: &PlanRecord, d: &Deployment)
 async fn conclude(console: &Console, plan: &PlanRecord, d: &Deployment) {
     match d.status {
         DeploymentStatus::Succeeded => {
+            // The console's record of what the target runs is refreshed before
+            // the plan reads as finished: whoever waited on the plan may build
+            // the next one (test → prod) on that record at once.
+            if let Err(e) = console.poll_once(&plan.target_environment_id).await {
+                tracing::warn!(plan = %plan.id, "cannot refresh the target's running versions: {e}");
+            }
             let aborting = current_status(console, &plan.id).await == Some(PlanStatus::Aborting);
             let generation = d
                 .generation

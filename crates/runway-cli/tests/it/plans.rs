@@ -46,15 +46,25 @@ impl Infra {
     /// A console, and dev → test → prod in pipeline `main`; hello 0.1.0
     /// published to dev.
     async fn start() -> Infra {
-        Infra::start_with_dev_address(None).await
+        Infra::launch(None, Duration::from_millis(200)).await
     }
 
     /// `dev_as`: register dev at this (address, admin token) instead.
     async fn start_with_dev_address(dev_as: Option<(String, String)>) -> Infra {
+        Infra::launch(dev_as, Duration::from_millis(200)).await
+    }
+
+    /// A console whose periodic poll never comes during the test: what it
+    /// knows of the targets it learns from registration and from plans.
+    async fn start_without_polling() -> Infra {
+        Infra::launch(None, Duration::from_secs(3600)).await
+    }
+
+    async fn launch(dev_as: Option<(String, String)>, poll_interval: Duration) -> Infra {
         let dir = tempfile::tempdir().unwrap();
         let mut config =
             ConsoleConfig::new(dir.path().join("console"), "127.0.0.1:0".parse().unwrap());
-        config.poll_interval = Duration::from_millis(200);
+        config.poll_interval = poll_interval;
         let console = ConsoleServer::start(config).await.expect("console starts");
         let token = console.admin_token().unwrap().to_string();
         let url = format!("http://{}", console.addr());
@@ -696,7 +706,10 @@ async fn a_package_corrupted_in_transit_is_never_imported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_deploys_follows_and_manages_plans() {
-    let infra = Infra::start().await;
+    // No periodic poll: a finished plan must itself leave the console knowing
+    // what the target now runs, so `deploy hello --from test` right after
+    // `deploy hello --to test --wait` finds it (CI once raced the poller).
+    let infra = Infra::start_without_polling().await;
     let runway = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
             .args(args)
