@@ -1,10 +1,13 @@
 //! What every Runway server role shares, and nothing of any one role:
 //! starting and stopping an HTTP server ([`spawn_server`], [`join_servers`]),
-//! request ids, reading another Runway server's error answers, and the name
-//! and address rules several roles check.
+//! request ids, the error answer of every JSON API ([`api_error`]), reading
+//! another Runway server's error answers, and the name and address rules
+//! several roles check.
 //!
 //! The controller and the front-end both use it and know nothing of each
 //! other; the `runway` binary composes them.
+
+pub mod api_error;
 
 use std::time::Duration;
 
