@@ -37,7 +37,7 @@ use crate::identity::{Admin, Caller, Console, Deploy, Read, new_token};
         environment, publish, download_package, has_package, import_package, list_apps, show_app,
         list_versions, delete_version, deploy, undeploy, list_deployments, create_deployment, dry_run,
         get_deployment, commit_deployment, abort_deployment, get_config, patch_config, unmark_secret,
-        logs, list_tokens, create_token, revoke_token, list_frontends, enable_frontend,
+        logs, list_tokens, create_token, revoke_token, revoke_own_token, list_frontends, enable_frontend,
         disable_frontend, remove_frontend
     ),
     components(schemas(runway_api::ErrorBody)),
@@ -93,6 +93,7 @@ pub fn router(controller: Controller) -> Router {
         .route("/logs", get(logs))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{token}", delete(revoke_token))
+        .route("/token", delete(revoke_own_token))
         .route("/frontends", get(list_frontends))
         .route("/frontends/{name}", delete(remove_frontend))
         .route("/frontends/{name}/enable", post(enable_frontend))
@@ -559,6 +560,12 @@ async fn delete_version(
         DeleteVersion::Running => Err(ApiError::conflict(format!(
             "{app} {version} is running and cannot be deleted; deploy another version first (`runway app deploy {app}@VERSION`)"
         ))),
+        DeleteVersion::Deploying { deployment } => Err(ApiError::conflict(format!(
+            "{app} {version} is being deployed by deployment {deployment} (running, or \
+             prepared and waiting for its commit) and cannot be deleted; wait for it, or \
+             commit or abort it first (a prepared one from its console: `runway deploy \
+             continue|abort PLAN`)"
+        ))),
     }
 }
 
@@ -867,6 +874,20 @@ async fn revoke_token(
         Err(ApiError::not_found(format!(
             "no active token with id or name '{token}'; `runway token list` shows them"
         )))
+    }
+}
+
+/// Revokes the token that makes this request: how a holder (the console when
+/// an environment is removed from it) gives its credential back.
+#[utoipa::path(delete, path = "/_runway/api/v1/token", responses((status = 204), (status = 409, description = "the last admin token cannot be revoked", body = runway_api::ErrorBody)))]
+async fn revoke_own_token(
+    State(c): State<Controller>,
+    caller: Caller<Read>,
+) -> ApiResult<StatusCode> {
+    match c.store().revoke_token(&caller.token.id.to_string()).await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::Conflict(message)) => Err(ApiError::conflict(message)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -81,6 +81,11 @@ pub enum DeleteVersion {
     NotFound,
     /// The version is the app's running version; undeploy or deploy another first.
     Running,
+    /// A deployment that is running or prepared (staged, waiting for its
+    /// commit) switches to this version: commit or abort it first.
+    Deploying {
+        deployment: i64,
+    },
 }
 
 /// A compiled component: one per (component digest, engine configuration).
@@ -301,6 +306,20 @@ impl Store {
             .platform()
             .begin_write(&format!("delete {app} {version}"))
             .await?;
+        let deploying: Option<i64> = sqlx::query_scalar(
+            "SELECT d.id FROM deployments d JOIN deployment_operations o \
+             ON o.deployment_id = d.id WHERE d.status IN ('running', 'prepared') \
+             AND o.kind = 'deploy' AND o.app = $1 AND o.version = $2 LIMIT 1",
+        )
+        .bind(app)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await
+        .context(what)?;
+        if let Some(deployment) = deploying {
+            tx.rollback().await.context(what)?;
+            return Ok(DeleteVersion::Deploying { deployment });
+        }
         let deleted = sqlx::query(
             "DELETE FROM versions WHERE app = $1 AND version = $2 AND NOT EXISTS \
              (SELECT 1 FROM apps WHERE name = $3 AND running_version = $4)",

@@ -468,6 +468,17 @@ async fn prepare_commit_abort_expire_and_restart() {
     );
     let e = env.client.deploy("hello", "0.2.0").await.unwrap_err();
     assert_eq!(e.code(), Some("deployment_in_progress"), "{e}");
+    // The version it stages cannot be deleted from under it.
+    let e = env
+        .client
+        .delete_version("hello", "0.2.0")
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(409), Some("conflict")), "{e}");
+    assert!(
+        e.to_string().contains(&format!("deployment {}", p.id)),
+        "{e}"
+    );
     let dry = env
         .client
         .dry_run(&request(vec![deploy("hello", "0.2.0")]))
