@@ -151,6 +151,17 @@ impl FrontendState {
             FrontendState::Disabled => "disabled",
         }
     }
+
+    pub fn parse(s: &str) -> Option<FrontendState> {
+        [
+            FrontendState::Ready,
+            FrontendState::CatchingUp,
+            FrontendState::Offline,
+            FrontendState::Disabled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
 }
 
 impl std::fmt::Display for FrontendState {
@@ -224,6 +235,12 @@ impl AppStatus {
             AppStatus::Failed => "failed",
             AppStatus::Stopped => "stopped",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<AppStatus> {
+        [AppStatus::Running, AppStatus::Failed, AppStatus::Stopped]
+            .into_iter()
+            .find(|status| status.as_str() == s)
     }
 }
 

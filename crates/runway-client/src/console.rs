@@ -7,7 +7,7 @@ use reqwest::{Method, RequestBuilder};
 use runway_api::console::{
     AccountTokenCreated, AddEnvironment, ApplicationView, ConsoleInfo, CreateAccountToken,
     CreatePipeline, CreateServiceAccount, EnvironmentDetail, EnvironmentView, PipelineView,
-    ServiceAccount, SetEnvironmentPipeline, TagVersion, VersionView,
+    RemoveEnvironment, ServiceAccount, SetEnvironmentPipeline, TagVersion, VersionView,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -119,9 +119,21 @@ impl ConsoleClient {
         self.send_json(Method::POST, &["environments"], req).await
     }
 
-    pub async fn remove_environment(&self, name_or_key: &str) -> Result<(), ClientError> {
-        self.send_empty(Method::DELETE, &["environments", name_or_key])
-            .await
+    /// Removes an environment; the console first revokes the credential it
+    /// holds there (`force`: remove it even when that cannot be done).
+    pub async fn remove_environment(
+        &self,
+        name_or_key: &str,
+        query: &RemoveEnvironment,
+    ) -> Result<(), ClientError> {
+        let mut url = self.api(&["environments", name_or_key]);
+        let encoded = serde_urlencoded::to_string(query).map_err(|e| ClientError::Other {
+            message: format!("cannot encode the query of {url}"),
+            source: Some(Box::new(e)),
+        })?;
+        url.set_query((!encoded.is_empty()).then_some(encoded.as_str()));
+        let req = self.request(Method::DELETE, url.clone());
+        self.send(req, &url).await.map(drop)
     }
 
     pub async fn set_environment_pipeline(

@@ -383,6 +383,14 @@ impl Client {
         self.send(req, &url).await.map(drop)
     }
 
+    /// Revokes the token this client authenticates with (its holder gives it
+    /// back; the last admin token is refused).
+    pub async fn revoke_own_token(&self) -> Result<(), ClientError> {
+        let url = self.api(&["token"]);
+        let req = self.request(Method::DELETE, url.clone());
+        self.send(req, &url).await.map(drop)
+    }
+
     pub async fn frontends(&self) -> Result<FrontendList, ClientError> {
         self.get_json(self.api(&["frontends"])).await
     }

@@ -8,13 +8,13 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use http::StatusCode;
 use runway_api::console::{
     AddEnvironment, CreatePipeline, EnvironmentDetail, EnvironmentView, FrontendView, HealthView,
-    PipelineStage, PipelineView, SetEnvironmentPipeline,
+    PipelineStage, PipelineView, RemoveEnvironment, SetEnvironmentPipeline,
 };
 use runway_api::v1::{CreateToken, Scope};
 use runway_client::{Client, ClientError};
@@ -349,13 +349,40 @@ async fn show_environment(
     }))
 }
 
-#[utoipa::path(delete, path = "/_runway/console/v1/environments/{env}", params(("env" = String, Path)), responses((status = 204), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "a plan that is not finished uses it")))]
+#[utoipa::path(delete, path = "/_runway/console/v1/environments/{env}", params(("env" = String, Path), RemoveEnvironment), responses((status = 204), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "a plan that is not finished uses it"), (status = 502, body = runway_api::ErrorBody, description = "the console cannot revoke its token on the environment (nothing removed; see `force`)")))]
 async fn remove_environment(
     State(console): State<Console>,
     _caller: Caller,
     Path(env): Path<String>,
+    Query(query): Query<RemoveEnvironment>,
 ) -> ApiResult<StatusCode> {
     let env = find_environment(&console, &env).await?;
+    // Refuses while plans target it, before the credential is given back.
+    console.store().check_environment_removable(&env.id).await?;
+    let client = crate::plans::env_client(&console, &env).await?;
+    match client.revoke_own_token().await {
+        Ok(()) => {}
+        // Already revoked on the environment (or the catalog was reset).
+        Err(e) if e.status() == Some(401) => {}
+        Err(e) if query.force => tracing::warn!(
+            environment = %env.name,
+            token = %env.credential_name,
+            "removing the environment without revoking the console's token there: {e}"
+        ),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "environment_unreachable",
+                format!(
+                    "cannot revoke the console's token {} on environment {:?} at {}: {e}. \
+                     Nothing was removed. Retry when it answers, or remove it anyway with \
+                     --force (the token then stays on the environment until an admin runs \
+                     `runway token revoke {} --env {}`)",
+                    env.credential_name, env.name, env.address, env.credential_name, env.address
+                ),
+            ));
+        }
+    }
     console.store().remove_environment(&env.id).await?;
     console.stop_poller(&env.id);
     tracing::info!(environment = %env.name, key = %env.id, "removed an environment");

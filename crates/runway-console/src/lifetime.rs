@@ -29,6 +29,7 @@ use runway_api::console::lifetime::{
     Environment, Exception, LIFETIME_API_V2, ModuleStatusInEnv, format_instant, parse_instant,
 };
 use runway_api::console::plans::{CreatePlan, PlanOperationRequest, PlanView};
+use runway_api::v1::AppStatus;
 use runway_store::console::apps::{AppVersionRecord, ApplicationRecord};
 use runway_store::console::environments::EnvironmentRecord;
 use runway_store::console::plans::{PlanRecord, PlanStatus};
@@ -277,7 +278,7 @@ async fn show_environment(
 fn status_in_env(r: &RunningView, modules: bool) -> AppStatusInEnv {
     let version_key = r.version_key.clone().unwrap_or_default();
     let modified = r.version_key.is_none();
-    let (consistency, messages) = if r.status == "failed" {
+    let (consistency, messages) = if r.status == AppStatus::Failed {
         ("Failed", "the running version could not be loaded")
     } else {
         ("OK", "")

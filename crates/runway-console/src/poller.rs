@@ -135,7 +135,7 @@ async fn ask(address: &str, credential: String) -> Result<Poll, String> {
             .map(|fe| FrontendSnapshot {
                 name: fe.name,
                 address: fe.address,
-                state: fe.state.as_str().to_string(),
+                state: fe.state,
                 generation: fe.generation,
                 enabled: fe.enabled,
             })
@@ -143,7 +143,7 @@ async fn ask(address: &str, credential: String) -> Result<Poll, String> {
         apps: apps
             .into_iter()
             .map(|app| ObservedApp {
-                status: app.status.as_str().to_string(),
+                status: app.status,
                 name: app.name,
                 description: app.description,
                 version: app.running_version,

@@ -64,7 +64,7 @@ fn decode_kind(s: &str) -> sqlx::Result<OperationKind> {
     OperationKind::parse(s).ok_or_else(|| bad_column("kind", s))
 }
 
-fn bad_column(column: &str, value: &str) -> sqlx::Error {
+pub(crate) fn bad_column(column: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unknown value {value:?} in column {column}").into())
 }
 

@@ -10,6 +10,8 @@ pub mod plans;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::v1::{AppStatus, FrontendState};
+
 /// Prefix of the console's API.
 pub const CONSOLE_API_V1: &str = "/_runway/console/v1";
 
@@ -127,12 +129,23 @@ pub struct HealthView {
     pub frontends: Vec<FrontendView>,
 }
 
+/// `DELETE /_runway/console/v1/environments/{env}?force=…`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveEnvironment {
+    /// Remove the environment even when the console cannot revoke its
+    /// credential there (unreachable): that token then stays on the
+    /// environment until an admin revokes it.
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// A front-end of an environment, as last seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FrontendView {
     pub name: String,
     pub address: String,
-    pub state: String,
+    pub state: FrontendState,
     pub generation: i64,
     pub enabled: bool,
 }
@@ -158,8 +171,7 @@ pub struct RunningView {
     /// bytes whose digest differs from the console's version of that number.
     pub version_key: Option<String>,
     pub digest: Option<String>,
-    /// `running`, `failed` or `stopped`.
-    pub status: String,
+    pub status: AppStatus,
     pub deployed_at_ms: Option<i64>,
 }
 

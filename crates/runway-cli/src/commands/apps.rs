@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use runway_api::console::{ApplicationView, EnvironmentView, RunningView, TagVersion};
+use runway_api::v1::AppStatus;
 
 use crate::commands::app::print_json;
 use crate::commands::login::ConsoleArgs;
@@ -102,7 +103,7 @@ fn cell(r: Option<&RunningView>) -> String {
                 if r.version_key.is_none() {
                     s.push('*');
                 }
-                if r.status == "failed" {
+                if r.status == AppStatus::Failed {
                     s.push_str(" (failed)");
                 }
                 s

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
-use runway_api::console::{AddEnvironment, EnvironmentView, HealthView};
+use runway_api::console::{AddEnvironment, EnvironmentView, HealthView, RemoveEnvironment};
+use runway_api::v1::FrontendState;
 
 use crate::commands::app::print_json;
 use crate::commands::env::EnvCommand;
@@ -67,6 +68,10 @@ pub struct ShowArgs {
 pub struct RemoveArgs {
     /// The environment's name or key.
     pub name: String,
+    /// Remove it even when the console cannot revoke its token on the
+    /// environment (unreachable); the token then stays there until revoked.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub console: ConsoleArgs,
 }
@@ -133,7 +138,11 @@ pub fn health_word(h: Option<&HealthView>) -> String {
 fn frontends_summary(h: Option<&HealthView>) -> String {
     match h {
         Some(h) if !h.frontends.is_empty() => {
-            let ready = h.frontends.iter().filter(|f| f.state == "ready").count();
+            let ready = h
+                .frontends
+                .iter()
+                .filter(|f| f.state == FrontendState::Ready)
+                .count();
             format!("{ready}/{} ready", h.frontends.len())
         }
         _ => "-".into(),
@@ -239,7 +248,7 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
                 t.row([
                     f.name.clone(),
                     f.address.clone(),
-                    f.state.clone(),
+                    f.state.to_string(),
                     f.generation.to_string(),
                 ]);
             }
@@ -256,7 +265,7 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
             t.row([
                 a.app.clone(),
                 or_dash(a.version.as_deref()),
-                a.status.clone(),
+                a.status.to_string(),
                 a.digest.as_deref().map_or("-".into(), short_digest),
                 or_dash(a.version_key.as_deref()),
             ]);
@@ -271,13 +280,17 @@ async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
     let console = args.console.client()?;
     let env = console.environment(&args.name).await?;
     console
-        .remove_environment(&env.environment.key)
+        .remove_environment(
+            &env.environment.key,
+            &RemoveEnvironment { force: args.force },
+        )
         .await
         .with_context(|| format!("cannot remove environment {:?}", args.name))?;
     let info = console.info().await?;
     println!(
-        "removed environment {} from the console; its token console:{} stays on the \
-         environment until revoked there (`runway token revoke console:{} --env {}`)",
+        "removed environment {} from the console and gave back its token console:{} \
+         (with --force, when the environment did not answer, the token stays there until \
+         revoked: `runway token revoke console:{} --env {}`)",
         env.environment.name, info.key, info.key, env.environment.address
     );
     Ok(())

@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runway_api::console::{AddEnvironment, CreatePipeline, CreateServiceAccount};
+use runway_api::console::{
+    AddEnvironment, CreatePipeline, CreateServiceAccount, RemoveEnvironment,
+};
 use runway_api::v1::Scope;
 use runway_client::{ClientError, ConsoleClient};
 use runway_console::{ConsoleConfig, ConsoleServer};
@@ -339,7 +341,10 @@ async fn bad_registrations_are_refused_and_store_nothing() {
     // Unknown environment: 404 naming it, on show and remove.
     for r in [
         console.client.environment("nowhere").await.map(drop),
-        console.client.remove_environment("nowhere").await,
+        console
+            .client
+            .remove_environment("nowhere", &RemoveEnvironment::default())
+            .await,
     ] {
         let (status, code, message) = api_error(r);
         assert_eq!((status, code.as_str()), (404, "environment_not_found"));
@@ -455,7 +460,12 @@ async fn env_remove_is_refused_while_a_plan_targets_it() {
         })
         .await
         .unwrap();
-    let (status, code, message) = api_error(console.client.remove_environment("test").await);
+    let (status, code, message) = api_error(
+        console
+            .client
+            .remove_environment("test", &RemoveEnvironment::default())
+            .await,
+    );
     assert_eq!((status, code.as_str()), (409, "conflict"), "{message}");
     assert!(
         message.contains(&plan.id),
@@ -465,10 +475,26 @@ async fn env_remove_is_refused_while_a_plan_targets_it() {
         console.client.environment("test").await.is_ok(),
         "nothing changed"
     );
+    let console_token = |tokens: Vec<runway_api::v1::TokenInfo>| {
+        tokens
+            .into_iter()
+            .filter(|t| t.name.starts_with("console:") && t.revoked_at_ms.is_none())
+            .count()
+    };
+    assert_eq!(console_token(test.client.tokens().await.unwrap()), 1);
     store.delete_plan(&plan.id).await.unwrap();
-    console.client.remove_environment("test").await.unwrap();
+    console
+        .client
+        .remove_environment("test", &RemoveEnvironment::default())
+        .await
+        .unwrap();
     let (status, _, _) = api_error(console.client.environment("test").await);
     assert_eq!(status, 404);
+    assert_eq!(
+        console_token(test.client.tokens().await.unwrap()),
+        0,
+        "the console gave its token on the environment back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -510,6 +536,27 @@ async fn an_unreachable_environment_is_marked_not_fatal() {
         "when it was last seen is kept"
     );
     assert!(health("dev").reachable);
+
+    // Removing it needs its token given back: refused while it does not
+    // answer, unless forced.
+    let (status, code, message) = api_error(
+        console
+            .client
+            .remove_environment("gone", &RemoveEnvironment::default())
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (502, "environment_unreachable"));
+    assert!(
+        message.contains("--force") && message.contains("Nothing was removed"),
+        "{message}"
+    );
+    assert!(console.client.environment("gone").await.is_ok());
+    console
+        .client
+        .remove_environment("gone", &RemoveEnvironment { force: true })
+        .await
+        .unwrap();
+    assert_eq!(api_error(console.client.environment("gone").await).0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

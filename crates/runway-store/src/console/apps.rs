@@ -4,11 +4,13 @@
 //! ("tagging") never changes bytes: it names a digest that already exists in
 //! an environment.
 
+use runway_api::v1::AppStatus;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::environments::FrontendSnapshot;
 use super::{ConsoleStore, flag, new_key};
+use crate::deployments::bad_column;
 use crate::error::{Context, Result, StoreError};
 use crate::now_ms;
 
@@ -47,8 +49,7 @@ pub struct RunningRecord {
     pub version_id: Option<String>,
     pub version: Option<String>,
     pub digest: Option<String>,
-    /// `running`, `failed` or `stopped`.
-    pub status: String,
+    pub status: AppStatus,
     pub deployed_at_ms: Option<i64>,
     pub observed_at_ms: i64,
 }
@@ -60,8 +61,7 @@ pub struct ObservedApp {
     pub description: Option<String>,
     pub version: Option<String>,
     pub digest: Option<String>,
-    /// `running`, `failed` or `stopped`.
-    pub status: String,
+    pub status: AppStatus,
     pub deployed_at_ms: Option<i64>,
 }
 
@@ -216,7 +216,7 @@ impl ConsoleStore {
             .bind(environment_id)
             .bind(&fe.name)
             .bind(&fe.address)
-            .bind(&fe.state)
+            .bind(fe.state.as_str())
             .bind(fe.generation)
             .bind(flag(fe.enabled))
             .execute(&mut *tx)
@@ -270,7 +270,7 @@ impl ConsoleStore {
             .bind(&version_id)
             .bind(&app.version)
             .bind(&app.digest)
-            .bind(&app.status)
+            .bind(app.status.as_str())
             .bind(app.deployed_at_ms)
             .bind(now)
             .execute(&mut *tx)
@@ -461,7 +461,11 @@ impl ConsoleStore {
                     version_id: r.try_get("version_id")?,
                     version: r.try_get("version")?,
                     digest: r.try_get("digest")?,
-                    status: r.try_get("status")?,
+                    status: {
+                        let status: String = r.try_get("status")?;
+                        AppStatus::parse(&status)
+                            .ok_or_else(|| bad_column("running_versions.status", &status))?
+                    },
                     deployed_at_ms: r.try_get("deployed_at_ms")?,
                     observed_at_ms: r.try_get("observed_at_ms")?,
                 })

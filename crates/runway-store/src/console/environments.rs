@@ -1,10 +1,12 @@
 //! Registered environments, pipelines, and the last health poll of each
 //! environment.
 
+use runway_api::v1::FrontendState;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{ConsoleStore, credential_context, flag, new_key};
+use crate::deployments::bad_column;
 use crate::error::{Context, Result, StoreError, is_unique_violation};
 use crate::now_ms;
 
@@ -61,7 +63,7 @@ pub struct NewEnvironment {
 pub struct FrontendSnapshot {
     pub name: String,
     pub address: String,
-    pub state: String,
+    pub state: FrontendState,
     pub generation: i64,
     pub enabled: bool,
 }
@@ -409,6 +411,19 @@ impl ConsoleStore {
     /// Removes an environment from the console (its history stays in plans).
     /// Refused while a plan that is not finished has it as source or target
     /// ([`StoreError::Conflict`] naming the plans). Returns the removed record.
+    /// Fails (conflict) when deployment plans that are not finished use the
+    /// environment: [`ConsoleStore::remove_environment`] checks it again in
+    /// its own transaction; this lets the console refuse before it gives the
+    /// environment's credential back.
+    pub async fn check_environment_removable(&self, name_or_key: &str) -> Result<()> {
+        let env = self.environment(name_or_key).await?.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "no registered environment {name_or_key:?} (`runway env list` shows them)"
+            ))
+        })?;
+        refuse_unfinished_plans(&self.catalog().pool, &env).await
+    }
+
     pub async fn remove_environment(&self, name_or_key: &str) -> Result<EnvironmentRecord> {
         let what = || format!("failed to remove environment {name_or_key:?}");
         let env = self.environment(name_or_key).await?.ok_or_else(|| {
@@ -417,35 +432,9 @@ impl ConsoleStore {
             ))
         })?;
         let mut tx = self.catalog().begin_write("remove an environment").await?;
-        let plans = sqlx::query(
-            "SELECT id, status FROM deployment_plans \
-             WHERE (target_environment_id = $1 OR source_environment_id = $1) \
-             AND status IN ('saved', 'running', 'needs_user_intervention', 'aborting') \
-             ORDER BY created_at_ms",
-        )
-        .bind(&env.id)
-        .fetch_all(&mut *tx)
-        .await
-        .context(what)?;
-        if !plans.is_empty() {
-            let keys = plans
-                .iter()
-                .map(|r| {
-                    Ok(format!(
-                        "{} ({})",
-                        r.try_get::<String, _>("id")?,
-                        r.try_get::<String, _>("status")?
-                    ))
-                })
-                .collect::<sqlx::Result<Vec<_>>>()
-                .context(what)?;
+        if let Err(e) = refuse_unfinished_plans(&mut *tx, &env).await {
             tx.rollback().await.context(what)?;
-            return Err(StoreError::Conflict(format!(
-                "environment {:?} is used by deployment plans that are not finished: {}; \
-                 finish, abort or delete them first (`runway deploy delete KEY`)",
-                env.name,
-                keys.join(", ")
-            )));
+            return Err(e);
         }
         let now = now_ms();
         for sql in [
@@ -498,7 +487,11 @@ impl ConsoleStore {
                 Ok(FrontendSnapshot {
                     name: r.try_get("name")?,
                     address: r.try_get("address")?,
-                    state: r.try_get("state")?,
+                    state: {
+                        let state: String = r.try_get("state")?;
+                        FrontendState::parse(&state)
+                            .ok_or_else(|| bad_column("environment_frontends.state", &state))?
+                    },
                     generation: r.try_get("generation")?,
                     enabled: r.try_get::<i64, _>("enabled")? != 0,
                 })
@@ -553,4 +546,42 @@ impl ConsoleStore {
         }
         tx.commit().await.context(what)
     }
+}
+
+/// A conflict naming the plans that are not finished and use `env`.
+async fn refuse_unfinished_plans<'e, E>(executor: E, env: &EnvironmentRecord) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let what = || format!("failed to check the plans of environment {:?}", env.name);
+    let plans = sqlx::query(
+        "SELECT id, status FROM deployment_plans \
+         WHERE (target_environment_id = $1 OR source_environment_id = $1) \
+         AND status IN ('saved', 'running', 'needs_user_intervention', 'aborting') \
+         ORDER BY created_at_ms",
+    )
+    .bind(&env.id)
+    .fetch_all(executor)
+    .await
+    .context(what)?;
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let keys = plans
+        .iter()
+        .map(|r| {
+            Ok(format!(
+                "{} ({})",
+                r.try_get::<String, _>("id")?,
+                r.try_get::<String, _>("status")?
+            ))
+        })
+        .collect::<sqlx::Result<Vec<_>>>()
+        .context(what)?;
+    Err(StoreError::Conflict(format!(
+        "environment {:?} is used by deployment plans that are not finished: {}; \
+         finish, abort or delete them first (`runway deploy delete KEY`)",
+        env.name,
+        keys.join(", ")
+    )))
 }

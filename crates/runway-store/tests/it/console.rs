@@ -245,7 +245,7 @@ async fn polls_record_versions_once_per_digest() {
         frontends: vec![FrontendSnapshot {
             name: "fe-1".into(),
             address: "http://127.0.0.1:2".into(),
-            state: "ready".into(),
+            state: runway_api::v1::FrontendState::Ready,
             generation: 3,
             enabled: true,
         }],
@@ -254,7 +254,7 @@ async fn polls_record_versions_once_per_digest() {
             description: Some("Notes".into()),
             version: Some("1.0.0".into()),
             digest: Some(digest.into()),
-            status: "running".into(),
+            status: runway_api::v1::AppStatus::Running,
             deployed_at_ms: Some(1),
         }],
     };
