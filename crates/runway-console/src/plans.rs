@@ -24,9 +24,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::StatusCode;
 use runway_api::console::plans::{
-    CreatePlan, PlanConflict, PlanLogEntry, PlanLogKind as WireLogKind, PlanLogQuery,
-    PlanOperationRequest, PlanOperationView, PlanStatus as WireStatus, PlanStatusView,
-    PlanValidation, PlanView,
+    CreatePlan, PlanConflict, PlanFrontendProgress, PlanLogEntry, PlanLogKind as WireLogKind,
+    PlanLogQuery, PlanOperationRequest, PlanOperationView, PlanStatus as WireStatus,
+    PlanStatusView, PlanValidation, PlanView,
 };
 use runway_api::v1::{
     Deployment, DeploymentRequest, DeploymentStatus, OperationKind, OperationRequest,
@@ -59,6 +59,9 @@ const RECOVERY_RETRY: Duration = Duration::from_secs(1);
 /// deployment has surely been aborted there.
 const SETTLE_DEADLINE: Duration =
     Duration::from_millis(runway_api::v1::PREPARED_DEPLOYMENT_TTL_MS as u64);
+/// How long a plan's view waits for the target to say where its front-ends
+/// are: the view is shown without them rather than late.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn routes() -> Router<Console> {
     Router::new()
@@ -345,7 +348,66 @@ pub async fn plan_view(console: &Console, plan: &PlanRecord) -> ApiResult<PlanVi
         created_by,
         started_at_ms: plan.started_at_ms,
         finished_at_ms: plan.finished_at_ms,
+        frontends: Vec::new(),
     })
+}
+
+/// Each registered front-end of the plan's target in the plan's target
+/// deployment, asked from the target now: what its deployment record says
+/// of each one, and — while the plan is under way — the target's other
+/// registered front-ends as not reported yet. Empty for a saved plan, a
+/// target without registered front-ends, or a target that does not answer
+/// within [`PROGRESS_TIMEOUT`] (the progress is a view, never a reason to
+/// fail).
+pub async fn target_progress(console: &Console, plan: &PlanRecord) -> Vec<PlanFrontendProgress> {
+    if plan.status == PlanStatus::Saved {
+        return Vec::new();
+    }
+    let Ok(Some(target)) = console
+        .store()
+        .environment(&plan.target_environment_id)
+        .await
+    else {
+        return Vec::new();
+    };
+    let Ok(client) = env_client(console, &target).await else {
+        return Vec::new();
+    };
+    let mut out: Vec<PlanFrontendProgress> = Vec::new();
+    if let Some(id) = plan.target_deployment_id
+        && let Ok(Ok(d)) = tokio::time::timeout(PROGRESS_TIMEOUT, client.deployment(id)).await
+    {
+        out.extend(d.frontends.into_iter().map(|p| PlanFrontendProgress {
+            frontend: p.frontend,
+            state: Some(p.state),
+            fetched_bytes: p.fetched_bytes,
+            elapsed_ms: p.elapsed_ms,
+            error: p.error,
+        }));
+    }
+    let under_way = matches!(
+        plan.status,
+        PlanStatus::Running | PlanStatus::Aborting | PlanStatus::NeedsUserIntervention
+    );
+    if under_way
+        && let Ok(Ok(info)) = tokio::time::timeout(PROGRESS_TIMEOUT, client.environment()).await
+    {
+        // Registered front-ends only (an in-process one has no heartbeat and
+        // no part of its own in the deployment record).
+        for fe in info.frontends {
+            if fe.last_heartbeat_ms.is_some() && !out.iter().any(|p| p.frontend == fe.name) {
+                out.push(PlanFrontendProgress {
+                    frontend: fe.name,
+                    state: None,
+                    fetched_bytes: 0,
+                    elapsed_ms: 0,
+                    error: None,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.frontend.cmp(&b.frontend));
+    out
 }
 
 async fn operation_view(console: &Console, op: &PlanOperation) -> ApiResult<PlanOperationView> {
@@ -1426,10 +1488,12 @@ pub async fn status(console: &Console, key: &str, after: i64) -> ApiResult<PlanS
         }
         _ => last,
     };
+    let frontends = target_progress(console, &plan).await;
     Ok(PlanStatusView {
         key: plan.id.clone(),
         status: wire_status(plan.status),
         info,
+        frontends,
         log: log
             .into_iter()
             .map(|r| PlanLogEntry {
@@ -1522,7 +1586,9 @@ async fn show_plan(
     Path(key): Path<String>,
 ) -> ApiResult<Json<PlanView>> {
     let plan = find_plan(&console, &key).await?;
-    Ok(Json(plan_view(&console, &plan).await?))
+    let mut view = plan_view(&console, &plan).await?;
+    view.frontends = target_progress(&console, &plan).await;
+    Ok(Json(view))
 }
 
 async fn delete_plan_route(

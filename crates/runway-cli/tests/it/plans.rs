@@ -1323,6 +1323,7 @@ async fn wait_version(url: &str, version: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plans_promote_to_a_farm_of_two_frontends_behind_a_balancer() {
     use crate::farm_support::{Farm, served_generation};
+    use runway_api::fleet::FrontendProgressState;
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = ConsoleConfig::new(dir.path().join("console"), "127.0.0.1:0".parse().unwrap());
@@ -1388,12 +1389,33 @@ async fn plans_promote_to_a_farm_of_two_frontends_behind_a_balancer() {
         }
     };
 
-    // One step, dev → test → prod.
+    // One step: dev → test through the API, test → prod with `runway deploy
+    // --wait`, which prints each prod front-end's stage (plain lines: no TTY).
     let digest1 = running(&dev, "hello").await.1.unwrap();
-    for (from, to) in [("dev", "test"), ("test", "prod")] {
-        let (key, s) = run(plan(from, to, "0.1.0", false)).await;
-        assert_eq!(s.status, PlanStatus::FinishedSuccessful, "{key}: {s:?}");
+    let (key, s) = run(plan("dev", "test", "0.1.0", false)).await;
+    assert_eq!(s.status, PlanStatus::FinishedSuccessful, "{key}: {s:?}");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+            .args([
+                "deploy", "hello", "--from", "test", "--to", "prod", "--wait",
+            ])
+            .env("RUNWAY_CONSOLE", format!("http://{}", console.addr()))
+            .env("RUNWAY_CONSOLE_TOKEN", console.admin_token().unwrap())
+            .env("HOME", dir.path())
+            .env("CI", "true")
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for fe in ["fe1", "fe2"] {
+        assert!(
+            stderr.contains(&format!("front-end {fe}: committed")),
+            "one line per front-end stage: {stderr}"
+        );
     }
+    assert!(stderr.contains("imported into prod"), "the log: {stderr}");
     assert_eq!(
         running(&test, "hello").await,
         (Some("0.1.0".into()), Some(digest1.clone()))
@@ -1446,6 +1468,31 @@ async fn plans_promote_to_a_farm_of_two_frontends_behind_a_balancer() {
         let got = served(&format!("{lb}/hello/version.txt")).await;
         assert_eq!(got.map(|(v, _)| v).as_deref(), Some("0.1.0"), "balancer");
     }
+    // The plan's view shows each prod front-end's stage: staged, not switched.
+    let view: Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/_runway/console/v1/plans/{key}",
+            console.addr()
+        ))
+        .bearer_auth(console.admin_token().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stages: Vec<(&str, &str)> = view["frontends"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no frontends in {view:#}"))
+        .iter()
+        .map(|f| {
+            (
+                f["frontend"].as_str().unwrap(),
+                f["state"].as_str().unwrap_or("none"),
+            )
+        })
+        .collect();
+    assert_eq!(stages, [("fe1", "staged"), ("fe2", "staged")], "{view:#}");
 
     client.continue_plan(&key).await.expect("continue");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1458,6 +1505,19 @@ async fn plans_promote_to_a_farm_of_two_frontends_behind_a_balancer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(s.status, PlanStatus::FinishedSuccessful, "{s:?}");
+    let stages: Vec<_> = s
+        .frontends
+        .iter()
+        .map(|f| (f.frontend.as_str(), f.state))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("fe1", Some(FrontendProgressState::Committed)),
+            ("fe2", Some(FrontendProgressState::Committed))
+        ],
+        "{s:?}"
+    );
     // The same digest in dev, test and prod.
     for (name, got) in [
         ("dev", running(&dev, "hello").await),
