@@ -1555,6 +1555,7 @@ struct ListQuery {
     target: Option<String>,
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/plans", params(("target" = Option<String>, Query, description = "only plans to this environment (name or key)")), responses((status = 200, body = Vec<PlanView>, description = "newest first"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "environment_not_found")))]
 async fn list_plans(
     State(console): State<Console>,
     _caller: Caller,
@@ -1571,6 +1572,7 @@ async fn list_plans(
     Ok(Json(out))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans", request_body = CreatePlan, responses((status = 201, body = PlanView, description = "saved"), (status = 400, body = runway_api::ErrorBody, description = "invalid_request: no or too many operations, an app twice, properties of an app the plan does not deploy, source = target"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "environment_not_found, app_not_found, version_not_found")))]
 async fn create_plan_route(
     State(console): State<Console>,
     caller: Caller,
@@ -1580,6 +1582,7 @@ async fn create_plan_route(
     Ok((StatusCode::CREATED, Json(plan_view(&console, &plan).await?)))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/plans/{key}", params(("key" = String, Path, description = "the plan key")), responses((status = 200, body = PlanView, description = "with each target front-end's stage"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found")))]
 async fn show_plan(
     State(console): State<Console>,
     _caller: Caller,
@@ -1591,6 +1594,7 @@ async fn show_plan(
     Ok(Json(view))
 }
 
+#[utoipa::path(delete, path = "/_runway/console/v1/plans/{key}", params(("key" = String, Path)), responses((status = 204, description = "deleted"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_running: the plan holds its target")))]
 async fn delete_plan_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1600,6 +1604,7 @@ async fn delete_plan_route(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/validate", params(("key" = String, Path)), responses((status = 200, body = PlanValidation, description = "the conflicts, each naming the app, the cause and the fix"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "an environment of the plan was removed")))]
 async fn validate_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1609,6 +1614,7 @@ async fn validate_route(
     Ok(Json(validate(&console, &plan).await?))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/start", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "validated and running"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_conflicts (details: conflicts), target_busy (details: running_plan), plan_not_saved")))]
 async fn start_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1621,6 +1627,7 @@ async fn start_route(
     ))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/continue", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "committing the prepared deployment"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_not_prepared")))]
 async fn continue_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1633,6 +1640,7 @@ async fn continue_route(
     ))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/abort", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "aborting or aborted; the target stays as it was"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_not_abortable: saved, or already finished")))]
 async fn abort_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1645,6 +1653,7 @@ async fn abort_route(
     ))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/plans/{key}/status", params(("key" = String, Path), ("after" = Option<i64>, Query, description = "only log rows with a larger id")), responses((status = 200, body = PlanStatusView), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found")))]
 async fn status_route(
     State(console): State<Console>,
     _caller: Caller,
