@@ -1,7 +1,9 @@
 //! The console API's OpenAPI document, served at
 //! `/_runway/console/v1/openapi.json` (any authenticated caller).
-//! Other modules' documents (plans, LifeTime v2) are merged into it in
-//! [`document`].
+//! Every `/_runway/console/v1` route is in it (a test compares the routes
+//! the console's modules declare with the document's paths). The LifeTime
+//! v2 surface follows LifeTime's own published reference and is not
+//! repeated here.
 
 use axum::Json;
 use utoipa::OpenApi;
@@ -31,6 +33,15 @@ use crate::auth::Caller;
         crate::apps::list_versions,
         crate::apps::show_version,
         crate::apps::tag_version,
+        crate::plans::list_plans,
+        crate::plans::create_plan_route,
+        crate::plans::show_plan,
+        crate::plans::delete_plan_route,
+        crate::plans::validate_route,
+        crate::plans::start_route,
+        crate::plans::continue_route,
+        crate::plans::abort_route,
+        crate::plans::status_route,
     ),
     components(schemas(runway_api::ErrorBody)),
     modifiers(&BearerAuth),

@@ -24,9 +24,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::StatusCode;
 use runway_api::console::plans::{
-    CreatePlan, PlanConflict, PlanLogEntry, PlanLogKind as WireLogKind, PlanLogQuery,
-    PlanOperationRequest, PlanOperationView, PlanStatus as WireStatus, PlanStatusView,
-    PlanValidation, PlanView,
+    CreatePlan, PlanConflict, PlanFrontendProgress, PlanLogEntry, PlanLogKind as WireLogKind,
+    PlanLogQuery, PlanOperationRequest, PlanOperationView, PlanStatus as WireStatus,
+    PlanStatusView, PlanValidation, PlanView,
 };
 use runway_api::v1::{
     Deployment, DeploymentRequest, DeploymentStatus, OperationKind, OperationRequest,
@@ -59,6 +59,9 @@ const RECOVERY_RETRY: Duration = Duration::from_secs(1);
 /// deployment has surely been aborted there.
 const SETTLE_DEADLINE: Duration =
     Duration::from_millis(runway_api::v1::PREPARED_DEPLOYMENT_TTL_MS as u64);
+/// How long a plan's view waits for the target to say where its front-ends
+/// are: the view is shown without them rather than late.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn routes() -> Router<Console> {
     Router::new()
@@ -345,7 +348,66 @@ pub async fn plan_view(console: &Console, plan: &PlanRecord) -> ApiResult<PlanVi
         created_by,
         started_at_ms: plan.started_at_ms,
         finished_at_ms: plan.finished_at_ms,
+        frontends: Vec::new(),
     })
+}
+
+/// Each registered front-end of the plan's target in the plan's target
+/// deployment, asked from the target now: what its deployment record says
+/// of each one, and — while the plan is under way — the target's other
+/// registered front-ends as not reported yet. Empty for a saved plan, a
+/// target without registered front-ends, or a target that does not answer
+/// within [`PROGRESS_TIMEOUT`] (the progress is a view, never a reason to
+/// fail).
+pub async fn target_progress(console: &Console, plan: &PlanRecord) -> Vec<PlanFrontendProgress> {
+    if plan.status == PlanStatus::Saved {
+        return Vec::new();
+    }
+    let Ok(Some(target)) = console
+        .store()
+        .environment(&plan.target_environment_id)
+        .await
+    else {
+        return Vec::new();
+    };
+    let Ok(client) = env_client(console, &target).await else {
+        return Vec::new();
+    };
+    let mut out: Vec<PlanFrontendProgress> = Vec::new();
+    if let Some(id) = plan.target_deployment_id
+        && let Ok(Ok(d)) = tokio::time::timeout(PROGRESS_TIMEOUT, client.deployment(id)).await
+    {
+        out.extend(d.frontends.into_iter().map(|p| PlanFrontendProgress {
+            frontend: p.frontend,
+            state: Some(p.state),
+            fetched_bytes: p.fetched_bytes,
+            elapsed_ms: p.elapsed_ms,
+            error: p.error,
+        }));
+    }
+    let under_way = matches!(
+        plan.status,
+        PlanStatus::Running | PlanStatus::Aborting | PlanStatus::NeedsUserIntervention
+    );
+    if under_way
+        && let Ok(Ok(info)) = tokio::time::timeout(PROGRESS_TIMEOUT, client.environment()).await
+    {
+        // Registered front-ends only (an in-process one has no heartbeat and
+        // no part of its own in the deployment record).
+        for fe in info.frontends {
+            if fe.last_heartbeat_ms.is_some() && !out.iter().any(|p| p.frontend == fe.name) {
+                out.push(PlanFrontendProgress {
+                    frontend: fe.name,
+                    state: None,
+                    fetched_bytes: 0,
+                    elapsed_ms: 0,
+                    error: None,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.frontend.cmp(&b.frontend));
+    out
 }
 
 async fn operation_view(console: &Console, op: &PlanOperation) -> ApiResult<PlanOperationView> {
@@ -1426,10 +1488,12 @@ pub async fn status(console: &Console, key: &str, after: i64) -> ApiResult<PlanS
         }
         _ => last,
     };
+    let frontends = target_progress(console, &plan).await;
     Ok(PlanStatusView {
         key: plan.id.clone(),
         status: wire_status(plan.status),
         info,
+        frontends,
         log: log
             .into_iter()
             .map(|r| PlanLogEntry {
@@ -1491,6 +1555,7 @@ struct ListQuery {
     target: Option<String>,
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/plans", params(("target" = Option<String>, Query, description = "only plans to this environment (name or key)")), responses((status = 200, body = Vec<PlanView>, description = "newest first"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "environment_not_found")))]
 async fn list_plans(
     State(console): State<Console>,
     _caller: Caller,
@@ -1507,6 +1572,7 @@ async fn list_plans(
     Ok(Json(out))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans", request_body = CreatePlan, responses((status = 201, body = PlanView, description = "saved"), (status = 400, body = runway_api::ErrorBody, description = "invalid_request: no or too many operations, an app twice, properties of an app the plan does not deploy, source = target"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "environment_not_found, app_not_found, version_not_found")))]
 async fn create_plan_route(
     State(console): State<Console>,
     caller: Caller,
@@ -1516,15 +1582,19 @@ async fn create_plan_route(
     Ok((StatusCode::CREATED, Json(plan_view(&console, &plan).await?)))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/plans/{key}", params(("key" = String, Path, description = "the plan key")), responses((status = 200, body = PlanView, description = "with each target front-end's stage"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found")))]
 async fn show_plan(
     State(console): State<Console>,
     _caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<Json<PlanView>> {
     let plan = find_plan(&console, &key).await?;
-    Ok(Json(plan_view(&console, &plan).await?))
+    let mut view = plan_view(&console, &plan).await?;
+    view.frontends = target_progress(&console, &plan).await;
+    Ok(Json(view))
 }
 
+#[utoipa::path(delete, path = "/_runway/console/v1/plans/{key}", params(("key" = String, Path)), responses((status = 204, description = "deleted"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_running: the plan holds its target")))]
 async fn delete_plan_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1534,6 +1604,7 @@ async fn delete_plan_route(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/validate", params(("key" = String, Path)), responses((status = 200, body = PlanValidation, description = "the conflicts, each naming the app, the cause and the fix"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "an environment of the plan was removed")))]
 async fn validate_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1543,6 +1614,7 @@ async fn validate_route(
     Ok(Json(validate(&console, &plan).await?))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/start", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "validated and running"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_conflicts (details: conflicts), target_busy (details: running_plan), plan_not_saved")))]
 async fn start_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1555,6 +1627,7 @@ async fn start_route(
     ))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/continue", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "committing the prepared deployment"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_not_prepared")))]
 async fn continue_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1567,6 +1640,7 @@ async fn continue_route(
     ))
 }
 
+#[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/abort", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "aborting or aborted; the target stays as it was"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_not_abortable: saved, or already finished")))]
 async fn abort_route(
     State(console): State<Console>,
     _caller: Caller,
@@ -1579,6 +1653,7 @@ async fn abort_route(
     ))
 }
 
+#[utoipa::path(get, path = "/_runway/console/v1/plans/{key}/status", params(("key" = String, Path), ("after" = Option<i64>, Query, description = "only log rows with a larger id")), responses((status = 200, body = PlanStatusView), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found")))]
 async fn status_route(
     State(console): State<Console>,
     _caller: Caller,

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::fleet::FrontendProgressState;
+
 /// A plan's status, spelled as LifeTime spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -137,6 +139,26 @@ pub struct PlanView {
     pub created_by: Option<String>,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// Each target front-end's stage in the plan's target deployment (see
+    /// [`PlanFrontendProgress`]). Filled by `GET /plans/{key}` and
+    /// `GET /plans/{key}/status`; empty in listings and for a target
+    /// without registered front-ends (`runway up --single`).
+    #[serde(default)]
+    pub frontends: Vec<PlanFrontendProgress>,
+}
+
+/// One front-end of the target environment in the plan's target deployment,
+/// as the target reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanFrontendProgress {
+    pub frontend: String,
+    /// What the target recorded for it; `None` while it has not reported
+    /// yet (the target is still staging or switching).
+    pub state: Option<FrontendProgressState>,
+    /// Bytes it downloaded to stage the deployment.
+    pub fetched_bytes: u64,
+    pub elapsed_ms: u64,
+    pub error: Option<String>,
 }
 
 /// What would block a plan: the app, the cause and the fix.
@@ -179,6 +201,9 @@ pub struct PlanStatusView {
     pub info: String,
     /// Log rows after `after`, oldest first.
     pub log: Vec<PlanLogEntry>,
+    /// Each target front-end's stage (as in [`PlanView::frontends`]).
+    #[serde(default)]
+    pub frontends: Vec<PlanFrontendProgress>,
 }
 
 /// Query of `GET /plans/{key}/status`.

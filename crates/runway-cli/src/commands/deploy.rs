@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use runway_api::console::plans::{
-    CreatePlan, PlanLogKind, PlanOperationRequest, PlanStatus, PlanValidation, PlanView,
+    CreatePlan, PlanFrontendProgress, PlanLogKind, PlanOperationRequest, PlanStatus,
+    PlanValidation, PlanView,
 };
 use runway_client::ConsoleClient;
 
 use crate::commands::app::print_json;
 use crate::commands::login::ConsoleArgs;
-use crate::output::{Table, ago, or_dash, short_digest};
+use crate::output::{Table, ago, human_size, or_dash, short_digest};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -286,25 +287,26 @@ fn describe(plan: &PlanView) -> String {
     )
 }
 
-/// Follows a plan: a progress bar and the status log as it grows, until it
-/// ends or waits for the user.
+/// Follows a plan: a progress bar, one line per target front-end when the
+/// target has several, and the status log as it grows, until the plan ends or
+/// waits for the user. Without a terminal (or under `CI`) the same facts come
+/// as plain lines: each log row, and each front-end's stage as it changes.
 async fn follow(client: &ConsoleClient, plan: &PlanView, json: bool) -> anyhow::Result<()> {
     let interactive = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
     let steps = plan.operations.len() as u64 * 2 + 3;
-    let pb = ProgressBar::with_draw_target(
-        Some(steps),
-        if interactive {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
+    let bars = MultiProgress::with_draw_target(if interactive {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let pb = bars.add(ProgressBar::new(steps));
     if let Ok(style) =
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} {elapsed}")
     {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.enable_steady_tick(Duration::from_millis(120));
+    let mut frontends = FrontendLines::default();
     let mut after = 0;
     let mut failures = 0;
     let status = loop {
@@ -334,18 +336,20 @@ async fn follow(client: &ConsoleClient, plan: &PlanView, json: bool) -> anyhow::
                 row.message
             );
             if interactive {
-                pb.println(line);
+                let _ = bars.println(line);
             } else {
                 eprintln!("{line}");
             }
             pb.inc(1);
         }
+        frontends.update(&bars, interactive, &s.frontends);
         pb.set_message(s.status.as_str().to_string());
         if s.status.is_finished() || s.status == PlanStatus::NeedsUserIntervention {
             break s;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    frontends.finish();
     pb.finish_and_clear();
     if json {
         print_json(&client.plan(&plan.key).await?)?;
@@ -368,6 +372,74 @@ async fn follow(client: &ConsoleClient, plan: &PlanView, json: bool) -> anyhow::
             status.info
         ),
     }
+}
+
+/// One line per target front-end while a plan runs, where the target has
+/// several: a spinner each on a terminal, else a plain line each time a
+/// front-end's stage changes.
+#[derive(Default)]
+struct FrontendLines {
+    lines: BTreeMap<String, (ProgressBar, String)>,
+}
+
+impl FrontendLines {
+    fn update(
+        &mut self,
+        bars: &MultiProgress,
+        interactive: bool,
+        frontends: &[PlanFrontendProgress],
+    ) {
+        if frontends.len() < 2 && self.lines.is_empty() {
+            return;
+        }
+        for fe in frontends {
+            let text = frontend_stage(fe);
+            let entry = self.lines.entry(fe.frontend.clone()).or_insert_with(|| {
+                let bar = bars.add(ProgressBar::new_spinner());
+                if let Ok(style) = ProgressStyle::with_template("  {spinner} {msg}") {
+                    bar.set_style(style);
+                }
+                bar.enable_steady_tick(Duration::from_millis(120));
+                (bar, String::new())
+            });
+            if entry.1 == text {
+                continue;
+            }
+            let line = format!("front-end {}: {text}", fe.frontend);
+            if interactive {
+                entry.0.set_message(line);
+            } else {
+                eprintln!("{line}");
+            }
+            entry.1 = text;
+        }
+    }
+
+    fn finish(self) {
+        for (bar, _) in self.lines.into_values() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A front-end's stage in words: "staging…", "staged (12.0 KiB in 40 ms)",
+/// "committed", "failed: …".
+fn frontend_stage(fe: &PlanFrontendProgress) -> String {
+    let Some(state) = fe.state else {
+        return "staging…".to_string();
+    };
+    let mut text = state.as_str().to_string();
+    if fe.fetched_bytes > 0 || fe.elapsed_ms > 0 {
+        text.push_str(&format!(
+            " ({} fetched in {} ms)",
+            human_size(fe.fetched_bytes),
+            fe.elapsed_ms
+        ));
+    }
+    if let Some(error) = &fe.error {
+        text.push_str(&format!(": {error}"));
+    }
+    text
 }
 
 async fn list(a: ListArgs) -> anyhow::Result<()> {
@@ -428,6 +500,13 @@ async fn show(a: KeyArgs) -> anyhow::Result<()> {
         ]);
     }
     print!("{}", t.render());
+    if !status.frontends.is_empty() {
+        let mut t = Table::new(["FRONT-END", "STAGE"]);
+        for fe in &status.frontends {
+            t.row([fe.frontend.clone(), frontend_stage(fe)]);
+        }
+        print!("{}", t.render());
+    }
     for row in &status.log {
         println!(
             "{} {:?} {}",

@@ -206,12 +206,31 @@ async fn environments_pipelines_health_and_apps_across_environments() {
         "/_runway/console/v1/environments",
         "/_runway/console/v1/pipelines/{pipeline}",
         "/_runway/console/v1/apps/{app}/versions",
+        "/_runway/console/v1/plans/{key}/status",
     ] {
         assert!(
             doc["paths"][path].is_object(),
             "{path} missing from the OpenAPI document"
         );
     }
+    // Every route the console declares is documented, and nothing else.
+    let routed = console_routes();
+    assert!(routed.len() > 20, "{routed:?}");
+    let documented: std::collections::BTreeSet<String> =
+        doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let missing: Vec<_> = routed
+        .difference(&documented)
+        .filter(|p| p.as_str() != "/_runway/console/v1/openapi.json")
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routed but not in the OpenAPI document: {missing:?}"
+    );
+    let stale: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        stale.is_empty(),
+        "in the OpenAPI document but not routed: {stale:?}"
+    );
     let anonymous = http
         .get(format!("{}/_runway/console/v1/openapi.json", console.url))
         .send()
@@ -776,4 +795,29 @@ fn up_runs_the_infrastructure_and_the_cli_drives_it() {
         assert!(Instant::now() < deadline, "runway up did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The `/_runway/console/v1` paths the console's modules route: the literal
+/// first argument of every `.route(` in `crates/runway-console/src` (axum's
+/// router cannot list its routes).
+fn console_routes() -> std::collections::BTreeSet<String> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runway-console/src");
+    let mut out = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for call in text.split(".route(").skip(1) {
+            let call = call.trim_start();
+            if let Some(rest) = call.strip_prefix('"')
+                && let Some(end) = rest.find('"')
+                && rest[..end].starts_with("/_runway/console/v1")
+            {
+                out.insert(rest[..end].to_string());
+            }
+        }
+    }
+    out
 }

@@ -1267,3 +1267,289 @@ async fn a_console_restarted_mid_plan_settles_it_from_the_targets_record() {
     );
     server.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+// ---------------------------------------------------------------- a farm target
+
+/// `examples/hello` at `version`, serving its version number at
+/// `/hello/version.txt`, so a response says which version served it.
+fn hello_at(version: &str) -> runway_manifest::Package {
+    let hello = package("examples/hello");
+    let mut files = hello.static_files.clone();
+    files.insert("version.txt".into(), version.as_bytes().to_vec());
+    runway_manifest::Package::from_parts(
+        with_version(&hello.manifest_toml, version),
+        hello.component.clone(),
+        files,
+    )
+    .expect("hello with a version file packs")
+}
+
+/// The body of `GET url` and the front-end that answered, if it is a 200.
+async fn served(url: &str) -> Option<(String, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let frontend = r
+        .headers()
+        .get("x-runway-frontend")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    Some((r.text().await.ok()?.trim().to_string(), frontend))
+}
+
+/// Waits until `url` serves `version`.
+async fn wait_version(url: &str, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = served(url).await;
+        if got.as_ref().is_some_and(|(v, _)| v == version) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never served {version}; last answer {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Prod is a farm — a controller and 2 front-ends as `runway` processes on a
+/// throwaway PostgreSQL database, behind `runway balancer serve` — and plans
+/// promote hello dev → test → prod, one-step then two-step: the same digest
+/// runs everywhere, prepare switches nothing, and after `continue` both
+/// front-ends serve the new version, directly and through the balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plans_promote_to_a_farm_of_two_frontends_behind_a_balancer() {
+    use crate::farm_support::{Farm, served_generation};
+    use runway_api::fleet::FrontendProgressState;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ConsoleConfig::new(dir.path().join("console"), "127.0.0.1:0".parse().unwrap());
+    config.poll_interval = Duration::from_millis(200);
+    let console = ConsoleServer::start(config).await.expect("console starts");
+    let token = console.admin_token().unwrap().to_string();
+    let client = ConsoleClient::new(&format!("http://{}", console.addr()), Some(token)).unwrap();
+    client
+        .create_pipeline(&CreatePipeline {
+            name: "main".into(),
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    let (dev, test) = (TestEnv::start().await, TestEnv::start().await);
+    let mut prod = Farm::start(2).await;
+    let lb = prod.start_balancer();
+    dev.publish(&hello_at("0.1.0")).await;
+    add(&client, "dev", &dev.url, &dev.token, 1).await;
+    add(&client, "test", &test.url, &test.token, 2).await;
+    add(&client, "prod", &prod.controller.url, &prod.admin, 3).await;
+    let frontends: Vec<(String, String)> = prod
+        .frontends
+        .iter()
+        .map(|(name, proc)| (name.clone(), proc.url.clone()))
+        .collect();
+    let plan = |from: &str, to: &str, version: &str, two_step: bool| CreatePlan {
+        source: from.into(),
+        target: to.into(),
+        operations: vec![deploy("hello", version)],
+        properties: Default::default(),
+        notes: String::new(),
+        two_step: Some(two_step),
+        allow_out_of_order: false,
+    };
+    let run = |req: CreatePlan| {
+        let client = client.clone();
+        async move {
+            let plan = client.create_plan(&req).await.expect("plan is saved");
+            client.start_plan(&plan.key).await.expect("plan starts");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let s = client.plan_status(&plan.key, 0).await.unwrap();
+                if s.status.is_finished() || s.status == PlanStatus::NeedsUserIntervention {
+                    return (plan.key, s);
+                }
+                assert!(Instant::now() < deadline, "plan never settled: {s:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let prod_running = |farm: &Farm| {
+        let client = farm.client.clone();
+        async move {
+            client
+                .apps()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.name == "hello")
+                .map(|a| (a.running_version, a.running_digest))
+                .unwrap_or((None, None))
+        }
+    };
+
+    // One step: dev → test through the API, test → prod with `runway deploy
+    // --wait`, which prints each prod front-end's stage (plain lines: no TTY).
+    let digest1 = running(&dev, "hello").await.1.unwrap();
+    let (key, s) = run(plan("dev", "test", "0.1.0", false)).await;
+    assert_eq!(s.status, PlanStatus::FinishedSuccessful, "{key}: {s:?}");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+            .args([
+                "deploy", "hello", "--from", "test", "--to", "prod", "--wait",
+            ])
+            .env("RUNWAY_CONSOLE", format!("http://{}", console.addr()))
+            .env("RUNWAY_CONSOLE_TOKEN", console.admin_token().unwrap())
+            .env("HOME", dir.path())
+            .env("CI", "true")
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for fe in ["fe1", "fe2"] {
+        assert!(
+            stderr.contains(&format!("front-end {fe}: committed")),
+            "one line per front-end stage: {stderr}"
+        );
+    }
+    assert!(stderr.contains("imported into prod"), "the log: {stderr}");
+    assert_eq!(
+        running(&test, "hello").await,
+        (Some("0.1.0".into()), Some(digest1.clone()))
+    );
+    assert_eq!(
+        prod_running(&prod).await,
+        (Some("0.1.0".into()), Some(digest1.clone())),
+        "the same digest runs in the farm"
+    );
+    for (name, url) in &frontends {
+        let got = served(&format!("{url}/hello/version.txt")).await;
+        assert_eq!(
+            got.map(|(v, _)| v).as_deref(),
+            Some("0.1.0"),
+            "{name} serves 0.1.0"
+        );
+    }
+    wait_version(&format!("{lb}/hello/version.txt"), "0.1.0").await;
+
+    // Version 0.2.0: one step to test, then two steps to prod.
+    dev.publish(&hello_at("0.2.0")).await;
+    for env in client.environments().await.unwrap() {
+        let _ = console.console().poll_once(&env.key).await;
+    }
+    let digest2 = running(&dev, "hello").await.1.unwrap();
+    assert_ne!(digest1, digest2);
+    let (key, s) = run(plan("dev", "test", "0.2.0", false)).await;
+    assert_eq!(s.status, PlanStatus::FinishedSuccessful, "{key}: {s:?}");
+    let generation_before = prod.list().await.generation;
+    let (key, s) = run(plan("test", "prod", "0.2.0", true)).await;
+    assert_eq!(s.status, PlanStatus::NeedsUserIntervention, "{key}: {s:?}");
+    assert!(s.info.starts_with("prepared"), "{}", s.info);
+    // Prepared: staged on both front-ends, nothing switched anywhere.
+    assert_eq!(
+        prod_running(&prod).await,
+        (Some("0.1.0".into()), Some(digest1.clone())),
+        "prepare switches nothing"
+    );
+    assert_eq!(prod.list().await.generation, generation_before);
+    for (name, url) in &frontends {
+        assert_eq!(served_generation(url).await, generation_before, "{name}");
+        let got = served(&format!("{url}/hello/version.txt")).await;
+        assert_eq!(
+            got.map(|(v, _)| v).as_deref(),
+            Some("0.1.0"),
+            "{name} still serves 0.1.0 while the plan is prepared"
+        );
+    }
+    for _ in 0..10 {
+        let got = served(&format!("{lb}/hello/version.txt")).await;
+        assert_eq!(got.map(|(v, _)| v).as_deref(), Some("0.1.0"), "balancer");
+    }
+    // The plan's view shows each prod front-end's stage: staged, not switched.
+    let view: Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/_runway/console/v1/plans/{key}",
+            console.addr()
+        ))
+        .bearer_auth(console.admin_token().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stages: Vec<(&str, &str)> = view["frontends"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no frontends in {view:#}"))
+        .iter()
+        .map(|f| {
+            (
+                f["frontend"].as_str().unwrap(),
+                f["state"].as_str().unwrap_or("none"),
+            )
+        })
+        .collect();
+    assert_eq!(stages, [("fe1", "staged"), ("fe2", "staged")], "{view:#}");
+
+    client.continue_plan(&key).await.expect("continue");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = client.plan_status(&key, 0).await.unwrap();
+        if s.status.is_finished() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(s.status, PlanStatus::FinishedSuccessful, "{s:?}");
+    let stages: Vec<_> = s
+        .frontends
+        .iter()
+        .map(|f| (f.frontend.as_str(), f.state))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("fe1", Some(FrontendProgressState::Committed)),
+            ("fe2", Some(FrontendProgressState::Committed))
+        ],
+        "{s:?}"
+    );
+    // The same digest in dev, test and prod.
+    for (name, got) in [
+        ("dev", running(&dev, "hello").await),
+        ("test", running(&test, "hello").await),
+        ("prod", prod_running(&prod).await),
+    ] {
+        assert_eq!(
+            got,
+            (Some("0.2.0".into()), Some(digest2.clone())),
+            "{name} runs the same bytes"
+        );
+    }
+    let committed = prod.list().await.generation;
+    assert!(committed > generation_before);
+    for (name, url) in &frontends {
+        assert_eq!(served_generation(url).await, committed, "{name}");
+        let got = served(&format!("{url}/hello/version.txt")).await;
+        assert_eq!(
+            got.map(|(v, _)| v).as_deref(),
+            Some("0.2.0"),
+            "{name} serves 0.2.0"
+        );
+    }
+    // Through the balancer: the new version, from both front-ends.
+    wait_version(&format!("{lb}/hello/version.txt"), "0.2.0").await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (v, frontend) = served(&format!("{lb}/hello/version.txt"))
+            .await
+            .expect("the balancer answers 200");
+        assert_eq!(v, "0.2.0", "through the balancer, from {frontend}");
+        seen.insert(frontend);
+    }
+    assert_eq!(seen.len(), 2, "both front-ends answered: {seen:?}");
+}
