@@ -4,7 +4,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, token,
-    up,
+    up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -37,8 +37,11 @@ pub enum Command {
     Env(env::EnvArgs),
     /// Log in to an infrastructure console (stored 0600 in your config dir).
     Login(login::LoginArgs),
-    /// Forget the stored console login.
+    /// Forget the stored console login (ends the session of a user login).
     Logout(login::LogoutArgs),
+    /// The console's IT users: add, list, show, disable, enable, unlock, passwd.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// The console's pipelines: ordered environments.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub mod console;
+mod console_identity;
 mod console_plans;
 pub use console::ConsoleClient;
 

@@ -1,20 +1,23 @@
 //! Bearer authentication of the console's API.
 //!
-//! A console token is `rwc_` + 64 hex digits (256 random bits); the catalog
-//! keeps only its SHA-256. Every route takes a [`Caller`] (any active
-//! principal) or an [`AdminCaller`] (the console's admin). Issue 9 replaces
-//! the admin/service-account split by roles granted to principals; handlers
-//! keep asking for a caller type.
+//! Two kinds of bearer token: a console token, `rwc_` + 64 hex digits
+//! (the admin's and service accounts'), and a login session of an IT user,
+//! `rws_` + 64 hex digits ([`crate::users`]); the catalog keeps only their
+//! SHA-256. Every route takes a [`Caller`] (any active principal) or an
+//! [`AdminCaller`] (the console's admin, or a user with the Administrator
+//! role: the right to manage users and roles).
 
 use axum::extract::FromRequestParts;
 use http::StatusCode;
 use http::request::Parts;
 use runway_store::console::principals::{ConsoleTokenRecord, PrincipalKind, PrincipalRecord};
+use runway_store::console::users::{SessionRecord, UserRecord};
 use runway_store::now_ms;
 use sha2::{Digest as _, Sha256};
 
 use crate::Console;
 use crate::error::ApiError;
+use crate::users::SESSION_PREFIX;
 
 /// Prefix of every console token.
 pub const TOKEN_PREFIX: &str = "rwc_";
@@ -37,10 +40,30 @@ pub fn hash_token(token: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: PrincipalRecord,
-    pub token: ConsoleTokenRecord,
+    /// The console token it used (the admin, service accounts).
+    pub token: Option<ConsoleTokenRecord>,
+    /// The login session it used (users).
+    pub session: Option<SessionRecord>,
+    /// The user, when the principal is one.
+    pub user: Option<UserRecord>,
 }
 
-/// A [`Caller`] that is the console's admin.
+impl Caller {
+    /// Whether the caller may manage users and roles: the console's admin,
+    /// or an active user with the Administrator role.
+    pub fn is_admin(&self) -> bool {
+        match self.principal.kind {
+            PrincipalKind::Admin => true,
+            PrincipalKind::User => self
+                .user
+                .as_ref()
+                .is_some_and(|u| u.role == "Administrator"),
+            PrincipalKind::ServiceAccount => false,
+        }
+    }
+}
+
+/// A [`Caller`] that may manage users and roles ([`Caller::is_admin`]).
 #[derive(Debug, Clone)]
 pub struct AdminCaller(pub Caller);
 
@@ -55,8 +78,8 @@ pub async fn authenticate(
 ) -> Result<Caller, ApiError> {
     let header = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
         unauthorized(
-            "missing bearer token: send `Authorization: Bearer <token>` (the console's admin \
-             token, or a service account's token)",
+            "missing bearer token: send `Authorization: Bearer <token>` (a session token from \
+             logging in, the console's admin token, or a service account's token)",
         )
     })?;
     let token = header
@@ -68,10 +91,13 @@ pub async fn authenticate(
         })
         .map(str::trim)
         .ok_or_else(|| unauthorized("malformed Authorization header: expected `Bearer <token>`"))?;
+    if token.starts_with(SESSION_PREFIX) {
+        return authenticate_session(console, token).await;
+    }
     if !token.starts_with(TOKEN_PREFIX) {
         return Err(unauthorized(format!(
-            "invalid token: console tokens start with {TOKEN_PREFIX} (an environment's rwt_ \
-             token is not valid here)"
+            "invalid token: console tokens start with {TOKEN_PREFIX} and sessions with \
+             {SESSION_PREFIX} (an environment's rwt_ token is not valid here)"
         )));
     }
     let (record, principal) = console
@@ -102,7 +128,76 @@ pub async fn authenticate(
     }
     Ok(Caller {
         principal,
-        token: record,
+        token: Some(record),
+        session: None,
+        user: None,
+    })
+}
+
+fn log_in_again(why: String) -> ApiError {
+    unauthorized(format!(
+        "{why}; log in again (`runway login URL --user NAME`)"
+    ))
+}
+
+async fn authenticate_session(console: &Console, token: &str) -> Result<Caller, ApiError> {
+    let (session, principal) = console
+        .store()
+        .session_by_hash(&hash_token(token))
+        .await?
+        .ok_or_else(|| log_in_again("invalid session: no such session on this console".into()))?;
+    if let Some(reason) = &session.ended_reason {
+        return Err(log_in_again(format!(
+            "session of user '{}' has ended ({reason})",
+            principal.name
+        )));
+    }
+    if session.ended_at_ms.is_some() {
+        return Err(log_in_again(format!(
+            "session of user '{}' has ended",
+            principal.name
+        )));
+    }
+    let identity = console.identity();
+    let now = now_ms();
+    let idle_ms = identity.session_idle.as_millis() as i64;
+    let expired = if now >= session.expires_at_ms {
+        Some(format!(
+            "expired {} s after login (sessions last at most {} s)",
+            (now - session.created_at_ms) / 1000,
+            identity.session_absolute.as_secs()
+        ))
+    } else if now - session.last_seen_at_ms >= idle_ms {
+        Some(format!(
+            "expired after {} s without a request (the idle limit is {} s)",
+            (now - session.last_seen_at_ms) / 1000,
+            identity.session_idle.as_secs()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = expired {
+        console.store().end_session(session.id, "expired").await?;
+        return Err(log_in_again(format!(
+            "session of user '{}' {why}",
+            principal.name
+        )));
+    }
+    if principal.disabled_at_ms.is_some() {
+        return Err(unauthorized(format!(
+            "user '{}' is disabled",
+            principal.name
+        )));
+    }
+    let user = console.store().user_by_id(&principal.id).await?;
+    if now - session.last_seen_at_ms >= (idle_ms / 4).min(TOUCH_EVERY_MS) {
+        console.store().touch_session(session.id, now).await?;
+    }
+    Ok(Caller {
+        principal,
+        token: None,
+        session: Some(session),
+        user,
     })
 }
 
@@ -119,16 +214,8 @@ impl FromRequestParts<Console> for AdminCaller {
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, ApiError> {
         let caller = authenticate(console, &parts.headers).await?;
-        if caller.principal.kind != PrincipalKind::Admin {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "service account '{}' cannot do this: only the console's admin manages \
-                     service accounts",
-                    caller.principal.name
-                ),
-            ));
+        if !caller.is_admin() {
+            return Err(crate::users::forbidden_admin(&caller, "do this"));
         }
         Ok(AdminCaller(caller))
     }

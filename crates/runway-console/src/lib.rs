@@ -9,13 +9,16 @@
 //! token it minted on each at registration (sealed at rest).
 //!
 //! Modules: [`server`] (process: listener, admin token, key, pollers),
-//! [`auth`] (bearer tokens), [`accounts`] (service accounts),
+//! [`auth`] (bearer tokens and sessions), [`accounts`] (service accounts),
+//! [`users`] (IT users, passwords, login, sessions), [`access`] (levels,
+//! roles, teams: the one effective-level function),
 //! [`environments`] (environments and pipelines), [`poller`] (health polls),
 //! [`apps`] (applications × environments, versions), [`error`] (JSON errors),
 //! [`openapi`] (the API's OpenAPI document).
 //! Deployment plans and the LifeTime Deployment API v2 surface live in their
 //! own modules (`plans`, `lifetime`).
 
+pub mod access;
 pub mod accounts;
 pub mod apps;
 pub mod auth;
@@ -26,6 +29,7 @@ pub mod openapi;
 pub mod plans;
 pub mod poller;
 pub mod server;
+pub mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,16 +49,27 @@ pub struct Console {
 struct Inner {
     store: ConsoleStore,
     poll_interval: Duration,
+    identity: users::IdentityConfig,
     /// One poller task per registered environment (by key).
     pollers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl Console {
     pub fn new(store: ConsoleStore, poll_interval: Duration) -> Console {
+        Console::with_identity(store, poll_interval, users::IdentityConfig::default())
+    }
+
+    /// A console with these session lifetimes and login delay.
+    pub fn with_identity(
+        store: ConsoleStore,
+        poll_interval: Duration,
+        identity: users::IdentityConfig,
+    ) -> Console {
         Console {
             inner: Arc::new(Inner {
                 store,
                 poll_interval,
+                identity,
                 pollers: Mutex::new(HashMap::new()),
             }),
         }
@@ -62,6 +77,11 @@ impl Console {
 
     pub fn store(&self) -> &ConsoleStore {
         &self.inner.store
+    }
+
+    /// Session lifetimes and the login delay.
+    pub fn identity(&self) -> users::IdentityConfig {
+        self.inner.identity
     }
 
     /// How often each environment is polled.
@@ -85,6 +105,7 @@ impl Console {
 pub fn router(console: Console) -> Router {
     Router::new()
         .merge(accounts::routes())
+        .merge(users::routes())
         .merge(environments::routes())
         .merge(apps::routes())
         .merge(plans::routes())

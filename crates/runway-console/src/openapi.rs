@@ -64,7 +64,9 @@ impl utoipa::Modify for BearerAuth {
 
 /// The whole document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ConsoleDoc::openapi()
+    let mut doc = ConsoleDoc::openapi();
+    doc.merge(crate::users::UsersDoc::openapi());
+    doc
 }
 
 pub(crate) async fn serve(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {

@@ -1,5 +1,6 @@
 //! `runway console serve`: the console process. Opens (or creates) its
-//! catalog and key, creates the admin token on first start, starts a health
+//! catalog and key, creates the admin token and the first administrator
+//! user on first start, starts a health
 //! poller per registered environment and serves the API.
 
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub struct ConsoleConfig {
     /// How often each environment is polled. Default 5 s.
     pub poll_interval: Duration,
     pub connections: runway_server::ConnectionSettings,
+    /// Session lifetimes and the login delay.
+    pub identity: crate::users::IdentityConfig,
 }
 
 impl ConsoleConfig {
@@ -37,6 +40,7 @@ impl ConsoleConfig {
             listen,
             poll_interval: Duration::from_secs(5),
             connections: runway_server::ConnectionSettings::default(),
+            identity: crate::users::IdentityConfig::default(),
         }
     }
 }
@@ -46,6 +50,7 @@ pub struct ConsoleServer {
     addr: SocketAddr,
     console: Console,
     admin_token: Option<String>,
+    admin_password: Option<String>,
     stop: watch::Sender<bool>,
     server: runway_server::ServerTask,
 }
@@ -100,7 +105,14 @@ impl ConsoleServer {
                 return Err(e).context("failed to create the console's admin");
             }
         };
-        let console = Console::new(store.clone(), config.poll_interval);
+        let admin_password = match crate::users::ensure_first_admin(&store).await {
+            Ok(password) => password,
+            Err(e) => {
+                store.close().await;
+                return Err(e).context("failed to create the first administrator user");
+            }
+        };
+        let console = Console::with_identity(store.clone(), config.poll_interval, config.identity);
         console
             .start_pollers()
             .await
@@ -121,6 +133,7 @@ impl ConsoleServer {
             addr,
             console,
             admin_token,
+            admin_password,
             stop,
             server,
         })
@@ -137,6 +150,12 @@ impl ConsoleServer {
     /// The admin token, if this start created it (shown once).
     pub fn admin_token(&self) -> Option<&str> {
         self.admin_token.as_deref()
+    }
+
+    /// The password of the first administrator user ([`crate::users::FIRST_ADMIN_USER`]),
+    /// if this start created it (shown once; stored nowhere in the clear).
+    pub fn admin_password(&self) -> Option<&str> {
+        self.admin_password.as_deref()
     }
 
     /// Stops accepting, lets requests in flight finish (at most `deadline`),

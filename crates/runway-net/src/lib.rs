@@ -493,12 +493,11 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
         }
-        let (builder, service, stop, alive) = (
-            builder.clone(),
-            service.clone(),
-            stop.clone(),
-            alive.clone(),
-        );
+        let service = WithPeer {
+            inner: service.clone(),
+            peer: stream.peer_addr().ok(),
+        };
+        let (builder, stop, alive) = (builder.clone(), stop.clone(), alive.clone());
         tokio::spawn(async move {
             serve_connection(&builder, stream, service, permit, &settings, stop, None).await;
             drop(alive);
@@ -508,6 +507,34 @@ where
     drop(alive);
     let _ = gone.recv().await;
     Ok(())
+}
+
+/// The client address of a request served by [`serve`] (a request
+/// extension; absent when the socket could not tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Adds [`PeerAddr`] to every request of one connection.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Option<std::net::SocketAddr>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for WithPeer<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(PeerAddr(peer));
+        }
+        self.inner.call(req)
+    }
 }
 
 /// What an accept error does: a connection that died in the queue is

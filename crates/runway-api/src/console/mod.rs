@@ -4,6 +4,7 @@
 //! Deployment plans are in [`plans`]; the LifeTime Deployment API v2
 //! surface has its own shapes (field names as LifeTime spells them).
 
+pub mod identity;
 pub mod lifetime;
 pub mod plans;
 

@@ -131,6 +131,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let console = ConsoleServer::start(config).await?;
     println!("runway: console listening on http://{}", console.addr());
     print_admin_token(console.admin_token(), &args.data_dir);
+    crate::commands::user::print_first_admin(
+        console.admin_password(),
+        &format!("http://{}", console.addr()),
+    );
     println!("runway: ctrl-c to stop");
     shutdown_signal()
         .await

@@ -1,5 +1,6 @@
-//! `runway login URL --token …` / `runway logout`: the console the CLI talks
-//! to, and the token it uses, stored 0600 in `$XDG_CONFIG_HOME/runway/login.json`
+//! `runway login URL --user NAME` (password prompted, or `--password-stdin`)
+//! or `runway login URL --token …` / `runway logout`: the console the CLI
+//! talks to, and the session or token it uses, stored 0600 in `$XDG_CONFIG_HOME/runway/login.json`
 //! (default `~/.config/runway/login.json`). Console commands (`env add|list|show|remove`,
 //! `pipeline`, `apps`, `deploy`) use it; `--console URL` and
 //! `--console-token` (or `RUNWAY_CONSOLE`, `RUNWAY_CONSOLE_TOKEN`) override it.
@@ -17,6 +18,12 @@ use crate::connection::read_token_file;
 pub struct LoginArgs {
     /// The console's URL, e.g. http://127.0.0.1:8080.
     pub url: String,
+    /// Log in as this IT user (password prompted without echo, or --password-stdin).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["token", "token_file"])]
+    pub user: Option<String>,
+    /// Read the user's password from the first line of stdin.
+    #[arg(long, requires = "user")]
+    pub password_stdin: bool,
     /// The console's admin token, or a service account's token.
     #[arg(long, env = "RUNWAY_CONSOLE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -51,7 +58,11 @@ pub struct ConsoleArgs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Login {
     pub console: String,
+    /// A console token (`rwc_…`) or a user's session token (`rws_…`).
     pub token: String,
+    /// The user logged in, for a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `$XDG_CONFIG_HOME/runway/login.json`, else `$HOME/.config/runway/login.json`.
@@ -105,8 +116,9 @@ impl ConsoleArgs {
             .clone()
             .or_else(|| login.as_ref().map(|l| l.console.clone()))
             .context(
-                "not logged in to a console: run `runway login URL --token TOKEN` (the token is \
-                 in the console's data dir, admin.token), or give --console URL --console-token TOKEN",
+                "not logged in to a console: run `runway login URL --user NAME` (or `--token \
+                 TOKEN`: the admin token is in the console's data dir, admin.token), or give \
+                 --console URL --console-token TOKEN",
             )?;
         let token = match (&self.console_token, &login) {
             (Some(t), _) => t.clone(),
@@ -148,21 +160,24 @@ pub fn insecure(url: &str) -> bool {
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    if insecure(&args.url) && !args.allow_insecure {
+        bail!(
+            "{} is plain http to a host that is not loopback: the credentials would cross the \
+             network in clear; use https://, or --allow-insecure on a network you trust",
+            args.url
+        );
+    }
+    if let Some(user) = &args.user {
+        return login_user(&args, user).await;
+    }
     let token = match (&args.token_file, &args.token) {
         (Some(path), _) => read_token_file(path, "--token-file")?,
         (None, Some(t)) if !t.trim().is_empty() => t.trim().to_string(),
         _ => bail!(
-            "give the console's token with --token TOKEN or --token-file PATH (the first one is \
-             <console data dir>/admin.token)"
+            "give --user NAME (an IT user), or the console's token with --token TOKEN or \
+             --token-file PATH (the first one is <console data dir>/admin.token)"
         ),
     };
-    if insecure(&args.url) && !args.allow_insecure {
-        bail!(
-            "{} is plain http to a host that is not loopback: the token would cross the network \
-             in clear; use https://, or --allow-insecure on a network you trust",
-            args.url
-        );
-    }
     let client = ConsoleClient::new(&args.url, Some(token.clone()))?;
     let info = client
         .info()
@@ -174,6 +189,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         &Login {
             console: client.base_url().to_string(),
             token,
+            user: None,
         },
     )?;
     println!(
@@ -181,6 +197,38 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         client.base_url(),
         info.principal.kind.replace('_', " "),
         info.principal.name,
+        path.display()
+    );
+    Ok(())
+}
+
+async fn login_user(args: &LoginArgs, user: &str) -> anyhow::Result<()> {
+    let password = if args.password_stdin {
+        crate::commands::user::read_stdin_line("password")?
+    } else {
+        crate::commands::user::prompt_password(&format!("password of {user}: "))?
+    };
+    let client = ConsoleClient::new(&args.url, None)?;
+    let session = client
+        .login(user, &password)
+        .await
+        .with_context(|| format!("cannot log in to the console at {}", client.base_url()))?;
+    let path = login_path()?;
+    save(
+        &path,
+        &Login {
+            console: client.base_url().to_string(),
+            token: session.token,
+            user: Some(session.user.name.clone()),
+        },
+    )?;
+    println!(
+        "logged in to console {} as user '{}' (role {}; the session ends after {} min idle, \
+         saved in {})",
+        client.base_url(),
+        session.user.name,
+        session.user.role,
+        session.idle_timeout_ms / 60_000,
         path.display()
     );
     Ok(())
@@ -198,6 +246,22 @@ fn save(path: &Path, login: &Login) -> anyhow::Result<()> {
 
 pub async fn logout(_args: LogoutArgs) -> anyhow::Result<()> {
     let path = login_path()?;
+    // A user's session is ended on the console too (a token stays valid:
+    // it is revoked on the console, not by logging out).
+    if let Ok(Some(login)) = stored_login()
+        && login.token.starts_with("rws_")
+    {
+        let ended = match ConsoleClient::new(&login.console, Some(login.token.clone())) {
+            Ok(client) => client.logout().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = ended {
+            eprintln!(
+                "runway: could not end the session on {} ({e:#}); it expires by itself",
+                login.console
+            );
+        }
+    }
     match std::fs::remove_file(&path) {
         Ok(()) => println!("logged out (removed {})", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

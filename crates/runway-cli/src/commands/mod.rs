@@ -16,6 +16,7 @@ pub mod logs;
 pub mod pipeline;
 pub mod token;
 pub mod up;
+pub mod user;
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Env(args) => env::run(args).await,
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
+        Command::User(cmd) => user::run(cmd).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,
         Command::Apps(args) => apps::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,

@@ -12,6 +12,7 @@ mod edge_input;
 mod env_api;
 mod farm;
 mod farm_support;
+mod identity;
 mod isolation;
 mod log_limits;
 mod plans;

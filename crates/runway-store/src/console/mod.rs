@@ -7,9 +7,10 @@
 //! that holds a console's (the seeds: LifeTime runs in a dedicated
 //! environment with its own catalogs).
 //!
-//! * [`principals`] — who acts: the console's admin and service accounts, and
-//!   their bearer tokens (SHA-256 only). Issue 9 adds users, roles, teams and
-//!   the audit log keyed by the same principal ids.
+//! * [`principals`] — who acts: the console's admin, service accounts and IT
+//!   users, and their bearer tokens (SHA-256 only).
+//! * [`users`] — IT users (argon2id password hashes), their login sessions
+//!   (SHA-256 only) and the failed-login counters behind login throttling.
 //! * [`environments`] — registered environments (UUID key, address,
 //!   pipeline and order, the sealed console credential), pipelines, and the
 //!   last health poll of each.
@@ -22,6 +23,7 @@ pub mod apps;
 pub mod environments;
 pub mod plans;
 pub mod principals;
+pub mod users;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

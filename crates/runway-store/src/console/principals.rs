@@ -8,13 +8,15 @@ use super::{ConsoleStore, new_key};
 use crate::error::{Context, Result, StoreError, is_unique_violation};
 use crate::now_ms;
 
-/// What kind of principal acts. Issue 9 adds `User`.
+/// What kind of principal acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PrincipalKind {
     /// The console's administrator (created on first start).
     Admin,
     /// An automation identity (CI/CD, the LifeTime v2 API).
     ServiceAccount,
+    /// An IT user (a person; logs in with a password, acts through sessions).
+    User,
 }
 
 impl PrincipalKind {
@@ -22,6 +24,7 @@ impl PrincipalKind {
         match self {
             PrincipalKind::Admin => "admin",
             PrincipalKind::ServiceAccount => "service_account",
+            PrincipalKind::User => "user",
         }
     }
 
@@ -29,6 +32,7 @@ impl PrincipalKind {
         match s {
             "admin" => Some(PrincipalKind::Admin),
             "service_account" => Some(PrincipalKind::ServiceAccount),
+            "user" => Some(PrincipalKind::User),
             _ => None,
         }
     }
@@ -58,12 +62,12 @@ pub struct ConsoleTokenRecord {
     pub revoked_at_ms: Option<i64>,
 }
 
-const PRINCIPAL_COLUMNS: &str =
+pub(crate) const PRINCIPAL_COLUMNS: &str =
     "id, kind, name, description, created_at_ms, created_by, disabled_at_ms";
 const TOKEN_COLUMNS: &str =
     "id, principal_id, name, hash, created_at_ms, last_used_at_ms, revoked_at_ms";
 
-fn principal_from_row(r: &AnyRow) -> sqlx::Result<PrincipalRecord> {
+pub(crate) fn principal_from_row(r: &AnyRow) -> sqlx::Result<PrincipalRecord> {
     let kind: String = r.try_get("kind")?;
     Ok(PrincipalRecord {
         id: r.try_get("id")?,
@@ -153,8 +157,8 @@ impl ConsoleStore {
         match row {
             Ok(row) => principal_from_row(&row).context(what),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a service account (or the admin) is already named {name:?}; pick another name \
-                 or disable that one first (`runway console account disable {name}`)"
+                "a service account, user or the admin is already named {name:?}; pick another \
+                 name or disable that one first"
             ))),
             Err(e) => Err(e).context(what),
         }

@@ -246,6 +246,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     let console_dir = infra.data_dir.join("console");
     crate::commands::console::print_admin_token(infra.console_admin_token.as_deref(), &console_dir);
+    crate::commands::user::print_first_admin(infra.console.admin_password(), &infra.console_url());
     println!(
         "runway: log in with `runway login {} --token-file {}`; environment admin tokens are in \
          {}/<env>/admin.token",
