@@ -19,3 +19,4 @@ mod responses;
 mod small_hardening;
 mod standby;
 mod support;
+mod timers;
