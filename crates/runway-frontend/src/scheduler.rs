@@ -132,10 +132,14 @@ async fn run(inner: Arc<Inner>, settings: TimerSettings, mut stopped: watch::Rec
         if free == 0 {
             continue;
         }
+        let mut apps: Vec<&str> = known.keys().map(|(app, _)| app.as_str()).collect();
+        apps.sort_unstable();
+        apps.dedup();
         let claims = inner
             .store
             .claim_timers(
                 &inner.config.name,
+                &apps,
                 free,
                 lease_ms,
                 |app, timer, over, after| {
@@ -229,6 +233,18 @@ async fn sync(
         .map(|s| ((s.app.clone(), s.timer.clone()), s))
         .collect();
     let now = now_ms();
+    // A timer its app no longer declares is never due again.
+    for (key, state) in &states {
+        if state.next_due_at_ms.is_some()
+            && !known.contains_key(key)
+            && known.keys().any(|(app, _)| *app == key.0)
+        {
+            inner
+                .store
+                .set_timer_next_due(&key.0, &key.1, "removed", None)
+                .await?;
+        }
+    }
     for (key, k) in known {
         let state = states.get(key);
         let schedule = state

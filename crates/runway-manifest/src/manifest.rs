@@ -823,10 +823,11 @@ fn check_request_path(path: &str) -> Result<(), String> {
         .split('/')
         .any(|segment| segment == ".." || segment == "." || segment.contains('\\'))
     {
-        return Err(format!(
+        return Err(
             "a timer path must stay inside the app (no '.' or '..' segments, no backslash); \
-             write the path as the app sees it, like \"/tasks/report\" for POST /{{app}}/tasks/report"
-        ));
+             write the path as the app sees it, like \"/tasks/report\" for POST /{app}/tasks/report"
+                .into(),
+        );
     }
     Ok(())
 }

@@ -259,11 +259,12 @@ impl Store {
     pub async fn claim_timers(
         &self,
         frontend: &str,
+        apps: &[&str],
         limit: usize,
         lease_ms: i64,
         mut next_due: impl FnMut(&str, &str, Option<&str>, i64) -> Option<(String, Option<i64>)>,
     ) -> Result<Vec<TimerClaim>> {
-        if limit == 0 {
+        if limit == 0 || apps.is_empty() {
             return Ok(Vec::new());
         }
         let catalog = self.platform();
@@ -275,17 +276,22 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let rows = sqlx::query(&format!(
+        // Only timers of apps this front-end serves: rows of other apps
+        // (undeployed, or not loaded here) never crowd them out.
+        let placeholders: Vec<String> = (0..apps.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
             "SELECT {COLUMNS}, {now} AS db_now_ms FROM timer_state \
-             WHERE (holder IS NULL AND (run_now_at_ms IS NOT NULL \
+             WHERE app IN ({}) AND ((holder IS NULL AND (run_now_at_ms IS NOT NULL \
                     OR (disabled = 0 AND next_due_at_ms <= {now}))) \
-                OR (holder IS NOT NULL AND lease_expires_at_ms <= {now}) \
-             ORDER BY COALESCE(run_now_at_ms, next_due_at_ms) LIMIT $1{lock}"
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .context(what)?;
+                OR (holder IS NOT NULL AND lease_expires_at_ms <= {now})) \
+             ORDER BY COALESCE(run_now_at_ms, next_due_at_ms) LIMIT $1{lock}",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        for app in apps {
+            query = query.bind(*app);
+        }
+        let rows = query.fetch_all(&mut *tx).await.context(what)?;
         let mut claims = Vec::new();
         for row in &rows {
             let state = state_from_row(row).context(what)?;

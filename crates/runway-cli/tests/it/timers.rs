@@ -11,7 +11,7 @@ use runway_client::ClientError;
 use runway_manifest::Package;
 
 use crate::farm_support::{Farm, run};
-use crate::support::{TestEnv, package, repackage};
+use crate::support::{TestEnv, package, repackage, with_version};
 
 /// The ticker app with every timer due once a year (tests schedule them).
 fn quiet_ticker() -> Package {
@@ -271,6 +271,55 @@ async fn schedule_overrides_and_the_time_zone_are_checked_and_applied() {
         .unwrap();
     assert!(!t.overridden && !t.disabled);
     assert_eq!(t.schedule, "0 0 1 1 *");
+    env.env
+        .unwrap()
+        .shutdown(Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deployment_does_not_interrupt_a_running_timer() {
+    let env = TestEnv::start().await;
+    let ticker = quiet_ticker();
+    env.publish(&ticker).await;
+    let asked = env.client.run_timer("ticker", "slow").await.unwrap();
+    let due = asked.requested_at_ms;
+    eventually(
+        Duration::from_secs(10),
+        "the slow run started",
+        async || {
+            let c = counters(&env.http, &env.url, "start-slow-").await;
+            c.contains_key(&format!("start-slow-{due}")).then_some(())
+        },
+    )
+    .await;
+    // A new version while the 6 s run goes on.
+    let next = repackage(&ticker, |m| with_version(m, "0.2.0"));
+    env.publish(&next).await;
+    let t = eventually(Duration::from_secs(20), "the run finished", async || {
+        let t = timer(&env.client, "ticker", "slow").await;
+        t.last_run.is_some().then_some(t)
+    })
+    .await;
+    let last = t.last_run.unwrap();
+    assert_eq!(last.outcome, "ok", "{last:?}");
+    assert_eq!(last.status, Some(200));
+    assert!(last.duration_ms >= 6000, "{last:?}");
+    let c = counters(&env.http, &env.url, "").await;
+    assert_eq!(c.get(&format!("start-slow-{due}")), Some(&1), "{c:?}");
+    assert_eq!(c.get(&format!("run-slow-{due}")), Some(&1), "{c:?}");
+    // It ran on the version it started with.
+    let rows = env.logs("ticker", Some("platform"), false).await;
+    let row = rows
+        .iter()
+        .find(|r| {
+            r.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("timer slow: 200"))
+        })
+        .unwrap_or_else(|| panic!("the run's row: {rows:?}"));
+    assert_eq!(row.version.as_deref(), Some("0.1.0"));
     env.env
         .unwrap()
         .shutdown(Duration::from_secs(5))
