@@ -13,6 +13,7 @@ pub mod console;
 pub mod error;
 pub mod fleet;
 pub mod readiness;
+mod timers;
 pub mod v1;
 
 pub use error::ErrorBody;

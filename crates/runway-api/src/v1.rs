@@ -2,6 +2,11 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::timers::{
+    TimerQuery, TimerRunRequested, TimerRunView, TimerRunningView, TimerScheduleChange,
+    TimerSettingsView, TimerStatus,
+};
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

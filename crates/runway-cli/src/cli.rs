@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, token,
-    up, user,
+    app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, timer,
+    token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -63,6 +63,9 @@ pub enum Command {
     /// Run the load balancer in front of a farm's front-ends.
     #[command(subcommand)]
     Balancer(balancer::BalancerCommand),
+    /// The environment's timers: list, run now, per-environment schedule, time zone.
+    #[command(subcommand)]
+    Timer(timer::TimerCommand),
 }
 
 #[cfg(test)]

@@ -56,6 +56,8 @@ pub struct StandaloneConfig {
     /// The key secret property values are encrypted with; default
     /// `<data_dir>/secrets.key`, created on first start.
     pub secrets_key_file: Option<PathBuf>,
+    /// How the front-ends run timers (`None`: `--no-timers`).
+    pub timers: Option<runway_frontend::TimerSettings>,
 }
 
 impl StandaloneConfig {
@@ -78,6 +80,7 @@ impl StandaloneConfig {
             farm: 0,
             connections: runway_server::ConnectionSettings::default(),
             secrets_key_file: None,
+            timers: Some(runway_frontend::TimerSettings::default()),
         }
     }
 
@@ -154,6 +157,7 @@ pub struct Standalone {
     servers: Vec<runway_server::ServerTask>,
     retention: JoinHandle<()>,
     runtime: Runtime,
+    timers: Vec<runway_frontend::TimerScheduler>,
 }
 
 impl Standalone {
@@ -297,6 +301,11 @@ impl Standalone {
             }
         }
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
+        // Every front-end runs timers: the catalog's leases spread the runs.
+        let timers = match config.timers {
+            Some(settings) => frontends.iter().map(|f| f.start_timers(settings)).collect(),
+            None => Vec::new(),
+        };
         tracing::info!(%addr, environment = %config.environment, frontends = frontends.len(), "environment is up");
         Ok(Standalone {
             addr,
@@ -309,6 +318,7 @@ impl Standalone {
             servers,
             retention,
             runtime,
+            timers,
         })
     }
 
@@ -347,6 +357,9 @@ impl Standalone {
             let _ = tokio::time::timeout(deadline, balancer.shutdown()).await;
         }
         let _ = self.stop.send(true);
+        for timers in self.timers {
+            timers.stop().await;
+        }
         self.retention.abort();
         let joined = runway_server::join_servers(self.servers, deadline).await;
         // Past the deadline: guests still computing stop at the next epoch

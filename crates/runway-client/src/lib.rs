@@ -14,7 +14,8 @@ use runway_api::ErrorBody;
 use runway_api::v1::{
     AppDetail, AppSummary, ConfigPatch, CreateToken, DeployRequest, Deployment,
     DeploymentQueryParams, DeploymentRequest, DryRun, EnvironmentInfo, FrontendList, Health,
-    LogEntry, LogQueryParams, PropertyView, PublishResult, TokenCreated, TokenInfo, VersionSummary,
+    LogEntry, LogQueryParams, PropertyView, PublishResult, TimerQuery, TimerRunRequested,
+    TimerScheduleChange, TimerSettingsView, TimerStatus, TokenCreated, TokenInfo, VersionSummary,
 };
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -410,6 +411,55 @@ impl Client {
         let url = self.api(&["frontends", name]);
         let req = self.request(Method::DELETE, url.clone());
         self.send(req, &url).await.map(drop)
+    }
+
+    // --- timers ---------------------------------------------------------------
+
+    /// The timers of running apps (of `app` only, if given).
+    pub async fn timers(&self, app: Option<&str>) -> Result<Vec<TimerStatus>, ClientError> {
+        let query = TimerQuery {
+            app: app.map(str::to_string),
+        };
+        self.get_json(self.with_query(self.api(&["timers"]), &query)?)
+            .await
+    }
+
+    /// Asks for one run of a timer now ("Run Now").
+    pub async fn run_timer(
+        &self,
+        app: &str,
+        timer: &str,
+    ) -> Result<TimerRunRequested, ClientError> {
+        let url = self.api(&["timers", app, timer, "run"]);
+        let req = self.request(Method::POST, url.clone());
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Sets this environment's schedule of a timer (see [`TimerScheduleChange`]).
+    pub async fn schedule_timer(
+        &self,
+        app: &str,
+        timer: &str,
+        change: &TimerScheduleChange,
+    ) -> Result<TimerStatus, ClientError> {
+        let url = self.api(&["timers", app, timer, "schedule"]);
+        let req = self.request(Method::PUT, url.clone()).json(change);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// The environment's time zone for timer schedules.
+    pub async fn timer_settings(&self) -> Result<TimerSettingsView, ClientError> {
+        self.get_json(self.api(&["timer-settings"])).await
+    }
+
+    /// Sets the environment's time zone for timer schedules.
+    pub async fn set_timer_settings(
+        &self,
+        settings: &TimerSettingsView,
+    ) -> Result<TimerSettingsView, ClientError> {
+        let url = self.api(&["timer-settings"]);
+        let req = self.request(Method::PUT, url.clone()).json(settings);
+        decode(self.send(req, &url).await?, &url).await
     }
 
     // --- plumbing -------------------------------------------------------------

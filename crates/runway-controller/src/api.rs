@@ -98,6 +98,7 @@ pub fn router(controller: Controller) -> Router {
         .route("/frontends/{name}", delete(remove_frontend))
         .route("/frontends/{name}/enable", post(enable_frontend))
         .route("/frontends/{name}/disable", post(disable_frontend))
+        .merge(crate::timers::routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(uploads))
@@ -140,7 +141,9 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri) -> ApiError {
 }
 
 async fn openapi(_caller: Caller<Read>) -> Response {
-    Json(ApiDoc::openapi()).into_response()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::timers::TimersDoc::openapi());
+    Json(doc).into_response()
 }
 
 fn log_dropped(d: runway_store::LogDrops) -> runway_api::v1::LogDropped {

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod identity;
 pub mod lease;
 pub mod server;
+mod timers;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -59,6 +59,7 @@ pub(crate) struct Routes {
 }
 
 /// One app as served: immutable for the life of its routing table.
+#[derive(Clone)]
 pub(crate) struct RunningApp {
     pub(crate) name: AppName,
     pub(crate) version: Arc<str>,

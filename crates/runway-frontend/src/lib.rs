@@ -10,6 +10,7 @@
 mod deploy;
 mod events;
 mod node;
+mod scheduler;
 mod serve;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use runway_api::fleet::{FrontendLink, RoutingTable, StageError, StageReport};
 pub use deploy::{ArtifactSource, DirSource};
 pub use events::StoreKv;
 pub use node::{FrontendNode, NodeConfig};
+pub use scheduler::{TIMER_DUE_HEADER, TIMER_HEADER, TimerScheduler, TimerSettings};
 pub use serve::router;
 
 /// How a front-end is set up.

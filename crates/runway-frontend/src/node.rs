@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub connections: runway_server::ConnectionSettings,
     /// Per-app output limits of this front-end's log writer.
     pub log_limits: runway_store::LogLimits,
+    /// How timers run here (only with the timers flag).
+    pub timers: crate::TimerSettings,
 }
 
 /// What a front-end keeps about itself across restarts (`<data-dir>/frontend.json`).
@@ -80,6 +82,7 @@ pub struct FrontendNode {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     agent: JoinHandle<()>,
+    timers: Option<crate::TimerScheduler>,
 }
 
 /// The current key (it changes when the front-end registers again).
@@ -282,6 +285,10 @@ impl FrontendNode {
             environment = %registered.environment,
             "front-end registered and serving"
         );
+        let timers = config
+            .flags
+            .runs_timers
+            .then(|| frontend.start_timers(config.timers));
         Ok(FrontendNode {
             addr,
             frontend,
@@ -289,6 +296,7 @@ impl FrontendNode {
             stop,
             server,
             agent,
+            timers,
         })
     }
 
@@ -304,6 +312,9 @@ impl FrontendNode {
     /// to `deadline`), flushes the log writer and closes the catalogs.
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        if let Some(timers) = self.timers {
+            timers.stop().await;
+        }
         let _ = self.agent.await;
         let joined = runway_server::join_servers([self.server], deadline).await;
         // Past the deadline: guests still computing stop at the next tick.

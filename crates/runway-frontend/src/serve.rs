@@ -222,6 +222,35 @@ impl Inner {
         self.finish(response, started, request_id, method, path, app, &self.log)
     }
 
+    /// A request the platform itself makes into an app (a timer run): the
+    /// same path as app traffic from `serve_app` on (admission, fair share,
+    /// memory budget, request log), with `app` as given (its limits may
+    /// differ from the served ones: a timer's timeout).
+    pub(crate) async fn run_internal(
+        &self,
+        app: &Arc<RunningApp>,
+        request_id: &str,
+        request: http::Request<Body>,
+    ) -> http::Response<ResponseBody> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let rest = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .map_or(String::new(), |(_, rest)| rest.to_string());
+        let response = self.serve_app(app, rest, request, request_id, 0).await;
+        self.finish(
+            response,
+            started,
+            request_id.to_string(),
+            method,
+            path,
+            Some(app.clone()),
+            &self.log,
+        )
+    }
+
     async fn serve_app(
         &self,
         app: &Arc<RunningApp>,

@@ -31,7 +31,7 @@
 //! name = "cleanup"
 //! schedule = "0 3 * * *"    # cron, 5 fields (or 6 with seconds first)
 //! path = "/tasks/cleanup"
-//! timeout = 60              # seconds, 1..=3600, optional
+//! timeout = "10m"           # 1 s..1 h, seconds (60) or a duration ("90s", "10m"), optional
 //!
 //! [dependencies]
 //! auth = "^1.2"
@@ -57,7 +57,9 @@ mod name;
 mod origin;
 mod package;
 mod paths;
+mod schedule;
 
+pub use chrono_tz::Tz;
 pub use digest::{Digest, DigestError};
 pub use error::ManifestError;
 pub use manifest::{
@@ -67,4 +69,5 @@ pub use manifest::{
 pub use name::{AppName, MAX_APP_NAME_LEN, NameError};
 pub use origin::AllowedOrigin;
 pub use package::{INDEX_ENTRY, MAX_STATIC_FILES, PACKAGE_FORMAT, Package, PackageError};
+pub use schedule::{DEFAULT_TIME_ZONE, Schedule, parse_time_zone, parse_timeout};
 pub use semver::{Version, VersionReq};

@@ -153,7 +153,7 @@ pub struct Timer {
     pub schedule: String,
     /// Request path inside the app, starts with `/`.
     pub path: String,
-    /// 1..=3600 seconds.
+    /// 1..=3600 seconds (`timeout = 600` or `timeout = "10m"`).
     pub timeout_secs: Option<u64>,
 }
 
@@ -640,14 +640,21 @@ impl Cx<'_> {
             let timeout_secs = t
                 .get("timeout")
                 .map(|tv| {
-                    self.int_in(
-                        tv,
-                        &format!("{key}.timeout"),
-                        1,
-                        MAX_TIMER_TIMEOUT_SECS,
-                        "the timeout is in seconds and must be between 1 and 3600",
-                        "use a value like 60, or remove it to use the environment's timeout",
-                    )
+                    const WHAT: &str = "the timeout must be between 1 second and 1 hour";
+                    const FIX: &str = "use a value like 60 (seconds) or \"10m\", or remove it to use the environment's timeout";
+                    let timeout_key = format!("{key}.timeout");
+                    match tv.get_ref().as_str() {
+                        Some(text) => {
+                            let secs = crate::schedule::parse_timeout(text)
+                                .map_err(|e| self.bad_value(tv, &timeout_key, e))?;
+                            if (1..=MAX_TIMER_TIMEOUT_SECS).contains(&secs) {
+                                Ok(secs)
+                            } else {
+                                Err(self.bad_value(tv, &timeout_key, format!("{WHAT}; {FIX}")))
+                            }
+                        }
+                        None => self.int_in(tv, &timeout_key, 1, MAX_TIMER_TIMEOUT_SECS, WHAT, FIX),
+                    }
                 })
                 .transpose()?;
             out.push(Timer {
@@ -793,27 +800,7 @@ fn check_timer_name(name: &str) -> Result<(), String> {
 }
 
 fn check_cron(schedule: &str) -> Result<(), String> {
-    const FIX: &str =
-        "use 5 fields (minute hour day month weekday) like \"0 3 * * *\", or 6 with seconds first";
-    // croner also accepts a 7th (year) field in some versions; the scheduler
-    // promises 5 or 6, so count fields ourselves. Nicknames (@daily) are one word.
-    let fields = schedule.split_whitespace().count();
-    let nickname = fields == 1 && schedule.trim_start().starts_with('@');
-    if !nickname && !(5..=6).contains(&fields) {
-        return Err(format!(
-            "a cron schedule has 5 or 6 fields, this one has {fields}; {FIX}"
-        ));
-    }
-    croner::Cron::new(schedule)
-        .with_seconds_optional()
-        .parse()
-        .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "not a valid cron schedule ({}); {FIX}",
-                e.to_string().trim_end_matches('.')
-            )
-        })
+    crate::schedule::Schedule::parse(schedule).map(|_| ())
 }
 
 fn check_request_path(path: &str) -> Result<(), String> {
@@ -829,6 +816,16 @@ fn check_request_path(path: &str) -> Result<(), String> {
     {
         return Err(
             "a request path cannot contain spaces, control characters or '#'; percent-encode them"
+                .into(),
+        );
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == ".." || segment == "." || segment.contains('\\'))
+    {
+        return Err(
+            "a timer path must stay inside the app (no '.' or '..' segments, no backslash); \
+             write the path as the app sees it, like \"/tasks/report\" for POST /{app}/tasks/report"
                 .into(),
         );
     }

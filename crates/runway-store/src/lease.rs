@@ -68,7 +68,7 @@ pub struct Fence {
 }
 
 /// The database clock in milliseconds since the unix epoch, as SQL.
-fn db_now(backend: Backend) -> &'static str {
+pub(crate) fn db_now(backend: Backend) -> &'static str {
     match backend {
         Backend::Postgres => "(CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT))",
         Backend::Sqlite => "(CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))",

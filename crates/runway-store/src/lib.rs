@@ -3,7 +3,7 @@
 //!
 //! * **platform** — the controller lease, settings, apps and their versions, compiled-artifact
 //!   metadata, deployments and the committed generation, properties, key-value
-//!   data, API tokens;
+//!   data, API tokens, timer state (overrides, next due time, run leases);
 //! * **log** — request log, app output and errors, written in batches by a
 //!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
 //! * **session** — login sessions.
@@ -36,6 +36,7 @@ mod properties;
 mod secrets;
 mod sessions;
 mod settings;
+mod timers;
 mod tokens;
 
 pub mod testing;
@@ -61,6 +62,7 @@ pub use logs::{
 };
 pub use secrets::SecretsKey;
 pub use sessions::SessionRecord;
+pub use timers::{TIME_ZONE_SETTING, TimerClaim, TimerOutcome, TimerRunning, TimerState};
 pub use tokens::TokenRecord;
 
 pub use db::redact_url;

@@ -85,6 +85,8 @@ pub struct ServeArgs {
     pub connections: ConnectionArgs,
     #[command(flatten)]
     pub log_output: crate::commands::up::LogOutputArgs,
+    #[command(flatten)]
+    pub timers: crate::commands::timer::TimerRunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections: args.connections.settings()?,
         // The size cap is the controller's to enforce.
         log_limits: args.log_output.log_limits(0),
+        timers: args.timers.settings(),
     };
     let node = FrontendNode::start(config).await?;
     println!(

@@ -14,6 +14,7 @@ pub mod frontend;
 pub mod login;
 pub mod logs;
 pub mod pipeline;
+pub mod timer;
 pub mod token;
 pub mod up;
 pub mod user;
@@ -36,5 +37,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Controller(cmd) => controller::run(cmd).await,
         Command::Frontend(cmd) => frontend::run(cmd).await,
         Command::Balancer(cmd) => balancer::run(cmd).await,
+        Command::Timer(cmd) => timer::run(cmd).await,
     }
 }

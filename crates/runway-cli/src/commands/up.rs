@@ -57,6 +57,11 @@ pub struct UpArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// Do not run timers (the front-ends of every environment).
+    #[arg(long)]
+    pub no_timers: bool,
+    #[command(flatten)]
+    pub timers: crate::commands::timer::TimerRunArgs,
 }
 
 /// Client connections of a server (`up`, `controller serve`, `frontend
@@ -264,6 +269,7 @@ pub fn standalone_config(
     config.max_uploads = args.limits.max_uploads as usize;
     config.kv_quota = args.limits.kv_quota();
     config.connections = args.connections.settings()?;
+    config.timers = (!args.no_timers).then(|| args.timers.settings());
     Ok(config)
 }
 

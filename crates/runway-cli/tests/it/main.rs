@@ -20,3 +20,4 @@ mod responses;
 mod small_hardening;
 mod standby;
 mod support;
+mod timers;

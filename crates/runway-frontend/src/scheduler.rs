@@ -1,0 +1,446 @@
+//! The timer scheduler of a front-end with the timers flag.
+//!
+//! Every `poll` (250 ms) while this front-end is ready at the committed
+//! generation: (1) once a second, make sure every timer of the served table
+//! has its next due time in the catalog, computed from its effective
+//! schedule (the environment's override, else the manifest's) in the
+//! environment's time zone (setting `timers.time_zone`, default UTC);
+//! (2) claim as many due timers as it has free run slots
+//! (`--timer-concurrency`, default 3) with [`runway_store::Store::claim_timers`]
+//! (at most once per due time, whatever the number of front-ends; missed ticks
+//! run once); (3) run each as `POST /{app}{path}` with `x-runway-timer:
+//! NAME` and `x-runway-timer-due: <ms>`, through the same path as app traffic
+//! (admission, fair share, memory budget, request log) but with the timer's
+//! timeout, renewing the run's lease while it lasts; (4) record the outcome
+//! in the timer's row and a log row. A run keeps the version it started with:
+//! a deployment does not interrupt it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use runway_manifest::{DEFAULT_TIME_ZONE, Schedule, Tz, parse_time_zone};
+use runway_store::{
+    LogKind, LogLevel, NewLogEntry, TIME_ZONE_SETTING, TimerClaim, TimerOutcome, now_ms,
+};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::Frontend;
+use crate::deploy::{Inner, RunningApp};
+
+/// Header naming the timer a request runs.
+pub const TIMER_HEADER: &str = "x-runway-timer";
+/// Header carrying the due time (ms since the unix epoch) a run is for.
+pub const TIMER_DUE_HEADER: &str = "x-runway-timer-due";
+
+/// How a front-end runs timers.
+#[derive(Debug, Clone, Copy)]
+pub struct TimerSettings {
+    /// Runs at once on this front-end (OutSystems: 3).
+    pub concurrency: usize,
+    /// Lease of a run, renewed every third of it while the run lasts; a
+    /// front-end that dies holding one delays the timer by at most this.
+    pub lease: Duration,
+    /// How often due timers are looked for.
+    pub poll: Duration,
+}
+
+impl Default for TimerSettings {
+    fn default() -> Self {
+        TimerSettings {
+            concurrency: 3,
+            lease: Duration::from_secs(10),
+            poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The running scheduler; stopping it lets runs in flight finish.
+pub struct TimerScheduler {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl TimerScheduler {
+    /// Stops claiming timers. Runs in flight go on until they end (or the
+    /// process stops: their leases then expire and another front-end runs
+    /// them again).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl Frontend {
+    /// Starts running this front-end's share of the environment's timers.
+    pub fn start_timers(&self, settings: TimerSettings) -> TimerScheduler {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(self.inner.clone(), settings, stopped));
+        TimerScheduler { stop, task }
+    }
+}
+
+/// One timer of a served app.
+struct Known {
+    app: Arc<RunningApp>,
+    schedule: String,
+    path: String,
+    timeout: Option<Duration>,
+}
+
+async fn run(inner: Arc<Inner>, settings: TimerSettings, mut stopped: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(10_000);
+    let mut known: HashMap<(String, String), Known> = HashMap::new();
+    let mut known_generation = -1;
+    let mut tz: Tz = parse_time_zone(DEFAULT_TIME_ZONE).expect("UTC is a time zone");
+    let mut synced: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.poll) => {}
+            _ = stopped.changed() => return,
+        }
+        let (generation, ready) = inner.status();
+        if !ready {
+            continue;
+        }
+        if generation != known_generation {
+            known = timers_of(&inner);
+            known_generation = generation;
+            synced = None;
+        }
+        if known.is_empty() {
+            continue;
+        }
+        if synced.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            match sync(&inner, &known).await {
+                Ok(zone) => {
+                    tz = zone;
+                    synced = Some(Instant::now());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "timers: cannot read the timer states; retrying");
+                    continue;
+                }
+            }
+        }
+        let free = slots.available_permits();
+        if free == 0 {
+            continue;
+        }
+        let mut apps: Vec<&str> = known.keys().map(|(app, _)| app.as_str()).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        let claims = inner
+            .store
+            .claim_timers(
+                &inner.config.name,
+                &apps,
+                free,
+                lease_ms,
+                |app, timer, over, after| {
+                    let k = known.get(&(app.to_string(), timer.to_string()))?;
+                    let schedule = over.unwrap_or(&k.schedule);
+                    Some((basis(schedule, tz), next_due(schedule, tz, after)))
+                },
+            )
+            .await;
+        let claims = match claims {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::warn!(error = %e, "timers: cannot claim due timers; retrying");
+                continue;
+            }
+        };
+        for claim in claims {
+            let Some(k) = known.get(&(claim.app.clone(), claim.timer.clone())) else {
+                continue;
+            };
+            let permit = slots
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed no more than the free slots");
+            let job = RunTimer {
+                inner: inner.clone(),
+                app: k.app.clone(),
+                path: k.path.clone(),
+                timeout: k.timeout.unwrap_or(k.app.limits.timeout),
+                claim,
+                request_id: uuid::Uuid::new_v4().simple().to_string(),
+                lease: settings.lease,
+                lease_ms,
+            };
+            tokio::spawn(async move {
+                job.run().await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+fn basis(schedule: &str, tz: Tz) -> String {
+    format!("{schedule}|{tz}")
+}
+
+fn next_due(schedule: &str, tz: Tz, after_ms: i64) -> Option<i64> {
+    Schedule::parse(schedule).ok()?.next_after(after_ms, tz)
+}
+
+/// Every timer of the table served now.
+fn timers_of(inner: &Inner) -> HashMap<(String, String), Known> {
+    let routes = inner.routes.load_full();
+    let mut out = HashMap::new();
+    for app in routes.apps.values() {
+        for t in &app.package.manifest.timers {
+            out.insert(
+                (app.name.to_string(), t.name.clone()),
+                Known {
+                    app: app.clone(),
+                    schedule: t.schedule.clone(),
+                    path: t.path.clone(),
+                    timeout: t.timeout_secs.map(Duration::from_secs),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Gives every known timer whose row lacks it (new, or its schedule or the
+/// time zone changed) a next due time. Returns the time zone.
+async fn sync(
+    inner: &Inner,
+    known: &HashMap<(String, String), Known>,
+) -> Result<Tz, runway_store::StoreError> {
+    let zone = inner.store.setting(TIME_ZONE_SETTING).await?;
+    let tz = match zone.as_deref().map(parse_time_zone) {
+        Some(Ok(tz)) => tz,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "timers: the environment's time zone is invalid; using UTC");
+            parse_time_zone(DEFAULT_TIME_ZONE).expect("UTC is a time zone")
+        }
+        None => parse_time_zone(DEFAULT_TIME_ZONE).expect("UTC is a time zone"),
+    };
+    let states: HashMap<(String, String), runway_store::TimerState> = inner
+        .store
+        .timer_states(None)
+        .await?
+        .into_iter()
+        .map(|s| ((s.app.clone(), s.timer.clone()), s))
+        .collect();
+    let now = now_ms();
+    // A timer its app no longer declares is never due again.
+    for (key, state) in &states {
+        if state.next_due_at_ms.is_some()
+            && !known.contains_key(key)
+            && known.keys().any(|(app, _)| *app == key.0)
+        {
+            inner
+                .store
+                .set_timer_next_due(&key.0, &key.1, "removed", None)
+                .await?;
+        }
+    }
+    for (key, k) in known {
+        let state = states.get(key);
+        let schedule = state
+            .and_then(|s| s.schedule_override.as_deref())
+            .unwrap_or(&k.schedule);
+        let wanted = basis(schedule, tz);
+        if state.and_then(|s| s.next_due_basis.as_deref()) != Some(wanted.as_str()) {
+            inner
+                .store
+                .set_timer_next_due(&key.0, &key.1, &wanted, next_due(schedule, tz, now))
+                .await?;
+        }
+    }
+    Ok(tz)
+}
+
+struct RunTimer {
+    inner: Arc<Inner>,
+    app: Arc<RunningApp>,
+    path: String,
+    timeout: Duration,
+    claim: TimerClaim,
+    request_id: String,
+    lease: Duration,
+    lease_ms: i64,
+}
+
+impl RunTimer {
+    async fn run(self) {
+        let claim = &self.claim;
+        let frontend = self.inner.config.name.clone();
+        if let Some(lost_by) = &claim.lost_by {
+            self.log(
+                LogLevel::Warn,
+                None,
+                format!(
+                    "timer {}: the run due at {} on front-end {lost_by} was lost (its lease expired); running it again",
+                    claim.timer, claim.due_at_ms
+                ),
+            );
+        }
+        let started_at_ms = now_ms();
+        let started = Instant::now();
+        let request_id = self.request_id.clone();
+        // The environment's own host, as a request through its address would carry.
+        let host = self
+            .app
+            .config
+            .get("runway.base_url")
+            .and_then(|url| url.split_once("://"))
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        let request = Request::builder()
+            .method(Method::POST)
+            .header(http::header::HOST, host)
+            .uri(format!("/{}{}", self.app.name, self.path))
+            .header(TIMER_HEADER, &claim.timer)
+            .header(TIMER_DUE_HEADER, claim.due_at_ms.to_string())
+            .header(runway_api::REQUEST_ID_HEADER, &request_id)
+            .header(http::header::CONTENT_LENGTH, "0")
+            .body(Body::empty());
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                self.finish(
+                    started_at_ms,
+                    started,
+                    None,
+                    Some(format!("cannot build the request: {e}")),
+                )
+                .await;
+                return;
+            }
+        };
+        // The timer's timeout replaces the request deadline; the runtime
+        // enforces it (and stops a looping guest at its next epoch tick).
+        let mut app = RunningApp::clone(&self.app);
+        app.limits.timeout = self.timeout;
+        let app = Arc::new(app);
+        let inner = self.inner.clone();
+        let run = async move {
+            let response = inner.run_internal(&app, &request_id, request).await;
+            let status = response.status();
+            match response.into_body().collect().await {
+                Ok(body) if !status.is_success() => {
+                    // The platform's error bodies say why (trap, timeout…).
+                    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+                    let why = serde_json::from_str::<runway_api::ErrorBody>(&text)
+                        .map(|e| format!("{}: {}", e.code, e.message))
+                        .unwrap_or_else(|_| text.chars().take(300).collect());
+                    (
+                        status,
+                        Some(format!("the app answered {status}: {}", why.trim())),
+                    )
+                }
+                Ok(_) => (status, None),
+                Err(e) => (status, Some(format!("the response broke off: {e}"))),
+            }
+        };
+        tokio::pin!(run);
+        let mut renew = tokio::time::interval(self.lease / 3);
+        renew.tick().await;
+        // Past the timeout and a margin, the runtime has surely ended it.
+        let hard_stop = tokio::time::sleep(self.timeout + Duration::from_secs(5));
+        tokio::pin!(hard_stop);
+        let (status, error) = loop {
+            tokio::select! {
+                (status, error) = &mut run => break (Some(status), error),
+                _ = &mut hard_stop => break (None, Some(format!(
+                    "the run did not end within its timeout of {} s", self.timeout.as_secs()))),
+                _ = renew.tick() => {
+                    match self.inner.store.renew_timer(&frontend, &claim.app, &claim.timer, claim.due_at_ms, self.lease_ms).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(app = %claim.app, timer = %claim.timer,
+                            "timers: lost the lease of a running timer (the catalog was unreachable too long); another front-end may run it again"),
+                        Err(e) => tracing::warn!(error = %e, "timers: cannot renew a timer's lease"),
+                    }
+                }
+            }
+        };
+        self.finish(
+            started_at_ms,
+            started,
+            status.map(|s| i64::from(s.as_u16())),
+            error,
+        )
+        .await;
+    }
+
+    async fn finish(
+        &self,
+        started_at_ms: i64,
+        started: Instant,
+        status: Option<i64>,
+        error: Option<String>,
+    ) {
+        let claim = &self.claim;
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let ok = error.is_none();
+        let outcome = TimerOutcome {
+            due_at_ms: claim.due_at_ms,
+            started_at_ms,
+            duration_ms,
+            status,
+            outcome: if ok { "ok" } else { "failed" }.into(),
+            error: error.clone(),
+            frontend: self.inner.config.name.clone(),
+        };
+        let status_text = status.map_or("no answer".to_string(), |s| s.to_string());
+        self.log(
+            if ok { LogLevel::Info } else { LogLevel::Error },
+            status,
+            match &error {
+                None => format!(
+                    "timer {}: {status_text} in {duration_ms} ms (due {}{})",
+                    claim.timer,
+                    claim.due_at_ms,
+                    if claim.manual { ", run now" } else { "" }
+                ),
+                Some(e) => format!(
+                    "timer {} failed after {duration_ms} ms (due {}): {e}; the next run happens as scheduled",
+                    claim.timer, claim.due_at_ms
+                ),
+            },
+        );
+        for attempt in 0..5 {
+            match self
+                .inner
+                .store
+                .finish_timer(&outcome.frontend, &claim.app, &claim.timer, &outcome)
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "timers: cannot record a timer's run; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    fn log(&self, level: LogLevel, status: Option<i64>, message: String) {
+        self.inner.log.write(NewLogEntry {
+            at_ms: now_ms(),
+            kind: LogKind::Platform,
+            level,
+            app: Some(self.claim.app.clone()),
+            version: Some(self.app.version.to_string()),
+            frontend: Some(self.inner.config.name.clone()),
+            request_id: Some(self.request_id.clone()),
+            method: Some("POST".into()),
+            path: Some(format!("/{}{}", self.app.name, self.path)),
+            status,
+            message: Some(message),
+            ..Default::default()
+        });
+    }
+}
