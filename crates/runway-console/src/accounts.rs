@@ -12,7 +12,7 @@ use runway_api::console::{
 };
 use runway_store::console::principals::{ConsoleTokenRecord, PrincipalRecord};
 
-use crate::auth::{AdminCaller, Caller, new_token};
+use crate::auth::{AdminCaller, Caller, Myself, new_token};
 use crate::error::{ApiError, ApiResult};
 use crate::{Console, check_name};
 
@@ -56,7 +56,7 @@ fn token_view(t: &ConsoleTokenRecord) -> ConsoleToken {
 }
 
 #[utoipa::path(get, path = "/_runway/console/v1/console", responses((status = 200, body = ConsoleInfo), (status = 401, body = runway_api::ErrorBody)))]
-async fn console_info(State(console): State<Console>, caller: Caller) -> Json<ConsoleInfo> {
+async fn console_info(State(console): State<Console>, Myself(caller): Myself) -> Json<ConsoleInfo> {
     Json(ConsoleInfo {
         key: console.store().id().to_string(),
         runway_version: env!("CARGO_PKG_VERSION").to_string(),

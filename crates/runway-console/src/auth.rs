@@ -63,6 +63,35 @@ impl Caller {
     }
 }
 
+/// Any authenticated principal, whatever its role: for what a principal does
+/// to itself (who am I, its own user record and password, its sessions).
+#[derive(Debug, Clone)]
+pub struct Myself(pub Caller);
+
+/// Refuses a user whose role the console cannot enforce yet.
+///
+/// Roles other than Administrator grant per-environment levels
+/// ([`crate::access`]), which the console's routes do not check yet; until
+/// they do, such a user is refused there (fail closed) rather than given
+/// everything. The admin token and service accounts are unaffected.
+pub fn refuse_unenforced_role(caller: &Caller) -> Result<(), ApiError> {
+    if caller.principal.kind != PrincipalKind::User || caller.is_admin() {
+        return Ok(());
+    }
+    let role = caller.user.as_ref().map_or("unknown", |u| u.role.as_str());
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "user '{}' has role {}: this console does not check per-environment levels \
+                 yet, so only users with the Administrator role may use its environments, \
+                 apps and deployment plans; ask an administrator to act for you, or use a \
+                 service account",
+            caller.principal.name, role
+        ),
+    ))
+}
+
 /// A [`Caller`] that may manage users and roles ([`Caller::is_admin`]).
 #[derive(Debug, Clone)]
 pub struct AdminCaller(pub Caller);
@@ -201,11 +230,22 @@ async fn authenticate_session(console: &Console, token: &str) -> Result<Caller, 
     })
 }
 
+/// Every route that touches environments, apps or plans takes a `Caller`.
 impl FromRequestParts<Console> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, ApiError> {
-        authenticate(console, &parts.headers).await
+        let caller = authenticate(console, &parts.headers).await?;
+        refuse_unenforced_role(&caller)?;
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<Console> for Myself {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, ApiError> {
+        authenticate(console, &parts.headers).await.map(Myself)
     }
 }
 

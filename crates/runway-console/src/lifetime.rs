@@ -109,10 +109,9 @@ impl FromRequestParts<Console> for LtCaller {
     type Rejection = LtError;
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, LtError> {
-        authenticate(console, &parts.headers)
-            .await
-            .map(LtCaller)
-            .map_err(LtError::from)
+        let caller = authenticate(console, &parts.headers).await?;
+        crate::auth::refuse_unenforced_role(&caller)?;
+        Ok(LtCaller(caller))
     }
 }
 

@@ -37,7 +37,7 @@ use runway_store::now_ms;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::auth::{AdminCaller, Caller};
+use crate::auth::{AdminCaller, Caller, Myself};
 use crate::error::{ApiError, ApiResult};
 use crate::{Console, check_name};
 
@@ -324,7 +324,7 @@ fn may_see(caller: &Caller, user: &UserRecord) -> bool {
 #[utoipa::path(get, path = "/_runway/console/v1/users/{user}", params(("user" = String, Path, description = "username or key")), responses((status = 200, body = UserView), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_user(
     State(console): State<Console>,
-    caller: Caller,
+    Myself(caller): Myself,
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserView>> {
     let user = find_user(&console, &user).await?;
@@ -439,7 +439,7 @@ async fn unlock_user(
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/password", params(("user" = String, Path)), request_body = ChangePassword, responses((status = 200, body = PasswordChanged, description = "every other session of the user ended"), (status = 400, body = runway_api::ErrorBody), (status = 403, body = runway_api::ErrorBody)))]
 async fn change_password(
     State(console): State<Console>,
-    caller: Caller,
+    Myself(caller): Myself,
     Path(user): Path<String>,
     Json(req): Json<ChangePassword>,
 ) -> ApiResult<Json<PasswordChanged>> {
@@ -451,8 +451,26 @@ async fn change_password(
     if own {
         // Proving the current password keeps a stolen session from taking
         // the account over (administrators included, for their own).
+        // Throttled and counted like a login: a stolen session is no
+        // oracle for guessing the password.
+        check_throttle(
+            &console,
+            FailureScope::User,
+            &user.principal.name,
+            USER_FREE_FAILURES,
+            MAX_USER_DELAY,
+        )
+        .await?;
         let current = req.current.clone().unwrap_or_default();
         if !verify_password(current, user.password_hash.clone()).await? {
+            let since = now_ms() - FAILURE_WINDOW.as_millis() as i64;
+            let failures = console
+                .store()
+                .record_login_failure(FailureScope::User, &user.principal.name, since)
+                .await?;
+            if failures >= LOCK_AFTER_FAILURES {
+                console.store().lock_user(&user.principal.id).await?;
+            }
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "wrong_password",
@@ -622,6 +640,23 @@ async fn login(
         record_failure(&console, &req.user, &address).await?;
         return Err(login_failed());
     };
+    // The password is checked before the lock is told: a locked name answers
+    // a wrong password like any other (no way to learn which names exist).
+    if !verify_password(req.password, user.password_hash.clone()).await? {
+        let failures = record_failure(&console, &req.user, &address).await?;
+        if failures >= LOCK_AFTER_FAILURES {
+            console.store().lock_user(&user.principal.id).await?;
+        }
+        return Err(login_failed());
+    }
+    // Read again: a lock or a disable that landed while this attempt was
+    // being verified (a burst of parallel guesses) still applies.
+    let user = console
+        .store()
+        .user(&req.user)
+        .await?
+        .filter(|u| u.principal.id == user.principal.id)
+        .ok_or_else(login_failed)?;
     if user.locked_at_ms.is_some() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -632,13 +667,6 @@ async fn login(
                 user.principal.name, user.principal.name
             ),
         ));
-    }
-    if !verify_password(req.password, user.password_hash.clone()).await? {
-        let failures = record_failure(&console, &req.user, &address).await?;
-        if failures >= LOCK_AFTER_FAILURES {
-            console.store().lock_user(&user.principal.id).await?;
-        }
-        return Err(login_failed());
     }
     if user.principal.disabled_at_ms.is_some() {
         return Err(ApiError::new(
@@ -685,7 +713,7 @@ fn no_session(caller: &Caller) -> ApiError {
 }
 
 #[utoipa::path(delete, path = "/_runway/console/v1/sessions/current", responses((status = 204, description = "this session ended"), (status = 401, body = runway_api::ErrorBody)))]
-async fn logout(State(console): State<Console>, caller: Caller) -> ApiResult<StatusCode> {
+async fn logout(State(console): State<Console>, Myself(caller): Myself) -> ApiResult<StatusCode> {
     let session = caller.session.as_ref().ok_or_else(|| no_session(&caller))?;
     console
         .store()
@@ -697,7 +725,7 @@ async fn logout(State(console): State<Console>, caller: Caller) -> ApiResult<Sta
 #[utoipa::path(delete, path = "/_runway/console/v1/sessions", responses((status = 200, body = SessionsEnded, description = "every session of the caller ended, this one included"), (status = 401, body = runway_api::ErrorBody)))]
 async fn logout_everywhere(
     State(console): State<Console>,
-    caller: Caller,
+    Myself(caller): Myself,
 ) -> ApiResult<Json<SessionsEnded>> {
     if caller.principal.kind != PrincipalKind::User {
         return Err(no_session(&caller));

@@ -229,6 +229,23 @@ async fn the_first_administrator_manages_users() {
     let (status, _, _) = api_error(ada.user_action("ada", "unlock").await);
     assert_eq!(status, 403);
 
+    // Per-environment levels are not enforced yet: a non-Administrator user
+    // is refused every environment, app and plan route (fail closed), while
+    // who-am-I and its own account keep working; an Administrator is not.
+    assert_eq!(ada.info().await.unwrap().principal.name, "ada");
+    for refused in [
+        ada.environments().await.map(drop),
+        ada.pipelines().await.map(drop),
+    ] {
+        let (status, code, message) = api_error(refused);
+        assert_eq!((status, code.as_str()), (403, "forbidden"), "{message}");
+        assert!(
+            message.contains("user 'ada' has role Developer"),
+            "{message}"
+        );
+    }
+    admin.environments().await.unwrap();
+
     // Disabling ends the user's sessions; enabling lets it log in again.
     let disabled = admin.user_action("ada", "disable").await.unwrap();
     assert_eq!(disabled.state, "disabled");
@@ -317,6 +334,10 @@ async fn failed_logins_are_throttled_then_lock_the_user() {
         let (status, _, _) = api_error(c.anonymous().login("ada", "Not-Her-Password-1").await);
         assert_eq!(status, 401);
     }
+    // Locked: a wrong password still answers like any other (a lock tells
+    // nobody that the name exists); the right one learns it is locked.
+    let (status, code, message) = api_error(c.anonymous().login("ada", "Not-Her-Password-1").await);
+    assert_eq!((status, code.as_str()), (401, "login_failed"), "{message}");
     let (status, code, message) = api_error(c.anonymous().login("ada", ADA_PASSWORD).await);
     assert_eq!((status, code.as_str()), (403, "user_locked"), "{message}");
     assert!(message.contains("runway user unlock ada"), "{message}");

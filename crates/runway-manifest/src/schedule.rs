@@ -47,26 +47,35 @@ impl Schedule {
     /// The first due time strictly after `after_ms` (milliseconds since the
     /// unix epoch), in time zone `tz`; `None` if the schedule never fires
     /// again (e.g. a 30th of February).
+    ///
+    /// When the clocks fall back, a local time happens twice and cron gives
+    /// the first of the two: a schedule runs once in the repeated hour, and a
+    /// search from inside its second pass continues after it (never a time
+    /// at or before `after_ms`).
     pub fn next_after(&self, after_ms: i64, tz: Tz) -> Option<i64> {
-        let after: DateTime<Utc> = Utc.timestamp_millis_opt(after_ms).single()?;
-        let local = after.with_timezone(&tz);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.timestamp_millis())
-            // croner works in whole seconds: an `after` with milliseconds may
-            // round down to a time that is not after it.
-            .and_then(|t| {
-                if t > after_ms {
-                    Some(t)
-                } else {
-                    let later = Utc.timestamp_millis_opt(after_ms + 1000).single()?;
-                    self.cron
-                        .find_next_occurrence(&later.with_timezone(&tz), true)
-                        .ok()
-                        .map(|t| t.timestamp_millis())
-                }
-            })
+        let (mut from, mut inclusive) = (after_ms, false);
+        // Bounded: each round moves `from` an hour on; any zone's repeated
+        // hour is passed within two.
+        for _ in 0..4 {
+            let start: DateTime<Utc> = Utc.timestamp_millis_opt(from).single()?;
+            let next = self
+                .cron
+                .find_next_occurrence(&start.with_timezone(&tz), inclusive)
+                .ok()?
+                .timestamp_millis();
+            if next > after_ms {
+                return Some(next);
+            }
+            // croner works in whole seconds (an `after` with milliseconds may
+            // round down to a time that is not after it), and maps a repeated
+            // local time to its first pass: look again from a later instant.
+            (from, inclusive) = if from == after_ms && after_ms - next < 1000 {
+                (after_ms + 1000, true)
+            } else {
+                (from + 3_600_000, false)
+            };
+        }
+        None
     }
 }
 
@@ -118,6 +127,24 @@ mod tests {
         assert_eq!(s.next_after(10_000, tz), Some(11_000));
         assert_eq!(s.next_after(10_500, tz), Some(11_000));
         assert_eq!(s.next_after(10_999, tz), Some(11_000));
+    }
+
+    #[test]
+    fn the_repeated_hour_of_a_fall_back_never_gives_a_time_in_the_past() {
+        // New York falls back at 2026-11-01 06:00 UTC (02:00 EDT → 01:00 EST).
+        let tz = parse_time_zone("America/New_York").unwrap();
+        let s = Schedule::parse("*/15 * * * *").unwrap();
+        let second_pass = 1_793_513_100_000; // 06:05 UTC = 01:05 EST
+        let next = s.next_after(second_pass, tz).unwrap();
+        assert!(next > second_pass, "{next} is not after {second_pass}");
+        assert!(next <= 1_793_517_300_000, "at the latest 07:15 UTC: {next}");
+        // Every due time from a day before to a day after moves forward.
+        let mut t = second_pass - 86_400_000;
+        while t < second_pass + 86_400_000 {
+            let n = s.next_after(t, tz).unwrap();
+            assert!(n > t && n - t <= 2 * 3_600_000, "{t} → {n}");
+            t = n;
+        }
     }
 
     #[test]
