@@ -12,7 +12,7 @@ use runway_api::console::{
 };
 use runway_store::console::principals::{ConsoleTokenRecord, PrincipalRecord};
 
-use crate::auth::{AdminCaller, Caller, Myself, new_token};
+use crate::auth::{AdminCaller, Myself, new_token};
 use crate::error::{ApiError, ApiResult};
 use crate::{Console, check_name};
 
