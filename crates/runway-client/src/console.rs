@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::{
     CONNECT_TIMEOUT, ClientError, REQUEST_TIMEOUT, api_error, decode, parse_base_url, root_cause,
-    without_query,
+    with_query, without_query,
 };
 
 /// A client of one console.
@@ -126,12 +126,7 @@ impl ConsoleClient {
         name_or_key: &str,
         query: &RemoveEnvironment,
     ) -> Result<(), ClientError> {
-        let mut url = self.api(&["environments", name_or_key]);
-        let encoded = serde_urlencoded::to_string(query).map_err(|e| ClientError::Other {
-            message: format!("cannot encode the query of {url}"),
-            source: Some(Box::new(e)),
-        })?;
-        url.set_query((!encoded.is_empty()).then_some(encoded.as_str()));
+        let url = with_query(self.api(&["environments", name_or_key]), query)?;
         let req = self.request(Method::DELETE, url.clone());
         self.send(req, &url).await.map(drop)
     }

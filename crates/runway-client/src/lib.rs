@@ -254,7 +254,7 @@ impl Client {
             app: app.map(str::to_owned),
             limit: limit.map(i64::from),
         };
-        self.get_json(self.with_query(self.api(&["deployments"]), &params)?)
+        self.get_json(with_query(self.api(&["deployments"]), &params)?)
             .await
     }
 
@@ -363,7 +363,7 @@ impl Client {
     }
 
     pub async fn logs(&self, params: &LogQueryParams) -> Result<Vec<LogEntry>, ClientError> {
-        self.get_json(self.with_query(self.api(&["logs"]), params)?)
+        self.get_json(with_query(self.api(&["logs"]), params)?)
             .await
     }
 
@@ -420,7 +420,7 @@ impl Client {
         let query = TimerQuery {
             app: app.map(str::to_string),
         };
-        self.get_json(self.with_query(self.api(&["timers"]), &query)?)
+        self.get_json(with_query(self.api(&["timers"]), &query)?)
             .await
     }
 
@@ -479,21 +479,6 @@ impl Client {
         let mut all = vec!["_runway", "api", "v1"];
         all.extend_from_slice(segments);
         self.url(&all)
-    }
-
-    /// `url` with `params` as its query string, encoded by serde from the
-    /// wire type itself (so no field can be forgotten).
-    fn with_query<Q: serde::Serialize>(
-        &self,
-        mut url: Url,
-        params: &Q,
-    ) -> Result<Url, ClientError> {
-        let query = serde_urlencoded::to_string(params).map_err(|e| ClientError::Other {
-            message: format!("cannot encode the query of {}", without_query(&url)),
-            source: Some(Box::new(e)),
-        })?;
-        url.set_query((!query.is_empty()).then_some(query.as_str()));
-        Ok(url)
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
@@ -638,6 +623,20 @@ fn without_query(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     u.to_string()
+}
+
+/// `url` with `params` as its query string, encoded by serde from the wire
+/// type itself (so no field can be forgotten).
+pub(crate) fn with_query<Q: serde::Serialize>(
+    mut url: Url,
+    params: &Q,
+) -> Result<Url, ClientError> {
+    let query = serde_urlencoded::to_string(params).map_err(|e| ClientError::Other {
+        message: format!("cannot encode the query of {}", without_query(&url)),
+        source: Some(Box::new(e)),
+    })?;
+    url.set_query((!query.is_empty()).then_some(query.as_str()));
+    Ok(url)
 }
 
 #[cfg(test)]
