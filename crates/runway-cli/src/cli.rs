@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, timer,
-    token, up, user,
+    app, apps, audit, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, role,
+    service_account, team, timer, token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -39,9 +39,22 @@ pub enum Command {
     Login(login::LoginArgs),
     /// Forget the stored console login (ends the session of a user login).
     Logout(login::LogoutArgs),
-    /// The console's IT users: add, list, show, disable, enable, unlock, passwd.
+    /// The console's IT users: add, list, show, disable, enable, unlock, passwd, role.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// The console's roles (levels per environment): list, show, create, delete.
+    #[command(subcommand)]
+    Role(role::RoleCommand),
+    /// The console's teams (apps and members with a role on them).
+    #[command(subcommand)]
+    Team(team::TeamCommand),
+    /// The console's service accounts (each bound to a role): create, list,
+    /// rotate, revoke, role.
+    #[command(subcommand)]
+    ServiceAccount(service_account::ServiceAccountCommand),
+    /// The console's audit log: who did what, when, from where, and the
+    /// outcome (`--json`: JSON lines, the export).
+    Audit(audit::AuditArgs),
     /// The console's pipelines: ordered environments.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),

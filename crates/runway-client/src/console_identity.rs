@@ -3,9 +3,11 @@
 
 use reqwest::Method;
 use runway_api::console::identity::{
-    ChangePassword, CreateUser, Login, PasswordChanged, SessionCreated, SessionsEnded, UserCreated,
-    UserView,
+    AuditEntry, AuditQuery, ChangePassword, CreateRole, CreateTeam, CreateUser, Login, PasswordChanged, RoleView,
+    SessionCreated, SessionsEnded, SetRole, TeamApp, TeamMember, TeamView, UserCreated, UserView,
 };
+
+use runway_api::console::{AccountTokenCreated, RotateAccountTokens, ServiceAccount};
 
 use crate::{ClientError, ConsoleClient};
 
@@ -69,5 +71,117 @@ impl ConsoleClient {
     ) -> Result<PasswordChanged, ClientError> {
         self.send_json(Method::POST, &["users", name_or_key, "password"], req)
             .await
+    }
+
+    /// Gives a user another role.
+    pub async fn set_user_role(&self, user: &str, role: &str) -> Result<UserView, ClientError> {
+        let req = SetRole {
+            role: role.to_string(),
+        };
+        self.send_json(Method::POST, &["users", user, "role"], &req)
+            .await
+    }
+
+    /// Built-in roles first, then custom ones.
+    pub async fn roles(&self) -> Result<Vec<RoleView>, ClientError> {
+        self.get(&["roles"]).await
+    }
+
+    pub async fn role(&self, name: &str) -> Result<RoleView, ClientError> {
+        self.get(&["roles", name]).await
+    }
+
+    pub async fn create_role(&self, req: &CreateRole) -> Result<RoleView, ClientError> {
+        self.send_json(Method::POST, &["roles"], req).await
+    }
+
+    pub async fn delete_role(&self, name: &str) -> Result<(), ClientError> {
+        self.send_empty(Method::DELETE, &["roles", name]).await
+    }
+
+    pub async fn teams(&self) -> Result<Vec<TeamView>, ClientError> {
+        self.get(&["teams"]).await
+    }
+
+    pub async fn team(&self, name_or_key: &str) -> Result<TeamView, ClientError> {
+        self.get(&["teams", name_or_key]).await
+    }
+
+    pub async fn create_team(&self, req: &CreateTeam) -> Result<TeamView, ClientError> {
+        self.send_json(Method::POST, &["teams"], req).await
+    }
+
+    pub async fn delete_team(&self, name_or_key: &str) -> Result<(), ClientError> {
+        self.send_empty(Method::DELETE, &["teams", name_or_key])
+            .await
+    }
+
+    pub async fn add_team_app(&self, team: &str, app: &str) -> Result<TeamView, ClientError> {
+        let req = TeamApp {
+            app: app.to_string(),
+        };
+        self.send_json(Method::POST, &["teams", team, "apps"], &req)
+            .await
+    }
+
+    pub async fn remove_team_app(&self, team: &str, app: &str) -> Result<TeamView, ClientError> {
+        let url = self.api(&["teams", team, "apps", app]);
+        let req = self.request(Method::DELETE, url.clone());
+        crate::decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Adds a member to a team, or changes its role there.
+    pub async fn set_team_member(
+        &self,
+        team: &str,
+        member: &TeamMember,
+    ) -> Result<TeamView, ClientError> {
+        self.send_json(Method::POST, &["teams", team, "members"], member)
+            .await
+    }
+
+    pub async fn remove_team_member(
+        &self,
+        team: &str,
+        member: &str,
+    ) -> Result<TeamView, ClientError> {
+        let url = self.api(&["teams", team, "members", member]);
+        let req = self.request(Method::DELETE, url.clone());
+        crate::decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Rotates a service account's tokens: a new one (shown once); the
+    /// others keep working `grace_s` seconds more.
+    pub async fn rotate_account_tokens(
+        &self,
+        account: &str,
+        grace_s: u64,
+    ) -> Result<AccountTokenCreated, ClientError> {
+        self.send_json(
+            Method::POST,
+            &["service-accounts", account, "rotate"],
+            &RotateAccountTokens { grace_s },
+        )
+        .await
+    }
+
+    /// Gives a service account another role.
+    pub async fn set_account_role(
+        &self,
+        account: &str,
+        role: &str,
+    ) -> Result<ServiceAccount, ClientError> {
+        let req = SetRole {
+            role: role.to_string(),
+        };
+        self.send_json(Method::POST, &["service-accounts", account, "role"], &req)
+            .await
+    }
+
+    /// Audit rows matching `query`, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        let url = crate::with_query(self.api(&["audit"]), query)?;
+        let req = self.request(Method::GET, url.clone());
+        crate::decode(self.send(req, &url).await?, &url).await
     }
 }

@@ -1,14 +1,18 @@
 //! The console itself and its service accounts (automation identities,
-//! e.g. CI/CD driving the LifeTime v2 API). Tokens are shown once, stored
-//! hashed, revocable; managing accounts is the admin's.
+//! e.g. CI/CD driving the LifeTime v2 API). Each account is bound to a role
+//! (and, as a member, to teams); tokens are shown once, stored hashed,
+//! revocable, and rotated (a new token; the old ones accepted for a grace
+//! period, then refused). Managing accounts needs the right to manage users
+//! and roles, and an account is given only a role its creator may hand out.
 
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use http::StatusCode;
+use runway_api::console::identity::SetRole;
 use runway_api::console::{
     AccountTokenCreated, ConsoleInfo, ConsoleToken, CreateAccountToken, CreateServiceAccount,
-    PrincipalView, ServiceAccount,
+    PrincipalView, RotateAccountTokens, ServiceAccount,
 };
 use runway_store::console::principals::{ConsoleTokenRecord, PrincipalRecord};
 
@@ -35,7 +39,21 @@ pub(crate) fn routes() -> Router<Console> {
             "/_runway/console/v1/service-accounts/{account}/tokens/{id}",
             delete(revoke_account_token),
         )
+        .route(
+            "/_runway/console/v1/service-accounts/{account}/rotate",
+            post(rotate_account_tokens),
+        )
+        .route(
+            "/_runway/console/v1/service-accounts/{account}/role",
+            post(set_account_role),
+        )
 }
+
+/// The longest grace period of a rotation (7 days).
+pub const MAX_ROTATION_GRACE_S: u64 = 7 * 24 * 3600;
+
+/// The role a service account is created with when none is given.
+pub const DEFAULT_ACCOUNT_ROLE: &str = "Administrator";
 
 pub(crate) fn principal_view(p: &PrincipalRecord) -> PrincipalView {
     PrincipalView {
@@ -52,6 +70,7 @@ fn token_view(t: &ConsoleTokenRecord) -> ConsoleToken {
         created_at_ms: t.created_at_ms,
         last_used_at_ms: t.last_used_at_ms,
         revoked_at_ms: t.revoked_at_ms,
+        expires_at_ms: t.expires_at_ms,
     }
 }
 
@@ -73,6 +92,11 @@ async fn account_view(console: &Console, p: &PrincipalRecord) -> ApiResult<Servi
         description: p.description.clone(),
         created_at_ms: p.created_at_ms,
         disabled_at_ms: p.disabled_at_ms,
+        role: console
+            .store()
+            .service_account_role(&p.id)
+            .await?
+            .unwrap_or_else(|| "none".into()),
         tokens: tokens.iter().map(token_view).collect(),
     })
 }
@@ -114,9 +138,26 @@ async fn create_account(
             "the description is too long (at most 1024 bytes) or contains NUL",
         ));
     }
+    let role = crate::roles::existing_role(
+        &console,
+        req.role.as_deref().unwrap_or(DEFAULT_ACCOUNT_ROLE),
+    )
+    .await?;
+    crate::roles::check_grant(
+        &console,
+        &admin.grants,
+        &role,
+        &format!("new service account '{}'", req.name),
+    )
+    .await?;
     let account = console
         .store()
-        .create_service_account(&req.name, &req.description, Some(&admin.principal.id))
+        .create_service_account(
+            &req.name,
+            &req.description,
+            &role.name,
+            Some(&admin.principal.id),
+        )
         .await?;
     let (token, hash) = new_token();
     let record = match console
@@ -214,4 +255,68 @@ async fn disable_account(
     let account = find_account(&console, &account).await?;
     console.store().disable_service_account(&account.id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/_runway/console/v1/service-accounts/{account}/rotate", params(("account" = String, Path)), request_body = RotateAccountTokens, responses((status = 201, body = AccountTokenCreated, description = "the new token, shown once; the others end after the grace period"), (status = 400, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody)))]
+async fn rotate_account_tokens(
+    State(console): State<Console>,
+    _admin: AdminCaller,
+    Path(account): Path<String>,
+    Json(req): Json<RotateAccountTokens>,
+) -> ApiResult<(StatusCode, Json<AccountTokenCreated>)> {
+    if req.grace_s > MAX_ROTATION_GRACE_S {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "grace_s {} is too long: the old tokens may stay valid at most {} s (7 days)",
+                req.grace_s, MAX_ROTATION_GRACE_S
+            ),
+        ));
+    }
+    let account = find_account(&console, &account).await?;
+    let (token, hash) = new_token();
+    let name = format!("rotated-{}", runway_store::now_ms());
+    let end = runway_store::now_ms() + (req.grace_s as i64) * 1000;
+    let record = console
+        .store()
+        .rotate_console_tokens(&account.id, &name, &hash, end)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountTokenCreated {
+            account: account.name,
+            info: token_view(&record),
+            token,
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/_runway/console/v1/service-accounts/{account}/role", params(("account" = String, Path)), request_body = SetRole, responses((status = 200, body = ServiceAccount), (status = 400, body = runway_api::ErrorBody), (status = 403, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody)))]
+async fn set_account_role(
+    State(console): State<Console>,
+    AdminCaller(caller): AdminCaller,
+    Path(account): Path<String>,
+    Json(req): Json<SetRole>,
+) -> ApiResult<Json<ServiceAccount>> {
+    let account = find_account(&console, &account).await?;
+    if account.id == caller.principal.id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you cannot change your own role; ask another user who may manage users and roles",
+        ));
+    }
+    let role = crate::roles::existing_role(&console, &req.role).await?;
+    crate::roles::check_grant(
+        &console,
+        &caller.grants,
+        &role,
+        &format!("service account '{}'", account.name),
+    )
+    .await?;
+    console
+        .store()
+        .set_service_account_role(&account.id, &role.name)
+        .await?;
+    Ok(Json(account_view(&console, &account).await?))
 }

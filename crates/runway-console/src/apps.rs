@@ -13,7 +13,8 @@ use runway_client::Client;
 use runway_store::console::apps::{AppVersionRecord, ApplicationRecord};
 
 use crate::Console;
-use crate::auth::Caller;
+use crate::access::Level;
+use crate::auth::{Access, Caller, Need, require};
 use crate::environments::find_environment;
 use crate::error::{ApiError, ApiResult};
 
@@ -57,6 +58,59 @@ pub async fn running_views(console: &Console) -> ApiResult<Vec<RunningView>> {
             })
         })
         .collect())
+}
+
+/// What every registered environment runs, limited to what the caller may
+/// see (monitor on that app there).
+pub(crate) async fn visible_running(
+    console: &Console,
+    access: &Access<'_>,
+) -> ApiResult<Vec<RunningView>> {
+    Ok(running_views(console)
+        .await?
+        .into_iter()
+        .filter(|r| access.level(&r.environment, Some(&r.app)) >= Level::Monitor)
+        .collect())
+}
+
+/// Refuses (403, at the enforcement point) an app the caller has no access
+/// to in any environment, naming an environment that runs it.
+pub(crate) async fn require_sees_app(
+    console: &Console,
+    caller: &Caller,
+    access: &Access<'_>,
+    app: &str,
+) -> ApiResult<()> {
+    if access.sees_app(app) {
+        return Ok(());
+    }
+    let runs_in = running_views(console)
+        .await?
+        .into_iter()
+        .find(|r| r.app == app)
+        .map(|r| r.environment);
+    let env = match runs_in {
+        Some(env) => env,
+        None => console
+            .store()
+            .environments()
+            .await?
+            .into_iter()
+            .next()
+            .map(|e| e.name)
+            .unwrap_or_default(),
+    };
+    require(
+        console,
+        caller,
+        "see this app",
+        Need::Level {
+            env: &env,
+            app: Some(app),
+            level: Level::Monitor,
+        },
+    )
+    .await
 }
 
 /// The application with this name or key, or a 404 naming it.
@@ -115,12 +169,15 @@ async fn application_view(
 #[utoipa::path(get, path = "/_runway/console/v1/apps", responses((status = 200, body = Vec<ApplicationView>)))]
 async fn list_apps(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Json<Vec<ApplicationView>>> {
-    let running = running_views(&console).await?;
+    let access = Access::load(&console, &caller).await?;
+    let running = visible_running(&console, &access).await?;
     let mut out = Vec::new();
     for app in console.store().applications().await? {
-        out.push(application_view(&console, &app, &running).await?);
+        if access.sees_app(&app.name) {
+            out.push(application_view(&console, &app, &running).await?);
+        }
     }
     Ok(Json(out))
 }
@@ -128,11 +185,13 @@ async fn list_apps(
 #[utoipa::path(get, path = "/_runway/console/v1/apps/{app}", params(("app" = String, Path, description = "name or key")), responses((status = 200, body = ApplicationView), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_app(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
     let app = find_application(&console, &app).await?;
-    let running = running_views(&console).await?;
+    let access = Access::load(&console, &caller).await?;
+    require_sees_app(&console, &caller, &access, &app.name).await?;
+    let running = visible_running(&console, &access).await?;
     Ok(Json(application_view(&console, &app, &running).await?))
 }
 
@@ -159,11 +218,13 @@ fn version_view(v: AppVersionRecord, running: &[RunningView]) -> VersionView {
 #[utoipa::path(get, path = "/_runway/console/v1/apps/{app}/versions", params(("app" = String, Path)), responses((status = 200, body = Vec<VersionView>), (status = 404, body = runway_api::ErrorBody)))]
 async fn list_versions(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<VersionView>>> {
     let app = find_application(&console, &app).await?;
-    let running = running_views(&console).await?;
+    let access = Access::load(&console, &caller).await?;
+    require_sees_app(&console, &caller, &access, &app.name).await?;
+    let running = visible_running(&console, &access).await?;
     let versions = console.store().app_versions(&app.id).await?;
     Ok(Json(
         versions
@@ -176,7 +237,7 @@ async fn list_versions(
 #[utoipa::path(get, path = "/_runway/console/v1/versions/{key}", params(("key" = String, Path)), responses((status = 200, body = VersionView), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_version(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<Json<VersionView>> {
     let version = console.store().app_version(&key).await?.ok_or_else(|| {
@@ -188,7 +249,9 @@ async fn show_version(
             ),
         )
     })?;
-    let running = running_views(&console).await?;
+    let access = Access::load(&console, &caller).await?;
+    require_sees_app(&console, &caller, &access, &version.application).await?;
+    let running = visible_running(&console, &access).await?;
     Ok(Json(version_view(version, &running)))
 }
 
@@ -209,6 +272,17 @@ async fn tag_version(
         ));
     }
     let env = find_environment(&console, &req.environment).await?;
+    require(
+        &console,
+        &caller,
+        "tag a version",
+        Need::Level {
+            env: &env.name,
+            app: Some(&app),
+            level: Level::ChangeAndDeploy,
+        },
+    )
+    .await?;
     let credential = console.store().environment_credential(&env.id).await?;
     let client = Client::new(&env.address, Some(credential))
         .map_err(|e| ApiError::internal(format!("environment address: {e}")))?;

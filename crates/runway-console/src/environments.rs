@@ -21,7 +21,9 @@ use runway_client::{Client, ClientError};
 use runway_store::console::environments::{EnvironmentRecord, NewEnvironment, PipelineRecord};
 use runway_store::console::new_key;
 
-use crate::auth::Caller;
+use crate::access::Level;
+
+use crate::auth::{Caller, Need, require, sees_environment};
 use crate::error::{ApiError, ApiResult};
 use crate::{Console, check_name};
 
@@ -200,6 +202,13 @@ async fn add_environment(
     caller: Caller,
     Json(req): Json<AddEnvironment>,
 ) -> ApiResult<(StatusCode, Json<EnvironmentView>)> {
+    require(
+        &console,
+        &caller,
+        "register an environment",
+        Need::ManageInfrastructure,
+    )
+    .await?;
     check_name("environment", &req.name).map_err(|m| ApiError::bad_request("invalid_name", m))?;
     let address = check_address(&req.address, req.allow_insecure)?;
     if req.order.is_some() && req.pipeline.is_none() {
@@ -322,11 +331,14 @@ async fn add_environment(
 #[utoipa::path(get, path = "/_runway/console/v1/environments", responses((status = 200, body = Vec<EnvironmentView>)))]
 async fn list_environments(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Json<Vec<EnvironmentView>>> {
     let mut out = Vec::new();
     for env in console.store().environments().await? {
-        out.push(environment_view(&console, &env).await?);
+        // Environments the caller has no access to are not listed.
+        if sees_environment(&console, &caller, &env.name).await? {
+            out.push(environment_view(&console, &env).await?);
+        }
     }
     Ok(Json(out))
 }
@@ -334,15 +346,33 @@ async fn list_environments(
 #[utoipa::path(get, path = "/_runway/console/v1/environments/{env}", params(("env" = String, Path, description = "name or key")), responses((status = 200, body = EnvironmentDetail), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_environment(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(env): Path<String>,
 ) -> ApiResult<Json<EnvironmentDetail>> {
     let env = find_environment(&console, &env).await?;
-    let apps = crate::apps::running_views(&console)
-        .await?
-        .into_iter()
-        .filter(|r| r.environment_key == env.id)
-        .collect();
+    if !sees_environment(&console, &caller, &env.name).await? {
+        require(
+            &console,
+            &caller,
+            "see this environment",
+            Need::Level {
+                env: &env.name,
+                app: None,
+                level: Level::Monitor,
+            },
+        )
+        .await?;
+    }
+    // Only the apps the caller may see there.
+    let mut apps = Vec::new();
+    for r in crate::apps::running_views(&console).await? {
+        if r.environment_key == env.id
+            && crate::auth::level_of(&console, &caller, &env.name, Some(&r.app)).await?
+                >= Level::Monitor
+        {
+            apps.push(r);
+        }
+    }
     Ok(Json(EnvironmentDetail {
         environment: environment_view(&console, &env).await?,
         apps,
@@ -352,10 +382,17 @@ async fn show_environment(
 #[utoipa::path(delete, path = "/_runway/console/v1/environments/{env}", params(("env" = String, Path), RemoveEnvironment), responses((status = 204), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "a plan that is not finished uses it"), (status = 502, body = runway_api::ErrorBody, description = "the console cannot revoke its token on the environment (nothing removed; see `force`)")))]
 async fn remove_environment(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(env): Path<String>,
     Query(query): Query<RemoveEnvironment>,
 ) -> ApiResult<StatusCode> {
+    require(
+        &console,
+        &caller,
+        "remove an environment",
+        Need::ManageInfrastructure,
+    )
+    .await?;
     let env = find_environment(&console, &env).await?;
     // Refuses while plans target it, before the credential is given back.
     console.store().check_environment_removable(&env.id).await?;
@@ -392,11 +429,19 @@ async fn remove_environment(
 #[utoipa::path(put, path = "/_runway/console/v1/environments/{env}/pipeline", params(("env" = String, Path)), request_body = SetEnvironmentPipeline, responses((status = 200, body = EnvironmentView), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn set_pipeline(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(env): Path<String>,
     Json(req): Json<SetEnvironmentPipeline>,
 ) -> ApiResult<Json<EnvironmentView>> {
+    require(
+        &console,
+        &caller,
+        "change an environment's pipeline",
+        Need::ManageInfrastructure,
+    )
+    .await?;
     let env = find_environment(&console, &env).await?;
+    let before = serde_json::json!({"pipeline": env.pipeline, "order": env.position});
     let store = console.store();
     match &req.pipeline {
         None => store.set_environment_pipeline(&env.id, None).await?,
@@ -428,6 +473,12 @@ async fn set_pipeline(
         }
     }
     let env = find_environment(&console, &env.id).await?;
+    if let Some(slot) = &caller.audit {
+        slot.change(
+            before,
+            serde_json::json!({"pipeline": env.pipeline, "order": env.position}),
+        );
+    }
     Ok(Json(environment_view(&console, &env).await?))
 }
 
@@ -469,6 +520,13 @@ async fn create_pipeline(
     caller: Caller,
     Json(req): Json<CreatePipeline>,
 ) -> ApiResult<(StatusCode, Json<PipelineView>)> {
+    require(
+        &console,
+        &caller,
+        "create a pipeline",
+        Need::ManageInfrastructure,
+    )
+    .await?;
     check_name("pipeline", &req.name).map_err(|m| ApiError::bad_request("invalid_name", m))?;
     if req.description.len() > 1024 || req.description.contains('\0') {
         return Err(ApiError::bad_request(
@@ -489,11 +547,11 @@ async fn create_pipeline(
 #[utoipa::path(get, path = "/_runway/console/v1/pipelines", responses((status = 200, body = Vec<PipelineView>)))]
 async fn list_pipelines(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Json<Vec<PipelineView>>> {
     let mut out = Vec::new();
     for p in console.store().pipelines().await? {
-        out.push(pipeline_view(&console, &p).await?);
+        out.push(visible_stages(&console, &caller, pipeline_view(&console, &p).await?).await?);
     }
     Ok(Json(out))
 }
@@ -501,9 +559,26 @@ async fn list_pipelines(
 #[utoipa::path(get, path = "/_runway/console/v1/pipelines/{pipeline}", params(("pipeline" = String, Path)), responses((status = 200, body = PipelineView), (status = 404, body = runway_api::ErrorBody)))]
 async fn show_pipeline(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(pipeline): Path<String>,
 ) -> ApiResult<Json<PipelineView>> {
     let p = find_pipeline(&console, &pipeline).await?;
-    Ok(Json(pipeline_view(&console, &p).await?))
+    let view = pipeline_view(&console, &p).await?;
+    Ok(Json(visible_stages(&console, &caller, view).await?))
+}
+
+/// A pipeline without the environments the caller has no access to.
+async fn visible_stages(
+    console: &Console,
+    caller: &Caller,
+    mut view: PipelineView,
+) -> ApiResult<PipelineView> {
+    let mut stages = Vec::new();
+    for stage in view.environments {
+        if sees_environment(console, caller, &stage.name).await? {
+            stages.push(stage);
+        }
+    }
+    view.environments = stages;
+    Ok(view)
 }

@@ -11,7 +11,9 @@
 //! Modules: [`server`] (process: listener, admin token, key, pollers),
 //! [`auth`] (bearer tokens and sessions), [`accounts`] (service accounts),
 //! [`users`] (IT users, passwords, login, sessions), [`access`] (levels,
-//! roles, teams: the one effective-level function),
+//! roles, teams: the one effective-level function), [`roles`] (custom
+//! roles, teams, a user's role, and the catalog side of access: a
+//! principal's grants), [`audit`] (the audit log),
 //! [`environments`] (environments and pipelines), [`poller`] (health polls),
 //! [`apps`] (applications × environments, versions), [`error`] (JSON errors),
 //! [`openapi`] (the API's OpenAPI document).
@@ -21,6 +23,7 @@
 pub mod access;
 pub mod accounts;
 pub mod apps;
+pub mod audit;
 pub mod auth;
 pub mod environments;
 pub mod error;
@@ -28,6 +31,7 @@ pub mod lifetime;
 pub mod openapi;
 pub mod plans;
 pub mod poller;
+pub mod roles;
 pub mod server;
 pub mod users;
 
@@ -106,6 +110,8 @@ pub fn router(console: Console) -> Router {
     Router::new()
         .merge(accounts::routes())
         .merge(users::routes())
+        .merge(roles::routes())
+        .merge(audit::routes())
         .merge(environments::routes())
         .merge(apps::routes())
         .merge(plans::routes())
@@ -118,6 +124,10 @@ pub fn router(console: Console) -> Router {
             error::MAX_JSON_BODY_BYTES,
         ))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            audit::layer,
+        ))
         .layer(axum::middleware::from_fn(error::api_layer))
         .with_state(console)
 }

@@ -35,8 +35,9 @@ use runway_store::console::environments::EnvironmentRecord;
 use runway_store::console::plans::{PlanRecord, PlanStatus};
 
 use crate::Console;
-use crate::apps::running_views;
-use crate::auth::{Caller, authenticate};
+use crate::access::Level;
+use crate::apps::{require_sees_app, visible_running};
+use crate::auth::{Access, Caller, Need, authenticate_parts, require};
 use crate::error::ApiError;
 use crate::plans;
 
@@ -101,17 +102,17 @@ impl IntoResponse for LtError {
 
 type LtResult<T> = Result<T, LtError>;
 
-/// A caller of the surface: a service account (or the admin) with a
-/// console token in `Authorization: Bearer …`.
+/// A caller of the surface: a service account, a user's session or the
+/// admin, in `Authorization: Bearer …`. Each route checks the levels it
+/// needs like the console's own API (listings show only what the caller
+/// may see).
 pub struct LtCaller(pub Caller);
 
 impl FromRequestParts<Console> for LtCaller {
     type Rejection = LtError;
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, LtError> {
-        let caller = authenticate(console, &parts.headers).await?;
-        crate::auth::refuse_unenforced_role(&caller)?;
-        Ok(LtCaller(caller))
+        Ok(LtCaller(authenticate_parts(console, parts).await?))
     }
 }
 
@@ -164,6 +165,25 @@ pub(crate) fn routes() -> Router<Console> {
         &format!("{LIFETIME_API_V2}/{{*rest}}"),
         axum::routing::any(unknown_route),
     )
+}
+
+/// Refuses an environment the caller has no access to (403 at the
+/// enforcement point).
+async fn require_sees_env(console: &Console, caller: &Caller, env: &str) -> LtResult<()> {
+    if !crate::auth::sees_environment(console, caller, env).await? {
+        require(
+            console,
+            caller,
+            "see this environment",
+            Need::Level {
+                env,
+                app: None,
+                level: Level::Monitor,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn unknown_route(uri: http::Uri) -> LtError {
@@ -256,21 +276,25 @@ async fn environment_view(console: &Console, env: &EnvironmentRecord) -> LtResul
 
 async fn list_environments(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
 ) -> LtResult<Json<Vec<Environment>>> {
+    let access = Access::load(&console, &caller).await?;
     let mut out = Vec::new();
     for env in console.store().environments().await? {
-        out.push(environment_view(&console, &env).await?);
+        if access.sees_environment(&env.name) {
+            out.push(environment_view(&console, &env).await?);
+        }
     }
     Ok(Json(out))
 }
 
 async fn show_environment(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(env): Path<String>,
 ) -> LtResult<Json<Environment>> {
     let env = environment(&console, &env).await?;
+    require_sees_env(&console, &caller, &env.name).await?;
     Ok(Json(environment_view(&console, &env).await?))
 }
 
@@ -358,13 +382,15 @@ fn include_flags(q: &HashMap<String, String>) -> LtResult<(bool, bool)> {
 
 async fn env_applications(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(env): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> LtResult<Json<Vec<Application>>> {
     let (statuses, modules) = include_flags(&q)?;
     let env = environment(&console, &env).await?;
-    let running = running_views(&console).await?;
+    require_sees_env(&console, &caller, &env.name).await?;
+    let access = Access::load(&console, &caller).await?;
+    let running = visible_running(&console, &access).await?;
     let mut out = Vec::new();
     for app in console.store().applications().await? {
         if running
@@ -385,14 +411,26 @@ async fn env_applications(
 
 async fn env_application(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path((env, app)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> LtResult<Json<Application>> {
     let (statuses, modules) = include_flags(&q)?;
     let env = environment(&console, &env).await?;
     let app = application(&console, &app).await?;
-    let running = running_views(&console).await?;
+    require(
+        &console,
+        &caller,
+        "see this app",
+        Need::Level {
+            env: &env.name,
+            app: Some(&app.name),
+            level: Level::Monitor,
+        },
+    )
+    .await?;
+    let access = Access::load(&console, &caller).await?;
+    let running = visible_running(&console, &access).await?;
     if !running
         .iter()
         .any(|r| r.app_key == app.id && r.environment_key == env.id && r.version.is_some())
@@ -424,6 +462,17 @@ async fn tag_version(
 ) -> LtResult<(StatusCode, Json<ApplicationVersionCreated>)> {
     let env = environment(&console, &env).await?;
     let app = application(&console, &app).await?;
+    require(
+        &console,
+        &caller,
+        "tag a version",
+        Need::Level {
+            env: &env.name,
+            app: Some(&app.name),
+            level: Level::ChangeAndDeploy,
+        },
+    )
+    .await?;
     if req.change_log.len() > 64 * 1024 || req.change_log.contains('\0') {
         return Err(LtError::new(
             StatusCode::BAD_REQUEST,
@@ -493,10 +542,11 @@ async fn tag_version(
 
 async fn zones(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(env): Path<String>,
 ) -> LtResult<Json<Vec<DeploymentZone>>> {
     let env = environment(&console, &env).await?;
+    require_sees_env(&console, &caller, &env.name).await?;
     Ok(Json(vec![DeploymentZone {
         key: env.id.clone(),
         name: "Global".into(),
@@ -510,17 +560,19 @@ async fn zones(
 
 async fn list_applications(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Query(q): Query<HashMap<String, String>>,
 ) -> LtResult<Json<Vec<Application>>> {
     let (statuses, modules) = include_flags(&q)?;
-    let running = running_views(&console).await?;
+    let access = Access::load(&console, &caller).await?;
+    let running = visible_running(&console, &access).await?;
     Ok(Json(
         console
             .store()
             .applications()
             .await?
             .iter()
+            .filter(|a| access.sees_app(&a.name))
             .map(|a| application_view(a, &running, None, statuses, modules))
             .collect(),
     ))
@@ -528,13 +580,15 @@ async fn list_applications(
 
 async fn show_application(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(app): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> LtResult<Json<Application>> {
     let (statuses, modules) = include_flags(&q)?;
     let app = application(&console, &app).await?;
-    let running = running_views(&console).await?;
+    let access = Access::load(&console, &caller).await?;
+    require_sees_app(&console, &caller, &access, &app.name).await?;
+    let running = visible_running(&console, &access).await?;
     Ok(Json(application_view(
         &app, &running, None, statuses, modules,
     )))
@@ -557,11 +611,13 @@ fn version_view(v: AppVersionRecord, running: &[RunningView]) -> ApplicationVers
 
 async fn list_versions(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(app): Path<String>,
 ) -> LtResult<Json<Vec<ApplicationVersion>>> {
     let app = application(&console, &app).await?;
-    let running = running_views(&console).await?;
+    let access = Access::load(&console, &caller).await?;
+    require_sees_app(&console, &caller, &access, &app.name).await?;
+    let running = visible_running(&console, &access).await?;
     Ok(Json(
         console
             .store()
@@ -575,10 +631,12 @@ async fn list_versions(
 
 async fn show_version(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path((app, version)): Path<(String, String)>,
 ) -> LtResult<Json<ApplicationVersion>> {
     let app = application(&console, &app).await?;
+    let access = Access::load(&console, &caller).await?;
+    require_sees_app(&console, &caller, &access, &app.name).await?;
     let found = if runway_store::console::is_key(&version) {
         console.store().app_version(&version).await?
     } else {
@@ -593,7 +651,7 @@ async fn show_version(
             ),
         ));
     };
-    let running = running_views(&console).await?;
+    let running = visible_running(&console, &access).await?;
     Ok(Json(version_view(v, &running)))
 }
 
@@ -651,7 +709,7 @@ async fn deployment_view(console: &Console, plan: &PlanRecord) -> LtResult<Deplo
 
 async fn list_deployments(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Query(q): Query<HashMap<String, String>>,
 ) -> LtResult<Json<Vec<Deployment>>> {
     let date = |name: &str| -> LtResult<Option<i64>> {
@@ -672,9 +730,13 @@ async fn list_deployments(
         Some(k) => Some(environment(&console, k).await?.id),
         None => None,
     };
+    let access = Access::load(&console, &caller).await?;
     let mut out = Vec::new();
     for plan in console.store().plans(min, max, target.as_deref()).await? {
-        out.push(deployment_view(&console, &plan).await?);
+        let (_, target, _) = plans::plan_scope(&console, &plan).await?;
+        if access.sees_environment(&target) {
+            out.push(deployment_view(&console, &plan).await?);
+        }
     }
     Ok(Json(out))
 }
@@ -760,10 +822,11 @@ async fn create_deployment(
 
 async fn show_deployment(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(key): Path<String>,
 ) -> LtResult<Json<DeploymentDetail>> {
     let plan = plan(&console, &key).await?;
+    plans::require_sees_plan(&console, &caller, &plan.id).await?;
     let deployment = deployment_view(&console, &plan).await?;
     let conflicts = if plan.status == PlanStatus::Saved {
         plans::validate(&console, &plan).await?.conflicts
@@ -796,10 +859,11 @@ async fn show_deployment(
 
 async fn delete_deployment(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(key): Path<String>,
 ) -> LtResult<StatusCode> {
     let plan = plan(&console, &key).await?;
+    plans::require_stored_plan(&console, &caller, "delete a deployment plan", &plan.id).await?;
     if plan.status != PlanStatus::Saved {
         return Err(LtError::new(
             StatusCode::BAD_REQUEST,
@@ -816,11 +880,18 @@ async fn delete_deployment(
 
 async fn command(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path((key, command)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> LtResult<StatusCode> {
     let plan = plan(&console, &key).await?;
+    plans::require_stored_plan(
+        &console,
+        &caller,
+        &format!("{} a deployment plan", command.to_ascii_lowercase()),
+        &plan.id,
+    )
+    .await?;
     match command.to_ascii_lowercase().as_str() {
         "start" => {
             // Runway has no "outdated consumers" to redeploy: dependencies are
@@ -861,10 +932,11 @@ fn as_bad_request(e: ApiError) -> LtError {
 
 async fn deployment_status(
     State(console): State<Console>,
-    _caller: LtCaller,
+    LtCaller(caller): LtCaller,
     Path(key): Path<String>,
 ) -> LtResult<Json<DeploymentStatus>> {
     let plan = plan(&console, &key).await?;
+    plans::require_sees_plan(&console, &caller, &plan.id).await?;
     let status = plans::status(&console, &plan.id, 0).await?;
     Ok(Json(DeploymentStatus {
         deployment_status: plan.status.as_str().into(),

@@ -20,6 +20,8 @@ use crate::auth::Caller;
         crate::accounts::create_account_token,
         crate::accounts::revoke_account_token,
         crate::accounts::disable_account,
+        crate::accounts::rotate_account_tokens,
+        crate::accounts::set_account_role,
         crate::environments::add_environment,
         crate::environments::list_environments,
         crate::environments::show_environment,
@@ -66,6 +68,8 @@ impl utoipa::Modify for BearerAuth {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ConsoleDoc::openapi();
     doc.merge(crate::users::UsersDoc::openapi());
+    doc.merge(crate::roles::RolesDoc::openapi());
+    doc.merge(crate::audit::AuditDoc::openapi());
     doc
 }
 

@@ -43,7 +43,8 @@ use serde::Deserialize;
 
 use crate::Console;
 use crate::apps::find_application;
-use crate::auth::Caller;
+use crate::access::Level;
+use crate::auth::{Caller, Need, require};
 use crate::environments::find_environment;
 use crate::error::{ApiError, ApiResult};
 
@@ -272,6 +273,9 @@ pub async fn create_plan(
             properties.push((app_id.clone(), key.clone(), value.clone()));
         }
     }
+    let names: Vec<&str> = apps.keys().map(String::as_str).collect();
+    require_plan(console, caller, "create a deployment plan", &source.name, &target.name, &names)
+        .await?;
     let new = NewPlan {
         id: new_key(),
         source_environment_id: source.id.clone(),
@@ -299,6 +303,107 @@ pub async fn create_plan(
     )
     .await;
     Ok(plan)
+}
+
+/// A plan needs monitor on the source and change & deploy on the target
+/// for every app in it (the enforcement point refuses, naming the first
+/// app and level missing).
+pub async fn require_plan(
+    console: &Console,
+    caller: &Caller,
+    action: &str,
+    source: &str,
+    target: &str,
+    apps: &[&str],
+) -> ApiResult<()> {
+    for &app in apps {
+        let needs = [(target, Level::ChangeAndDeploy), (source, Level::Monitor)];
+        for (env, level) in needs {
+            require(
+                console,
+                caller,
+                action,
+                Need::Level {
+                    env,
+                    app: Some(app),
+                    level,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The names of a stored plan's source, target and apps.
+pub async fn plan_scope(
+    console: &Console,
+    plan: &PlanRecord,
+) -> ApiResult<(String, String, Vec<String>)> {
+    let name_of = |id: &str| {
+        let id = id.to_string();
+        async move {
+            Ok::<_, ApiError>(
+                console
+                    .store()
+                    .environment(&id)
+                    .await?
+                    .map_or(id.clone(), |e| e.name),
+            )
+        }
+    };
+    let source = name_of(&plan.source_environment_id).await?;
+    let target = name_of(&plan.target_environment_id).await?;
+    let mut apps = Vec::new();
+    for op in console.store().plan_operations(&plan.id).await? {
+        let app = match op {
+            PlanOperation::Deploy { version_id, .. } => console
+                .store()
+                .app_version(&version_id)
+                .await?
+                .map(|v| v.application),
+            PlanOperation::Undeploy { application_id } => console
+                .store()
+                .application(&application_id)
+                .await?
+                .map(|a| a.name),
+        };
+        apps.extend(app);
+    }
+    Ok((source, target, apps))
+}
+
+/// Refuses acting on a stored plan without its levels ([`require_plan`]).
+pub(crate) async fn require_stored_plan(
+    console: &Console,
+    caller: &Caller,
+    action: &str,
+    key: &str,
+) -> ApiResult<()> {
+    let plan = find_plan(console, key).await?;
+    let (source, target, apps) = plan_scope(console, &plan).await?;
+    let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+    require_plan(console, caller, action, &source, &target, &apps).await
+}
+
+/// Refuses seeing a stored plan without monitor on its target.
+pub(crate) async fn require_sees_plan(console: &Console, caller: &Caller, key: &str) -> ApiResult<()> {
+    let plan = find_plan(console, key).await?;
+    let (_, target, _) = plan_scope(console, &plan).await?;
+    if crate::auth::sees_environment(console, caller, &target).await? {
+        return Ok(());
+    }
+    require(
+        console,
+        caller,
+        "see this deployment plan",
+        Need::Level {
+            env: &target,
+            app: None,
+            level: Level::Monitor,
+        },
+    )
+    .await
 }
 
 /// A plan as shown.
@@ -1558,16 +1663,21 @@ struct ListQuery {
 #[utoipa::path(get, path = "/_runway/console/v1/plans", params(("target" = Option<String>, Query, description = "only plans to this environment (name or key)")), responses((status = 200, body = Vec<PlanView>, description = "newest first"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "environment_not_found")))]
 async fn list_plans(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<PlanView>>> {
     let target = match &q.target {
         Some(t) => Some(find_environment(&console, t).await?.id),
         None => None,
     };
+    let access = crate::auth::Access::load(&console, &caller).await?;
     let mut out = Vec::new();
     for plan in console.store().plans(None, None, target.as_deref()).await? {
-        out.push(plan_view(&console, &plan).await?);
+        // Only plans into environments the caller sees.
+        let (_, target, _) = plan_scope(&console, &plan).await?;
+        if access.sees_environment(&target) {
+            out.push(plan_view(&console, &plan).await?);
+        }
     }
     Ok(Json(out))
 }
@@ -1585,9 +1695,10 @@ async fn create_plan_route(
 #[utoipa::path(get, path = "/_runway/console/v1/plans/{key}", params(("key" = String, Path, description = "the plan key")), responses((status = 200, body = PlanView, description = "with each target front-end's stage"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found")))]
 async fn show_plan(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<Json<PlanView>> {
+    require_sees_plan(&console, &caller, &key).await?;
     let plan = find_plan(&console, &key).await?;
     let mut view = plan_view(&console, &plan).await?;
     view.frontends = target_progress(&console, &plan).await;
@@ -1597,9 +1708,10 @@ async fn show_plan(
 #[utoipa::path(delete, path = "/_runway/console/v1/plans/{key}", params(("key" = String, Path)), responses((status = 204, description = "deleted"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_running: the plan holds its target")))]
 async fn delete_plan_route(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
+    require_stored_plan(&console, &caller, "delete a deployment plan", &key).await?;
     delete_plan(&console, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1607,9 +1719,10 @@ async fn delete_plan_route(
 #[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/validate", params(("key" = String, Path)), responses((status = 200, body = PlanValidation, description = "the conflicts, each naming the app, the cause and the fix"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "an environment of the plan was removed")))]
 async fn validate_route(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<Json<PlanValidation>> {
+    require_stored_plan(&console, &caller, "validate a deployment plan", &key).await?;
     let plan = find_plan(&console, &key).await?;
     Ok(Json(validate(&console, &plan).await?))
 }
@@ -1617,9 +1730,10 @@ async fn validate_route(
 #[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/start", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "validated and running"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_conflicts (details: conflicts), target_busy (details: running_plan), plan_not_saved")))]
 async fn start_route(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PlanView>)> {
+    require_stored_plan(&console, &caller, "start a deployment plan", &key).await?;
     let plan = start(&console, &key).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -1630,9 +1744,10 @@ async fn start_route(
 #[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/continue", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "committing the prepared deployment"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_not_prepared")))]
 async fn continue_route(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PlanView>)> {
+    require_stored_plan(&console, &caller, "continue a deployment plan", &key).await?;
     let plan = continue_plan(&console, &key).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -1643,9 +1758,10 @@ async fn continue_route(
 #[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/abort", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "aborting or aborted; the target stays as it was"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_not_abortable: saved, or already finished")))]
 async fn abort_route(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PlanView>)> {
+    require_stored_plan(&console, &caller, "abort a deployment plan", &key).await?;
     let plan = abort_plan(&console, &key).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -1656,9 +1772,10 @@ async fn abort_route(
 #[utoipa::path(get, path = "/_runway/console/v1/plans/{key}/status", params(("key" = String, Path), ("after" = Option<i64>, Query, description = "only log rows with a larger id")), responses((status = 200, body = PlanStatusView), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found")))]
 async fn status_route(
     State(console): State<Console>,
-    _caller: Caller,
+    caller: Caller,
     Path(key): Path<String>,
     Query(q): Query<PlanLogQuery>,
 ) -> ApiResult<Json<PlanStatusView>> {
+    require_sees_plan(&console, &caller, &key).await?;
     Ok(Json(status(&console, &key, q.after).await?))
 }

@@ -30,6 +30,8 @@ pub struct ConsoleConfig {
     pub connections: runway_server::ConnectionSettings,
     /// Session lifetimes and the login delay.
     pub identity: crate::users::IdentityConfig,
+    /// Audit rows older than this are pruned (hourly). Default 365 days.
+    pub audit_retention: Duration,
 }
 
 impl ConsoleConfig {
@@ -41,6 +43,9 @@ impl ConsoleConfig {
             poll_interval: Duration::from_secs(5),
             connections: runway_server::ConnectionSettings::default(),
             identity: crate::users::IdentityConfig::default(),
+            audit_retention: Duration::from_secs(
+                u64::from(crate::audit::DEFAULT_RETENTION_DAYS) * 86_400,
+            ),
         }
     }
 }
@@ -53,6 +58,8 @@ pub struct ConsoleServer {
     admin_password: Option<String>,
     stop: watch::Sender<bool>,
     server: runway_server::ServerTask,
+    /// Prunes the audit log past its retention.
+    pruner: tokio::task::JoinHandle<()>,
 }
 
 impl ConsoleServer {
@@ -64,6 +71,12 @@ impl ConsoleServer {
             );
         }
         config.connections.validate().map_err(anyhow::Error::msg)?;
+        if config.audit_retention < Duration::from_secs(86_400) {
+            anyhow::bail!(
+                "--audit-retention-days must be at least 1 (default {})",
+                crate::audit::DEFAULT_RETENTION_DAYS
+            );
+        }
         let data_dir = &config.data_dir;
         runway_store::files::create_private_dir(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
@@ -121,6 +134,10 @@ impl ConsoleServer {
             .recover_plans()
             .await
             .context("failed to resume the plans a previous run left running")?;
+        let pruner = tokio::spawn(crate::audit::prune_periodically(
+            console.clone(),
+            config.audit_retention,
+        ));
         let (stop, stopped) = watch::channel(false);
         let server = runway_server::spawn_server(
             listener,
@@ -136,6 +153,7 @@ impl ConsoleServer {
             admin_password,
             stop,
             server,
+            pruner,
         })
     }
 
@@ -163,6 +181,7 @@ impl ConsoleServer {
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.console.stop_pollers();
+        self.pruner.abort();
         let joined = runway_server::join_servers([self.server], deadline).await;
         self.console.store().close().await;
         joined

@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use http::StatusCode;
 use rand::Rng as _;
 use runway_api::console::identity::{
-    BUILT_IN_ROLES, ChangePassword, CreateUser, Login, PasswordChanged, SessionCreated,
+    ChangePassword, CreateUser, Login, PasswordChanged, SessionCreated,
     SessionsEnded, UserCreated, UserView,
 };
 use runway_store::console::principals::PrincipalKind;
@@ -37,7 +37,7 @@ use runway_store::now_ms;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::auth::{AdminCaller, Caller, Myself};
+use crate::auth::{AdminCaller, Caller, Myself, Need};
 use crate::error::{ApiError, ApiResult};
 use crate::{Console, check_name};
 
@@ -229,7 +229,7 @@ fn weak_password(message: String) -> ApiError {
 
 // --- views and lookups ---------------------------------------------------------
 
-async fn user_view(console: &Console, u: &UserRecord) -> ApiResult<UserView> {
+pub(crate) async fn user_view(console: &Console, u: &UserRecord) -> ApiResult<UserView> {
     let created_by = match &u.principal.created_by {
         Some(id) => console.store().principal(id).await?.map(|p| p.name),
         None => None,
@@ -252,28 +252,12 @@ async fn user_view(console: &Console, u: &UserRecord) -> ApiResult<UserView> {
     })
 }
 
-async fn find_user(console: &Console, name_or_key: &str) -> ApiResult<UserRecord> {
+pub(crate) async fn find_user(console: &Console, name_or_key: &str) -> ApiResult<UserRecord> {
     console.store().user(name_or_key).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "no user {name_or_key:?} on this console (`runway user list` shows them)"
         ))
     })
-}
-
-fn check_role(role: &str) -> ApiResult<&'static str> {
-    BUILT_IN_ROLES
-        .iter()
-        .find(|r| r.eq_ignore_ascii_case(role))
-        .copied()
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_role",
-                format!(
-                    "no role {role:?}: use one of {} (`runway role list`)",
-                    BUILT_IN_ROLES.join(", ")
-                ),
-            )
-        })
 }
 
 fn check_email(email: &str) -> ApiResult<()> {
@@ -329,22 +313,9 @@ async fn show_user(
 ) -> ApiResult<Json<UserView>> {
     let user = find_user(&console, &user).await?;
     if !may_see(&caller, &user) {
-        return Err(forbidden_admin(&caller, "see other users"));
+        crate::auth::require(&console, &caller, "see other users", Need::ManageUsers).await?;
     }
     Ok(Json(user_view(&console, &user).await?))
-}
-
-pub(crate) fn forbidden_admin(caller: &Caller, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!(
-            "{} '{}' cannot {what}: that needs the right to manage users and roles (the \
-             Administrator role, or the console's admin token)",
-            caller.principal.kind.as_str().replace('_', " "),
-            caller.principal.name
-        ),
-    )
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/users", request_body = CreateUser, responses((status = 201, body = UserCreated, description = "the user; a generated password is shown once"), (status = 400, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
@@ -356,7 +327,14 @@ async fn create_user(
     check_name("user", &req.name).map_err(|m| ApiError::bad_request("invalid_name", m))?;
     check_email(&req.email)?;
     check_display_name(&req.display_name)?;
-    let role = check_role(&req.role)?;
+    let role = crate::roles::existing_role(&console, &req.role).await?;
+    crate::roles::check_grant(
+        &console,
+        &admin.grants,
+        &role,
+        &format!("new user '{}'", req.name),
+    )
+    .await?;
     let (password, generated) = match req.password {
         Some(p) => {
             check_password(&p, &[&req.name, &req.email, &req.display_name])
@@ -373,7 +351,7 @@ async fn create_user(
                 name: &req.name,
                 display_name: &req.display_name,
                 email: &req.email,
-                role,
+                role: &role.name,
                 password_hash: &hash,
             },
             Some(&admin.principal.id),
@@ -445,8 +423,26 @@ async fn change_password(
 ) -> ApiResult<Json<PasswordChanged>> {
     let user = find_user(&console, &user).await?;
     let own = caller.principal.id == user.principal.id;
-    if !own && !caller.is_admin() {
-        return Err(forbidden_admin(&caller, "change another user's password"));
+    if !own {
+        crate::auth::require(
+            &console,
+            &caller,
+            "change another user's password",
+            Need::ManageUsers,
+        )
+        .await?;
+        // Setting a password is logging in as that user: only for a user
+        // whose role the caller could hand out itself.
+        let role = crate::roles::find_role(&console, &user.role).await?;
+        if let Some(role) = role {
+            crate::roles::check_grant(
+                &console,
+                &caller.grants,
+                &role,
+                &format!("yourself by resetting the password of user '{}'", user.principal.name),
+            )
+            .await?;
+        }
     }
     if own {
         // Proving the current password keeps a stolen session from taking
@@ -608,8 +604,12 @@ pub fn new_session_token() -> (String, String) {
 async fn login(
     State(console): State<Console>,
     ClientAddress(address): ClientAddress,
+    slot: Option<axum::Extension<crate::audit::AuditSlot>>,
     Json(req): Json<Login>,
 ) -> ApiResult<(StatusCode, Json<SessionCreated>)> {
+    if let Some(axum::Extension(slot)) = &slot {
+        slot.login_attempt(&req.user);
+    }
     if req.user.is_empty() || req.user.len() > 256 || req.password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::bad_request(
             "invalid_request",

@@ -45,6 +45,8 @@ pub struct ServiceAccount {
     pub description: String,
     pub created_at_ms: i64,
     pub disabled_at_ms: Option<i64>,
+    /// What it may do (teams it is a member of add to that on their apps).
+    pub role: String,
     pub tokens: Vec<ConsoleToken>,
 }
 
@@ -56,6 +58,9 @@ pub struct ConsoleToken {
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// Replaced by a rotation: accepted until then, refused after.
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
 }
 
 /// `POST /_runway/console/v1/service-accounts`
@@ -64,6 +69,19 @@ pub struct CreateServiceAccount {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Its role; absent: Administrator (what service accounts could do
+    /// before roles existed). Only given if the creator may hand it out.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// `POST /_runway/console/v1/service-accounts/{account}/rotate`: a new
+/// token; the account's other tokens keep working `grace_s` seconds more
+/// (0, the default: refused at once).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RotateAccountTokens {
+    #[serde(default)]
+    pub grace_s: u64,
 }
 
 /// `POST /_runway/console/v1/service-accounts/{account}/tokens`

@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// How often each environment's health is polled, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub poll_ms: u64,
+    /// Audit rows older than this many days are deleted (hourly).
+    #[arg(long, default_value_t = runway_console::audit::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub audit_retention_days: u32,
     /// On ctrl-c / SIGTERM: how long requests in flight may finish, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
@@ -127,6 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ConsoleConfig::new(&args.data_dir, args.listen);
     config.database = args.database;
     config.poll_interval = Duration::from_millis(args.poll_ms);
+    config.audit_retention = Duration::from_secs(u64::from(args.audit_retention_days) * 86_400);
     config.connections = args.connections.settings()?;
     let console = ConsoleServer::start(config).await?;
     println!("runway: console listening on http://{}", console.addr());
@@ -183,6 +187,7 @@ async fn account(cmd: AccountCommand) -> anyhow::Result<()> {
                 .create_service_account(&CreateServiceAccount {
                     name: a.name.clone(),
                     description: a.description,
+                    role: None,
                 })
                 .await
                 .with_context(|| format!("cannot create service account {:?}", a.name))?;

@@ -4,6 +4,7 @@ use crate::cli::{Cli, Command};
 
 pub mod app;
 pub mod apps;
+pub mod audit;
 pub mod balancer;
 pub mod console;
 pub mod controller;
@@ -14,6 +15,9 @@ pub mod frontend;
 pub mod login;
 pub mod logs;
 pub mod pipeline;
+pub mod role;
+pub mod service_account;
+pub mod team;
 pub mod timer;
 pub mod token;
 pub mod up;
@@ -30,6 +34,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
         Command::User(cmd) => user::run(cmd).await,
+        Command::Role(cmd) => role::run(cmd).await,
+        Command::Team(cmd) => team::run(cmd).await,
+        Command::ServiceAccount(cmd) => service_account::run(cmd).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Pipeline(cmd) => pipeline::run(cmd).await,
         Command::Apps(args) => apps::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,

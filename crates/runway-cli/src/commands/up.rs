@@ -45,6 +45,9 @@ pub struct UpArgs {
     /// The infrastructure: how often the console polls each environment, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub console_poll_ms: u64,
+    /// The infrastructure: the console deletes audit rows older than this many days.
+    #[arg(long, default_value_t = runway_console::audit::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub audit_retention_days: u32,
     /// On ctrl-c / SIGTERM: how long in-flight requests may finish, in
     /// milliseconds; guests still running then are stopped.
     #[arg(long, default_value_t = 30_000)]

@@ -1,4 +1,4 @@
-//! `runway user add|list|show|disable|enable|unlock|passwd`: the console's
+//! `runway user add|list|show|disable|enable|unlock|passwd|role`: the console's
 //! IT users. Passwords are read from stdin (`--password-stdin`) or prompted
 //! without echo; left out on `add`, the console generates one and it is
 //! printed once.
@@ -31,6 +31,21 @@ pub enum UserCommand {
     /// administrator anyone's (without --password-stdin a new one is generated
     /// and printed once). Ends the user's other sessions.
     Passwd(PasswdArgs),
+    /// Give a user another role (built-in or custom; `runway role list`).
+    Role(RoleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RoleArgs {
+    /// The username or key.
+    pub name: String,
+    /// The new role.
+    pub role: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
 }
 
 #[derive(Args, Debug)]
@@ -39,7 +54,7 @@ pub struct AddArgs {
     pub name: String,
     #[arg(long)]
     pub email: String,
-    /// Administrator, Developer, Tester or Operations.
+    /// Administrator, Developer, Tester, Operations or a custom role.
     #[arg(long)]
     pub role: String,
     #[arg(long, default_value = "")]
@@ -203,6 +218,19 @@ pub async fn run(cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Enable(a) => action(a, "enable", "enabled").await,
         UserCommand::Unlock(a) => action(a, "unlock", "unlocked").await,
         UserCommand::Passwd(a) => passwd(a).await,
+        UserCommand::Role(a) => {
+            let u = a
+                .console
+                .client()?
+                .set_user_role(&a.name, &a.role)
+                .await
+                .with_context(|| format!("cannot give user {:?} role {:?}", a.name, a.role))?;
+            if a.json {
+                return print_json(&u);
+            }
+            println!("user {} now has role {}", u.name, u.role);
+            Ok(())
+        }
     }
 }
 

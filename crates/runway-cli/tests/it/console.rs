@@ -379,6 +379,7 @@ async fn service_account_tokens_are_shown_once_and_revocable() {
         .create_service_account(&CreateServiceAccount {
             name: "ci".into(),
             description: "the pipeline".into(),
+            role: None,
         })
         .await
         .unwrap();

@@ -11,6 +11,11 @@
 //!   users, and their bearer tokens (SHA-256 only).
 //! * [`users`] — IT users (argon2id password hashes), their login sessions
 //!   (SHA-256 only) and the failed-login counters behind login throttling.
+//! * [`audit`] — the audit log (append-only; filtered reads; pruning past
+//!   the retention).
+//! * [`roles`] — custom roles (levels per environment scope, the two
+//!   rights; the built-in roles are not stored) and teams (apps, members
+//!   each with a role).
 //! * [`environments`] — registered environments (UUID key, address,
 //!   pipeline and order, the sealed console credential), pipelines, and the
 //!   last health poll of each.
@@ -20,9 +25,11 @@
 //!   status log.
 
 pub mod apps;
+pub mod audit;
 pub mod environments;
 pub mod plans;
 pub mod principals;
+pub mod roles;
 pub mod users;
 
 use std::path::Path;

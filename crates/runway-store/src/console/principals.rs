@@ -60,12 +60,14 @@ pub struct ConsoleTokenRecord {
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// After a rotation: the end of the grace period, from which it is refused.
+    pub expires_at_ms: Option<i64>,
 }
 
 pub(crate) const PRINCIPAL_COLUMNS: &str =
     "id, kind, name, description, created_at_ms, created_by, disabled_at_ms";
 const TOKEN_COLUMNS: &str =
-    "id, principal_id, name, hash, created_at_ms, last_used_at_ms, revoked_at_ms";
+    "id, principal_id, name, hash, created_at_ms, last_used_at_ms, revoked_at_ms, expires_at_ms";
 
 pub(crate) fn principal_from_row(r: &AnyRow) -> sqlx::Result<PrincipalRecord> {
     let kind: String = r.try_get("kind")?;
@@ -91,6 +93,7 @@ fn token_from_row(r: &AnyRow) -> sqlx::Result<ConsoleTokenRecord> {
         created_at_ms: r.try_get("created_at_ms")?,
         last_used_at_ms: r.try_get("last_used_at_ms")?,
         revoked_at_ms: r.try_get("revoked_at_ms")?,
+        expires_at_ms: r.try_get("expires_at_ms")?,
     })
 }
 
@@ -134,15 +137,21 @@ impl ConsoleStore {
         Ok(true)
     }
 
-    /// Creates a service account. Names are unique among principals that are
-    /// not disabled ([`StoreError::Conflict`]).
+    /// Creates a service account with its role (a name the console
+    /// checked), in one transaction. Names are unique among principals that
+    /// are not disabled ([`StoreError::Conflict`]).
     pub async fn create_service_account(
         &self,
         name: &str,
         description: &str,
+        role: &str,
         created_by: Option<&str>,
     ) -> Result<PrincipalRecord> {
         let what = || format!("failed to create service account {name:?}");
+        let mut tx = self
+            .catalog()
+            .begin_write("create a service account")
+            .await?;
         let row = sqlx::query(&format!(
             "INSERT INTO principals (id, kind, name, description, created_at_ms, created_by) \
              VALUES ($1, 'service_account', $2, $3, $4, $5) RETURNING {PRINCIPAL_COLUMNS}"
@@ -152,16 +161,91 @@ impl ConsoleStore {
         .bind(description)
         .bind(now_ms())
         .bind(created_by)
-        .fetch_one(&self.catalog().pool)
+        .fetch_one(&mut *tx)
         .await;
-        match row {
-            Ok(row) => principal_from_row(&row).context(what),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a service account, user or the admin is already named {name:?}; pick another \
-                 name or disable that one first"
-            ))),
-            Err(e) => Err(e).context(what),
-        }
+        let account = match row {
+            Ok(row) => principal_from_row(&row).context(what)?,
+            Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await.context(what)?;
+                return Err(StoreError::Conflict(format!(
+                    "a service account, user or the admin is already named {name:?}; pick \
+                     another name or disable that one first"
+                )));
+            }
+            Err(e) => return Err(e).context(what),
+        };
+        sqlx::query("INSERT INTO service_account_roles (principal_id, role) VALUES ($1, $2)")
+            .bind(&account.id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await
+            .context(what)?;
+        tx.commit().await.context(what)?;
+        Ok(account)
+    }
+
+    /// A service account's role (`None`: it has none recorded, which grants nothing).
+    pub async fn service_account_role(&self, principal_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT role FROM service_account_roles WHERE principal_id = $1")
+            .bind(principal_id)
+            .fetch_optional(&self.catalog().pool)
+            .await
+            .context(|| format!("failed to read the role of service account {principal_id}"))?;
+        row.map(|r| r.try_get::<String, _>("role"))
+            .transpose()
+            .context(|| "failed to decode a role".to_string())
+    }
+
+    /// Gives a service account another role.
+    pub async fn set_service_account_role(&self, principal_id: &str, role: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO service_account_roles (principal_id, role) VALUES ($1, $2) \
+             ON CONFLICT (principal_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(principal_id)
+        .bind(role)
+        .execute(&self.catalog().pool)
+        .await
+        .context(|| format!("failed to set the role of service account {principal_id}"))?;
+        Ok(())
+    }
+
+    /// Rotates a principal's tokens: adds a new one (`hash`, named `name`)
+    /// and makes every active one without an earlier end expire at
+    /// `old_expire_at_ms` (now: refused at once), in one transaction.
+    pub async fn rotate_console_tokens(
+        &self,
+        principal_id: &str,
+        name: &str,
+        hash: &str,
+        old_expire_at_ms: i64,
+    ) -> Result<ConsoleTokenRecord> {
+        let what = || format!("failed to rotate the tokens of {principal_id}");
+        let mut tx = self.catalog().begin_write("rotate tokens").await?;
+        sqlx::query(
+            "UPDATE console_tokens SET expires_at_ms = $1 WHERE principal_id = $2 \
+             AND revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > $3)",
+        )
+        .bind(old_expire_at_ms)
+        .bind(principal_id)
+        .bind(old_expire_at_ms)
+        .execute(&mut *tx)
+        .await
+        .context(what)?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO console_tokens (principal_id, name, hash, created_at_ms) \
+             VALUES ($1, $2, $3, $4) RETURNING {TOKEN_COLUMNS}"
+        ))
+        .bind(principal_id)
+        .bind(name)
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .context(what)?;
+        let token = token_from_row(&row).context(what)?;
+        tx.commit().await.context(what)?;
+        Ok(token)
     }
 
     /// The principal with this id.

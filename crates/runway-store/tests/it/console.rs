@@ -97,12 +97,12 @@ async fn principals_and_tokens() {
     );
 
     let ci = store
-        .create_service_account("ci", "the pipeline robot", Some(&admin.id))
+        .create_service_account("ci", "the pipeline robot", "Administrator", Some(&admin.id))
         .await
         .unwrap();
     assert!(is_key(&ci.id));
     let err = store
-        .create_service_account("ci", "", None)
+        .create_service_account("ci", "", "Administrator", None)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -128,7 +128,7 @@ async fn principals_and_tokens() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     // The name is free again.
-    store.create_service_account("ci", "", None).await.unwrap();
+    store.create_service_account("ci", "", "Administrator", None).await.unwrap();
 }
 
 async fn environments_pipelines_and_sealed_credentials() {
