@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, audit, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, role,
-    service_account, team, timer, token, up, user,
+    app, apps, audit, balancer, console, controller, deploy, env, frontend, login, logs, pipeline,
+    role, service_account, team, timer, token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.

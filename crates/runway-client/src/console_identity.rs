@@ -3,8 +3,9 @@
 
 use reqwest::Method;
 use runway_api::console::identity::{
-    AuditEntry, AuditQuery, ChangePassword, CreateRole, CreateTeam, CreateUser, Login, PasswordChanged, RoleView,
-    SessionCreated, SessionsEnded, SetRole, TeamApp, TeamMember, TeamView, UserCreated, UserView,
+    AuditEntry, AuditQuery, ChangePassword, CreateRole, CreateTeam, CreateUser, Login,
+    PasswordChanged, RoleView, SessionCreated, SessionsEnded, SetRole, TeamApp, TeamMember,
+    TeamView, UserCreated, UserView,
 };
 
 use runway_api::console::{AccountTokenCreated, RotateAccountTokens, ServiceAccount};

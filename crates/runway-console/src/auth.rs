@@ -236,7 +236,10 @@ async fn authenticate_session(console: &Console, token: &str) -> Result<Caller, 
 
 /// Authenticates a request's bearer token and ties the caller to the
 /// request's audit row and client address.
-pub(crate) async fn authenticate_parts(console: &Console, parts: &Parts) -> Result<Caller, ApiError> {
+pub(crate) async fn authenticate_parts(
+    console: &Console,
+    parts: &Parts,
+) -> Result<Caller, ApiError> {
     let mut caller = authenticate(console, &parts.headers).await?;
     caller.address = parts
         .extensions
@@ -271,8 +274,13 @@ impl FromRequestParts<Console> for AdminCaller {
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, ApiError> {
         let caller = authenticate_parts(console, parts).await?;
-        require(console, &caller, "manage users, roles, teams and service accounts", Need::ManageUsers)
-            .await?;
+        require(
+            console,
+            &caller,
+            "manage users, roles, teams and service accounts",
+            Need::ManageUsers,
+        )
+        .await?;
         Ok(AdminCaller(caller))
     }
 }
@@ -354,7 +362,7 @@ pub fn levels_on(grants: &Grants, env: &EnvRef<'_>) -> (Level, BTreeMap<String, 
 /// THE levels of a principal on an environment (by name): the level its own
 /// role gives there and, per app, the higher levels its teams give. For
 /// credentials the console issues for that environment.
-pub(crate) async fn env_levels(
+pub async fn env_levels(
     console: &Console,
     principal: &PrincipalRecord,
     env: &str,

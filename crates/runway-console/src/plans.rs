@@ -42,8 +42,8 @@ use semver::Version;
 use serde::Deserialize;
 
 use crate::Console;
-use crate::apps::find_application;
 use crate::access::Level;
+use crate::apps::find_application;
 use crate::auth::{Caller, Need, require};
 use crate::environments::find_environment;
 use crate::error::{ApiError, ApiResult};
@@ -274,8 +274,15 @@ pub async fn create_plan(
         }
     }
     let names: Vec<&str> = apps.keys().map(String::as_str).collect();
-    require_plan(console, caller, "create a deployment plan", &source.name, &target.name, &names)
-        .await?;
+    require_plan(
+        console,
+        caller,
+        "create a deployment plan",
+        &source.name,
+        &target.name,
+        &names,
+    )
+    .await?;
     let new = NewPlan {
         id: new_key(),
         source_environment_id: source.id.clone(),
@@ -387,7 +394,11 @@ pub(crate) async fn require_stored_plan(
 }
 
 /// Refuses seeing a stored plan without monitor on its target.
-pub(crate) async fn require_sees_plan(console: &Console, caller: &Caller, key: &str) -> ApiResult<()> {
+pub(crate) async fn require_sees_plan(
+    console: &Console,
+    caller: &Caller,
+    key: &str,
+) -> ApiResult<()> {
     let plan = find_plan(console, key).await?;
     let (_, target, _) = plan_scope(console, &plan).await?;
     if crate::auth::sees_environment(console, caller, &target).await? {

@@ -35,13 +35,19 @@ use crate::{Console, check_name};
 
 pub(crate) fn routes() -> Router<Console> {
     Router::new()
-        .route("/_runway/console/v1/roles", get(list_roles).post(create_role))
+        .route(
+            "/_runway/console/v1/roles",
+            get(list_roles).post(create_role),
+        )
         .route(
             "/_runway/console/v1/roles/{role}",
             get(show_role).delete(delete_role),
         )
         .route("/_runway/console/v1/users/{user}/role", post(set_user_role))
-        .route("/_runway/console/v1/teams", get(list_teams).post(create_team))
+        .route(
+            "/_runway/console/v1/teams",
+            get(list_teams).post(create_team),
+        )
         .route(
             "/_runway/console/v1/teams/{team}",
             get(show_team).delete(delete_team),
@@ -103,7 +109,12 @@ pub(crate) async fn find_role(console: &Console, name: &str) -> ApiResult<Option
     {
         return Ok(Some(r));
     }
-    Ok(console.store().role(name).await?.as_ref().map(role_from_record))
+    Ok(console
+        .store()
+        .role(name)
+        .await?
+        .as_ref()
+        .map(role_from_record))
 }
 
 /// The role of this name, or a 400 naming the roles there are.
@@ -207,7 +218,12 @@ pub(crate) async fn check_grant(
     role: &Role,
     to: &str,
 ) -> ApiResult<()> {
-    const CLASSES: [EnvClass; 4] = [EnvClass::Dev, EnvClass::Test, EnvClass::Prod, EnvClass::None];
+    const CLASSES: [EnvClass; 4] = [
+        EnvClass::Dev,
+        EnvClass::Test,
+        EnvClass::Prod,
+        EnvClass::None,
+    ];
     let mut envs = environment_classes(console).await?;
     for class in CLASSES {
         let name = match class.key() {
@@ -262,7 +278,10 @@ fn role_view(role: &Role, created_at_ms: Option<i64>) -> RoleView {
     }
 }
 
-fn team_view(console_names: &std::collections::HashMap<String, String>, t: &TeamRecord) -> TeamView {
+fn team_view(
+    console_names: &std::collections::HashMap<String, String>,
+    t: &TeamRecord,
+) -> TeamView {
     TeamView {
         key: t.id.clone(),
         name: t.name.clone(),
@@ -301,7 +320,10 @@ async fn list_roles(
     State(console): State<Console>,
     _caller: Myself,
 ) -> ApiResult<Json<Vec<RoleView>>> {
-    let mut out: Vec<RoleView> = built_in_roles().iter().map(|r| role_view(r, None)).collect();
+    let mut out: Vec<RoleView> = built_in_roles()
+        .iter()
+        .map(|r| role_view(r, None))
+        .collect();
     for r in console.store().roles().await? {
         out.push(role_view(&role_from_record(&r), Some(r.created_at_ms)));
     }
@@ -325,7 +347,10 @@ async fn show_role(
             "no role {name:?} on this console (`runway role list` shows them)"
         ))
     })?;
-    Ok(Json(role_view(&role_from_record(&r), Some(r.created_at_ms))))
+    Ok(Json(role_view(
+        &role_from_record(&r),
+        Some(r.created_at_ms),
+    )))
 }
 
 /// Role names: 1–63 ASCII letters, digits and `-`, starting with a letter.
@@ -361,7 +386,10 @@ fn parse_levels(levels: &[RoleLevel]) -> ApiResult<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
     for l in levels {
         let scope = LevelScope::parse(&l.scope).map_err(|why| {
-            ApiError::bad_request("invalid_level", format!("level {}={}: {why}", l.scope, l.level))
+            ApiError::bad_request(
+                "invalid_level",
+                format!("level {}={}: {why}", l.scope, l.level),
+            )
         })?;
         let level = Level::parse(&l.level).ok_or_else(|| {
             ApiError::bad_request(
@@ -440,7 +468,9 @@ fn not_yourself(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
-        format!("you cannot change your own {what}; ask another user who may manage users and roles"),
+        format!(
+            "you cannot change your own {what}; ask another user who may manage users and roles"
+        ),
     )
 }
 
@@ -489,15 +519,19 @@ fn check_app(app: &str) -> ApiResult<String> {
 
 /// A member as named in a request: an active user or service account.
 async fn find_member(console: &Console, name: &str) -> ApiResult<PrincipalRecord> {
-    console.store().active_principal(name).await?.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_member",
-            format!(
-                "no active user or service account {name:?} (`runway user list`, `runway \
+    console
+        .store()
+        .active_principal(name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_member",
+                format!(
+                    "no active user or service account {name:?} (`runway user list`, `runway \
                  console account list`)"
-            ),
-        )
-    })
+                ),
+            )
+        })
 }
 
 /// Checks a new member and its role: it exists, it is not the caller, and
@@ -516,7 +550,11 @@ async fn check_member(
         console,
         &caller.grants,
         &role,
-        &format!("{} '{}'", principal.kind.as_str().replace('_', " "), principal.name),
+        &format!(
+            "{} '{}'",
+            principal.kind.as_str().replace('_', " "),
+            principal.name
+        ),
     )
     .await?;
     Ok((principal, role))
@@ -529,7 +567,10 @@ async fn list_teams(
 ) -> ApiResult<Json<Vec<TeamView>>> {
     let mut out = Vec::new();
     for t in console.store().teams().await? {
-        if caller.is_admin() || t.members.iter().any(|m| m.principal.id == caller.principal.id)
+        if caller.is_admin()
+            || t.members
+                .iter()
+                .any(|m| m.principal.id == caller.principal.id)
         {
             out.push(team_view_of(&console, &t).await?);
         }
@@ -544,7 +585,12 @@ async fn show_team(
     Path(team): Path<String>,
 ) -> ApiResult<Json<TeamView>> {
     let t = find_team(&console, &team).await?;
-    if !caller.is_admin() && !t.members.iter().any(|m| m.principal.id == caller.principal.id) {
+    if !caller.is_admin()
+        && !t
+            .members
+            .iter()
+            .any(|m| m.principal.id == caller.principal.id)
+    {
         // Indistinguishable from a team that does not exist.
         return Err(ApiError::not_found(format!(
             "no team {team:?} on this console (`runway team list` shows yours)"
@@ -613,12 +659,17 @@ async fn add_team_app(
             &console,
             &caller.grants,
             &role,
-            &format!("{} (through app {app} of team {})", m.principal.name, t.name),
+            &format!(
+                "{} (through app {app} of team {})",
+                m.principal.name, t.name
+            ),
         )
         .await?;
     }
     console.store().add_team_app(&t.id, &app).await?;
-    Ok(Json(team_view_of(&console, &find_team(&console, &t.id).await?).await?))
+    Ok(Json(
+        team_view_of(&console, &find_team(&console, &t.id).await?).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/_runway/console/v1/teams/{team}/apps/{app}", params(("team" = String, Path), ("app" = String, Path)), responses((status = 200, body = TeamView), (status = 404, body = runway_api::ErrorBody)))]
@@ -632,10 +683,16 @@ async fn remove_team_app(
         return Err(ApiError::not_found(format!(
             "app {app:?} is not in team {} (its apps: {})",
             t.name,
-            if t.apps.is_empty() { "none".to_string() } else { t.apps.join(", ") }
+            if t.apps.is_empty() {
+                "none".to_string()
+            } else {
+                t.apps.join(", ")
+            }
         )));
     }
-    Ok(Json(team_view_of(&console, &find_team(&console, &t.id).await?).await?))
+    Ok(Json(
+        team_view_of(&console, &find_team(&console, &t.id).await?).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/teams/{team}/members", params(("team" = String, Path)), request_body = TeamMember, responses((status = 200, body = TeamView, description = "added, or its role changed"), (status = 400, body = runway_api::ErrorBody), (status = 403, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody)))]
@@ -651,7 +708,9 @@ async fn set_team_member(
         .store()
         .set_team_member(&t.id, &principal.id, &role.name)
         .await?;
-    Ok(Json(team_view_of(&console, &find_team(&console, &t.id).await?).await?))
+    Ok(Json(
+        team_view_of(&console, &find_team(&console, &t.id).await?).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/_runway/console/v1/teams/{team}/members/{member}", params(("team" = String, Path), ("member" = String, Path)), responses((status = 200, body = TeamView), (status = 404, body = runway_api::ErrorBody)))]
@@ -661,9 +720,17 @@ async fn remove_team_member(
     Path((team, member)): Path<(String, String)>,
 ) -> ApiResult<Json<TeamView>> {
     let t = find_team(&console, &team).await?;
-    let found = t.members.iter().find(|m| m.principal.name == member || m.principal.id == member);
+    let found = t
+        .members
+        .iter()
+        .find(|m| m.principal.name == member || m.principal.id == member);
     let removed = match found {
-        Some(m) => console.store().remove_team_member(&t.id, &m.principal.id).await?,
+        Some(m) => {
+            console
+                .store()
+                .remove_team_member(&t.id, &m.principal.id)
+                .await?
+        }
         None => false,
     };
     if !removed {
@@ -672,7 +739,9 @@ async fn remove_team_member(
             t.name, t.name
         )));
     }
-    Ok(Json(team_view_of(&console, &find_team(&console, &t.id).await?).await?))
+    Ok(Json(
+        team_view_of(&console, &find_team(&console, &t.id).await?).await?,
+    ))
 }
 
 /// The OpenAPI paths of this module (merged into the console's document).

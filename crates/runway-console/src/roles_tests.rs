@@ -115,7 +115,10 @@ async fn roles_and_teams(c: &RolesConsole) {
     // The built-in roles, as the access model defines them.
     let roles = admin.roles().await.unwrap();
     let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["Administrator", "Developer", "Tester", "Operations"]);
+    assert_eq!(
+        names,
+        ["Administrator", "Developer", "Tester", "Operations"]
+    );
     assert!(roles.iter().all(|r| r.built_in));
     assert_eq!(roles[0].levels, [level("*", "full-control")]);
     assert!(roles[0].manage_infrastructure && roles[0].manage_users);
@@ -147,9 +150,24 @@ async fn roles_and_teams(c: &RolesConsole) {
 
     // Bad roles: each refused, precisely, and nothing created.
     let bad: [(CreateRole, u16, &str, &str); 7] = [
-        (role("ops", vec![], false), 409, "conflict", "exists already"),
-        (role("developer", vec![], false), 409, "conflict", "built-in role Developer"),
-        (role("1ops", vec![], false), 400, "invalid_name", "starting with a letter"),
+        (
+            role("ops", vec![], false),
+            409,
+            "conflict",
+            "exists already",
+        ),
+        (
+            role("developer", vec![], false),
+            409,
+            "conflict",
+            "built-in role Developer",
+        ),
+        (
+            role("1ops", vec![], false),
+            400,
+            "invalid_name",
+            "starting with a letter",
+        ),
         (
             role("Bad", vec![level("prod", "admin")], false),
             400,
@@ -169,7 +187,11 @@ async fn roles_and_teams(c: &RolesConsole) {
             "environment name \"Prod\" is not valid",
         ),
         (
-            role("Bad", vec![level("*", "monitor"), level("*", "full-control")], false),
+            role(
+                "Bad",
+                vec![level("*", "monitor"), level("*", "full-control")],
+                false,
+            ),
             400,
             "invalid_level",
             "* is given two levels",
@@ -183,7 +205,10 @@ async fn roles_and_teams(c: &RolesConsole) {
     assert_eq!(admin.roles().await.unwrap().len(), 5);
     let (s, _, message) = api_error(admin.delete_role("developer").await);
     assert_eq!(s, 409, "{message}");
-    assert!(message.contains("built-in roles cannot be deleted"), "{message}");
+    assert!(
+        message.contains("built-in roles cannot be deleted"),
+        "{message}"
+    );
     let (s, _, message) = api_error(admin.role("Janitor").await);
     assert_eq!(s, 404, "{message}");
 
@@ -192,7 +217,10 @@ async fn roles_and_teams(c: &RolesConsole) {
     assert_eq!(admin.set_user_role("ada", "ops").await.unwrap().role, "Ops");
     let (s, code, message) = api_error(admin.set_user_role("ada", "Janitor").await);
     assert_eq!((s, code.as_str()), (400, "invalid_role"), "{message}");
-    assert!(message.contains("Administrator, Developer, Tester, Operations, Ops"), "{message}");
+    assert!(
+        message.contains("Administrator, Developer, Tester, Operations, Ops"),
+        "{message}"
+    );
     let (s, _, message) = api_error(admin.delete_role("Ops").await);
     assert_eq!(s, 409, "{message}");
     assert!(message.contains("held by user ada"), "{message}");
@@ -220,9 +248,27 @@ async fn roles_and_teams(c: &RolesConsole) {
     assert_eq!(team.created_by.as_deref(), Some("admin"));
     let bad_teams = [
         (vec![], vec![], "payments", 409, "exists already"),
-        (vec!["Bad App".to_string()], vec![], "t2", 400, "app \"Bad App\""),
-        (vec![], vec![member("zed", "Developer")], "t2", 400, "no active user or service account \"zed\""),
-        (vec![], vec![member("ada", "Janitor")], "t2", 400, "no role \"Janitor\""),
+        (
+            vec!["Bad App".to_string()],
+            vec![],
+            "t2",
+            400,
+            "app \"Bad App\"",
+        ),
+        (
+            vec![],
+            vec![member("zed", "Developer")],
+            "t2",
+            400,
+            "no active user or service account \"zed\"",
+        ),
+        (
+            vec![],
+            vec![member("ada", "Janitor")],
+            "t2",
+            400,
+            "no role \"Janitor\"",
+        ),
         (
             vec![],
             vec![member("ada", "Tester"), member("ada", "Developer")],
@@ -258,7 +304,10 @@ async fn roles_and_teams(c: &RolesConsole) {
         effective_level(&grants, Some("billing"), &prod),
         Level::ChangeAndDeploy
     );
-    assert_eq!(effective_level(&grants, Some("ledger"), &prod), Level::Monitor);
+    assert_eq!(
+        effective_level(&grants, Some("ledger"), &prod),
+        Level::Monitor
+    );
     let team = admin.add_team_app("payments", "ledger").await.unwrap();
     assert_eq!(team.apps, ["billing", "ledger", "notes"]);
     assert_eq!(
@@ -289,7 +338,10 @@ async fn roles_and_teams(c: &RolesConsole) {
     assert_eq!(ada.teams().await.unwrap().len(), 1);
     let (s, _, message) = api_error(ada.create_role(&role("Mine", vec![], false)).await);
     assert_eq!(s, 403, "{message}");
-    assert!(message.contains("user 'ada' (role Developer) cannot"), "{message}");
+    assert!(
+        message.contains("user 'ada' (role Developer) cannot"),
+        "{message}"
+    );
     let (s, _, _) = api_error(ada.set_user_role("ada", "Administrator").await);
     assert_eq!(s, 403);
     let (s, _, _) = api_error(ada.delete_team("payments").await);
@@ -380,7 +432,11 @@ async fn granting_cannot_escalate() {
     // A role naming an environment the console does not know yet is judged
     // for every class that environment could have.
     c.admin
-        .create_role(&role("Prodish", vec![level("eu", "change-and-deploy")], false))
+        .create_role(&role(
+            "Prodish",
+            vec![level("eu", "change-and-deploy")],
+            false,
+        ))
         .await
         .unwrap();
     let (s, _, message) = api_error(mallory.set_user_role("ada", "Prodish").await);
@@ -417,10 +473,16 @@ async fn granting_cannot_escalate() {
             .await,
     );
     assert_eq!(s, 403, "{message}");
-    assert!(message.contains("role Developer gives change & deploy"), "{message}");
+    assert!(
+        message.contains("role Developer gives change & deploy"),
+        "{message}"
+    );
     let (s, _, message) = api_error(mallory.add_team_app("payments", "ledger").await);
     assert_eq!(s, 403, "{message}");
-    assert!(message.contains("ada (through app ledger of team payments)"), "{message}");
+    assert!(
+        message.contains("ada (through app ledger of team payments)"),
+        "{message}"
+    );
 
     // Nothing changed.
     assert_eq!(c.admin.user("ada").await.unwrap().role, "Tester");
@@ -473,14 +535,23 @@ async fn service_accounts_have_roles_rotate_and_revoke() {
         .await
         .unwrap();
     let first = console_token(&c, &created.token);
-    assert_eq!(first.info().await.unwrap().principal.kind, "service_account");
+    assert_eq!(
+        first.info().await.unwrap().principal.kind,
+        "service_account"
+    );
     // Its role grants no right to manage users.
     let (s, _, message) = api_error(first.users().await);
     assert_eq!(s, 403, "{message}");
-    assert!(message.contains("service account 'ci' (role Deployer) cannot"), "{message}");
+    assert!(
+        message.contains("service account 'ci' (role Deployer) cannot"),
+        "{message}"
+    );
     let accounts = c.admin.service_accounts().await.unwrap();
     assert_eq!(accounts[0].role, "Deployer");
-    assert!(accounts[0].tokens[0].last_used_at_ms.is_some(), "last use is recorded");
+    assert!(
+        accounts[0].tokens[0].last_used_at_ms.is_some(),
+        "last use is recorded"
+    );
 
     // Rotation without grace: the old token is refused at once.
     let second = c.admin.rotate_account_tokens("ci", 0).await.unwrap();
@@ -520,7 +591,10 @@ async fn service_accounts_have_roles_rotate_and_revoke() {
                 .await,
         );
         assert_eq!(s, 403, "{asked:?}: {message}");
-        assert!(message.contains("to new service account 'sneaky'"), "{message}");
+        assert!(
+            message.contains("to new service account 'sneaky'"),
+            "{message}"
+        );
     }
     let (s, _, message) = api_error(mallory.set_account_role("ci", "Administrator").await);
     assert_eq!(s, 403, "{message}");
@@ -596,7 +670,11 @@ async fn the_permission_table_through_require() {
     for role in ["Administrator", "Developer", "Tester", "Operations"] {
         for in_team in [false, true] {
             // Not "administrator": the first administrator has that name.
-            let name = format!("{}-{}", role.to_lowercase(), if in_team { "t" } else { "n" });
+            let name = format!(
+                "{}-{}",
+                role.to_lowercase(),
+                if in_team { "t" } else { "n" }
+            );
             let user = store
                 .create_user(
                     &NewUser {
@@ -645,24 +723,120 @@ async fn the_permission_table_through_require() {
     ];
     // (role, in team, app, env) → [read, deploy, settings, infrastructure]
     let table: &[(&str, bool, &str, &str, [bool; 4])] = &[
-        ("Administrator", false, "notes", "prod", [true, true, true, true]),
-        ("Administrator", false, "notes", "lab", [true, true, true, true]),
-        ("Developer", false, "notes", "dev", [true, true, false, false]),
-        ("Developer", false, "notes", "test", [true, false, false, false]),
-        ("Developer", false, "notes", "prod", [true, false, false, false]),
-        ("Developer", false, "notes", "lab", [true, false, false, false]),
-        ("Developer", true, "billing", "prod", [true, true, false, false]),
-        ("Developer", true, "notes", "prod", [true, false, false, false]),
+        (
+            "Administrator",
+            false,
+            "notes",
+            "prod",
+            [true, true, true, true],
+        ),
+        (
+            "Administrator",
+            false,
+            "notes",
+            "lab",
+            [true, true, true, true],
+        ),
+        (
+            "Developer",
+            false,
+            "notes",
+            "dev",
+            [true, true, false, false],
+        ),
+        (
+            "Developer",
+            false,
+            "notes",
+            "test",
+            [true, false, false, false],
+        ),
+        (
+            "Developer",
+            false,
+            "notes",
+            "prod",
+            [true, false, false, false],
+        ),
+        (
+            "Developer",
+            false,
+            "notes",
+            "lab",
+            [true, false, false, false],
+        ),
+        (
+            "Developer",
+            true,
+            "billing",
+            "prod",
+            [true, true, false, false],
+        ),
+        (
+            "Developer",
+            true,
+            "notes",
+            "prod",
+            [true, false, false, false],
+        ),
         ("Tester", false, "notes", "dev", [true, false, false, false]),
         ("Tester", false, "notes", "test", [true, true, false, false]),
-        ("Tester", false, "notes", "prod", [false, false, false, false]),
-        ("Tester", false, "notes", "lab", [false, false, false, false]),
-        ("Tester", true, "billing", "prod", [true, true, false, false]),
-        ("Tester", true, "notes", "prod", [false, false, false, false]),
-        ("Operations", false, "notes", "dev", [true, false, false, false]),
-        ("Operations", false, "notes", "test", [true, false, false, false]),
-        ("Operations", false, "notes", "prod", [true, true, false, false]),
-        ("Operations", true, "billing", "prod", [true, true, false, false]),
+        (
+            "Tester",
+            false,
+            "notes",
+            "prod",
+            [false, false, false, false],
+        ),
+        (
+            "Tester",
+            false,
+            "notes",
+            "lab",
+            [false, false, false, false],
+        ),
+        (
+            "Tester",
+            true,
+            "billing",
+            "prod",
+            [true, true, false, false],
+        ),
+        (
+            "Tester",
+            true,
+            "notes",
+            "prod",
+            [false, false, false, false],
+        ),
+        (
+            "Operations",
+            false,
+            "notes",
+            "dev",
+            [true, false, false, false],
+        ),
+        (
+            "Operations",
+            false,
+            "notes",
+            "test",
+            [true, false, false, false],
+        ),
+        (
+            "Operations",
+            false,
+            "notes",
+            "prod",
+            [true, true, false, false],
+        ),
+        (
+            "Operations",
+            true,
+            "billing",
+            "prod",
+            [true, true, false, false],
+        ),
     ];
     let mut refusals = 0;
     for (role, in_team, app, env, want) in table {
@@ -694,6 +868,32 @@ async fn the_permission_table_through_require() {
             }
         }
     }
+    // The levels on one environment, for credentials the console issues
+    // there: the role's, and the apps its teams raise.
+    let principal = |name: &str| {
+        users
+            .iter()
+            .find(|(_, _, u)| u.principal.name == name)
+            .map(|(_, _, u)| u.principal.clone())
+            .unwrap()
+    };
+    let (own, apps) = crate::auth::env_levels(console, &principal("developer-t"), "prod")
+        .await
+        .unwrap();
+    assert_eq!(own, Level::Monitor);
+    assert_eq!(
+        apps.into_iter().collect::<Vec<_>>(),
+        [("billing".to_string(), Level::ChangeAndDeploy)]
+    );
+    let (own, apps) = crate::auth::env_levels(console, &principal("tester-n"), "prod")
+        .await
+        .unwrap();
+    assert_eq!((own, apps.len()), (Level::NoAccess, 0));
+    let (own, _) = crate::auth::env_levels(console, &principal("tester-n"), "test")
+        .await
+        .unwrap();
+    assert_eq!(own, Level::ChangeAndDeploy);
+
     // Every refusal is an audit row, with the environment and app of a level.
     let rows = store
         .audit(&AuditFilter {

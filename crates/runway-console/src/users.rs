@@ -28,8 +28,8 @@ use axum::{Json, Router};
 use http::StatusCode;
 use rand::Rng as _;
 use runway_api::console::identity::{
-    ChangePassword, CreateUser, Login, PasswordChanged, SessionCreated,
-    SessionsEnded, UserCreated, UserView,
+    ChangePassword, CreateUser, Login, PasswordChanged, SessionCreated, SessionsEnded, UserCreated,
+    UserView,
 };
 use runway_store::console::principals::PrincipalKind;
 use runway_store::console::users::{FailureScope, NewUser, UserRecord};
@@ -439,7 +439,10 @@ async fn change_password(
                 &console,
                 &caller.grants,
                 &role,
-                &format!("yourself by resetting the password of user '{}'", user.principal.name),
+                &format!(
+                    "yourself by resetting the password of user '{}'",
+                    user.principal.name
+                ),
             )
             .await?;
         }

@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn levels_parse() {
         let l = super::parse_level("@prod=full-control").unwrap();
-        assert_eq!((l.scope.as_str(), l.level.as_str()), ("@prod", "full-control"));
+        assert_eq!(
+            (l.scope.as_str(), l.level.as_str()),
+            ("@prod", "full-control")
+        );
         for bad in ["prod", "=monitor", "prod="] {
             let err = super::parse_level(bad).unwrap_err().to_string();
             assert!(err.contains("SCOPE=LEVEL"), "{err}");

@@ -220,9 +220,7 @@ pub async fn run(cmd: TeamCommand) -> anyhow::Result<()> {
                 .client()?
                 .remove_team_app(&a.team, &a.app)
                 .await
-                .with_context(|| {
-                    format!("cannot remove app {:?} from team {:?}", a.app, a.team)
-                })?;
+                .with_context(|| format!("cannot remove app {:?} from team {:?}", a.app, a.team))?;
             println!("team {} apps: {}", t.name, apps_text(&t));
             Ok(())
         }

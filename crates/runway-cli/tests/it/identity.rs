@@ -246,7 +246,14 @@ async fn the_cli_manages_roles_and_teams() {
         let config = config.clone();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let stdin = if args[0] == "login" || args.iter().any(|a| a == "--password-stdin") {
-            format!("{}\n", if args[0] == "login" { &c.admin_password } else { ADA_PASSWORD })
+            format!(
+                "{}\n",
+                if args[0] == "login" {
+                    &c.admin_password
+                } else {
+                    ADA_PASSWORD
+                }
+            )
         } else {
             String::new()
         };
@@ -256,7 +263,14 @@ async fn the_cli_manages_roles_and_teams() {
                 .unwrap()
         }
     };
-    let (ok, out, err) = run(&["login", &c.url, "--user", "administrator", "--password-stdin"]).await;
+    let (ok, out, err) = run(&[
+        "login",
+        &c.url,
+        "--user",
+        "administrator",
+        "--password-stdin",
+    ])
+    .await;
     assert!(ok, "{out}{err}");
 
     let steps: &[(&[&str], &str)] = &[
@@ -288,7 +302,10 @@ async fn the_cli_manages_roles_and_teams() {
             ],
             "created user ada (role Ops)",
         ),
-        (&["user", "role", "ada", "developer"], "user ada now has role Developer"),
+        (
+            &["user", "role", "ada", "developer"],
+            "user ada now has role Developer",
+        ),
         (
             &[
                 "team",
@@ -301,14 +318,44 @@ async fn the_cli_manages_roles_and_teams() {
             ],
             "created team payments (apps: billing; members: ada=Operations)",
         ),
-        (&["team", "add-app", "payments", "notes"], "apps: billing notes"),
-        (&["team", "remove-app", "payments", "billing"], "apps: notes"),
-        (&["team", "add-member", "payments", "ada=Ops"], "members: ada=Ops"),
+        (
+            &["team", "add-app", "payments", "notes"],
+            "apps: billing notes",
+        ),
+        (
+            &["team", "remove-app", "payments", "billing"],
+            "apps: notes",
+        ),
+        (
+            &["team", "add-member", "payments", "ada=Ops"],
+            "members: ada=Ops",
+        ),
         (&["team", "show", "payments"], "created by"),
         (&["team", "list"], "payments"),
         (&["team", "remove-member", "payments", "ada"], "members: -"),
         (&["role", "delete", "Ops"], "deleted role Ops"),
         (&["team", "delete", "payments"], "deleted team payments"),
+        (
+            &["service-account", "create", "ci", "--role", "Developer"],
+            "created service account ci (role Developer)",
+        ),
+        (&["service-account", "list"], "Developer"),
+        (
+            &["service-account", "rotate", "ci", "--grace", "10m"],
+            "the old tokens of ci keep working for 10m",
+        ),
+        (
+            &["service-account", "role", "ci", "Tester"],
+            "now has role Tester",
+        ),
+        (
+            &["service-account", "revoke", "ci"],
+            "every token of it is refused",
+        ),
+        (
+            &["audit", "--action", "roles", "--since", "1h"],
+            "POST /roles",
+        ),
     ];
     for (args, needle) in steps {
         let (ok, out, err) = run(args).await;
@@ -317,19 +364,49 @@ async fn the_cli_manages_roles_and_teams() {
     }
     let (ok, out, _) = run(&["role", "list"]).await;
     assert!(ok && !out.contains("Ops"), "{out}");
+    // The export: one JSON object per line, newest first, refusals included.
+    let (ok, out, err) = run(&["audit", "--json"]).await;
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(rows.iter().any(|r| r["action"] == "POST /teams"
+        && r["principal"] == "administrator"
+        && r["outcome"] == "done"));
 
     // Bad input, each refused with a precise message.
     let refusals: &[(&[&str], &str)] = &[
-        (&["role", "create", "Bad", "--level", "prod"], "expected SCOPE=LEVEL"),
+        (
+            &["role", "create", "Bad", "--level", "prod"],
+            "expected SCOPE=LEVEL",
+        ),
         (
             &["role", "create", "Bad", "--level", "prod=admin"],
             "unknown level \"admin\"",
         ),
-        (&["role", "delete", "Developer"], "built-in roles cannot be deleted"),
+        (
+            &["role", "delete", "Developer"],
+            "built-in roles cannot be deleted",
+        ),
         (&["user", "role", "ada", "Janitor"], "no role \"Janitor\""),
-        (&["user", "role", "administrator", "Tester"], "your own role"),
-        (&["team", "create", "t", "--member", "ada"], "expected USER=ROLE"),
+        (
+            &["user", "role", "administrator", "Tester"],
+            "your own role",
+        ),
+        (
+            &["team", "create", "t", "--member", "ada"],
+            "expected USER=ROLE",
+        ),
         (&["team", "show", "payments"], "no team \"payments\""),
+        (
+            &["service-account", "rotate", "ci", "--grace", "soon"],
+            "invalid value 'soon'",
+        ),
+        (
+            &["audit", "--since", "yesterday"],
+            "expected an age like 30s",
+        ),
     ];
     for (args, needle) in refusals {
         let (ok, out, err) = run(args).await;
@@ -380,7 +457,11 @@ async fn levels_are_enforced_and_audited_across_environments() {
             .await
             .unwrap_or_else(|e| panic!("add {name}: {e}"));
     }
-    for (name, role) in [("ada", "Developer"), ("tess", "Tester"), ("olga", "Operations")] {
+    for (name, role) in [
+        ("ada", "Developer"),
+        ("tess", "Tester"),
+        ("olga", "Operations"),
+    ] {
         admin
             .create_user(&CreateUser {
                 name: name.into(),
@@ -413,7 +494,10 @@ async fn levels_are_enforced_and_audited_across_environments() {
     };
 
     // Listings show what each may see: a Tester has no access to prod.
-    assert_eq!(names(ada.environments().await.unwrap()), ["dev", "test", "prod"]);
+    assert_eq!(
+        names(ada.environments().await.unwrap()),
+        ["dev", "test", "prod"]
+    );
     assert_eq!(names(tess.environments().await.unwrap()), ["dev", "test"]);
     let main = tess.pipeline("main").await.unwrap();
     assert_eq!(main.environments.len(), 2, "{main:?}");
@@ -471,8 +555,14 @@ async fn levels_are_enforced_and_audited_across_environments() {
         assert_eq!((s, code.as_str()), (403, "forbidden"), "{message}");
         assert!(message.contains(needle), "{needle:?} in {message}");
     }
-    assert!(admin.plans(None).await.unwrap().is_empty(), "no plan was saved");
-    assert!(admin.pipeline("other").await.is_err(), "no pipeline was made");
+    assert!(
+        admin.plans(None).await.unwrap().is_empty(),
+        "no plan was saved"
+    );
+    assert!(
+        admin.pipeline("other").await.is_err(),
+        "no pipeline was made"
+    );
 
     // Operations deploy to prod; a team gives ada change & deploy on hello there.
     let saved = olga.create_plan(&plan("test", "prod")).await.unwrap();
@@ -505,19 +595,26 @@ async fn levels_are_enforced_and_audited_across_environments() {
         ..Default::default()
     })
     .await;
-    let refused: Vec<_> = tess_rows.iter().filter(|r| r.outcome == "refused").collect();
+    let refused: Vec<_> = tess_rows
+        .iter()
+        .filter(|r| r.outcome == "refused")
+        .collect();
     assert!(
-        refused.iter().any(|r| r.action == "create a deployment plan"
-            && r.environment.as_deref() == Some("prod")
-            && r.app.as_deref() == Some("hello")
-            && r.status == 403
-            && r.reason.contains("change & deploy")
-            && r.credential.starts_with("session #")
-            && r.address == "127.0.0.1"),
+        refused
+            .iter()
+            .any(|r| r.action == "create a deployment plan"
+                && r.environment.as_deref() == Some("prod")
+                && r.app.as_deref() == Some("hello")
+                && r.status == 403
+                && r.reason.contains("change & deploy")
+                && r.credential.starts_with("session #")
+                && r.address == "127.0.0.1"),
         "{tess_rows:#?}"
     );
     assert!(
-        refused.iter().any(|r| r.action == "delete a deployment plan"),
+        refused
+            .iter()
+            .any(|r| r.action == "delete a deployment plan"),
         "{tess_rows:#?}"
     );
     let prod_rows = audit(AuditQuery {
@@ -537,7 +634,10 @@ async fn levels_are_enforced_and_audited_across_environments() {
         "{prod_rows:#?}"
     );
     let (s, _, _) = api_error(ada.audit(&AuditQuery::default()).await);
-    assert_eq!(s, 403, "reading the audit log needs the right to manage users");
+    assert_eq!(
+        s, 403,
+        "reading the audit log needs the right to manage users"
+    );
     // A request without a valid credential is recorded as anonymous.
     let stranger = c.with("rws_0000000000000000000000000000000000000000000000000000000000000000");
     assert_eq!(api_error(stranger.environments().await).0, 401);
@@ -547,9 +647,9 @@ async fn levels_are_enforced_and_audited_across_environments() {
     })
     .await;
     assert!(
-        anonymous
-            .iter()
-            .any(|r| r.principal_kind == "anonymous" && r.status == 401 && r.action == "GET /environments"),
+        anonymous.iter().any(|r| r.principal_kind == "anonymous"
+            && r.status == 401
+            && r.action == "GET /environments"),
         "{anonymous:#?}"
     );
 }

@@ -436,7 +436,12 @@ impl ConsoleStore {
     }
 
     /// Adds a member to a team, or changes its role there.
-    pub async fn set_team_member(&self, team_id: &str, principal_id: &str, role: &str) -> Result<()> {
+    pub async fn set_team_member(
+        &self,
+        team_id: &str,
+        principal_id: &str,
+        role: &str,
+    ) -> Result<()> {
         let what = || format!("failed to set a member of team {team_id}");
         let mut tx = self.catalog().begin_write("set a team member").await?;
         upsert_member(&mut tx, team_id, principal_id, role)

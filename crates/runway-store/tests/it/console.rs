@@ -128,7 +128,10 @@ async fn principals_and_tokens() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     // The name is free again.
-    store.create_service_account("ci", "", "Administrator", None).await.unwrap();
+    store
+        .create_service_account("ci", "", "Administrator", None)
+        .await
+        .unwrap();
 }
 
 async fn environments_pipelines_and_sealed_credentials() {
