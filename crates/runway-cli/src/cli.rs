@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, timer,
-    token, up, user,
+    app, apps, balancer, console, controller, deploy, env, frontend, infra, login, logs, pipeline,
+    timer, token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -66,6 +66,10 @@ pub enum Command {
     /// The environment's timers: list, run now, per-environment schedule, time zone.
     #[command(subcommand)]
     Timer(timer::TimerCommand),
+    /// The infrastructure as code (infra.toml): check it against the seeds'
+    /// rules, draw it as SVG.
+    #[command(subcommand)]
+    Infra(infra::InfraCommand),
 }
 
 #[cfg(test)]

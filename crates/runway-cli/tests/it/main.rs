@@ -21,3 +21,5 @@ mod small_hardening;
 mod standby;
 mod support;
 mod timers;
+mod infra;
+mod proxy;
