@@ -318,8 +318,7 @@ impl Controller {
         for offset in 0..count {
             let index = (first + offset) % count;
             let endpoint = &self.endpoints[index];
-            let answer = match tokio::time::timeout(timeout, self.exchange(endpoint, watch)).await
-            {
+            let answer = match tokio::time::timeout(timeout, self.exchange(endpoint, watch)).await {
                 Ok(result) => result,
                 Err(_) => Err(BalancerError::ControllerUnreachable {
                     controller: endpoint.display.clone(),
@@ -362,11 +361,13 @@ impl Controller {
         let mut request = Request::new(UpstreamBody::empty());
         *request.uri_mut() = match watch {
             // Tags are the controller's hex digits; anything else is not sent.
-            Some(tag) if tag.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                format!("{}?watch={tag}&wait_ms={}", endpoint.uri, WATCH_WAIT.as_millis())
-                    .parse()
-                    .unwrap_or_else(|_| endpoint.uri.clone())
-            }
+            Some(tag) if tag.bytes().all(|b| b.is_ascii_alphanumeric()) => format!(
+                "{}?watch={tag}&wait_ms={}",
+                endpoint.uri,
+                WATCH_WAIT.as_millis()
+            )
+            .parse()
+            .unwrap_or_else(|_| endpoint.uri.clone()),
             _ => endpoint.uri.clone(),
         };
         let headers = request.headers_mut();

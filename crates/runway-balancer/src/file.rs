@@ -49,8 +49,8 @@ use toml::Spanned;
 use url::Url;
 
 use crate::config::{
-    BalancerConfig, Discovery, ListenerConfig, ListenerRole, ProxyConfig, RouteConfig,
-    RouteTarget, upstream_name,
+    BalancerConfig, Discovery, ListenerConfig, ListenerRole, ProxyConfig, RouteConfig, RouteTarget,
+    upstream_name,
 };
 use crate::tls::{CertificateError, CertificateFiles, Certificates};
 
@@ -153,7 +153,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<BalancerConfig, File
         let message = e.message().lines().collect::<Vec<_>>().join("; ");
         at.error(
             e.span(),
-            format!("{message}; see `runway balancer serve --help` for the file's format"),
+            format!("{message}; the file's format is in README.md (\"A reverse proxy with TLS\")"),
         )
     })?;
 
@@ -179,7 +179,10 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<BalancerConfig, File
                 "give IP:PORT, such as \"0.0.0.0:443\" or \"[::]:443\"",
             )
         })?;
-        if let Some(first) = seen_addrs.insert(addr, at.line(l.address.span().start)) {
+        // Port 0 picks a free port per listener: never the same address.
+        if addr.port() != 0
+            && let Some(first) = seen_addrs.insert(addr, at.line(l.address.span().start))
+        {
             return Err(at.value_error(
                 &l.address,
                 &format!("{key}.address"),
@@ -202,13 +205,12 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<BalancerConfig, File
         };
         listeners.push((ListenerConfig { addr, role }, &l.protocol));
     }
-    let https = listeners
-        .iter()
-        .any(|(l, _)| l.role == ListenerRole::Https);
+    let https = listeners.iter().any(|(l, _)| l.role == ListenerRole::Https);
     if !https
-        && let Some((_, protocol)) = listeners
+        && let Some(protocol) = listeners
             .iter()
             .find(|(l, _)| l.role == ListenerRole::RedirectToHttps)
+            .map(|(_, protocol)| *protocol)
     {
         return Err(at.value_error(
             protocol,
@@ -220,9 +222,10 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<BalancerConfig, File
 
     // Certificates.
     if https && raw.certificate.is_empty() {
-        let (_, protocol) = listeners
+        let protocol = listeners
             .iter()
             .find(|(l, _)| l.role == ListenerRole::Https)
+            .map(|(_, protocol)| *protocol)
             .expect("checked");
         return Err(at.value_error(
             protocol,

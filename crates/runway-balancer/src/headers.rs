@@ -120,11 +120,6 @@ pub(crate) struct ClientAddr {
 }
 
 impl ClientAddr {
-    /// A client connected over plain HTTP.
-    pub fn new(ip: IpAddr) -> ClientAddr {
-        ClientAddr::with_tls(ip, false)
-    }
-
     /// A client connected over TLS (`https`) or plain HTTP (`http`): what
     /// `X-Forwarded-Proto` and `Forwarded: proto=` say is the real listener,
     /// never what the client claims.
@@ -249,7 +244,7 @@ mod tests {
         let id = HeaderValue::from_static("rid");
         to_upstream(
             &mut headers,
-            &ClientAddr::new("2001:db8::1".parse().unwrap()),
+            &ClientAddr::with_tls("2001:db8::1".parse().unwrap(), false),
             &id,
         );
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 2001:db8::1");
@@ -281,7 +276,7 @@ mod tests {
         let id = HeaderValue::from_static("rid");
         to_upstream(
             &mut headers,
-            &ClientAddr::new("::ffff:192.0.2.7".parse().unwrap()),
+            &ClientAddr::with_tls("::ffff:192.0.2.7".parse().unwrap(), false),
             &id,
         );
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");

@@ -115,8 +115,7 @@ impl Balancer {
 
         let certificates = match &config.proxy {
             Some(proxy) if !proxy.certificates.is_empty() => Some(Arc::new(
-                tls::Certificates::load(&proxy.certificates)
-                    .map_err(BalancerError::Certificate)?,
+                tls::Certificates::load(&proxy.certificates).map_err(BalancerError::Certificate)?,
             )),
             _ => None,
         };
@@ -158,10 +157,15 @@ impl Balancer {
                     let pool = match &route.target {
                         RouteTarget::Discovered => pool.clone(),
                         RouteTarget::Static(urls) => {
-                            let own = Arc::new(Pool::new(config.policy, config.max_ejection_percent));
-                            let own_members =
-                                Arc::new(Members::new(own.clone(), checker.clone(), config.workers));
-                            initial.extend(own_members.apply(discovery::static_targets(urls), true));
+                            let own =
+                                Arc::new(Pool::new(config.policy, config.max_ejection_percent));
+                            let own_members = Arc::new(Members::new(
+                                own.clone(),
+                                checker.clone(),
+                                config.workers,
+                            ));
+                            initial
+                                .extend(own_members.apply(discovery::static_targets(urls), true));
                             route_members.push(own_members);
                             own
                         }
@@ -215,7 +219,9 @@ impl Balancer {
             let door = server::Door {
                 tls: (role == ListenerRole::Https).then(|| {
                     tokio_rustls::TlsAcceptor::from(
-                        server_config.clone().expect("validated: https has certificates"),
+                        server_config
+                            .clone()
+                            .expect("validated: https has certificates"),
                     )
                 }),
                 redirect_to: (role == ListenerRole::RedirectToHttps)
@@ -226,8 +232,14 @@ impl Balancer {
             listeners.push((listener, Arc::new(door)));
             addrs.push((addr, role));
         }
-        let workers =
-            server::spawn_workers(listeners, config.workers, settings, stop_rx, force_rx, alive);
+        let workers = server::spawn_workers(
+            listeners,
+            config.workers,
+            settings,
+            stop_rx,
+            force_rx,
+            alive,
+        );
         if let Err(error) = workers {
             // Threads already started stop when `stop` is dropped here.
             members.stop();

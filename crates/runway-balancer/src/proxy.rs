@@ -103,9 +103,8 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         // `Upgrade` (WebSocket) over HTTP/1.1: passed through, see `tunnel`.
-        let upgrade = headers::upgrade_of(&request).map(|protocol| {
-            (protocol, hyper::upgrade::on(&mut request))
-        });
+        let upgrade = headers::upgrade_of(&request)
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (mut parts, body) = request.into_parts();
         let request_id = headers::request_id(&parts.headers);
         let method = parts.method.clone();
@@ -304,7 +303,13 @@ impl Proxy {
         };
         let mut response = match conn.sender.send_request(request).await {
             Ok(response) => response,
-            Err(error) => return (unreachable(describe_error(&error)), Some(upstream.clone()), 1),
+            Err(error) => {
+                return (
+                    unreachable(describe_error(&error)),
+                    Some(upstream.clone()),
+                    1,
+                );
+            }
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             let response = self.answer(response, in_flight, conn, request_id);

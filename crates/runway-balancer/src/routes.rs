@@ -119,8 +119,14 @@ mod tests {
             },
         ]);
         let pick = |host, path| table.pick(host, path).map(Arc::as_ptr);
-        assert_eq!(pick(Some("www.example.com"), "/x"), Some(Arc::as_ptr(&any_root)));
-        assert_eq!(pick(Some("www.example.com"), "/app/x"), Some(Arc::as_ptr(&any_app)));
+        assert_eq!(
+            pick(Some("www.example.com"), "/x"),
+            Some(Arc::as_ptr(&any_root))
+        );
+        assert_eq!(
+            pick(Some("www.example.com"), "/app/x"),
+            Some(Arc::as_ptr(&any_app))
+        );
         assert_eq!(
             pick(Some("INTRANET.example.com:8443"), "/app/x"),
             Some(Arc::as_ptr(&host_root))

@@ -312,8 +312,11 @@ async fn serve_h2<T, S>(
     mut force: watch::Receiver<bool>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-        + Send
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+        > + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -357,8 +360,9 @@ fn redirect(request: &Request<Incoming>, https_port: u16) -> Response<ProxyBody>
         .map(crate::routes::strip_port)
         .filter(|h| {
             !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+                })
         });
     let Some(host) = host else {
         return crate::proxy::error_response(

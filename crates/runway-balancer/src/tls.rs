@@ -240,14 +240,15 @@ fn load_one(
         problem: format!("holds no private key ({e})"),
         fix: "give the PEM private key of the certificate (-----BEGIN PRIVATE KEY-----)".into(),
     })?;
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| CertificateError {
-            file: key_file.clone(),
-            problem: format!("is a private key the balancer cannot use ({e})"),
-            fix: "use an RSA, ECDSA P-256/P-384 or Ed25519 key".into(),
-        })?;
+    let signing_key =
+        provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| CertificateError {
+                file: key_file.clone(),
+                problem: format!("is a private key the balancer cannot use ({e})"),
+                fix: "use an RSA, ECDSA P-256/P-384 or Ed25519 key".into(),
+            })?;
     let certified = CertifiedKey::new(chain.clone(), signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}

@@ -82,9 +82,7 @@ fn draw(file: &Path, output: &Path) -> anyhow::Result<()> {
         .filter(|f| f.severity == Severity::Error)
         .count();
     if errors > 0 {
-        bail!(
-            "{name} has {errors} error(s): run `runway infra check {name}` and fix them first"
-        );
+        bail!("{name} has {errors} error(s): run `runway infra check {name}` and fix them first");
     }
     std::fs::write(output, infra::draw::draw(&parsed))
         .with_context(|| format!("failed to write {}", output.display()))?;

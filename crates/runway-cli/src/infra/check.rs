@@ -95,7 +95,13 @@ impl Checker<'_> {
         Some(line(self.text, span))
     }
 
-    fn error(&mut self, span: Option<Range<usize>>, rule: &'static str, problem: String, fix: &str) {
+    fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        rule: &'static str,
+        problem: String,
+        fix: &str,
+    ) {
         self.push(span, Severity::Error, rule, problem, fix);
     }
 
@@ -181,7 +187,10 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
             c.error(
                 Some(primary.span()),
                 "reference",
-                format!("replica_of = {:?} names no [[database_server]]", primary.get_ref()),
+                format!(
+                    "replica_of = {:?} names no [[database_server]]",
+                    primary.get_ref()
+                ),
                 "name a database server of this file",
             );
         }
@@ -208,7 +217,11 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                 c.error(
                     Some(env.span()),
                     "reference",
-                    format!("pipeline {:?} lists environment {:?}, which no [[environment]] defines", p.name.get_ref(), env.get_ref()),
+                    format!(
+                        "pipeline {:?} lists environment {:?}, which no [[environment]] defines",
+                        p.name.get_ref(),
+                        env.get_ref()
+                    ),
                     "add the environment or remove it from the pipeline",
                 );
             }
@@ -235,7 +248,12 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
             .environment
             .iter()
             .find(|e| e.get_ref().name.get_ref() == env)
-            .and_then(|e| e.get_ref().zone.iter().find(|z| z.get_ref().name.get_ref() == zone))
+            .and_then(|e| {
+                e.get_ref()
+                    .zone
+                    .iter()
+                    .find(|z| z.get_ref().name.get_ref() == zone)
+            })
     };
     let mut balancer_names = HashMap::new();
     for balancer in &infra.balancer {
@@ -245,14 +263,23 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
             c.error(
                 Some(b.environment.span()),
                 "reference",
-                format!("balancer {:?} is for environment {:?}, which is not defined", b.name.get_ref(), b.environment.get_ref()),
+                format!(
+                    "balancer {:?} is for environment {:?}, which is not defined",
+                    b.name.get_ref(),
+                    b.environment.get_ref()
+                ),
                 "name an [[environment]] of this file",
             );
         } else if zone_of(b.environment.get_ref(), b.zone.get_ref()).is_none() {
             c.error(
                 Some(b.zone.span()),
                 "reference",
-                format!("balancer {:?} is for zone {:?}, which environment {:?} does not have", b.name.get_ref(), b.zone.get_ref(), b.environment.get_ref()),
+                format!(
+                    "balancer {:?} is for zone {:?}, which environment {:?} does not have",
+                    b.name.get_ref(),
+                    b.zone.get_ref(),
+                    b.environment.get_ref()
+                ),
                 "name one of the environment's [[environment.zone]]",
             );
         }
@@ -267,7 +294,12 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                 c.error(
                     Some(r.environment.span()),
                     "reference",
-                    format!("reverse proxy {:?} routes {} to environment {:?}, which is not defined", p.name.get_ref(), r.path.get_ref(), r.environment.get_ref()),
+                    format!(
+                        "reverse proxy {:?} routes {} to environment {:?}, which is not defined",
+                        p.name.get_ref(),
+                        r.path.get_ref(),
+                        r.environment.get_ref()
+                    ),
                     "name an [[environment]] of this file",
                 );
             } else if zone_of(r.environment.get_ref(), r.zone.get_ref()).is_none() {
@@ -286,17 +318,21 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
         None => c.error(
             None,
             "console-dedicated",
-            "the file has no [console]: every infrastructure has one console, on its own server".into(),
+            "the file has no [console]: every infrastructure has one console, on its own server"
+                .into(),
             "add [console] with server, address and database",
         ),
         Some(console) => {
             let console = console.get_ref();
             let server = console.server.get_ref();
             let owner = infra.environment.iter().find(|e| {
-                e.get_ref()
-                    .zone
-                    .iter()
-                    .any(|z| z.get_ref().frontends.get_ref().iter().any(|f| f.get_ref() == server))
+                e.get_ref().zone.iter().any(|z| {
+                    z.get_ref()
+                        .frontends
+                        .get_ref()
+                        .iter()
+                        .any(|f| f.get_ref() == server)
+                })
             });
             if let Some(env) = owner {
                 c.error(
@@ -306,7 +342,11 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                     "give the console a server of its own",
                 );
             }
-            if infra.balancer.iter().any(|b| b.get_ref().name.get_ref() == server) {
+            if infra
+                .balancer
+                .iter()
+                .any(|b| b.get_ref().name.get_ref() == server)
+            {
                 c.error(
                     Some(console.server.span()),
                     "console-dedicated",
@@ -317,7 +357,9 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
             let db = console.database.get_ref();
             for env in &infra.environment {
                 let e = env.get_ref().database.get_ref();
-                if e.server.get_ref() == db.server.get_ref() && e.catalog.get_ref() == db.catalog.get_ref() {
+                if e.server.get_ref() == db.server.get_ref()
+                    && e.catalog.get_ref() == db.catalog.get_ref()
+                {
                     c.error(
                         Some(db.catalog.span()),
                         "console-dedicated",
@@ -341,7 +383,11 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
         // standalone / farm-balancer.
         match *e.mode.get_ref() {
             Mode::Standalone => {
-                let frontends: usize = e.zone.iter().map(|z| z.get_ref().frontends.get_ref().len()).sum();
+                let frontends: usize = e
+                    .zone
+                    .iter()
+                    .map(|z| z.get_ref().frontends.get_ref().len())
+                    .sum();
                 if e.zone.len() != 1 || frontends != 1 {
                     c.error(
                         Some(e.mode.span()),
@@ -363,7 +409,9 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                 for zone in &e.zone {
                     let z = zone.get_ref();
                     let count = z.frontends.get_ref().len();
-                    let has = balancers.iter().any(|b| b.get_ref().zone.get_ref() == z.name.get_ref());
+                    let has = balancers
+                        .iter()
+                        .any(|b| b.get_ref().zone.get_ref() == z.name.get_ref());
                     if count > 1 && !has {
                         c.error(
                             Some(z.frontends.span()),
@@ -389,7 +437,9 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
             let z = zone.get_ref();
             let address = z.address.get_ref();
             let url = match Url::parse(address) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                    url
+                }
                 _ => {
                     c.error(
                         Some(z.address.span()),
@@ -408,7 +458,9 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                     "give its https:// address, or set https_internal = false",
                 );
             }
-            let balancer = balancers.iter().find(|b| b.get_ref().zone.get_ref() == z.name.get_ref());
+            let balancer = balancers
+                .iter()
+                .find(|b| b.get_ref().zone.get_ref() == z.name.get_ref());
             match balancer {
                 Some(balancer) => {
                     if !same_address(balancer.get_ref().address.get_ref(), address) {
@@ -423,11 +475,13 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                 None => {
                     let frontends = z.frontends.get_ref();
                     let only = (frontends.len() == 1).then(|| frontends[0].get_ref());
-                    if only.is_some_and(|server| url.host_str() != Some(server.as_str())) {
+                    if let Some(server) = only
+                        && url.host_str() != Some(server.as_str())
+                    {
                         c.error(
                             Some(z.address.span()),
                             "zone-address",
-                            format!("zone {:?} of {name:?} has no balancer, so its address must be its only server {:?}, not {address:?}", z.name.get_ref(), only.unwrap_or_default()),
+                            format!("zone {:?} of {name:?} has no balancer, so its address must be its only server {server:?}, not {address:?}", z.name.get_ref()),
                             "use that server's address (http://SERVER:PORT), or add a balancer for the zone",
                         );
                     }
@@ -476,7 +530,10 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                 "give each environment its own catalog (database), even on a shared server",
             );
         } else {
-            catalogs.insert(key, (e.name.get_ref().clone(), line(text, &db.catalog.span())));
+            catalogs.insert(
+                key,
+                (e.name.get_ref().clone(), line(text, &db.catalog.span())),
+            );
         }
         users_of_server
             .entry(db.server.get_ref().clone())
@@ -499,7 +556,11 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
                 "production-database",
                 format!(
                     "production environment {me} shares database server {server:?} with {}",
-                    others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    others
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 "give production a dedicated database server (the seeds' editions all do)",
             );
@@ -514,7 +575,10 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
         let mut seen = HashSet::new();
         for proxy in &infra.reverse_proxy {
             let p = proxy.get_ref();
-            if p.routes.get_ref().iter().any(|r| r.get_ref().environment.get_ref() == name)
+            if p.routes
+                .get_ref()
+                .iter()
+                .any(|r| r.get_ref().environment.get_ref() == name)
                 && seen.insert(p.hostname.get_ref().as_str())
             {
                 hostnames.push(p.hostname.get_ref());
@@ -549,6 +613,7 @@ pub fn check(infra: &Infra, text: &str) -> Vec<Finding> {
         }
     }
 
-    c.findings.sort_by_key(|f| (f.line.unwrap_or(0), f.severity));
+    c.findings
+        .sort_by_key(|f| (f.line.unwrap_or(0), f.severity));
     c.findings
 }

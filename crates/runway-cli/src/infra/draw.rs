@@ -125,13 +125,19 @@ pub fn draw(infra: &Infra) -> String {
             zone_top.insert((name.clone(), z.name.get_ref().clone()), top);
             // The zone's balancer, above it.
             if let Some(balancer) = infra.balancer.iter().find(|b| {
-                b.get_ref().environment.get_ref() == name && b.get_ref().zone.get_ref() == z.name.get_ref()
+                b.get_ref().environment.get_ref() == name
+                    && b.get_ref().zone.get_ref() == z.name.get_ref()
             }) {
                 let bw = zw.min(180);
                 let bx = zx + (zw - bw) / 2;
                 svg.rect(bx, BALANCER_Y, bw, 40, "balancer");
                 svg.text(bx + 6, BALANCER_Y + 16, "balancer", "small");
-                svg.text(bx + 6, BALANCER_Y + 32, balancer.get_ref().name.get_ref(), "label");
+                svg.text(
+                    bx + 6,
+                    BALANCER_Y + 32,
+                    balancer.get_ref().name.get_ref(),
+                    "label",
+                );
                 svg.line((zx + zw / 2, BALANCER_Y + 40), top, "link");
                 zone_top.insert(
                     (name.clone(), z.name.get_ref().clone()),
@@ -144,7 +150,11 @@ pub fn draw(infra: &Infra) -> String {
         svg.text(
             x + 10,
             CATALOG_Y,
-            &format!("catalog {} on {}", db.catalog.get_ref(), db.server.get_ref()),
+            &format!(
+                "catalog {} on {}",
+                db.catalog.get_ref(),
+                db.server.get_ref()
+            ),
             "small",
         );
         catalog_anchor.push((db.server.get_ref().clone(), (x + width / 2, ENV_BOTTOM)));
@@ -154,9 +164,20 @@ pub fn draw(infra: &Infra) -> String {
     // The console, with a line to every environment it manages.
     if let Some(console) = &infra.console {
         let c = console.get_ref();
-        svg.rect(console_x, ENV_Y - 10, console_w, ENV_BOTTOM - ENV_Y + 10, "console");
+        svg.rect(
+            console_x,
+            ENV_Y - 10,
+            console_w,
+            ENV_BOTTOM - ENV_Y + 10,
+            "console",
+        );
         svg.text(console_x + 10, ENV_Y + 12, "console (LifeTime)", "title");
-        svg.text(console_x + 10, ENV_Y + 30, &format!("server {}", c.server.get_ref()), "small");
+        svg.text(
+            console_x + 10,
+            ENV_Y + 30,
+            &format!("server {}", c.server.get_ref()),
+            "small",
+        );
         if let Some(address) = &c.address {
             svg.text(console_x + 10, ENV_Y + 46, address.get_ref(), "small");
         }
@@ -164,10 +185,17 @@ pub fn draw(infra: &Infra) -> String {
         svg.text(
             console_x + 10,
             CATALOG_Y,
-            &format!("catalog {} on {}", db.catalog.get_ref(), db.server.get_ref()),
+            &format!(
+                "catalog {} on {}",
+                db.catalog.get_ref(),
+                db.server.get_ref()
+            ),
             "small",
         );
-        catalog_anchor.push((db.server.get_ref().clone(), (console_x + console_w / 2, ENV_BOTTOM)));
+        catalog_anchor.push((
+            db.server.get_ref().clone(),
+            (console_x + console_w / 2, ENV_BOTTOM),
+        ));
         for env in &infra.environment {
             if let Some(top) = env_top.get(env.get_ref().name.get_ref()) {
                 svg.line((console_x + console_w / 2, ENV_Y - 10), *top, "manage");
@@ -181,11 +209,18 @@ pub fn draw(infra: &Infra) -> String {
         let p = proxy.get_ref();
         let w = 220;
         svg.rect(px, PROXY_Y - 30, w, 44, "proxy");
-        svg.text(px + 6, PROXY_Y - 14, &format!("reverse proxy {}", p.name.get_ref()), "small");
+        svg.text(
+            px + 6,
+            PROXY_Y - 14,
+            &format!("reverse proxy {}", p.name.get_ref()),
+            "small",
+        );
         svg.text(px + 6, PROXY_Y + 2, p.hostname.get_ref(), "label");
         for route in p.routes.get_ref() {
             let r = route.get_ref();
-            if let Some(to) = zone_top.get(&(r.environment.get_ref().clone(), r.zone.get_ref().clone())) {
+            if let Some(to) =
+                zone_top.get(&(r.environment.get_ref().clone(), r.zone.get_ref().clone()))
+            {
                 svg.line((px + w / 2, PROXY_Y + 14), *to, "route");
             }
         }
@@ -225,7 +260,12 @@ pub fn draw(infra: &Infra) -> String {
     let mut y = DB_Y + 80;
     for pipeline in &infra.pipeline {
         let p = pipeline.get_ref();
-        let chain: Vec<&str> = p.environments.get_ref().iter().map(|e| e.get_ref().as_str()).collect();
+        let chain: Vec<&str> = p
+            .environments
+            .get_ref()
+            .iter()
+            .map(|e| e.get_ref().as_str())
+            .collect();
         svg.text(
             MARGIN,
             y,

@@ -17,7 +17,10 @@ fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/infra")
 }
 
-fn check_file(path: &std::path::Path, name: &str) -> (Vec<infra::check::Finding>, infra::Infra, String) {
+fn check_file(
+    path: &std::path::Path,
+    name: &str,
+) -> (Vec<infra::check::Finding>, infra::Infra, String) {
     let text = fs::read_to_string(path).unwrap();
     let parsed = infra::parse(&text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
     (infra::check::check(&parsed, &text), parsed, text)
@@ -124,18 +127,25 @@ fn check_and_draw_through_the_cli() {
         assert!(drawn.starts_with("<svg "), "{file}");
         assert!(drawn.trim_end().ends_with("</svg>"), "{file}");
         // Every front-end and database server is in the picture.
-        let text = fs::read_to_string(repo_root().join(format!("examples/infra/{file}.toml")))
-            .unwrap();
+        let text =
+            fs::read_to_string(repo_root().join(format!("examples/infra/{file}.toml"))).unwrap();
         let parsed = infra::parse(&text, file).unwrap();
         for env in &parsed.environment {
             for zone in &env.get_ref().zone {
                 for frontend in zone.get_ref().frontends.get_ref() {
-                    assert!(drawn.contains(&format!(">{}<", frontend.get_ref())), "{file}: {}", frontend.get_ref());
+                    assert!(
+                        drawn.contains(&format!(">{}<", frontend.get_ref())),
+                        "{file}: {}",
+                        frontend.get_ref()
+                    );
                 }
             }
         }
         for db in &parsed.database_server {
-            assert!(drawn.contains(&format!(">{}<", db.get_ref().name.get_ref())), "{file}");
+            assert!(
+                drawn.contains(&format!(">{}<", db.get_ref().name.get_ref())),
+                "{file}"
+            );
         }
     }
     // A broken file fails `check` with its findings, and is not drawn.
@@ -145,6 +155,12 @@ fn check_and_draw_through_the_cli() {
     assert!(stdout.contains("error[farm-balancer]"), "{stdout}");
     assert!(stderr.contains("1 error(s)"), "{stderr}");
     let svg = out.path().join("broken.svg");
-    let (ok, _, stderr) = run(&["infra", "draw", broken.to_str().unwrap(), "-o", svg.to_str().unwrap()]);
+    let (ok, _, stderr) = run(&[
+        "infra",
+        "draw",
+        broken.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
     assert!(!ok && !svg.exists(), "{stderr}");
 }
