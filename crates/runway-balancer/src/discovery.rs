@@ -293,16 +293,12 @@ impl Controller {
     }
 
     /// One `GET /_runway/api/v1/frontends` from the first controller that
-    /// answers, each bounded by [`DISCOVERY_TIMEOUT`]. A refused token is
-    /// not retried elsewhere (every controller shares the catalog's tokens).
-    pub async fn fetch(&self) -> Result<FrontendList> {
-        self.fetch_watching(None).await.map(|(list, _)| list)
-    }
-
-    /// [`Controller::fetch`], or with `watch` (the tag of the list the
-    /// balancer has) a long poll that the controller answers once the list
-    /// changed (or after [`WATCH_WAIT`]). Also returns the answer's tag:
-    /// `None` from a controller that cannot watch.
+    /// answers, each bounded by [`DISCOVERY_TIMEOUT`]; with `watch` (the tag
+    /// of the list the balancer has) a long poll that the controller answers
+    /// once the list changed (or after [`WATCH_WAIT`]). Also returns the
+    /// answer's tag: `None` from a controller that cannot watch. A refused
+    /// token is not retried elsewhere (every controller shares the
+    /// catalog's tokens).
     pub async fn fetch_watching(
         &self,
         watch: Option<&str>,
@@ -494,14 +490,15 @@ pub(crate) fn spawn_controller_loop(
     members: Arc<Members>,
     platform: Option<PlatformFollower>,
     interval: Duration,
+    tag: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failures: u32 = 0;
-        // The first discovery was done at start, without a tag: the first
-        // watch starts from a fresh list.
-        let mut tag: Option<String> = None;
-        let mut wait = true;
+        // The first discovery was done at start: watch from its tag at once
+        // (or poll after an interval if the controller cannot watch).
+        let mut wait = tag.is_none();
+        let mut tag = tag;
         loop {
             let fetched = tokio::select! {
                 _ = crate::server::signalled(&mut stop) => break,

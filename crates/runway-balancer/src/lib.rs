@@ -99,7 +99,7 @@ impl Balancer {
             } => {
                 let controller =
                     Controller::new(client.clone(), url, &config.standby_controllers, token)?;
-                let list = controller.fetch().await?;
+                let (list, tag) = controller.fetch_watching(None).await?;
                 let targets = discovery::controller_targets(&list);
                 if targets.is_empty() {
                     tracing::warn!(
@@ -109,7 +109,7 @@ impl Balancer {
                         list.frontends.len()
                     );
                 }
-                (targets, Some((controller, *interval)))
+                (targets, Some((controller, *interval, tag)))
             }
         };
 
@@ -190,15 +190,16 @@ impl Balancer {
             .clone()
             .filter(|_| controller.is_some())
             .map(|pool| discovery::PlatformFollower::new(pool, config.workers));
-        if let (Some(follow), Some((controller, _))) = (&follow, &controller) {
+        if let (Some(follow), Some((controller, _, _))) = (&follow, &controller) {
             follow.follow(controller);
         }
-        let discovery = controller.map(|(controller, interval)| {
+        let discovery = controller.map(|(controller, interval, tag)| {
             discovery::spawn_controller_loop(
                 controller,
                 members.clone(),
                 follow,
                 interval,
+                tag,
                 stop_rx.clone(),
             )
         });
