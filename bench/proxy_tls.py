@@ -113,8 +113,8 @@ http {{
         keepalive 128;
     }}
     server {{
-        listen 127.0.0.1:{port} ssl;
-        http2 on;
+        # `listen … http2` works from Debian's 1.22 on (newer nginx prefers `http2 on;`).
+        listen 127.0.0.1:{port} ssl http2;
         ssl_certificate {chain};
         ssl_certificate_key {key};
         ssl_session_cache shared:SSL:10m;
