@@ -203,6 +203,22 @@ pub struct FrontendList {
     pub frontends: Vec<FrontendInfo>,
 }
 
+/// `GET /_runway/api/v1/frontends?watch=TAG&wait_ms=N`: a long poll. The
+/// answer carries the list's tag in [`FRONTEND_LIST_TAG_HEADER`]; asked with
+/// that tag, the controller answers only once the list differs from it
+/// (a front-end joined, left, or changed state) or after `wait_ms` (at most
+/// [`MAX_FRONTEND_WATCH_MS`]). Without `watch` it answers at once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FrontendWatch {
+    pub watch: Option<String>,
+    pub wait_ms: Option<u64>,
+}
+
+/// The response header holding the front-end list's tag.
+pub const FRONTEND_LIST_TAG_HEADER: &str = "x-runway-list-tag";
+/// Longest wait of a front-end list watch.
+pub const MAX_FRONTEND_WATCH_MS: u64 = 30_000;
+
 /// `GET /_runway/api/v1/apps` (one row per app).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AppSummary {

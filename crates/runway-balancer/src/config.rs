@@ -58,6 +58,77 @@ pub struct BalancerConfig {
     /// connection error or a 5xx the next one; an answer naming the active
     /// controller (`x-runway-active-controller`) is followed. Default: none.
     pub standby_controllers: Vec<Url>,
+    /// Reverse-proxy mode (`runway balancer serve --config FILE`): several
+    /// listeners (HTTP, HTTPS, redirect), certificates and routes. When set,
+    /// its listeners replace `listen`. Default: none (one plain HTTP
+    /// listener, every request to the discovered front-ends).
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// Listeners, certificates and routes of a reverse proxy.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// At least one.
+    pub listeners: Vec<ListenerConfig>,
+    /// Needed when a listener is HTTPS (the first one is the default for
+    /// clients without SNI).
+    pub certificates: Vec<crate::tls::CertificateFiles>,
+    /// At least one; at most one per (host, path prefix). A request takes
+    /// the route with its host (else a route without host), the longest
+    /// matching prefix.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One listening address and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    pub role: ListenerRole,
+}
+
+/// What a listener does with its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerRole {
+    /// Plain HTTP/1.1, proxied.
+    Http,
+    /// TLS (HTTP/2 or HTTP/1.1 by ALPN), proxied.
+    Https,
+    /// Plain HTTP answered `308` to the same host and path on the HTTPS
+    /// listener.
+    RedirectToHttps,
+}
+
+impl ListenerRole {
+    /// The spelling of `protocol` in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerRole::Http => "http",
+            ListenerRole::Https => "https",
+            ListenerRole::RedirectToHttps => "redirect-to-https",
+        }
+    }
+}
+
+/// Requests for `host` (any host when `None`) whose path starts with
+/// `path_prefix` (at a segment boundary: `/app` matches `/app` and `/app/x`,
+/// not `/apple`) go to `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Lower-case, without port.
+    pub host: Option<String>,
+    /// Starts with `/`; no trailing `/` except for the root `/`.
+    pub path_prefix: String,
+    pub target: RouteTarget,
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// The front-ends [`BalancerConfig::discovery`] finds (a controller's
+    /// front-ends of zone `global`: the only zone until deployment zones exist).
+    Discovered,
+    /// A fixed list of upstreams of this route only, health-checked.
+    Static(Vec<Url>),
 }
 
 /// Paths sent to [`BalancerConfig::platform`] when it is set.
@@ -168,6 +239,7 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         platform: None,
         connections: runway_net::ConnectionSettings::default(),
         standby_controllers: Vec::new(),
+        proxy: None,
     }
 }
 
@@ -233,7 +305,19 @@ impl BalancerConfig {
         if health.fall == 0 {
             return invalid("--health-fall", "0".into(), "it must be at least 1");
         }
+        // Without a route to the discovered front-ends, discovery may be an
+        // empty static list (a proxy of static upstreams only).
+        let discovered = self.proxy.as_ref().is_none_or(|proxy| {
+            proxy
+                .routes
+                .iter()
+                .any(|r| r.target == RouteTarget::Discovered)
+        });
+        if let Some(proxy) = &self.proxy {
+            validate_proxy(proxy)?;
+        }
         match &self.discovery {
+            Discovery::Static(urls) if urls.is_empty() && !discovered => {}
             Discovery::Static(urls) => {
                 if urls.is_empty() {
                     return Err(BalancerError::NoUpstreams);
@@ -283,6 +367,86 @@ impl BalancerConfig {
         }
         Ok(())
     }
+}
+
+/// The checks of [`ProxyConfig`] that the configuration file's loader makes
+/// too, with line numbers (here for configurations built in code).
+fn validate_proxy(proxy: &ProxyConfig) -> Result<()> {
+    let invalid = |setting: &'static str, value: String, fix: &'static str| {
+        Err(BalancerError::Invalid {
+            setting,
+            value,
+            fix,
+        })
+    };
+    if proxy.listeners.is_empty() {
+        return invalid("listeners", "none".into(), "give at least one [[listener]]");
+    }
+    let https = proxy
+        .listeners
+        .iter()
+        .any(|l| l.role == ListenerRole::Https);
+    if https && proxy.certificates.is_empty() {
+        return invalid(
+            "certificates",
+            "none".into(),
+            "an https listener needs at least one [[certificate]]",
+        );
+    }
+    if !https
+        && proxy
+            .listeners
+            .iter()
+            .any(|l| l.role == ListenerRole::RedirectToHttps)
+    {
+        return invalid(
+            "listeners",
+            "redirect-to-https".into(),
+            "a redirect needs an https listener to redirect to",
+        );
+    }
+    if proxy.routes.is_empty() {
+        return invalid("routes", "none".into(), "give at least one [[route]]");
+    }
+    for (index, route) in proxy.routes.iter().enumerate() {
+        if !route.path_prefix.starts_with('/') {
+            return invalid(
+                "route path",
+                route.path_prefix.clone(),
+                "a path prefix starts with /",
+            );
+        }
+        if proxy.routes[..index]
+            .iter()
+            .any(|r| r.host == route.host && r.path_prefix == route.path_prefix)
+        {
+            return invalid(
+                "routes",
+                format!(
+                    "{}{}",
+                    route.host.as_deref().unwrap_or("(any host)"),
+                    route.path_prefix
+                ),
+                "two routes have the same host and path prefix; keep one",
+            );
+        }
+        if let RouteTarget::Static(urls) = &route.target {
+            if urls.is_empty() {
+                return invalid(
+                    "route upstreams",
+                    "[]".into(),
+                    "give at least one http://HOST:PORT",
+                );
+            }
+            for url in urls {
+                upstream_name(url).map_err(|reason| BalancerError::BadUpstream {
+                    url: url.to_string(),
+                    reason,
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The name of a statically configured upstream (`host:port`), or why its URL

@@ -126,14 +126,20 @@ impl Connector {
                 }
             }
         }
-        let conn = self.connect(upstream).await?;
+        let conn = self.connect(upstream, false).await?;
         Ok(Lent {
             conn,
             reused: false,
         })
     }
 
-    async fn connect(&self, upstream: &Upstream) -> Result<Conn, String> {
+    /// A new connection that may be taken over after a `101 Switching
+    /// Protocols` (never kept for other requests).
+    pub async fn connect_upgradable(&self, upstream: &Upstream) -> Result<Conn, String> {
+        self.connect(upstream, true).await
+    }
+
+    async fn connect(&self, upstream: &Upstream, upgrades: bool) -> Result<Conn, String> {
         let connecting = async {
             let addrs: Vec<SocketAddr> = match upstream.socket_addr {
                 Some(addr) => vec![addr],
@@ -172,7 +178,12 @@ impl Connector {
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let ended = if upgrades {
+                connection.with_upgrades().await
+            } else {
+                connection.await
+            };
+            if let Err(error) = ended {
                 tracing::debug!("a connection to a front-end ended: {error}");
             }
         });

@@ -1,6 +1,7 @@
 //! Which upstreams exist: a fixed list, or the controller's list of
-//! front-ends polled every interval, and the reconciliation of that list with
-//! the pool.
+//! front-ends followed by a watch (a long poll the controller answers when
+//! the list changes; a poll every interval against a controller that cannot
+//! watch), and the reconciliation of that list with the pool.
 //!
 //! # Membership and drain
 //!
@@ -41,7 +42,6 @@ use runway_api::ErrorBody;
 use runway_api::v1::{FrontendInfo, FrontendList};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 use url::Url;
 
 use crate::client::{HttpClient, UpstreamBody};
@@ -54,6 +54,8 @@ use crate::pool::{Pool, Upstream, UpstreamStatus};
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest front-end list the balancer reads.
 const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
+/// How long a watch of the controller's list waits for a change.
+const WATCH_WAIT: Duration = Duration::from_secs(25);
 /// While the controller stays unreachable, a warning every this many polls.
 const WARN_EVERY: u32 = 60;
 
@@ -291,26 +293,36 @@ impl Controller {
     }
 
     /// One `GET /_runway/api/v1/frontends` from the first controller that
-    /// answers, each bounded by [`DISCOVERY_TIMEOUT`]. A refused token is
-    /// not retried elsewhere (every controller shares the catalog's tokens).
-    pub async fn fetch(&self) -> Result<FrontendList> {
+    /// answers, each bounded by [`DISCOVERY_TIMEOUT`]; with `watch` (the tag
+    /// of the list the balancer has) a long poll that the controller answers
+    /// once the list changed (or after [`WATCH_WAIT`]). Also returns the
+    /// answer's tag: `None` from a controller that cannot watch. A refused
+    /// token is not retried elsewhere (every controller shares the
+    /// catalog's tokens).
+    pub async fn fetch_watching(
+        &self,
+        watch: Option<&str>,
+    ) -> Result<(FrontendList, Option<String>)> {
         use std::sync::atomic::Ordering;
+        let timeout = match watch {
+            Some(_) => WATCH_WAIT + DISCOVERY_TIMEOUT,
+            None => DISCOVERY_TIMEOUT,
+        };
         let count = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % count;
         let mut last = None;
         for offset in 0..count {
             let index = (first + offset) % count;
             let endpoint = &self.endpoints[index];
-            let answer =
-                match tokio::time::timeout(DISCOVERY_TIMEOUT, self.exchange(endpoint)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(BalancerError::ControllerUnreachable {
-                        controller: endpoint.display.clone(),
-                        reason: format!("no answer within {}", display_duration(DISCOVERY_TIMEOUT)),
-                    }),
-                };
+            let answer = match tokio::time::timeout(timeout, self.exchange(endpoint, watch)).await {
+                Ok(result) => result,
+                Err(_) => Err(BalancerError::ControllerUnreachable {
+                    controller: endpoint.display.clone(),
+                    reason: format!("no answer within {}", display_duration(timeout)),
+                }),
+            };
             match answer {
-                Ok((list, active)) => {
+                Ok((list, active, tag)) => {
                     let next = active
                         .and_then(|a| {
                             let a = a.trim().trim_end_matches('/');
@@ -318,7 +330,7 @@ impl Controller {
                         })
                         .unwrap_or(index);
                     self.current.store(next, Ordering::Relaxed);
-                    return Ok(list);
+                    return Ok((list, tag));
                 }
                 Err(e @ BalancerError::ControllerRefusedToken { .. }) => return Err(e),
                 Err(e) => last = Some(e),
@@ -337,9 +349,23 @@ impl Controller {
 
     /// One exchange with one controller: its list, and the active
     /// controller it names if it is a standby.
-    async fn exchange(&self, endpoint: &Endpoint) -> Result<(FrontendList, Option<String>)> {
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        watch: Option<&str>,
+    ) -> Result<(FrontendList, Option<String>, Option<String>)> {
         let mut request = Request::new(UpstreamBody::empty());
-        *request.uri_mut() = endpoint.uri.clone();
+        *request.uri_mut() = match watch {
+            // Tags are the controller's hex digits; anything else is not sent.
+            Some(tag) if tag.bytes().all(|b| b.is_ascii_alphanumeric()) => format!(
+                "{}?watch={tag}&wait_ms={}",
+                endpoint.uri,
+                WATCH_WAIT.as_millis()
+            )
+            .parse()
+            .unwrap_or_else(|_| endpoint.uri.clone()),
+            _ => endpoint.uri.clone(),
+        };
         let headers = request.headers_mut();
         headers.insert(AUTHORIZATION, self.authorization.clone());
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -354,6 +380,11 @@ impl Controller {
         let active = response
             .headers()
             .get(runway_api::ACTIVE_CONTROLLER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let tag = response
+            .headers()
+            .get(runway_api::v1::FRONTEND_LIST_TAG_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = Limited::new(response.into_body(), MAX_LIST_BYTES)
@@ -384,7 +415,7 @@ impl Controller {
             controller: endpoint.display.clone(),
             reason: e.to_string(),
         })?;
-        Ok((list, active))
+        Ok((list, active, tag))
     }
 }
 
@@ -449,30 +480,37 @@ impl PlatformFollower {
     }
 }
 
-/// Polls the controller every `interval` until `stop` turns true.
+/// Follows the controller until `stop` turns true: a watch (long poll) that
+/// the controller answers as soon as its list changes, so a front-end that
+/// joins or leaves changes the pool at once; against a controller that
+/// cannot watch (no tag in its answer), or after a failure, a poll every
+/// `interval`.
 pub(crate) fn spawn_controller_loop(
     controller: Controller,
     members: Arc<Members>,
     platform: Option<PlatformFollower>,
     interval: Duration,
+    tag: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // The first tick is immediate, and the first discovery was done at start.
-        ticks.tick().await;
         let mut failures: u32 = 0;
+        // The first discovery was done at start: watch from its tag at once
+        // (or poll after an interval if the controller cannot watch).
+        let mut wait = tag.is_none();
+        let mut tag = tag;
         loop {
             let fetched = tokio::select! {
                 _ = crate::server::signalled(&mut stop) => break,
                 fetched = async {
-                    ticks.tick().await;
-                    controller.fetch().await
+                    if wait {
+                        tokio::time::sleep(interval).await;
+                    }
+                    controller.fetch_watching(tag.as_deref()).await
                 } => fetched,
             };
             match fetched {
-                Ok(list) => {
+                Ok((list, new_tag)) => {
                     if failures > 0 {
                         tracing::info!(
                             "the controller at {} answers again after {failures} failed polls",
@@ -484,6 +522,8 @@ pub(crate) fn spawn_controller_loop(
                     if let Some(platform) = &platform {
                         platform.follow(&controller);
                     }
+                    wait = new_tag.is_none();
+                    tag = new_tag;
                 }
                 Err(error) => {
                     if failures.is_multiple_of(WARN_EVERY) {
@@ -493,6 +533,8 @@ pub(crate) fn spawn_controller_loop(
                         );
                     }
                     failures = failures.saturating_add(1);
+                    tag = None;
+                    wait = true;
                 }
             }
         }

@@ -75,6 +75,12 @@ pub enum BalancerError {
     #[error("cannot listen on {addr}: {reason}; pick another with --listen")]
     Listen { addr: SocketAddr, reason: String },
 
+    #[error("{0}")]
+    Certificate(crate::tls::CertificateError),
+
+    #[error("{0}")]
+    File(crate::file::FileError),
+
     #[error("cannot start the balancer's worker threads: {0}")]
     Workers(#[source] std::io::Error),
 }

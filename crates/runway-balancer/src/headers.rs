@@ -84,26 +84,57 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The protocol an HTTP/1.1 request asks to switch to (`Upgrade:` with
+/// `Connection: upgrade`), e.g. `websocket`; `None` for other requests.
+pub(crate) fn upgrade_of<B>(request: &http::Request<B>) -> Option<HeaderValue> {
+    if request.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let protocol = request.headers().get(UPGRADE)?;
+    let asks = request
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| protocol.clone())
+}
+
+/// Puts back the two hop-by-hop headers of an upgrade (stripped with the
+/// others) so that the next hop sees the same request or `101`.
+pub(crate) fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(UPGRADE, protocol);
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
 /// The client end of a connection, formatted once per connection for the
 /// forwarding headers of each of its requests.
 pub(crate) struct ClientAddr {
     /// `192.0.2.7` or `2001:db8::1`, as `X-Forwarded-For` lists it.
     ip: HeaderValue,
-    /// `for=192.0.2.7;proto=http` or `for="[2001:db8::1]";proto=http`.
+    /// `for=192.0.2.7;proto=http` or `for="[2001:db8::1]";proto=https`.
     forwarded: String,
+    /// The scheme of the listener the connection came in on.
+    proto: HeaderValue,
 }
 
 impl ClientAddr {
-    pub fn new(ip: IpAddr) -> ClientAddr {
+    /// A client connected over TLS (`https`) or plain HTTP (`http`): what
+    /// `X-Forwarded-Proto` and `Forwarded: proto=` say is the real listener,
+    /// never what the client claims.
+    pub fn with_tls(ip: IpAddr, tls: bool) -> ClientAddr {
         let ip = ip.to_canonical();
+        let proto = if tls { "https" } else { "http" };
         let forwarded = match ip {
-            IpAddr::V4(ip) => format!("for={ip};proto=http"),
-            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto=http"),
+            IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
+            IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
         };
         ClientAddr {
             ip: HeaderValue::try_from(ip.to_string())
                 .expect("an IP address is a valid header value"),
             forwarded,
+            proto: HeaderValue::from_static(proto),
         }
     }
 }
@@ -152,7 +183,7 @@ pub(crate) fn to_upstream(headers: &mut HeaderMap, client: &ClientAddr, request_
     }
     set(headers, FORWARDED, forwarded);
 
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, client.proto.clone());
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
@@ -213,7 +244,7 @@ mod tests {
         let id = HeaderValue::from_static("rid");
         to_upstream(
             &mut headers,
-            &ClientAddr::new("2001:db8::1".parse().unwrap()),
+            &ClientAddr::with_tls("2001:db8::1".parse().unwrap(), false),
             &id,
         );
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.9, 2001:db8::1");
@@ -226,12 +257,26 @@ mod tests {
     }
 
     #[test]
+    fn tls_clients_are_forwarded_as_https_whatever_they_claim() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let id = HeaderValue::from_static("rid");
+        to_upstream(
+            &mut headers,
+            &ClientAddr::with_tls("192.0.2.7".parse().unwrap(), true),
+            &id,
+        );
+        assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+        assert_eq!(headers[FORWARDED], "for=192.0.2.7;proto=https");
+    }
+
+    #[test]
     fn ipv4_mapped_clients_are_shown_as_ipv4() {
         let mut headers = HeaderMap::new();
         let id = HeaderValue::from_static("rid");
         to_upstream(
             &mut headers,
-            &ClientAddr::new("::ffff:192.0.2.7".parse().unwrap()),
+            &ClientAddr::with_tls("::ffff:192.0.2.7".parse().unwrap(), false),
             &id,
         );
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.7");

@@ -31,11 +31,14 @@ mod config;
 mod connect;
 mod discovery;
 mod error;
+pub mod file;
 mod headers;
 mod health;
 mod pool;
 mod proxy;
+mod routes;
 mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +47,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use config::{BalancerConfig, Discovery, HealthConfig, Policy, defaults};
+pub use config::{
+    BalancerConfig, Discovery, HealthConfig, ListenerConfig, ListenerRole, Policy, ProxyConfig,
+    RouteConfig, RouteTarget, defaults,
+};
 pub use error::{BalancerError, Result};
 pub use pool::UpstreamStatus;
 
@@ -56,7 +62,11 @@ use pool::Pool;
 /// stops it abruptly.
 pub struct Balancer {
     addr: SocketAddr,
+    listeners: Vec<(SocketAddr, ListenerRole)>,
     members: Arc<Members>,
+    /// The upstreams of routes with static upstreams (reverse-proxy mode).
+    route_members: Vec<Arc<Members>>,
+    certificates: Option<Arc<tls::Certificates>>,
     shutdown_grace: std::time::Duration,
     stop: watch::Sender<bool>,
     force: watch::Sender<bool>,
@@ -89,7 +99,7 @@ impl Balancer {
             } => {
                 let controller =
                     Controller::new(client.clone(), url, &config.standby_controllers, token)?;
-                let list = controller.fetch().await?;
+                let (list, tag) = controller.fetch_watching(None).await?;
                 let targets = discovery::controller_targets(&list);
                 if targets.is_empty() {
                     tracing::warn!(
@@ -99,19 +109,79 @@ impl Balancer {
                         list.frontends.len()
                     );
                 }
-                (targets, Some((controller, *interval)))
+                (targets, Some((controller, *interval, tag)))
             }
         };
 
-        let listener = bind(config.listen).await?;
-        let addr = listener.local_addr().map_err(|e| BalancerError::Listen {
-            addr: config.listen,
-            reason: e.to_string(),
-        })?;
+        let certificates = match &config.proxy {
+            Some(proxy) if !proxy.certificates.is_empty() => Some(Arc::new(
+                tls::Certificates::load(&proxy.certificates).map_err(BalancerError::Certificate)?,
+            )),
+            _ => None,
+        };
+        let listen = match &config.proxy {
+            Some(proxy) => proxy.listeners.clone(),
+            None => vec![ListenerConfig {
+                addr: config.listen,
+                role: ListenerRole::Http,
+            }],
+        };
+        let mut bound = Vec::with_capacity(listen.len());
+        for wanted in &listen {
+            let listener = bind(wanted.addr).await?;
+            let addr = listener.local_addr().map_err(|e| BalancerError::Listen {
+                addr: wanted.addr,
+                reason: e.to_string(),
+            })?;
+            bound.push((listener, addr, wanted.role));
+        }
+        let addr = bound[0].1;
+        let https_port = bound
+            .iter()
+            .find(|(_, _, role)| *role == ListenerRole::Https)
+            .map(|(_, addr, _)| addr.port());
+
+        // Routes: the discovered pool, or a pool of its own per route with
+        // static upstreams.
+        let mut route_members = Vec::new();
+        let mut initial = members.apply(targets, true);
+        let routes = match &config.proxy {
+            None => vec![routes::Route {
+                host: None,
+                prefix: "/".into(),
+                pool: pool.clone(),
+            }],
+            Some(proxy) => {
+                let mut routes = Vec::with_capacity(proxy.routes.len());
+                for route in &proxy.routes {
+                    let pool = match &route.target {
+                        RouteTarget::Discovered => pool.clone(),
+                        RouteTarget::Static(urls) => {
+                            let own =
+                                Arc::new(Pool::new(config.policy, config.max_ejection_percent));
+                            let own_members = Arc::new(Members::new(
+                                own.clone(),
+                                checker.clone(),
+                                config.workers,
+                            ));
+                            initial
+                                .extend(own_members.apply(discovery::static_targets(urls), true));
+                            route_members.push(own_members);
+                            own
+                        }
+                    };
+                    routes.push(routes::Route {
+                        host: route.host.clone(),
+                        prefix: route.path_prefix.clone(),
+                        pool,
+                    });
+                }
+                routes
+            }
+        };
 
         // The first check of each initial upstream is awaited so that the
         // balancer serves as soon as `start` returns.
-        let initial = members.apply(targets, true);
         futures::future::join_all(initial.iter().map(|u| checker.check_and_record(u))).await;
 
         // With discovery from controllers, API requests follow the active
@@ -120,34 +190,61 @@ impl Balancer {
             .clone()
             .filter(|_| controller.is_some())
             .map(|pool| discovery::PlatformFollower::new(pool, config.workers));
-        if let (Some(follow), Some((controller, _))) = (&follow, &controller) {
+        if let (Some(follow), Some((controller, _, _))) = (&follow, &controller) {
             follow.follow(controller);
         }
-        let discovery = controller.map(|(controller, interval)| {
+        let discovery = controller.map(|(controller, interval, tag)| {
             discovery::spawn_controller_loop(
                 controller,
                 members.clone(),
                 follow,
                 interval,
+                tag,
                 stop_rx.clone(),
             )
         });
 
         let (alive, connections) = mpsc::channel(1);
         let settings = server::WorkerSettings {
-            pool,
+            routes: Arc::new(routes::RouteTable::new(routes)),
             platform,
             connect_timeout: config.connect_timeout,
             max_attempts: config.max_attempts,
             eject_for: config.eject_for,
             connections: config.connections,
         };
-        let workers = listener.into_std().and_then(|listener| {
-            server::spawn_workers(listener, config.workers, settings, stop_rx, force_rx, alive)
-        });
+        let server_config = certificates.as_ref().map(|c| c.server_config());
+        let mut listeners = Vec::with_capacity(bound.len());
+        let mut addrs = Vec::with_capacity(bound.len());
+        for (listener, addr, role) in bound {
+            let door = server::Door {
+                tls: (role == ListenerRole::Https).then(|| {
+                    tokio_rustls::TlsAcceptor::from(
+                        server_config
+                            .clone()
+                            .expect("validated: https has certificates"),
+                    )
+                }),
+                redirect_to: (role == ListenerRole::RedirectToHttps)
+                    .then_some(https_port)
+                    .flatten(),
+            };
+            let listener = listener.into_std().map_err(BalancerError::Workers)?;
+            listeners.push((listener, Arc::new(door)));
+            addrs.push((addr, role));
+        }
+        let workers = server::spawn_workers(
+            listeners,
+            config.workers,
+            settings,
+            stop_rx,
+            force_rx,
+            alive,
+        );
         if let Err(error) = workers {
             // Threads already started stop when `stop` is dropped here.
             members.stop();
+            route_members.iter().for_each(|m| m.stop());
             return Err(BalancerError::Workers(error));
         }
 
@@ -159,9 +256,15 @@ impl Balancer {
             "the balancer listens on {addr}; {in_pool} of {} front-ends are in the pool",
             members.len()
         );
+        for (addr, role) in &addrs[1..] {
+            tracing::info!(%addr, "the balancer also listens on {addr} ({})", role.as_str());
+        }
         Ok(Balancer {
             addr,
+            listeners: addrs,
             members,
+            route_members,
+            certificates,
             shutdown_grace: config.shutdown_grace,
             stop,
             force,
@@ -170,16 +273,36 @@ impl Balancer {
         })
     }
 
-    /// The address the balancer listens on (with the actual port when the
-    /// configuration asked for port 0).
+    /// The address the balancer listens on (the first listener's, with the
+    /// actual port when the configuration asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// Every listener's address (with the actual port) and role, in the
+    /// order of the configuration.
+    pub fn listeners(&self) -> &[(SocketAddr, ListenerRole)] {
+        &self.listeners
+    }
+
     /// Every known upstream: those discovery lists, in its order, then those
-    /// still draining.
+    /// still draining; then those of routes with static upstreams.
     pub fn upstreams(&self) -> Vec<UpstreamStatus> {
-        self.members.statuses()
+        let mut all = self.members.statuses();
+        for members in &self.route_members {
+            all.extend(members.statuses());
+        }
+        all
+    }
+
+    /// Loads the certificate files again and serves them from the next TLS
+    /// handshake on (see [`tls`]); on any error the certificates in force
+    /// stay. `Ok(None)` when the balancer has no certificates.
+    pub fn reload_certificates(&self) -> std::result::Result<Option<usize>, tls::CertificateError> {
+        match &self.certificates {
+            Some(certificates) => certificates.reload().map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Stops accepting connections, lets in-flight requests finish for up to
@@ -202,6 +325,7 @@ impl Balancer {
             let _ = discovery.await;
         }
         self.members.stop();
+        self.route_members.iter().for_each(|m| m.stop());
         tracing::info!("the balancer stopped");
     }
 }
@@ -214,6 +338,7 @@ impl Drop for Balancer {
             discovery.abort();
         }
         self.members.stop();
+        self.route_members.iter().for_each(|m| m.stop());
     }
 }
 

@@ -66,13 +66,16 @@ use crate::client::UpstreamBody;
 use crate::connect::{self, Conn, Connector};
 use crate::headers::{self, ClientAddr};
 use crate::pool::{Ejection, InFlight, Pool, Upstream};
+use crate::routes::RouteTable;
 
 /// Largest request body of a request that may be sent to another upstream.
 pub(crate) const MAX_RETRY_BODY: u64 = 64 * 1024;
 
 /// One worker's request handler.
 pub(crate) struct Proxy {
-    pub pool: Arc<Pool>,
+    /// Where requests go by host and path (one catch-all pool unless the
+    /// balancer is a reverse proxy with routes).
+    pub routes: Arc<RouteTable>,
     /// The controller, for `/_runway/api/…` (see [`crate::BalancerConfig::platform`]).
     pub platform: Option<Arc<Pool>>,
     pub connector: Connector,
@@ -95,15 +98,26 @@ impl Proxy {
     /// Serves one client request. Never fails: errors become 5xx answers.
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         client: &ClientAddr,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        // `Upgrade` (WebSocket) over HTTP/1.1: passed through, see `tunnel`.
+        let upgrade = headers::upgrade_of(&request)
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (mut parts, body) = request.into_parts();
         let request_id = headers::request_id(&parts.headers);
         let method = parts.method.clone();
         let path = parts.uri.path_and_query().cloned();
 
+        // HTTP/2 carries the host in the request's authority: front-ends
+        // (and forwarding headers) get it as `Host`, as from HTTP/1.1.
+        if !parts.headers.contains_key(HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(HOST, host);
+        }
         headers::to_upstream(&mut parts.headers, client, &request_id);
         parts.version = Version::HTTP_11;
         if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
@@ -111,19 +125,28 @@ impl Proxy {
             let origin = path.clone().unwrap_or(PathAndQuery::from_static("/"));
             parts.uri = Uri::from(origin);
         }
+        if let Some((protocol, _)) = &upgrade {
+            headers::keep_upgrade(&mut parts.headers, protocol.clone());
+        }
         let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
 
+        let path_only = path.as_ref().map_or("/", |p| p.path());
         let pool = match &self.platform {
-            Some(platform)
-                if path
-                    .as_ref()
-                    .is_some_and(|p| p.path().starts_with(crate::config::PLATFORM_API_PREFIX)) =>
-            {
-                platform
+            Some(platform) if path_only.starts_with(crate::config::PLATFORM_API_PREFIX) => {
+                Some(platform)
             }
-            _ => &self.pool,
+            _ => {
+                let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+                self.routes.pick(host, path_only)
+            }
         };
-        let (mut response, upstream, attempts) = self.forward(pool, request, &request_id).await;
+        let (mut response, upstream, attempts) = match (pool, upgrade) {
+            (Some(pool), Some((_, client_side))) => {
+                self.tunnel(pool, request, client_side, &request_id).await
+            }
+            (Some(pool), None) => self.forward(pool, request, &request_id).await,
+            (None, _) => (no_route(&request), None, 0),
+        };
         if response.headers().get(&headers::REQUEST_ID).is_none() {
             response
                 .headers_mut()
@@ -233,6 +256,95 @@ impl Proxy {
             )
         };
         (response, None, attempts)
+    }
+
+    /// An `Upgrade` request (a WebSocket handshake): sent once, on a new
+    /// connection of its own, never retried. If the front-end answers `101`,
+    /// the client's and the front-end's connections are joined and bytes
+    /// are copied both ways until either side closes; the request counts as
+    /// outstanding on its upstream for as long. Any other answer is passed
+    /// on as usual.
+    async fn tunnel(
+        &self,
+        pool: &Pool,
+        request: Request<UpstreamBody>,
+        client_side: hyper::upgrade::OnUpgrade,
+        request_id: &HeaderValue,
+    ) -> (Response<ProxyBody>, Option<Arc<Upstream>>, u32) {
+        let Some(in_flight) = pool.pick(&[]) else {
+            return (
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_upstream",
+                    "no front-end is ready to serve this request; check `runway frontend list`"
+                        .to_string(),
+                    serde_json::json!({}),
+                ),
+                None,
+                0,
+            );
+        };
+        let upstream = in_flight.upstream().clone();
+        let unreachable = |reason: String| {
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                format!(
+                    "no answer from front-end {} to an upgrade request ({reason}); check \
+                     `runway frontend list` and the front-ends' logs",
+                    upstream.name
+                ),
+                serde_json::json!({ "tried": [upstream.name] }),
+            )
+        };
+        let mut conn = match self.connector.connect_upgradable(&upstream).await {
+            Ok(conn) => conn,
+            Err(reason) => return (unreachable(reason), Some(upstream.clone()), 1),
+        };
+        let mut response = match conn.sender.send_request(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                return (
+                    unreachable(describe_error(&error)),
+                    Some(upstream.clone()),
+                    1,
+                );
+            }
+        };
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let response = self.answer(response, in_flight, conn, request_id);
+            return (response, Some(upstream), 1);
+        }
+        let upstream_side = hyper::upgrade::on(&mut response);
+        let protocol = response.headers().get(http::header::UPGRADE).cloned();
+        let (mut parts, _) = response.into_parts();
+        let upstream_name = in_flight.upstream().name_header.clone();
+        headers::to_client(&mut parts.headers, request_id.clone(), upstream_name);
+        if let Some(protocol) = protocol {
+            headers::keep_upgrade(&mut parts.headers, protocol);
+        }
+        let name = upstream.name.clone();
+        tokio::spawn(async move {
+            // Held until the tunnel closes: the upstream is busy meanwhile.
+            let _in_flight = in_flight;
+            let _conn = conn;
+            match tokio::try_join!(client_side, upstream_side) {
+                Ok((client_io, upstream_io)) => {
+                    let mut client_io = hyper_util::rt::TokioIo::new(client_io);
+                    let mut upstream_io = hyper_util::rt::TokioIo::new(upstream_io);
+                    if let Err(error) =
+                        tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
+                    {
+                        tracing::debug!(upstream = %name, "an upgraded connection ended: {error}");
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(upstream = %name, "an upgrade did not complete: {error}");
+                }
+            }
+        });
+        let response = Response::from_parts(parts, ProxyBody::Full(None));
+        (response, Some(upstream), 1)
     }
 
     /// One attempt on `upstream`, on a kept-alive connection if there is one.
@@ -389,8 +501,27 @@ fn find_source<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -
     None
 }
 
+/// The answer to a request that no route of a reverse proxy takes.
+fn no_route(request: &Request<UpstreamBody>) -> Response<ProxyBody> {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("(no host)");
+    error_response(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!(
+            "no route of this proxy serves host {host} and path {}; check the host name and \
+             the path, or add a [[route]] to the proxy's configuration",
+            request.uri().path()
+        ),
+        serde_json::json!({ "host": host, "path": request.uri().path() }),
+    )
+}
+
 /// An API error body answer.
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     code: &str,
     message: String,

@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, audit, balancer, console, controller, deploy, env, frontend, login, logs, pipeline,
-    role, service_account, team, timer, token, up, user,
+    app, apps, audit, balancer, console, controller, deploy, env, frontend, infra, login, logs,
+    pipeline, role, service_account, team, timer, token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -79,6 +79,10 @@ pub enum Command {
     /// The environment's timers: list, run now, per-environment schedule, time zone.
     #[command(subcommand)]
     Timer(timer::TimerCommand),
+    /// The infrastructure as code (infra.toml): check it against the seeds'
+    /// rules, draw it as SVG.
+    #[command(subcommand)]
+    Infra(infra::InfraCommand),
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! live in [`connection`] (environment URL and token), [`output`] (tables,
 //! times, sizes), [`parse`] (argument helpers) and [`templates`] (`app new`).
 //! [`standalone`] composes the roles into one environment for `runway up`.
+//! [`infra`] is `infra.toml` (pure: parse, check, draw) for `runway infra`.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::Parser;
 pub mod cli;
 pub mod commands;
 pub mod connection;
+pub mod infra;
 pub mod output;
 pub mod parse;
 pub mod standalone;

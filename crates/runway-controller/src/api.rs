@@ -17,6 +17,7 @@ use serde::Deserialize;
 use utoipa::OpenApi;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::DefaultBodyLimit;
@@ -898,8 +899,62 @@ async fn revoke_own_token(
 async fn list_frontends(
     State(c): State<Controller>,
     _caller: Caller<Read>,
-) -> ApiResult<Json<FrontendList>> {
-    Ok(Json(c.frontend_list().await?))
+    Query(watch): Query<FrontendWatch>,
+) -> ApiResult<Response> {
+    // A watch (long poll, see `FrontendWatch`): answer once the list's tag
+    // differs from the caller's, or at the deadline. Changes wake the wait;
+    // a re-check every second also catches front-ends going offline (a
+    // heartbeat that stops changes nothing by itself).
+    let wait = Duration::from_millis(
+        watch
+            .wait_ms
+            .unwrap_or(MAX_FRONTEND_WATCH_MS)
+            .min(MAX_FRONTEND_WATCH_MS),
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = c.inner.fleet.changes.subscribe();
+    loop {
+        changes.mark_unchanged();
+        let list = c.frontend_list().await?;
+        let tag = frontend_list_tag(&list);
+        let now = tokio::time::Instant::now();
+        if watch.watch.as_deref() != Some(tag.as_str()) || now >= deadline {
+            let mut response = Json(list).into_response();
+            if let Ok(value) = http::HeaderValue::from_str(&tag) {
+                response
+                    .headers_mut()
+                    .insert(FRONTEND_LIST_TAG_HEADER, value);
+            }
+            return Ok(response);
+        }
+        let recheck = (deadline - now).min(Duration::from_secs(1));
+        let _ = tokio::time::timeout(recheck, changes.changed()).await;
+    }
+}
+
+/// What a watcher of the front-end list compares: everything but the
+/// heartbeat times (which change every second and decide nothing by
+/// themselves).
+fn frontend_list_tag(list: &FrontendList) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(list.generation.to_le_bytes());
+    for f in &list.frontends {
+        hasher.update(f.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(f.address.as_bytes());
+        hasher.update([0]);
+        hasher.update(f.state.as_str().as_bytes());
+        hasher.update([0]);
+        hasher.update(f.generation.to_le_bytes());
+        hasher.update([
+            u8::from(f.enabled),
+            u8::from(f.flags.serves_apps),
+            u8::from(f.flags.runs_timers),
+            u8::from(f.flags.sends_email),
+        ]);
+    }
+    hex::encode(&hasher.finalize()[..12])
 }
 
 #[utoipa::path(post, path = "/_runway/api/v1/frontends/{name}/enable", responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]

@@ -118,6 +118,10 @@ pub fn load_or_create_fleet_key(data_dir: &std::path::Path) -> anyhow::Result<[u
 pub(crate) struct Fleet {
     pub(crate) local: Vec<Arc<dyn FrontendLink>>,
     pub(crate) farm: Option<Farm>,
+    /// Bumped whenever the front-end list may have changed (a registration,
+    /// a heartbeat that changed what a front-end reports, enable, disable,
+    /// remove): what a watch of `GET /frontends` waits on.
+    pub(crate) changes: tokio::sync::watch::Sender<u64>,
 }
 
 pub(crate) struct Farm {
@@ -141,7 +145,13 @@ impl Fleet {
                     .expect("a TLS-less HTTP client always builds"),
                 active_since_ms: std::sync::atomic::AtomicI64::new(0),
             }),
+            changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Wakes every watch of the front-end list.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -244,6 +254,7 @@ impl Controller {
     /// `runway frontend enable|disable NAME`.
     pub async fn set_frontend_enabled(&self, name: &str, enabled: bool) -> ControllerResult<()> {
         if self.store().set_frontend_enabled(name, enabled).await? {
+            self.inner.fleet.changed();
             tracing::info!(frontend = name, enabled, "front-end changed");
             Ok(())
         } else {
@@ -269,6 +280,7 @@ impl Controller {
             )));
         }
         self.store().remove_frontend(name).await?;
+        self.inner.fleet.changed();
         Ok(())
     }
 }
@@ -500,6 +512,7 @@ async fn register(
             other => other.into(),
         })?;
     tracing::info!(frontend = %record.name, address = %record.address, "front-end registered");
+    c.inner.fleet.changed();
     Ok(Json(Registered {
         environment: c.config().environment.clone(),
         key: farm.key_for(&record),
@@ -619,6 +632,9 @@ async fn heartbeat(
                 format!("front-end {} was re-registered meanwhile", record.name),
             )
         })?;
+    if updated.ready != record.ready || updated.generation != record.generation {
+        c.inner.fleet.changed();
+    }
     Ok(Json(HeartbeatReply {
         generation: c.store().generation().await?,
         enabled: updated.enabled,

@@ -8,7 +8,8 @@
 //!   a whole request head) is closed for the newcomer. Connections with a
 //!   request in flight are never closed for room; when all are busy the
 //!   newcomer gets a quick `503` and is closed, so the server never stalls.
-//! - [`serve_connection`] serves one HTTP/1.1 connection with keep-alive and
+//! - [`serve_connection`] serves one HTTP/1.1 connection (TCP, or TLS over
+//!   it) with keep-alive and
 //!   three timeouts: a request head must be complete within
 //!   `header_read_timeout` of its first byte (or of the accept), a
 //!   kept-alive connection may wait at most `keep_alive_timeout` for its next
@@ -221,6 +222,15 @@ pub struct Permit {
     tracker: Arc<Tracker>,
 }
 
+impl Permit {
+    /// Marks the connection as serving for good, so the gate never closes it
+    /// to make room: for connections [`serve_connection`] does not serve
+    /// (HTTP/2, whose streams the gate cannot see), which are still counted.
+    pub fn hold_busy(&self) {
+        self.tracker.phase.store(BUSY, Relaxed);
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.tracker.evicted.load(Relaxed) {
@@ -352,15 +362,16 @@ pub async fn signalled(signal: &mut watch::Receiver<bool>) {
 /// (header read, keep-alive, or a write that makes no progress),
 /// the gate evicts it, or `stop` turns true (then the request in flight
 /// finishes and the connection closes; `force` cuts it).
-pub async fn serve_connection<S, B>(
+pub async fn serve_connection<T, S, B>(
     builder: &http1::Builder,
-    stream: TcpStream,
+    stream: T,
     service: S,
     permit: Permit,
     settings: &ConnectionSettings,
     mut stop: watch::Receiver<bool>,
     mut force: Option<watch::Receiver<bool>>,
 ) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Body + 'static,
@@ -375,7 +386,9 @@ pub async fn serve_connection<S, B>(
         inner: service,
         tracker: tracker.clone(),
     };
-    let connection = builder.serve_connection(io, service);
+    // With upgrades: a service may take the connection over after a `101`
+    // (the balancer's WebSocket pass-through); others never notice.
+    let connection = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(connection);
     let header = settings.header_read_timeout;
     let keep_alive = settings.keep_alive_timeout;

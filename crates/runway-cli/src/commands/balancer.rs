@@ -1,12 +1,13 @@
-//! `runway balancer serve`: the address of a farm environment, until ctrl-c
-//! or SIGTERM.
+//! `runway balancer serve`: the address of a farm environment, or with
+//! `--config FILE` a reverse proxy (TLS, routes by host and path), until
+//! ctrl-c or SIGTERM. SIGHUP reloads the certificates.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use runway_balancer::{Balancer, BalancerConfig, Discovery, Policy};
+use runway_balancer::{Balancer, BalancerConfig, Discovery, ListenerRole, Policy};
 
 use crate::commands::up::{ConnectionArgs, shutdown_signal};
 
@@ -18,6 +19,15 @@ pub enum BalancerCommand {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// A reverse-proxy configuration file (TOML: [[listener]], [[certificate]],
+    /// [controller], [[route]], [balancer]; see ARCHITECTURE.md). Replaces
+    /// --listen, --controller, --upstream, --token and --policy.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["controller", "upstream", "token", "token_file", "pass_api", "listen", "policy"]
+    )]
+    pub config: Option<std::path::PathBuf>,
     /// The controller to discover front-ends from, http://host:port. Repeat
     /// it (or separate URLs with commas) to name the standby controllers too:
     /// discovery follows whichever answers, preferring the active one.
@@ -84,8 +94,13 @@ pub async fn run(cmd: BalancerCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The balancer configuration the flags describe.
+/// The balancer configuration the flags (or the `--config` file) describe.
 pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
+    if let Some(path) = &args.config {
+        let mut config = runway_balancer::file::load(path)?;
+        apply_tuning(&mut config, args)?;
+        return Ok(config);
+    }
     let discovery = match (args.controller.first(), args.upstream.is_empty()) {
         (Some(url), true) => {
             let from_file = match &args.token_file {
@@ -116,6 +131,19 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
     };
     let mut config = BalancerConfig::new(args.listen, discovery);
     config.policy = args.policy.parse()?;
+    apply_tuning(&mut config, args)?;
+    if args.pass_api {
+        config.platform = args.controller.first().cloned();
+    }
+    config.standby_controllers = args.controller.iter().skip(1).cloned().collect();
+    Ok(config)
+}
+
+/// The flags that tune a balancer however it is configured.
+fn apply_tuning(config: &mut BalancerConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Discovery::Controller { interval, .. } = &mut config.discovery {
+        *interval = Duration::from_millis(args.discovery_interval_ms.max(1));
+    }
     config.health.interval = Duration::from_millis(args.health_interval_ms);
     config.health.timeout = config
         .health
@@ -131,24 +159,50 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
         config.workers = workers;
     }
     config.connections = args.connections.settings()?;
-    if args.pass_api {
-        config.platform = args.controller.first().cloned();
-    }
-    config.standby_controllers = args.controller.iter().skip(1).cloned().collect();
-    Ok(config)
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let balancer = Balancer::start(config(&args)?).await?;
-    let policy: Policy = args.policy.parse()?;
-    println!(
-        "runway: balancer ({policy}) listening on http://{}",
-        balancer.addr()
-    );
-    println!("runway: ctrl-c to stop");
-    shutdown_signal()
-        .await
-        .context("failed to listen for shutdown signals")?;
+    let config = config(&args)?;
+    let policy: Policy = config.policy;
+    let balancer = Balancer::start(config).await?;
+    for (addr, role) in balancer.listeners() {
+        let shown = match role {
+            ListenerRole::Http => format!("http://{addr}"),
+            ListenerRole::Https => format!("https://{addr}"),
+            ListenerRole::RedirectToHttps => format!("http://{addr} (redirects to https)"),
+        };
+        println!("runway: balancer ({policy}) listening on {shown}");
+    }
+    println!("runway: ctrl-c to stop; SIGHUP reloads the certificates");
+    let stopped = shutdown_signal();
+    tokio::pin!(stopped);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("failed to listen for SIGHUP")?;
+    loop {
+        #[cfg(unix)]
+        let reload = hangup.recv();
+        #[cfg(not(unix))]
+        let reload = std::future::pending::<Option<()>>();
+        tokio::select! {
+            result = &mut stopped => {
+                result.context("failed to listen for shutdown signals")?;
+                break;
+            }
+            _ = reload => match balancer.reload_certificates() {
+                Ok(Some(count)) => {
+                    tracing::info!("reloaded {count} certificate(s)");
+                    println!("runway: reloaded {count} certificate(s)");
+                }
+                Ok(None) => println!("runway: SIGHUP: no certificates to reload"),
+                Err(error) => {
+                    tracing::error!("certificate reload failed, keeping the certificates in force: {error}");
+                    println!("runway: certificate reload failed, keeping the certificates in force: {error}");
+                }
+            },
+        }
+    }
     println!("runway: stopping (in-flight requests get up to 30 s)");
     balancer.shutdown().await;
     println!("runway: stopped");

@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod env;
 pub mod env_console;
 pub mod frontend;
+pub mod infra;
 pub mod login;
 pub mod logs;
 pub mod pipeline;
@@ -46,5 +47,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Frontend(cmd) => frontend::run(cmd).await,
         Command::Balancer(cmd) => balancer::run(cmd).await,
         Command::Timer(cmd) => timer::run(cmd).await,
+        Command::Infra(cmd) => infra::run(cmd).await,
     }
 }
