@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, balancer, console, controller, deploy, env, frontend, login, logs, pipeline, timer,
-    token, up, user,
+    app, apps, balancer, console, controller, deploy, env, frontend, jobs, login, logs, pipeline,
+    timer, token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -66,6 +66,9 @@ pub enum Command {
     /// The environment's timers: list, run now, per-environment schedule, time zone.
     #[command(subcommand)]
     Timer(timer::TimerCommand),
+    /// The environment's background jobs: list (`runway jobs [APP] [--state S]`),
+    /// show, retry, cancel.
+    Jobs(jobs::JobsArgs),
 }
 
 #[cfg(test)]

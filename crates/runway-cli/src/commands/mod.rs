@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod env;
 pub mod env_console;
 pub mod frontend;
+pub mod jobs;
 pub mod login;
 pub mod logs;
 pub mod pipeline;
@@ -38,5 +39,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Frontend(cmd) => frontend::run(cmd).await,
         Command::Balancer(cmd) => balancer::run(cmd).await,
         Command::Timer(cmd) => timer::run(cmd).await,
+        Command::Jobs(args) => jobs::run(args).await,
     }
 }

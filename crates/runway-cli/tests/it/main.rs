@@ -14,6 +14,7 @@ mod farm;
 mod farm_support;
 mod identity;
 mod isolation;
+mod jobs;
 mod log_limits;
 mod plans;
 mod responses;
