@@ -12,6 +12,7 @@
 pub mod console;
 pub mod error;
 pub mod fleet;
+mod jobs;
 pub mod readiness;
 mod timers;
 pub mod v1;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::jobs::{JobList, JobQuery, JobState, JobView};
 pub use crate::timers::{
     TimerQuery, TimerRunRequested, TimerRunView, TimerRunningView, TimerScheduleChange,
     TimerSettingsView, TimerStatus,

@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, audit, balancer, console, controller, deploy, env, frontend, infra, login, logs,
-    pipeline, role, service_account, team, timer, token, up, user,
+    app, apps, audit, balancer, console, controller, deploy, env, frontend, infra, jobs, login,
+    logs, pipeline, role, service_account, team, timer, token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -83,6 +83,9 @@ pub enum Command {
     /// rules, draw it as SVG.
     #[command(subcommand)]
     Infra(infra::InfraCommand),
+    /// The environment's background jobs: list (`runway jobs [APP] [--state S]`),
+    /// show, retry, cancel.
+    Jobs(jobs::JobsArgs),
 }
 
 #[cfg(test)]

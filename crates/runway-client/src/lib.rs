@@ -14,8 +14,9 @@ use runway_api::ErrorBody;
 use runway_api::v1::{
     AppDetail, AppSummary, ConfigPatch, CreateToken, DeployRequest, Deployment,
     DeploymentQueryParams, DeploymentRequest, DryRun, EnvironmentInfo, FrontendList, Health,
-    LogEntry, LogQueryParams, PropertyView, PublishResult, TimerQuery, TimerRunRequested,
-    TimerScheduleChange, TimerSettingsView, TimerStatus, TokenCreated, TokenInfo, VersionSummary,
+    JobList, JobQuery, JobView, LogEntry, LogQueryParams, PropertyView, PublishResult, TimerQuery,
+    TimerRunRequested, TimerScheduleChange, TimerSettingsView, TimerStatus, TokenCreated,
+    TokenInfo, VersionSummary,
 };
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -459,6 +460,31 @@ impl Client {
     ) -> Result<TimerSettingsView, ClientError> {
         let url = self.api(&["timer-settings"]);
         let req = self.request(Method::PUT, url.clone()).json(settings);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Background jobs, newest first (see [`JobQuery`]), and the apps whose
+    /// waiting jobs stay queued because they are not deployed.
+    pub async fn jobs(&self, query: &JobQuery) -> Result<JobList, ClientError> {
+        self.get_json(with_query(self.api(&["jobs"]), query)?).await
+    }
+
+    /// One background job.
+    pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.get_json(self.api(&["jobs", id])).await
+    }
+
+    /// Queues a failed or cancelled job again (its attempts start over).
+    pub async fn retry_job(&self, id: &str) -> Result<JobView, ClientError> {
+        let url = self.api(&["jobs", id, "retry"]);
+        let req = self.request(Method::POST, url.clone());
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Cancels a job that waits (queued or retrying).
+    pub async fn cancel_job(&self, id: &str) -> Result<JobView, ClientError> {
+        let url = self.api(&["jobs", id, "cancel"]);
+        let req = self.request(Method::POST, url.clone());
         decode(self.send(req, &url).await?, &url).await
     }
 

@@ -100,6 +100,7 @@ pub fn router(controller: Controller) -> Router {
         .route("/frontends/{name}/enable", post(enable_frontend))
         .route("/frontends/{name}/disable", post(disable_frontend))
         .merge(crate::timers::routes())
+        .merge(crate::jobs::routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(uploads))
@@ -144,6 +145,7 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri) -> ApiError {
 async fn openapi(_caller: Caller<Read>) -> Response {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::timers::TimersDoc::openapi());
+    doc.merge(crate::jobs::JobsDoc::openapi());
     Json(doc).into_response()
 }
 

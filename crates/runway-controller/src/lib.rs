@@ -10,6 +10,7 @@ mod deployments;
 pub mod error;
 pub mod fleet;
 pub mod identity;
+mod jobs;
 pub mod lease;
 pub mod server;
 mod timers;

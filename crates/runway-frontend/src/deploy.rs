@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use runway_api::fleet::{AppAssignment, RoutingTable, StageError, StageReport};
 use runway_manifest::{AllowedOrigin, AppName, Digest, Package};
 use runway_runtime::{
-    AppLimits, InternalRouter, KeyValue, LoadedComponent, OutboundPolicy, Runtime,
+    AppLimits, InternalRouter, JobQueue, KeyValue, LoadedComponent, OutboundPolicy, Runtime,
 };
 use runway_store::{BlobKind, BlobStore, LogSink, Store, plain_bytes};
 
 use crate::FrontendConfig;
-use crate::events::StoreKv;
+use crate::events::{StoreJobs, StoreKv};
 
 /// Where a front-end gets packages and artifacts it does not have yet. The
 /// bytes are verified by the caller; a source need not be trusted.
@@ -70,6 +70,7 @@ pub(crate) struct RunningApp {
     pub(crate) limits: AppLimits,
     pub(crate) outbound: Arc<OutboundPolicy>,
     pub(crate) kv: Arc<dyn KeyValue>,
+    pub(crate) jobs: Arc<dyn JobQueue>,
 }
 
 pub(crate) struct Inner {
@@ -365,6 +366,7 @@ impl Inner {
             concurrency: assignment.limits.concurrency,
         };
         let kv: Arc<dyn KeyValue> = Arc::new(StoreKv::new(self.store.clone(), app));
+        let jobs: Arc<dyn JobQueue> = Arc::new(StoreJobs::new(self.store.clone(), app));
         let running = RunningApp {
             name,
             version: Arc::from(assignment.version.as_str()),
@@ -378,6 +380,7 @@ impl Inner {
                 internal: Some(internal),
             }),
             kv,
+            jobs,
         };
         Ok((running, fetched))
     }

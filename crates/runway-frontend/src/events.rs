@@ -1,11 +1,13 @@
-//! Bridges from the runtime to the catalogs: an app's key-value scope, and
-//! the events of a request written to the log catalog.
+//! Bridges from the runtime to the catalogs: an app's key-value scope, its
+//! job queue, and the events of a request written to the log catalog.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use runway_runtime::{Failure, InvocationEvents, KeyValue, KvError, Stream};
-use runway_store::{LogKind, LogLevel, LogSink, NewLogEntry, Store, StoreError, now_ms};
+use runway_runtime::{
+    Failure, InvocationEvents, JobError, JobQueue, JobRequest, KeyValue, KvError, Stream,
+};
+use runway_store::{LogKind, LogLevel, LogSink, NewJob, NewLogEntry, Store, StoreError, now_ms};
 
 /// The key-value data of one app in the platform catalog.
 pub struct StoreKv {
@@ -145,5 +147,46 @@ impl InvocationEvents for RequestEvents {
         tracing::warn!(app = %self.app, version = %self.version, request_id = %self.request_id, "{message}");
         self.log
             .write(self.entry(LogKind::Error, LogLevel::Error, message));
+    }
+}
+
+/// The job queue of one app in the platform catalog (`runway:jobs/queue`).
+pub struct StoreJobs {
+    store: Store,
+    app: String,
+}
+
+impl StoreJobs {
+    pub fn new(store: Store, app: &str) -> StoreJobs {
+        StoreJobs {
+            store,
+            app: app.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for StoreJobs {
+    async fn enqueue(&self, job: JobRequest) -> Result<String, JobError> {
+        let new = NewJob {
+            app: &self.app,
+            path: &job.path,
+            payload: &job.payload,
+            delay_ms: job.delay_ms,
+            max_attempts: i64::from(job.max_attempts),
+            idempotency_key: job.idempotency_key.as_deref(),
+        };
+        match self.store.enqueue_job(&new).await {
+            Ok(enqueued) => Ok(enqueued.id),
+            Err(StoreError::Invalid(m)) => Err(JobError::Invalid(m)),
+            Err(other) => {
+                tracing::error!(app = %self.app, "job queue failed: {other}");
+                Err(JobError::Unavailable(
+                    "the platform could not store the job (nothing was enqueued); \
+                     the cause is in the front-end's log"
+                        .into(),
+                ))
+            }
+        }
     }
 }

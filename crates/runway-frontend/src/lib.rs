@@ -9,6 +9,7 @@
 
 mod deploy;
 mod events;
+mod jobs;
 mod node;
 mod scheduler;
 mod serve;
@@ -20,7 +21,8 @@ use async_trait::async_trait;
 use runway_api::fleet::{FrontendLink, RoutingTable, StageError, StageReport};
 
 pub use deploy::{ArtifactSource, DirSource};
-pub use events::StoreKv;
+pub use events::{StoreJobs, StoreKv};
+pub use jobs::{ATTEMPT_HEADER, JOB_HEADER};
 pub use node::{FrontendNode, NodeConfig};
 pub use scheduler::{TIMER_DUE_HEADER, TIMER_HEADER, TimerScheduler, TimerSettings};
 pub use serve::router;

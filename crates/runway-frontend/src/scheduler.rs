@@ -1,4 +1,6 @@
-//! The timer scheduler of a front-end with the timers flag.
+//! The scheduler of a front-end with the timers flag: timers (here) and
+//! background jobs (`jobs.rs`), both driven by one claim loop
+//! ([`poll_loop`] over a [`Work`]) and delivered by [`deliver`].
 //!
 //! Every `poll` (250 ms) while this front-end is ready at the committed
 //! generation: (1) once a second, make sure every timer of the served table
@@ -13,7 +15,9 @@
 //! (admission, fair share, memory budget, request log) but with the timer's
 //! timeout, renewing the run's lease while it lasts; (4) record the outcome
 //! in the timer's row and a log row. A run keeps the version it started with:
-//! a deployment does not interrupt it.
+//! a deployment does not interrupt it. Every claim carries its own token:
+//! a front-end whose lease expired cannot renew or record a run it no longer
+//! holds, even when it claimed the same timer again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +30,7 @@ use runway_manifest::{DEFAULT_TIME_ZONE, Schedule, Tz, parse_time_zone};
 use runway_store::{
     LogKind, LogLevel, NewLogEntry, TIME_ZONE_SETTING, TimerClaim, TimerOutcome, now_ms,
 };
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::Frontend;
@@ -47,6 +51,15 @@ pub struct TimerSettings {
     pub lease: Duration,
     /// How often due timers are looked for.
     pub poll: Duration,
+    /// Job deliveries at once on this front-end.
+    pub job_concurrency: usize,
+    /// How often due jobs are looked for (also as soon as a delivery ends).
+    pub job_poll: Duration,
+    /// Wait before the second attempt of a failed job; doubled for each
+    /// further attempt (at most an hour), with jitter.
+    pub job_backoff: Duration,
+    /// Done and cancelled jobs are deleted this long after they finished.
+    pub job_retention: Duration,
 }
 
 impl Default for TimerSettings {
@@ -55,32 +68,119 @@ impl Default for TimerSettings {
             concurrency: 3,
             lease: Duration::from_secs(10),
             poll: Duration::from_millis(250),
+            job_concurrency: 16,
+            job_poll: Duration::from_millis(100),
+            job_backoff: Duration::from_secs(1),
+            job_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
 
-/// The running scheduler; stopping it lets runs in flight finish.
+/// The running scheduler (timers and jobs); stopping it lets runs in flight
+/// finish.
 pub struct TimerScheduler {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl TimerScheduler {
-    /// Stops claiming timers. Runs in flight go on until they end (or the
-    /// process stops: their leases then expire and another front-end runs
-    /// them again).
+    /// Stops claiming timers and jobs. Runs in flight go on until they end
+    /// (or the process stops: their leases then expire and another
+    /// front-end runs them again).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
 impl Frontend {
-    /// Starts running this front-end's share of the environment's timers.
+    /// Starts running this front-end's share of the environment's timers
+    /// and background jobs.
     pub fn start_timers(&self, settings: TimerSettings) -> TimerScheduler {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(self.inner.clone(), settings, stopped));
-        TimerScheduler { stop, task }
+        let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(10_000);
+        let timers = TimerWork {
+            settings,
+            lease_ms,
+            known: HashMap::new(),
+            tz: parse_time_zone(DEFAULT_TIME_ZONE).expect("UTC is a time zone"),
+            synced: None,
+        };
+        let jobs = crate::jobs::JobWork::new(settings, lease_ms);
+        let tasks = vec![
+            tokio::spawn(poll_loop(
+                self.inner.clone(),
+                settings.concurrency,
+                settings.poll,
+                stopped.clone(),
+                timers,
+            )),
+            tokio::spawn(poll_loop(
+                self.inner.clone(),
+                settings.job_concurrency,
+                settings.job_poll,
+                stopped,
+                jobs,
+            )),
+        ];
+        TimerScheduler { stop, tasks }
+    }
+}
+
+/// What a scheduler loop claims and runs (timers, jobs).
+pub(crate) trait Work: Send + 'static {
+    /// Claims at most `free` items for this front-end and returns one run
+    /// per claim. `changed`: the served table is not the one of the last
+    /// call. Called only while this front-end is ready at the committed
+    /// generation; with `free == 0` it may still refresh its state.
+    fn claim(
+        &mut self,
+        inner: &Arc<Inner>,
+        changed: bool,
+        free: usize,
+    ) -> impl Future<Output = Vec<BoxFuture<'static, ()>>> + Send;
+}
+
+/// The claim loop: every `poll` (or as soon as a run ends), while ready at
+/// the committed generation, claims as many items as there are free slots
+/// (`concurrency`) and runs each in its own task.
+pub(crate) async fn poll_loop<W: Work>(
+    inner: Arc<Inner>,
+    concurrency: usize,
+    poll: Duration,
+    mut stopped: watch::Receiver<bool>,
+    mut work: W,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let ended = Arc::new(Notify::new());
+    let mut known_generation = -1;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = ended.notified() => {}
+            _ = stopped.changed() => return,
+        }
+        let (generation, ready) = inner.status();
+        if !ready {
+            continue;
+        }
+        let changed = generation != known_generation;
+        known_generation = generation;
+        let free = slots.available_permits();
+        for run in work.claim(&inner, changed, free).await {
+            let permit = slots
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed no more than the free slots");
+            let ended = ended.clone();
+            tokio::spawn(async move {
+                run.await;
+                drop(permit);
+                ended.notify_one();
+            });
+        }
     }
 }
 
@@ -92,46 +192,48 @@ struct Known {
     timeout: Option<Duration>,
 }
 
-async fn run(inner: Arc<Inner>, settings: TimerSettings, mut stopped: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(10_000);
-    let mut known: HashMap<(String, String), Known> = HashMap::new();
-    let mut known_generation = -1;
-    let mut tz: Tz = parse_time_zone(DEFAULT_TIME_ZONE).expect("UTC is a time zone");
-    let mut synced: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(settings.poll) => {}
-            _ = stopped.changed() => return,
+struct TimerWork {
+    settings: TimerSettings,
+    lease_ms: i64,
+    known: HashMap<(String, String), Known>,
+    tz: Tz,
+    synced: Option<Instant>,
+}
+
+impl Work for TimerWork {
+    async fn claim(
+        &mut self,
+        inner: &Arc<Inner>,
+        changed: bool,
+        free: usize,
+    ) -> Vec<BoxFuture<'static, ()>> {
+        if changed {
+            self.known = timers_of(inner);
+            self.synced = None;
         }
-        let (generation, ready) = inner.status();
-        if !ready {
-            continue;
+        if self.known.is_empty() {
+            return Vec::new();
         }
-        if generation != known_generation {
-            known = timers_of(&inner);
-            known_generation = generation;
-            synced = None;
-        }
-        if known.is_empty() {
-            continue;
-        }
-        if synced.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-            match sync(&inner, &known).await {
+        if self
+            .synced
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            match sync(inner, &self.known).await {
                 Ok(zone) => {
-                    tz = zone;
-                    synced = Some(Instant::now());
+                    self.tz = zone;
+                    self.synced = Some(Instant::now());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "timers: cannot read the timer states; retrying");
-                    continue;
+                    return Vec::new();
                 }
             }
         }
-        let free = slots.available_permits();
         if free == 0 {
-            continue;
+            return Vec::new();
         }
+        let known = &self.known;
+        let tz = self.tz;
         let mut apps: Vec<&str> = known.keys().map(|(app, _)| app.as_str()).collect();
         apps.sort_unstable();
         apps.dedup();
@@ -141,7 +243,7 @@ async fn run(inner: Arc<Inner>, settings: TimerSettings, mut stopped: watch::Rec
                 &inner.config.name,
                 &apps,
                 free,
-                lease_ms,
+                self.lease_ms,
                 |app, timer, over, after| {
                     let k = known.get(&(app.to_string(), timer.to_string()))?;
                     let schedule = over.unwrap_or(&k.schedule);
@@ -153,17 +255,14 @@ async fn run(inner: Arc<Inner>, settings: TimerSettings, mut stopped: watch::Rec
             Ok(claims) => claims,
             Err(e) => {
                 tracing::warn!(error = %e, "timers: cannot claim due timers; retrying");
-                continue;
+                return Vec::new();
             }
         };
+        let mut runs: Vec<BoxFuture<'static, ()>> = Vec::new();
         for claim in claims {
             let Some(k) = known.get(&(claim.app.clone(), claim.timer.clone())) else {
                 continue;
             };
-            let permit = slots
-                .clone()
-                .try_acquire_owned()
-                .expect("claimed no more than the free slots");
             let job = RunTimer {
                 inner: inner.clone(),
                 app: k.app.clone(),
@@ -171,14 +270,12 @@ async fn run(inner: Arc<Inner>, settings: TimerSettings, mut stopped: watch::Rec
                 timeout: k.timeout.unwrap_or(k.app.limits.timeout),
                 claim,
                 request_id: uuid::Uuid::new_v4().simple().to_string(),
-                lease: settings.lease,
-                lease_ms,
+                lease: self.settings.lease,
+                lease_ms: self.lease_ms,
             };
-            tokio::spawn(async move {
-                job.run().await;
-                drop(permit);
-            });
+            runs.push(Box::pin(job.run()));
         }
+        runs
     }
 }
 
@@ -275,7 +372,6 @@ struct RunTimer {
 impl RunTimer {
     async fn run(self) {
         let claim = &self.claim;
-        let frontend = self.inner.config.name.clone();
         if let Some(lost_by) = &claim.lost_by {
             self.log(
                 LogLevel::Warn,
@@ -288,25 +384,16 @@ impl RunTimer {
         }
         let started_at_ms = now_ms();
         let started = Instant::now();
-        let request_id = self.request_id.clone();
-        // The environment's own host, as a request through its address would carry.
-        let host = self
-            .app
-            .config
-            .get("runway.base_url")
-            .and_then(|url| url.split_once("://"))
-            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
-        let request = Request::builder()
-            .method(Method::POST)
-            .header(http::header::HOST, host)
-            .uri(format!("/{}{}", self.app.name, self.path))
-            .header(TIMER_HEADER, &claim.timer)
-            .header(TIMER_DUE_HEADER, claim.due_at_ms.to_string())
-            .header(runway_api::REQUEST_ID_HEADER, &request_id)
-            .header(http::header::CONTENT_LENGTH, "0")
-            .body(Body::empty());
+        let request = app_request(
+            &self.app,
+            &self.path,
+            &self.request_id,
+            &[
+                (TIMER_HEADER, claim.timer.clone()),
+                (TIMER_DUE_HEADER, claim.due_at_ms.to_string()),
+            ],
+            Vec::new(),
+        );
         let request = match request {
             Ok(r) => r,
             Err(e) => {
@@ -320,59 +407,31 @@ impl RunTimer {
                 return;
             }
         };
-        // The timer's timeout replaces the request deadline; the runtime
-        // enforces it (and stops a looping guest at its next epoch tick).
-        let mut app = RunningApp::clone(&self.app);
-        app.limits.timeout = self.timeout;
-        let app = Arc::new(app);
-        let inner = self.inner.clone();
-        let run = async move {
-            let response = inner.run_internal(&app, &request_id, request).await;
-            let status = response.status();
-            match response.into_body().collect().await {
-                Ok(body) if !status.is_success() => {
-                    // The platform's error bodies say why (trap, timeout…).
-                    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-                    let why = serde_json::from_str::<runway_api::ErrorBody>(&text)
-                        .map(|e| format!("{}: {}", e.code, e.message))
-                        .unwrap_or_else(|_| text.chars().take(300).collect());
-                    (
-                        status,
-                        Some(format!("the app answered {status}: {}", why.trim())),
-                    )
-                }
-                Ok(_) => (status, None),
-                Err(e) => (status, Some(format!("the response broke off: {e}"))),
-            }
-        };
-        tokio::pin!(run);
-        let mut renew = tokio::time::interval(self.lease / 3);
-        renew.tick().await;
-        // Past the timeout and a margin, the runtime has surely ended it.
-        let hard_stop = tokio::time::sleep(self.timeout + Duration::from_secs(5));
-        tokio::pin!(hard_stop);
-        let (status, error) = loop {
-            tokio::select! {
-                (status, error) = &mut run => break (Some(status), error),
-                _ = &mut hard_stop => break (None, Some(format!(
-                    "the run did not end within its timeout of {} s", self.timeout.as_secs()))),
-                _ = renew.tick() => {
-                    match self.inner.store.renew_timer(&frontend, &claim.app, &claim.timer, claim.due_at_ms, self.lease_ms).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!(app = %claim.app, timer = %claim.timer,
-                            "timers: lost the lease of a running timer (the catalog was unreachable too long); another front-end may run it again"),
-                        Err(e) => tracing::warn!(error = %e, "timers: cannot renew a timer's lease"),
-                    }
-                }
-            }
-        };
-        self.finish(
-            started_at_ms,
-            started,
-            status.map(|s| i64::from(s.as_u16())),
-            error,
+        let store = self.inner.store.clone();
+        let (token, app, timer, lease_ms) = (
+            claim.token.clone(),
+            claim.app.clone(),
+            claim.timer.clone(),
+            self.lease_ms,
+        );
+        let (status, error) = deliver(
+            &self.inner,
+            &self.app,
+            request,
+            &self.request_id,
+            self.timeout,
+            Renewal {
+                lease: self.lease,
+                renew: move || {
+                    let (store, token, app, timer) =
+                        (store.clone(), token.clone(), app.clone(), timer.clone());
+                    async move { store.renew_timer(&token, &app, &timer, lease_ms).await }
+                },
+            },
+            &format!("timer {}/{}", claim.app, claim.timer),
         )
         .await;
+        self.finish(started_at_ms, started, status, error).await;
     }
 
     async fn finish(
@@ -415,7 +474,7 @@ impl RunTimer {
             match self
                 .inner
                 .store
-                .finish_timer(&outcome.frontend, &claim.app, &claim.timer, &outcome)
+                .finish_timer(&claim.token, &claim.app, &claim.timer, &outcome)
                 .await
             {
                 Ok(_) => return,
@@ -442,5 +501,111 @@ impl RunTimer {
             message: Some(message),
             ..Default::default()
         });
+    }
+}
+
+/// A run boxed for its own task.
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// `POST /{app}{path}` as a request through the environment's address
+/// would carry it (its host from `runway.base_url`), with `headers` and `body`.
+pub(crate) fn app_request(
+    app: &RunningApp,
+    path: &str,
+    request_id: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<Request<Body>, http::Error> {
+    let host = app
+        .config
+        .get("runway.base_url")
+        .and_then(|url| url.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .header(http::header::HOST, host)
+        .uri(format!("/{}{}", app.name, path))
+        .header(runway_api::REQUEST_ID_HEADER, request_id)
+        .header(http::header::CONTENT_LENGTH, body.len().to_string());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    request.body(Body::from(body))
+}
+
+/// How a run keeps its lease: `renew` is called every third of `lease`.
+pub(crate) struct Renewal<R> {
+    pub(crate) lease: Duration,
+    pub(crate) renew: R,
+}
+
+/// Runs `request` in `app` through the front-end's app path (admission,
+/// fair share, memory budget, request log row) with `timeout` replacing the
+/// request deadline, renewing its lease (`renewal`) while it lasts.
+/// Returns the app's status (`None`: no answer in time) and, unless it
+/// answered 2xx with a whole body, why it failed (the platform's error code
+/// and message for traps and timeouts). `what` names the run in logs.
+pub(crate) async fn deliver<R, F>(
+    inner: &Arc<Inner>,
+    app: &Arc<RunningApp>,
+    request: Request<Body>,
+    request_id: &str,
+    timeout: Duration,
+    renewal: Renewal<R>,
+    what: &str,
+) -> (Option<i64>, Option<String>)
+where
+    R: FnMut() -> F,
+    F: Future<Output = Result<bool, runway_store::StoreError>>,
+{
+    // The runtime enforces the timeout (and stops a looping guest at its
+    // next epoch tick).
+    let app = if app.limits.timeout == timeout {
+        app.clone()
+    } else {
+        let mut app = RunningApp::clone(app);
+        app.limits.timeout = timeout;
+        Arc::new(app)
+    };
+    let run = async {
+        let response = inner.run_internal(&app, request_id, request).await;
+        let status = response.status();
+        match response.into_body().collect().await {
+            Ok(body) if !status.is_success() => {
+                // The platform's error bodies say why (trap, timeout…).
+                let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+                let why = serde_json::from_str::<runway_api::ErrorBody>(&text)
+                    .map(|e| format!("{}: {}", e.code, e.message))
+                    .unwrap_or_else(|_| text.chars().take(300).collect());
+                (
+                    status,
+                    Some(format!("the app answered {status}: {}", why.trim())),
+                )
+            }
+            Ok(_) => (status, None),
+            Err(e) => (status, Some(format!("the response broke off: {e}"))),
+        }
+    };
+    tokio::pin!(run);
+    let Renewal { lease, mut renew } = renewal;
+    let mut renewal = tokio::time::interval(lease / 3);
+    renewal.tick().await;
+    // Past the timeout and a margin, the runtime has surely ended it.
+    let hard_stop = tokio::time::sleep(timeout + Duration::from_secs(5));
+    tokio::pin!(hard_stop);
+    loop {
+        tokio::select! {
+            (status, error) = &mut run => return (Some(i64::from(status.as_u16())), error),
+            _ = &mut hard_stop => return (None, Some(format!(
+                "the run did not end within its timeout of {} s", timeout.as_secs()))),
+            _ = renewal.tick() => match renew().await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(run = what,
+                    "scheduler: lost the lease of a running {what} (the catalog was unreachable too long); another front-end may run it again"),
+                Err(e) => tracing::warn!(error = %e, run = what, "scheduler: cannot renew a lease"),
+            },
+        }
     }
 }

@@ -306,6 +306,7 @@ impl Inner {
             request_id: request_id.to_string(),
             config: app.config.clone(),
             kv: app.kv.clone(),
+            jobs: app.jobs.clone(),
             outbound: app.outbound.clone(),
             limits: app.limits,
             events,

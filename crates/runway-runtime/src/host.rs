@@ -1,6 +1,7 @@
 //! The per-request host state and Runway's own interfaces:
 //! `wasi:config/store` (properties and platform facts) and `wasi:keyvalue`
-//! (persisted by the platform, scoped to the app).
+//! (persisted by the platform, scoped to the app); `runway:jobs/queue` is in
+//! `jobs.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::outbound::OutboundHooks;
 
-mod generated {
+pub(crate) mod generated {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "runway:app/imports",
@@ -76,6 +77,7 @@ pub(crate) struct HostState {
     pub(crate) hooks: OutboundHooks,
     pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) kv: Arc<dyn KeyValue>,
+    pub(crate) jobs: Arc<dyn crate::JobQueue>,
     pub(crate) limiter: MemoryCap,
 }
 

@@ -204,6 +204,7 @@ impl Runtime {
                 },
                 config: invocation.config.clone(),
                 kv: invocation.kv.clone(),
+                jobs: invocation.jobs.clone(),
                 limiter: MemoryCap {
                     limit: memory_limit,
                 },

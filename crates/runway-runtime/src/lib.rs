@@ -4,7 +4,7 @@
 //!
 //! The runtime knows nothing about catalogs or routing. Everything a guest may
 //! touch arrives in an [`Invocation`]: its configuration, a key-value backend
-//! already scoped to the app, its outbound policy and its limits. Everything it
+//! already scoped to the app, its job queue, its outbound policy and its limits. Everything it
 //! produces besides the response (output lines, refused calls, late failures)
 //! leaves through [`InvocationEvents`].
 
@@ -13,6 +13,7 @@ mod engine;
 mod fair;
 mod host;
 mod invoke;
+mod jobs;
 mod outbound;
 mod validate;
 
@@ -26,6 +27,10 @@ pub use engine::{
 };
 pub use host::{KeyValue, KvError};
 pub use invoke::{CLIENT_CLOSED, Failure, ResponseBody};
+pub use jobs::{
+    DEFAULT_JOB_MAX_ATTEMPTS, JobError, JobQueue, JobRequest, MAX_IDEMPOTENCY_KEY_BYTES,
+    MAX_JOB_ATTEMPTS, MAX_JOB_DELAY_MS, MAX_JOB_PATH_BYTES, MAX_JOB_PAYLOAD_BYTES, check_job,
+};
 pub use outbound::{
     CallBudget, HOPS_HEADER, INTERNAL_SUFFIX, InternalRouter, MAX_CONCURRENT_INTERNAL_CALLS,
     MAX_INTERNAL_CALLS, OutboundPolicy,
@@ -87,6 +92,8 @@ pub struct Invocation {
     /// Values served through `wasi:config/store`.
     pub config: Arc<BTreeMap<String, String>>,
     pub kv: Arc<dyn KeyValue>,
+    /// The app's job queue (`runway:jobs/queue`).
+    pub jobs: Arc<dyn JobQueue>,
     pub outbound: Arc<OutboundPolicy>,
     pub limits: AppLimits,
     pub events: Arc<dyn InvocationEvents>,

@@ -3,7 +3,8 @@
 //!
 //! * **platform** — the controller lease, settings, apps and their versions, compiled-artifact
 //!   metadata, deployments and the committed generation, properties, key-value
-//!   data, API tokens, timer state (overrides, next due time, run leases);
+//!   data, API tokens, timer state (overrides, next due time, run leases),
+//!   background jobs (`jobs`: enqueue, claims with leases, outcomes, retention);
 //! * **log** — request log, app output and errors, written in batches by a
 //!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
 //! * **session** — login sessions.
@@ -29,6 +30,7 @@ mod deployments;
 mod error;
 pub mod files;
 mod frontends;
+mod jobs;
 mod kv;
 mod lease;
 mod logs;
@@ -54,6 +56,7 @@ pub use console::ConsoleStore;
 pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
+pub use jobs::{Enqueued, JobClaim, JobOutcome, JobRecord, NewJob};
 pub use kv::{KvQuota, KvUsage, MAX_BUCKET_BYTES, MAX_KEY_BYTES};
 pub use lease::{Fence, Lease, LeaseState};
 pub use logs::{

@@ -13,8 +13,11 @@
 //! **Leases.** A run holds the row (`holder`, `lease_expires_at_ms` on the
 //! database clock) and renews it ([`Store::renew_timer`]) while it lasts; a
 //! row whose lease expired (its front-end died) is claimable again, for the
-//! same due time, and the lost run is recorded as `lost`. A run's result is
-//! recorded only by its own holder ([`Store::finish_timer`]).
+//! same due time, and the lost run is recorded as `lost`. Every claim gets a
+//! fresh random token; a run's lease is renewed and its result recorded
+//! ([`Store::finish_timer`]) only with the token of the current claim, so a
+//! front-end that lost its lease (a long catalog outage) and claimed the
+//! same timer again cannot record or extend the older run.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -22,6 +25,7 @@ use sqlx::any::AnyRow;
 use crate::Store;
 use crate::db::Backend;
 use crate::error::{Context, Result, StoreError};
+use crate::jobs::random_token;
 use crate::kv::check_no_nul;
 use crate::lease::db_now;
 
@@ -80,6 +84,9 @@ pub struct TimerClaim {
     pub manual: bool,
     /// The previous holder of this due time, whose lease expired.
     pub lost_by: Option<String>,
+    /// Proves this claim: renewing and recording the run need it, so a
+    /// front-end that lost its lease cannot touch the run that replaced it.
+    pub token: String,
 }
 
 const COLUMNS: &str = "app, timer, schedule_override, disabled, run_now_at_ms, next_due_at_ms, \
@@ -294,6 +301,7 @@ impl Store {
         let rows = query.fetch_all(&mut *tx).await.context(what)?;
         let mut claims = Vec::new();
         for row in &rows {
+            let token = random_token();
             let state = state_from_row(row).context(what)?;
             let db_now_ms: i64 = row.try_get("db_now_ms").context(what)?;
             let Some((basis, next)) = next_due(
@@ -310,8 +318,8 @@ impl Store {
                     "UPDATE timer_state SET holder = $1, running_started_at_ms = {now}, \
                      lease_expires_at_ms = {now} + $2, last_due_at_ms = $3, \
                      last_started_at_ms = $4, last_duration_ms = $5, last_status = NULL, \
-                     last_outcome = 'lost', last_error = $6, last_frontend = $7 \
-                     WHERE app = $8 AND timer = $9"
+                     last_outcome = 'lost', last_error = $6, last_frontend = $7, \
+                     claim_token = $10 WHERE app = $8 AND timer = $9"
                 ))
                 .bind(frontend)
                 .bind(lease_ms)
@@ -326,6 +334,7 @@ impl Store {
                 .bind(&lost.frontend)
                 .bind(&state.app)
                 .bind(&state.timer)
+                .bind(&token)
                 .execute(&mut *tx)
                 .await
                 .context(what)?;
@@ -335,18 +344,20 @@ impl Store {
                     due_at_ms: lost.due_at_ms,
                     manual: false,
                     lost_by: Some(lost.frontend.clone()),
+                    token,
                 }
             } else if let Some(asked) = state.run_now_at_ms {
                 sqlx::query(&format!(
                     "UPDATE timer_state SET holder = $1, running_due_at_ms = $2, \
                      running_started_at_ms = {now}, lease_expires_at_ms = {now} + $3, \
-                     run_now_at_ms = NULL WHERE app = $4 AND timer = $5"
+                     run_now_at_ms = NULL, claim_token = $6 WHERE app = $4 AND timer = $5"
                 ))
                 .bind(frontend)
                 .bind(asked)
                 .bind(lease_ms)
                 .bind(&state.app)
                 .bind(&state.timer)
+                .bind(&token)
                 .execute(&mut *tx)
                 .await
                 .context(what)?;
@@ -356,6 +367,7 @@ impl Store {
                     due_at_ms: asked,
                     manual: true,
                     lost_by: None,
+                    token,
                 }
             } else {
                 let Some(due) = state.next_due_at_ms else {
@@ -367,7 +379,8 @@ impl Store {
                 sqlx::query(&format!(
                     "UPDATE timer_state SET holder = $1, running_due_at_ms = $2, \
                      running_started_at_ms = {now}, lease_expires_at_ms = {now} + $3, \
-                     next_due_at_ms = $4, next_due_basis = $5 WHERE app = $6 AND timer = $7"
+                     next_due_at_ms = $4, next_due_basis = $5, claim_token = $8 \
+                     WHERE app = $6 AND timer = $7"
                 ))
                 .bind(frontend)
                 .bind(due)
@@ -376,6 +389,7 @@ impl Store {
                 .bind(&basis)
                 .bind(&state.app)
                 .bind(&state.timer)
+                .bind(&token)
                 .execute(&mut *tx)
                 .await
                 .context(what)?;
@@ -385,6 +399,7 @@ impl Store {
                     due_at_ms: due,
                     manual: false,
                     lost_by: None,
+                    token,
                 }
             };
             claims.push(claim);
@@ -393,26 +408,25 @@ impl Store {
         Ok(claims)
     }
 
-    /// Extends the lease of a run `frontend` holds. `false`: it does not hold
-    /// it any more (its lease expired and another front-end took it).
+    /// Extends the lease of the run claimed with `token`. `false`: that
+    /// claim is not current any more (its lease expired and the timer was
+    /// claimed again, or the run was recorded).
     pub async fn renew_timer(
         &self,
-        frontend: &str,
+        token: &str,
         app: &str,
         timer: &str,
-        due_at_ms: i64,
         lease_ms: i64,
     ) -> Result<bool> {
         let now = db_now(self.platform().backend);
         let n = sqlx::query(&format!(
             "UPDATE timer_state SET lease_expires_at_ms = {now} + $1 \
-             WHERE app = $2 AND timer = $3 AND holder = $4 AND running_due_at_ms = $5"
+             WHERE app = $2 AND timer = $3 AND claim_token = $4"
         ))
         .bind(lease_ms)
         .bind(app)
         .bind(timer)
-        .bind(frontend)
-        .bind(due_at_ms)
+        .bind(token)
         .execute(&self.platform().pool)
         .await
         .context(|| format!("failed to renew the lease of timer {app}/{timer}"))?
@@ -420,11 +434,12 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Records how a run ended and gives the lease up; only by its holder.
-    /// `false`: the run was not this front-end's any more (nothing recorded).
+    /// Records how a run ended and gives the lease up; only with the token
+    /// of the current claim. `false`: the claim was not current any more
+    /// (nothing recorded).
     pub async fn finish_timer(
         &self,
-        frontend: &str,
+        token: &str,
         app: &str,
         timer: &str,
         outcome: &TimerOutcome,
@@ -436,8 +451,8 @@ impl Store {
             "UPDATE timer_state SET holder = NULL, running_due_at_ms = NULL, \
              running_started_at_ms = NULL, lease_expires_at_ms = NULL, last_due_at_ms = $1, \
              last_started_at_ms = $2, last_duration_ms = $3, last_status = $4, \
-             last_outcome = $5, last_error = $6, last_frontend = $7 \
-             WHERE app = $8 AND timer = $9 AND holder = $10 AND running_due_at_ms = $11",
+             last_outcome = $5, last_error = $6, last_frontend = $7, claim_token = NULL \
+             WHERE app = $8 AND timer = $9 AND claim_token = $10",
         )
         .bind(outcome.due_at_ms)
         .bind(outcome.started_at_ms)
@@ -445,11 +460,10 @@ impl Store {
         .bind(outcome.status)
         .bind(&outcome.outcome)
         .bind(&outcome.error)
-        .bind(frontend)
+        .bind(&outcome.frontend)
         .bind(app)
         .bind(timer)
-        .bind(frontend)
-        .bind(outcome.due_at_ms)
+        .bind(token)
         .execute(&self.platform().pool)
         .await
         .context(|| format!("failed to record the run of timer {app}/{timer}"))?

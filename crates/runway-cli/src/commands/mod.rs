@@ -13,6 +13,7 @@ pub mod env;
 pub mod env_console;
 pub mod frontend;
 pub mod infra;
+pub mod jobs;
 pub mod login;
 pub mod logs;
 pub mod pipeline;
@@ -48,5 +49,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Balancer(cmd) => balancer::run(cmd).await,
         Command::Timer(cmd) => timer::run(cmd).await,
         Command::Infra(cmd) => infra::run(cmd).await,
+        Command::Jobs(args) => jobs::run(args).await,
     }
 }

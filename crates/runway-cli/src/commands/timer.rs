@@ -74,6 +74,10 @@ pub struct TimerRunArgs {
     /// front-end that dies mid-run delays the timer by at most this long.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
     pub timer_lease_ms: u64,
+    /// Background-job deliveries at once per front-end (jobs share the
+    /// timers' lease, `--timer-lease-ms`, as their visibility timeout).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub job_concurrency: u32,
 }
 
 impl TimerRunArgs {
@@ -81,6 +85,7 @@ impl TimerRunArgs {
         runway_frontend::TimerSettings {
             concurrency: self.timer_concurrency as usize,
             lease: std::time::Duration::from_millis(self.timer_lease_ms),
+            job_concurrency: self.job_concurrency as usize,
             ..Default::default()
         }
     }

@@ -15,6 +15,7 @@ mod farm_support;
 mod identity;
 mod infra;
 mod isolation;
+mod jobs;
 mod log_limits;
 mod plans;
 mod proxy;

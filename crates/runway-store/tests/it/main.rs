@@ -7,6 +7,7 @@ mod bad_input;
 mod console;
 mod deployments;
 mod frontends;
+mod jobs;
 mod kv;
 mod kv_quota;
 mod lease;

@@ -8,7 +8,10 @@
 //!   - `wasi:config/store`: the app's properties (see `[properties.*]` in `runway.toml`)
 //!     plus `runway.environment`, `runway.base_url`, `runway.app`, `runway.version`;
 //!   - `wasi:keyvalue/store` and `wasi:keyvalue/atomics`: buckets persisted by the
-//!     platform and private to this app.
+//!     platform and private to this app;
+//!   - `runway:jobs/queue`: `enqueue(path, payload, options)` stores a background
+//!     job, delivered later to this app as `POST /<app name><path>` (headers
+//!     `x-runway-job`, `x-runway-attempt`; a 2xx completes it, anything else retries).
 //! * The app is mounted at `/<app name>/`; the handler sees the full path.
 //!
 //! `GET /<app>/` greets the visitor (`?name=Ada` to be greeted by name) and counts visits.
