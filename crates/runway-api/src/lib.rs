@@ -14,6 +14,7 @@ pub mod error;
 pub mod fleet;
 pub mod readiness;
 mod timers;
+pub mod trust;
 pub mod v1;
 
 pub use error::ErrorBody;

@@ -66,6 +66,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ConsoleDoc::openapi();
     doc.merge(crate::users::UsersDoc::openapi());
+    doc.merge(crate::trust::TrustDoc::openapi());
     doc
 }
 

@@ -3,7 +3,9 @@
 //!
 //! * **platform** — the controller lease, settings, apps and their versions, compiled-artifact
 //!   metadata, deployments and the committed generation, properties, key-value
-//!   data, API tokens, timer state (overrides, next due time, run leases);
+//!   data, API tokens, timer state (overrides, next due time, run leases),
+//!   the trusted console's public keys (`trust`) and the append-only audit
+//!   log of the environment's API (`audit`);
 //! * **log** — request log, app output and errors, written in batches by a
 //!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
 //! * **session** — login sessions.
@@ -22,6 +24,7 @@
 //! fails the catalog is left as it was.
 
 mod apps;
+mod audit;
 mod blobs;
 pub mod console;
 mod db;
@@ -38,6 +41,7 @@ mod sessions;
 mod settings;
 mod timers;
 mod tokens;
+mod trust;
 
 pub mod testing;
 
@@ -64,6 +68,8 @@ pub use secrets::SecretsKey;
 pub use sessions::SessionRecord;
 pub use timers::{TIME_ZONE_SETTING, TimerClaim, TimerOutcome, TimerRunning, TimerState};
 pub use tokens::TokenRecord;
+pub use trust::{ConsoleTrustRecord, TrustedKeyRecord};
+pub use audit::{AuditFilter, AuditRecord, NewAuditRow};
 
 pub use db::redact_url;
 use db::{Catalog, sqlite_path};

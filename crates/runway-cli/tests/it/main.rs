@@ -21,3 +21,4 @@ mod small_hardening;
 mod standby;
 mod support;
 mod timers;
+mod trust;

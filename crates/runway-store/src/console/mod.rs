@@ -18,11 +18,14 @@
 //!   version key ↔ exactly one package digest) and what each environment runs.
 //! * [`plans`] — deployment plans, their operations, property values and
 //!   status log.
+//! * [`signing_keys`] — the Ed25519 keys that sign the tokens the console
+//!   issues for environments (private keys sealed with the console key).
 
 pub mod apps;
 pub mod environments;
 pub mod plans;
 pub mod principals;
+pub mod signing_keys;
 pub mod users;
 
 use std::path::Path;

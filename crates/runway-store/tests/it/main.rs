@@ -15,6 +15,7 @@ mod persistence;
 mod properties;
 mod secrets;
 mod tokens;
+mod trust;
 mod versions;
 
 use runway_store::{NewVersion, Store};
