@@ -41,7 +41,6 @@ impl Connection {
     pub async fn client(&self) -> anyhow::Result<Client> {
         runway_server::refuse_credentials("--env (or RUNWAY_ENV)", &self.env)
             .map_err(anyhow::Error::msg)?;
-        let (url, name) = self.resolve_env().await?;
         let from_file = match &self.token_file {
             Some(path) => Some(read_token_file(path, "--token-file")?),
             None => None,
@@ -51,15 +50,23 @@ impl Connection {
             .or(self.token.as_deref())
             .filter(|t| !t.trim().is_empty());
         // An environment named on the console, without a token of its own:
-        // a token the console issues for it (the logged-in user's level there).
-        if let (None, Some(name)) = (explicit, &name) {
-            let token = crate::commands::login::env_token(
+        // the console issues one for it (the logged-in user's level there)
+        // and says where it is.
+        let env = self.env.trim();
+        if explicit.is_none() && runway_console::check_name("environment", env).is_ok() {
+            let (url, token) = crate::commands::login::env_token(
                 &crate::commands::login::ConsoleArgs::from_env(),
-                name,
+                env,
             )
-            .await?;
+            .await
+            .with_context(|| {
+                format!(
+                    "--env {env:?} is not a URL (http://host:port), so it names an environment registered on a console"
+                )
+            })?;
             return Ok(Client::new(&url, Some(token))?);
         }
+        let (url, name) = self.resolve_env().await?;
         let token = resolve_token_for(explicit, Path::new("."), name.as_deref())?;
         Ok(Client::new(&url, Some(token))?)
     }

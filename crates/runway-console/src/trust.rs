@@ -179,7 +179,10 @@ impl Console {
             }
         };
         let der = hex::decode(&current.private_pkcs8_hex).map_err(|e| {
-            ApiError::internal(format!("signing key {} is not hex: {e}", current.record.kid))
+            ApiError::internal(format!(
+                "signing key {} is not hex: {e}",
+                current.record.kid
+            ))
         })?;
         let keys = store
             .signing_keys()
@@ -196,7 +199,11 @@ impl Console {
             encoding: EncodingKey::from_ed_der(&der),
             keys,
         });
-        *self.trust().signer.write().unwrap_or_else(|p| p.into_inner()) = Some(signer.clone());
+        *self
+            .trust()
+            .signer
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(signer.clone());
         Ok(signer)
     }
 
@@ -210,7 +217,11 @@ impl Console {
         match cached {
             // Retired keys past their not-after are dropped from what is
             // published at the next load.
-            Some(s) if s.keys.iter().all(|k| k.not_after_ms.is_none_or(|t| t > now_ms())) => {
+            Some(s)
+                if s.keys
+                    .iter()
+                    .all(|k| k.not_after_ms.is_none_or(|t| t > now_ms())) =>
+            {
                 Ok(s)
             }
             _ => self.load_signer().await,
@@ -333,10 +344,7 @@ pub(crate) fn routes() -> Router<Console> {
             post(issue_token),
         )
         .route("/_runway/console/v1/signing-keys", get(list_keys))
-        .route(
-            "/_runway/console/v1/signing-keys/rotate",
-            post(rotate_key),
-        )
+        .route("/_runway/console/v1/signing-keys/rotate", post(rotate_key))
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/environments/{env}/token", params(("env" = String, Path, description = "name or key")), responses((status = 200, body = EnvironmentToken), (status = 403, body = runway_api::ErrorBody, description = "no access to that environment"), (status = 404, body = runway_api::ErrorBody)))]

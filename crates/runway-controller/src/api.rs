@@ -630,7 +630,9 @@ async fn create_deployment(
     Json(request): Json<DeploymentRequest>,
 ) -> ApiResult<Response> {
     let scope = caller.scope;
-    if request.prepare && (scope < Scope::Console || !matches!(caller.principal, Principal::Token(_))) {
+    if request.prepare
+        && (scope < Scope::Console || !matches!(caller.principal, Principal::Token(_)))
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

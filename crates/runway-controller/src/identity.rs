@@ -198,7 +198,10 @@ async fn authorize_inner(
     if !crate::trust::looks_like_jwt(token) {
         let record = authenticate_local(controller, token).await?;
         if let Some(slot) = slot {
-            slot.set(format!("token:{}", record.name), Some(record.id.to_string()));
+            slot.set(
+                format!("token:{}", record.name),
+                Some(record.id.to_string()),
+            );
         }
         let scope = record.scope;
         if scope < required {

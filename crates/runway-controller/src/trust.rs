@@ -91,10 +91,7 @@ pub struct TrustCache {
 
 impl TrustCache {
     fn get(&self) -> Option<(Arc<Option<TrustState>>, Instant)> {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn put(&self, state: Option<TrustState>) -> Arc<Option<TrustState>> {
@@ -226,8 +223,8 @@ pub async fn verify(controller: &Controller, token: &str) -> ControllerResult<Co
     validation.set_audience(&[&state.audience]);
     validation.set_issuer(&[&state.issuer]);
     validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
-    let data = jsonwebtoken::decode::<TokenClaims>(token, &key.decoding, &validation).map_err(
-        |e| {
+    let data =
+        jsonwebtoken::decode::<TokenClaims>(token, &key.decoding, &validation).map_err(|e| {
             refused(match e.kind() {
                 ErrorKind::InvalidSignature => {
                     format!("console token's signature does not verify with key {kid:?}")
@@ -250,8 +247,7 @@ pub async fn verify(controller: &Controller, token: &str) -> ControllerResult<Co
                 }
                 _ => format!("invalid console token ({e})"),
             })
-        },
-    )?;
+        })?;
     let claims = data.claims;
     if claims.exp.saturating_sub(claims.nbf.min(claims.iat)) > MAX_TOKEN_TTL_SECS {
         return Err(refused(format!(
@@ -429,7 +425,11 @@ mod tests {
     #[test]
     fn public_keys_must_be_32_bytes_of_base64url() {
         assert!(decode_public_key("k", &"A".repeat(43)).is_ok());
-        assert!(decode_public_key("k", "AAAA").unwrap_err().contains("3 bytes"));
+        assert!(
+            decode_public_key("k", "AAAA")
+                .unwrap_err()
+                .contains("3 bytes")
+        );
         assert!(decode_public_key("k", "!!").is_err());
     }
 }

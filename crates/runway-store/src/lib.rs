@@ -53,6 +53,7 @@ pub use apps::{
     AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
     version_identity,
 };
+pub use audit::{AuditFilter, AuditRecord, NewAuditRow};
 pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
 pub use console::ConsoleStore;
 pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
@@ -69,7 +70,6 @@ pub use sessions::SessionRecord;
 pub use timers::{TIME_ZONE_SETTING, TimerClaim, TimerOutcome, TimerRunning, TimerState};
 pub use tokens::TokenRecord;
 pub use trust::{ConsoleTrustRecord, TrustedKeyRecord};
-pub use audit::{AuditFilter, AuditRecord, NewAuditRow};
 
 pub use db::redact_url;
 use db::{Catalog, sqlite_path};

@@ -40,20 +40,21 @@ impl Store {
         else {
             return Ok(None);
         };
-        let keys = sqlx::query("SELECT kid, public_key, not_after_ms FROM console_keys ORDER BY kid")
-            .fetch_all(pool)
-            .await
-            .context(what)?
-            .iter()
-            .map(|r| {
-                Ok(TrustedKeyRecord {
-                    kid: r.try_get("kid")?,
-                    public_key: r.try_get("public_key")?,
-                    not_after_ms: r.try_get("not_after_ms")?,
+        let keys =
+            sqlx::query("SELECT kid, public_key, not_after_ms FROM console_keys ORDER BY kid")
+                .fetch_all(pool)
+                .await
+                .context(what)?
+                .iter()
+                .map(|r| {
+                    Ok(TrustedKeyRecord {
+                        kid: r.try_get("kid")?,
+                        public_key: r.try_get("public_key")?,
+                        not_after_ms: r.try_get("not_after_ms")?,
+                    })
                 })
-            })
-            .collect::<sqlx::Result<Vec<_>>>()
-            .context(what)?;
+                .collect::<sqlx::Result<Vec<_>>>()
+                .context(what)?;
         Ok(Some(ConsoleTrustRecord {
             console_id: row.try_get("console_id").context(what)?,
             audience: row.try_get("audience").context(what)?,

@@ -148,7 +148,11 @@ async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
     println!("new signing key {}", keys.current);
     for key in keys.keys.iter().filter(|k| k.kid != keys.current) {
         if let Some(t) = key.not_after_ms {
-            println!("  old key {} stays accepted until {} (its last tokens expire)", key.kid, crate::output::rfc3339(t));
+            println!(
+                "  old key {} stays accepted until {} (its last tokens expire)",
+                key.kid,
+                crate::output::rfc3339(t)
+            );
         }
     }
     if !keys.not_pushed.is_empty() {

@@ -164,6 +164,7 @@ pub fn env_tokens_path() -> anyhow::Result<PathBuf> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CachedEnvToken {
     token: String,
+    address: String,
     expires_at_ms: i64,
 }
 
@@ -185,8 +186,9 @@ fn read_env_tokens(path: &Path) -> std::collections::BTreeMap<String, CachedEnvT
 
 /// A token for environment `env` (its name on the console), issued by the
 /// console the CLI is logged in to: from the cache while it has more than a
-/// minute left, else asked from the console and cached.
-pub async fn env_token(console: &ConsoleArgs, env: &str) -> anyhow::Result<String> {
+/// minute left, else asked from the console and cached. Returns the
+/// environment's address (as registered) and the token.
+pub async fn env_token(console: &ConsoleArgs, env: &str) -> anyhow::Result<(String, String)> {
     let (url, credential) = console.resolve()?;
     let path = env_tokens_path()?;
     let key = env_token_key(&url, env, &credential);
@@ -195,22 +197,30 @@ pub async fn env_token(console: &ConsoleArgs, env: &str) -> anyhow::Result<Strin
     if let Some(cached) = cache.get(&key)
         && cached.expires_at_ms - now > REFRESH_BEFORE_MS
     {
-        return Ok(cached.token.clone());
+        return Ok((cached.address.clone(), cached.token.clone()));
     }
     let client = ConsoleClient::new(&url, Some(credential))?;
-    let issued = client.environment_token(env).await.map_err(|e| match e.status() {
-        Some(401 | 403) => anyhow::anyhow!(
-            "the console at {url} gives you no token for environment {env:?}: {e}"
-        ),
-        _ => anyhow::Error::new(e).context(format!(
-            "cannot get a token for environment {env:?} from the console at {url}"
-        )),
-    })?;
+    let issued = client
+        .environment_token(env)
+        .await
+        .map_err(|e| match e.status() {
+            Some(404) => anyhow::anyhow!(
+                "--env {env:?}: the console at {url} has no environment of that name (`runway env \
+             list` shows them); give a registered name or a URL"
+            ),
+            Some(401 | 403) => anyhow::anyhow!(
+                "the console at {url} gives you no token for environment {env:?}: {e}"
+            ),
+            _ => anyhow::Error::new(e).context(format!(
+                "cannot get a token for environment {env:?} from the console at {url}"
+            )),
+        })?;
     cache.retain(|_, t| t.expires_at_ms > now);
     cache.insert(
         key,
         CachedEnvToken {
             token: issued.token.clone(),
+            address: issued.address.clone(),
             expires_at_ms: issued.expires_at_ms,
         },
     );
@@ -220,7 +230,7 @@ pub async fn env_token(console: &ConsoleArgs, env: &str) -> anyhow::Result<Strin
     }
     runway_store::files::write_atomically(&path, &serde_json::to_vec_pretty(&cache)?, Some(0o600))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(issued.token)
+    Ok((issued.address, issued.token))
 }
 
 fn same_url(a: &str, b: &str) -> bool {

@@ -233,9 +233,10 @@ async fn console_tokens_carry_levels_and_every_refusal_is_audited() {
     assert!(message.contains("another environment"), "{message}");
 
     // A bad signature.
-    let mut tampered = issued.token.clone();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let mut tampered: Vec<char> = issued.token.chars().collect();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == 'A' { 'B' } else { 'A' };
+    let tampered: String = tampered.into_iter().collect();
     let (status, message) = api_error(infra.on_prod(&tampered).apps().await);
     assert_eq!(status, 401);
     assert!(message.contains("signature"), "{message}");
@@ -250,7 +251,12 @@ async fn console_tokens_carry_levels_and_every_refusal_is_audited() {
     claims["lvl"] = "full-control".into();
     parts[1] =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string().as_bytes());
-    let (status, message) = api_error(infra.on_prod(&parts.join(".")).deploy("hello", "0.1.0").await);
+    let (status, message) = api_error(
+        infra
+            .on_prod(&parts.join("."))
+            .deploy("hello", "0.1.0")
+            .await,
+    );
     assert_eq!(status, 401, "{message}");
     assert!(message.contains("signature"), "{message}");
 
@@ -300,7 +306,10 @@ async fn console_tokens_carry_levels_and_every_refusal_is_audited() {
     let rotated = infra.admin.rotate_signing_key().await.unwrap();
     assert!(rotated.not_pushed.is_empty(), "{rotated:?}");
     assert_eq!(rotated.keys.len(), 2);
-    as_ada.apps().await.expect("a token of the rotated-out key, in its grace");
+    as_ada
+        .apps()
+        .await
+        .expect("a token of the rotated-out key, in its grace");
     let fresh = ada.environment_token("prod").await.unwrap();
     infra.on_prod(&fresh.token).apps().await.unwrap();
     let trust = infra.prod.client.console_trust().await.unwrap();
@@ -358,7 +367,12 @@ async fn console_tokens_carry_levels_and_every_refusal_is_audited() {
         "{done:#?}"
     );
     // Monitor cannot read the audit log.
-    let (status, _) = api_error(infra.on_prod(&fresh.token).audit(&AuditQuery::default()).await);
+    let (status, _) = api_error(
+        infra
+            .on_prod(&fresh.token)
+            .audit(&AuditQuery::default())
+            .await,
+    );
     assert_eq!(status, 403);
     let _ = &infra.dev_key;
 }
@@ -463,8 +477,7 @@ async fn the_cli_uses_console_issued_tokens_for_named_environments() {
     );
     let first = std::fs::read_to_string(&cache).unwrap();
     // Cached: the second command uses the same token.
-    let (ok, _, err) =
-        tokio::task::block_in_place(|| cli(&["logs", "hello", "--env", "prod"], ""));
+    let (ok, _, err) = tokio::task::block_in_place(|| cli(&["logs", "hello", "--env", "prod"], ""));
     assert!(ok, "{err}");
     assert_eq!(std::fs::read_to_string(&cache).unwrap(), first);
     // Deploying on prod needs change & deploy: one line naming it.
@@ -478,7 +491,8 @@ async fn the_cli_uses_console_issued_tokens_for_named_environments() {
     // The audit row names ada.
     let rows = infra.refused_rows().await;
     assert!(
-        rows.iter().any(|r| r.actor == "console:ada" && r.status == 403),
+        rows.iter()
+            .any(|r| r.actor == "console:ada" && r.status == 403),
         "{rows:#?}"
     );
     // Logging out forgets the issued tokens.

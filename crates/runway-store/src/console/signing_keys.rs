@@ -134,11 +134,13 @@ impl ConsoleStore {
         .execute(&mut *tx)
         .await
         .context(what)?;
-        sqlx::query("DELETE FROM signing_keys WHERE not_after_ms IS NOT NULL AND not_after_ms <= $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context(what)?;
+        sqlx::query(
+            "DELETE FROM signing_keys WHERE not_after_ms IS NOT NULL AND not_after_ms <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context(what)?;
         let row = sqlx::query(&format!(
             "INSERT INTO signing_keys \
              (kid, public_key, private_sealed, private_key_id, created_at_ms) \

@@ -17,7 +17,10 @@ async fn open_console() -> (Guard, ConsoleStore) {
     };
     let store = ConsoleStore::open(&guard.location()).await.unwrap();
     store
-        .use_key(SecretsKey::from_bytes([7; 32], std::path::Path::new("console.key")))
+        .use_key(SecretsKey::from_bytes(
+            [7; 32],
+            std::path::Path::new("console.key"),
+        ))
         .await
         .unwrap();
     (guard, store)
@@ -57,14 +60,23 @@ async fn signing_keys_rotate_and_expire() {
         .collect();
     assert_eq!(kids, ["k1", "k3"]);
     assert_eq!(
-        store.current_signing_key().await.unwrap().unwrap().record.kid,
+        store
+            .current_signing_key()
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .kid,
         "k3"
     );
     // Sealed: another console key cannot open the private key.
     store.close().await;
     let again = ConsoleStore::open(&guard.location()).await.unwrap();
     again
-        .use_key(SecretsKey::from_bytes([8; 32], std::path::Path::new("other.key")))
+        .use_key(SecretsKey::from_bytes(
+            [8; 32],
+            std::path::Path::new("other.key"),
+        ))
         .await
         .unwrap();
     let err = again.current_signing_key().await.unwrap_err();
@@ -139,7 +151,10 @@ async fn audit_rows_append_and_filter() {
     assert_eq!(ada.len(), 1);
     assert_eq!(ada[0].outcome, AuditOutcome::Refused);
     // NUL is stored as U+FFFD on both backends.
-    assert_eq!(ada[0].detail.as_deref(), Some("needs change & deploy\u{FFFD}"));
+    assert_eq!(
+        ada[0].detail.as_deref(),
+        Some("needs change & deploy\u{FFFD}")
+    );
     let later = store
         .audit(&AuditFilter {
             since_ms: Some(now_ms() + 60_000),
