@@ -15,6 +15,7 @@ pub mod fleet;
 mod jobs;
 pub mod readiness;
 mod timers;
+pub mod trust;
 pub mod v1;
 
 pub use error::ErrorBody;

@@ -35,18 +35,38 @@ pub struct Connection {
 impl Connection {
     /// A client for `--env`, authenticated with the resolved token. `--env`
     /// is a URL, or the name of an environment registered on the console of
-    /// `runway login` (its address is asked there once; the token is still
-    /// the environment's own: flags, or `.runway/<name>/admin.token` as
-    /// `runway up` writes it, or the usual files).
+    /// `runway login` (its address is asked there once; the token is the
+    /// flags', else one the console issues for that environment with the
+    /// logged-in user's level there, cached: `login::env_token`).
     pub async fn client(&self) -> anyhow::Result<Client> {
         runway_server::refuse_credentials("--env (or RUNWAY_ENV)", &self.env)
             .map_err(anyhow::Error::msg)?;
-        let (url, name) = self.resolve_env().await?;
         let from_file = match &self.token_file {
             Some(path) => Some(read_token_file(path, "--token-file")?),
             None => None,
         };
-        let explicit = from_file.as_deref().or(self.token.as_deref());
+        let explicit = from_file
+            .as_deref()
+            .or(self.token.as_deref())
+            .filter(|t| !t.trim().is_empty());
+        // An environment named on the console, without a token of its own:
+        // the console issues one for it (the logged-in user's level there)
+        // and says where it is.
+        let env = self.env.trim();
+        if explicit.is_none() && runway_console::check_name("environment", env).is_ok() {
+            let (url, token) = crate::commands::login::env_token(
+                &crate::commands::login::ConsoleArgs::from_env(),
+                env,
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "--env {env:?} is not a URL (http://host:port), so it names an environment registered on a console"
+                )
+            })?;
+            return Ok(Client::new(&url, Some(token))?);
+        }
+        let (url, name) = self.resolve_env().await?;
         let token = resolve_token_for(explicit, Path::new("."), name.as_deref())?;
         Ok(Client::new(&url, Some(token))?)
     }

@@ -24,6 +24,7 @@ use url::Url;
 pub mod console;
 mod console_identity;
 mod console_plans;
+mod trust;
 pub use console::ConsoleClient;
 
 /// Media type of a `.rwp` package upload.

@@ -300,7 +300,23 @@ async fn add_environment(
             why
         }
     };
+    // The environment learns the console's keys before it is recorded: a
+    // registered environment always trusts the console's tokens.
     let id = new_key();
+    if let Err(why) = console
+        .push_keys_with(&id, &address, minted.token.clone())
+        .await
+    {
+        return Err(undo(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "environment_refused",
+            format!(
+                "environment {:?} at {address} did not take the console's signing keys                  ({why}). Nothing was registered.",
+                req.name
+            ),
+        ))
+        .await);
+    }
     let recorded = store
         .add_environment(&NewEnvironment {
             id: id.clone(),
@@ -422,6 +438,7 @@ async fn remove_environment(
     }
     console.store().remove_environment(&env.id).await?;
     console.stop_poller(&env.id);
+    console.forget_pushed(&env.id);
     tracing::info!(environment = %env.name, key = %env.id, "removed an environment");
     Ok(StatusCode::NO_CONTENT)
 }

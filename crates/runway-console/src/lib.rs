@@ -15,7 +15,8 @@
 //! roles, teams, a user's role, and the catalog side of access: a
 //! principal's grants), [`audit`] (the audit log),
 //! [`environments`] (environments and pipelines), [`poller`] (health polls),
-//! [`apps`] (applications × environments, versions), [`error`] (JSON errors),
+//! [`apps`] (applications × environments, versions), [`trust`] (signing
+//! keys, tokens for environments), [`error`] (JSON errors),
 //! [`openapi`] (the API's OpenAPI document).
 //! Deployment plans and the LifeTime Deployment API v2 surface live in their
 //! own modules (`plans`, `lifetime`).
@@ -33,6 +34,7 @@ pub mod plans;
 pub mod poller;
 pub mod roles;
 pub mod server;
+pub mod trust;
 pub mod users;
 
 use std::collections::HashMap;
@@ -56,6 +58,8 @@ struct Inner {
     identity: users::IdentityConfig,
     /// One poller task per registered environment (by key).
     pollers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The signing key in memory and what was pushed where (`trust`).
+    trust: trust::TrustState,
 }
 
 impl Console {
@@ -75,6 +79,7 @@ impl Console {
                 poll_interval,
                 identity,
                 pollers: Mutex::new(HashMap::new()),
+                trust: trust::TrustState::default(),
             }),
         }
     }
@@ -116,6 +121,7 @@ pub fn router(console: Console) -> Router {
         .merge(apps::routes())
         .merge(plans::routes())
         .merge(lifetime::routes())
+        .merge(trust::routes())
         .route(
             "/_runway/console/v1/openapi.json",
             axum::routing::get(openapi::serve),

@@ -70,6 +70,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::users::UsersDoc::openapi());
     doc.merge(crate::roles::RolesDoc::openapi());
     doc.merge(crate::audit::AuditDoc::openapi());
+    doc.merge(crate::trust::TrustDoc::openapi());
     doc
 }
 

@@ -99,6 +99,9 @@ impl Console {
             }
             Err(e) => return Err(e.into()),
         };
+        // The environment's copy of the console's keys, if this process
+        // has not pushed the current set there yet (`trust`).
+        self.push_keys_if_stale(&env).await;
         for version in &outcome.new_versions {
             tracing::info!(environment = %env.name, %version, "recorded a new version");
         }

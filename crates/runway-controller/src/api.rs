@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use crate::Controller;
 use crate::deployer::{app_not_found, deployment_view, narrow, parse_app_version};
 use crate::error::{ApiError, ApiResult, MAX_JSON_BODY_BYTES, api_layer};
-use crate::identity::{Admin, Caller, Console, Deploy, Read, new_token};
+use crate::identity::{Admin, Caller, Console, Deploy, Principal, Read, new_token};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -101,8 +101,13 @@ pub fn router(controller: Controller) -> Router {
         .route("/frontends/{name}/disable", post(disable_frontend))
         .merge(crate::timers::routes())
         .merge(crate::jobs::routes())
+        .merge(crate::trust::routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            controller.clone(),
+            crate::identity::audit_layer,
+        ))
         .layer(Extension(uploads))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(middleware::from_fn(api_layer));
@@ -146,6 +151,7 @@ async fn openapi(_caller: Caller<Read>) -> Response {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::timers::TimersDoc::openapi());
     doc.merge(crate::jobs::JobsDoc::openapi());
+    doc.merge(crate::trust::TrustDoc::openapi());
     Json(doc).into_response()
 }
 
@@ -626,14 +632,16 @@ async fn create_deployment(
     caller: Caller<Deploy>,
     Json(request): Json<DeploymentRequest>,
 ) -> ApiResult<Response> {
-    let scope = caller.token.scope;
-    if request.prepare && scope < Scope::Console {
+    let scope = caller.scope;
+    if request.prepare
+        && (scope < Scope::Console || !matches!(caller.principal, Principal::Token(_)))
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "token '{}' has scope {scope}; preparing a deployment needs scope console (or admin): create one with `runway token create NAME --scope console`",
-                caller.token.name
+                "{} has scope {scope}; preparing a deployment needs an environment token of scope console (or admin): create one with `runway token create NAME --scope console`",
+                caller.describe()
             ),
         ));
     }
@@ -679,7 +687,12 @@ async fn abort_deployment(
     caller: Caller<Console>,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Deployment>> {
-    Ok(Json(c.abort_deployment(id, &caller.token.name).await?))
+    // Scope console: only environment tokens reach here.
+    let who = match &caller.principal {
+        Principal::Token(t) => t.name.clone(),
+        Principal::Console(c) => c.sub.clone(),
+    };
+    Ok(Json(c.abort_deployment(id, &who).await?))
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/deployments", params(DeploymentQueryParams), responses((status = 200, body = Vec<Deployment>)))]
@@ -890,7 +903,17 @@ async fn revoke_own_token(
     State(c): State<Controller>,
     caller: Caller<Read>,
 ) -> ApiResult<StatusCode> {
-    match c.store().revoke_token(&caller.token.id.to_string()).await {
+    let Principal::Token(token) = &caller.principal else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_revocable",
+            format!(
+                "{} is a console-issued token: it cannot be revoked here and expires by itself within 10 minutes",
+                caller.describe()
+            ),
+        ));
+    };
+    match c.store().revoke_token(&token.id.to_string()).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::Conflict(message)) => Err(ApiError::conflict(message)),
         Err(e) => Err(e.into()),

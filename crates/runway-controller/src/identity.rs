@@ -3,11 +3,23 @@
 //! A token is `rwt_` + 64 hex digits (256 random bits). The catalog keeps only
 //! its SHA-256: a slow password hash adds nothing for a secret of that
 //! entropy, and a fast one keeps authentication cheap on every call.
+//!
+//! Besides its own tokens, the environment accepts tokens its console issued
+//! (JWTs, verified in [`crate::trust`]): their level maps to a scope
+//! (monitor → read, change & deploy → deploy, full control → admin), never
+//! to the console's own scope. Every call that changes something, and every
+//! refusal, leaves a row in the audit log ([`audit_layer`]).
 
-use axum::extract::FromRequestParts;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::StatusCode;
 use http::request::Parts;
+use runway_api::trust::TrustLevel;
 use runway_api::v1::Scope;
-use runway_store::{TokenRecord, now_ms};
+use runway_store::{NewAuditRow, TokenRecord, now_ms};
 use sha2::{Digest as _, Sha256};
 
 use crate::Controller;
@@ -53,11 +65,39 @@ impl RequiredScope for Admin {
     const SCOPE: Scope = Scope::Admin;
 }
 
-/// Proof that the caller presented a valid token of at least scope `S`.
-/// Taking it as a handler argument is what protects an endpoint.
+/// Who made a request.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// An environment token.
+    Token(TokenRecord),
+    /// A token the trusted console issued (see [`crate::trust`]).
+    Console(crate::trust::ConsoleCaller),
+}
+
+/// Proof that the caller presented a valid credential allowing scope `S`:
+/// an environment token of at least that scope, or a console-issued token
+/// whose level maps to it. Taking it as a handler argument is what protects
+/// an endpoint.
 pub struct Caller<S> {
-    pub token: TokenRecord,
+    pub principal: Principal,
+    /// What the credential allows on this route (a console token's level,
+    /// raised for the app the route names, mapped to a scope).
+    pub scope: Scope,
     _scope: std::marker::PhantomData<S>,
+}
+
+impl<S> Caller<S> {
+    /// How messages name the caller: `token 'ci'`, `console user 'ada'`.
+    pub fn describe(&self) -> String {
+        describe(&self.principal)
+    }
+}
+
+fn describe(principal: &Principal) -> String {
+    match principal {
+        Principal::Token(t) => format!("token '{}'", t.name),
+        Principal::Console(c) => format!("console {} '{}'", c.kind.replace('_', " "), c.sub),
+    }
 }
 
 fn unauthorized(message: &str) -> ControllerError {
@@ -82,14 +122,21 @@ pub(crate) fn bearer(headers: &http::HeaderMap) -> ControllerResult<&str> {
         .ok_or_else(|| unauthorized("malformed authorization header: expected `Bearer <token>`"))
 }
 
-/// The active token a request presents, whatever its scope.
+/// The active environment token a request presents, whatever its scope.
 pub(crate) async fn authenticate(
     controller: &Controller,
     headers: &http::HeaderMap,
 ) -> ControllerResult<TokenRecord> {
     let token = bearer(headers)?;
+    authenticate_local(controller, token).await
+}
+
+async fn authenticate_local(controller: &Controller, token: &str) -> ControllerResult<TokenRecord> {
     if !token.starts_with(PREFIX) {
-        return Err(unauthorized("invalid token: Runway tokens start with rwt_"));
+        return Err(unauthorized(
+            "invalid token: Runway tokens start with rwt_ (or are tokens issued by this \
+             environment's console: `runway login CONSOLE --user NAME`, then `--env NAME`)",
+        ));
     }
     let record = controller
         .store()
@@ -105,23 +152,64 @@ pub(crate) async fn authenticate(
     Ok(record)
 }
 
-impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> {
-    type Rejection = ApiError;
+/// The scope a console level gives (`None`: no access).
+pub fn level_scope(level: TrustLevel) -> Option<Scope> {
+    match level {
+        TrustLevel::NoAccess => None,
+        TrustLevel::Monitor => Some(Scope::Read),
+        TrustLevel::ChangeAndDeploy => Some(Scope::Deploy),
+        TrustLevel::FullControl => Some(Scope::Admin),
+    }
+}
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        controller: &Controller,
-    ) -> Result<Self, ApiError> {
-        let record = authenticate(controller, &parts.headers).await?;
+/// The lowest level whose scope allows `scope`.
+fn level_for(scope: Scope) -> TrustLevel {
+    match scope {
+        Scope::Join | Scope::Read => TrustLevel::Monitor,
+        Scope::Deploy => TrustLevel::ChangeAndDeploy,
+        Scope::Console | Scope::Admin => TrustLevel::FullControl,
+    }
+}
+
+/// Authenticates a request and checks it may use a route that needs
+/// `required`; `app` is the app the route names, if any (a console token's
+/// per-app raise applies there). Records who it was in the request's
+/// [`AuditSlot`], refused or not.
+async fn authorize(
+    parts: &mut Parts,
+    controller: &Controller,
+    required: Scope,
+) -> ControllerResult<(Principal, Scope)> {
+    let slot = parts.extensions.get::<AuditSlot>().cloned();
+    let result = authorize_inner(parts, controller, required, slot.as_ref()).await;
+    if let (Err(e), Some(slot)) = (&result, &slot) {
+        slot.refused(e.to_string());
+    }
+    result
+}
+
+async fn authorize_inner(
+    parts: &mut Parts,
+    controller: &Controller,
+    required: Scope,
+    slot: Option<&AuditSlot>,
+) -> ControllerResult<(Principal, Scope)> {
+    let token = bearer(&parts.headers)?;
+    if !crate::trust::looks_like_jwt(token) {
+        let record = authenticate_local(controller, token).await?;
+        if let Some(slot) = slot {
+            slot.set(
+                format!("token:{}", record.name),
+                Some(record.id.to_string()),
+            );
+        }
         let scope = record.scope;
-        if scope < S::SCOPE {
+        if scope < required {
             return Err(ControllerError::forbidden(format!(
-                    "token '{}' has scope {scope}, this call needs {}; create one with `runway token create NAME --scope {}`",
-                    record.name,
-                    S::SCOPE,
-                    S::SCOPE
-                ))
-            .into());
+                "token '{}' has scope {scope}, this call needs {required}; create one with \
+                 `runway token create NAME --scope {required}`",
+                record.name
+            )));
         }
         if record
             .last_used_at_ms
@@ -129,11 +217,149 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> 
         {
             controller.store().touch_token(record.id).await?;
         }
+        return Ok((Principal::Token(record), scope));
+    }
+    let caller = crate::trust::verify(controller, token).await?;
+    if let Some(slot) = slot {
+        slot.set(format!("console:{}", caller.sub), Some(caller.jti.clone()));
+    }
+    // The app the route names, for the token's per-app raises.
+    let app = if caller.apps.is_empty() {
+        None
+    } else {
+        axum::extract::RawPathParams::from_request_parts(parts, controller)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "app")
+                    .map(|(_, value)| value.to_string())
+            })
+    };
+    let level = caller.level_for_app(app.as_deref());
+    let who = describe(&Principal::Console(caller.clone()));
+    let on = match &app {
+        Some(app) if level > caller.level => format!("on app {app} in this environment"),
+        _ => "on this environment".to_string(),
+    };
+    if required == Scope::Console {
+        return Err(ControllerError::forbidden(format!(
+            "{who} has {level} {on}, but this call is the console's own (scope console): \
+             console-issued tokens never allow it; use an environment token with scope console"
+        )));
+    }
+    match level_scope(level) {
+        Some(scope) if scope >= required => Ok((Principal::Console(caller), scope)),
+        _ => Err(ControllerError::forbidden(format!(
+            "{who} has {level} {on}; this call needs {} (scope {required}): ask a console \
+             administrator for that level",
+            level_for(required)
+        ))),
+    }
+}
+
+impl<S: RequiredScope + Send + Sync> FromRequestParts<Controller> for Caller<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        controller: &Controller,
+    ) -> Result<Self, ApiError> {
+        let (principal, scope) = authorize(parts, controller, S::SCOPE).await?;
         Ok(Caller {
-            token: record,
+            principal,
+            scope,
             _scope: std::marker::PhantomData,
         })
     }
+}
+
+/// Who made a request and why it was refused, filled in by the [`Caller`]
+/// extractor and read by [`audit_layer`] once the answer is known.
+#[derive(Clone, Default)]
+pub struct AuditSlot(Arc<Mutex<AuditWho>>);
+
+#[derive(Default)]
+struct AuditWho {
+    actor: Option<String>,
+    credential: Option<String>,
+    refusal: Option<String>,
+}
+
+impl AuditSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuditWho> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, actor: String, credential: Option<String>) {
+        let mut who = self.lock();
+        who.actor = Some(actor);
+        who.credential = credential;
+    }
+
+    fn refused(&self, why: String) {
+        self.lock().refusal = Some(why);
+    }
+}
+
+/// Whether a call is recorded in the audit log: everything but reads, and
+/// every refusal (reads included).
+fn audited(method: &http::Method, status: StatusCode) -> bool {
+    let read = matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    !read || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+}
+
+/// The environment API's audit: after each call that changed something or
+/// was refused, one row in the platform catalog's `audit` table (who, from
+/// where, which route and path, the status). A row that cannot be written
+/// is logged; the answer is not held back or changed.
+pub async fn audit_layer(
+    State(controller): State<Controller>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let slot = AuditSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let method = request.method().clone();
+    let target = request.uri().path().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let address = request
+        .extensions()
+        .get::<runway_server::PeerAddr>()
+        .map_or_else(|| "unknown".to_string(), |p| p.0.ip().to_string());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !audited(&method, status) {
+        return response;
+    }
+    let who = std::mem::take(&mut *slot.lock());
+    let action = format!(
+        "{method} {}",
+        route
+            .as_deref()
+            .map(|r| r.strip_prefix(runway_api::API_V1).unwrap_or(r))
+            .unwrap_or("(no route)")
+    );
+    let row = NewAuditRow {
+        actor: who.actor.unwrap_or_else(|| "anonymous".to_string()),
+        credential: who.credential,
+        address,
+        action,
+        target,
+        status: status.as_u16(),
+        detail: who.refusal,
+    };
+    if let Err(e) = controller.store().append_audit(&row).await {
+        tracing::warn!(action = %row.action, actor = %row.actor, "cannot write an audit row: {e}");
+    }
+    response
 }
 
 #[cfg(test)]

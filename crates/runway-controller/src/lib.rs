@@ -14,6 +14,7 @@ mod jobs;
 pub mod lease;
 pub mod server;
 mod timers;
+pub mod trust;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,6 +101,8 @@ struct Inner {
     prepared: std::sync::Mutex<Option<deployments::Prepared>>,
     /// How long a prepared deployment waits for its commit.
     prepared_ttl_ms: std::sync::atomic::AtomicI64,
+    /// The trusted console's decoded public keys (`trust`).
+    trust: trust::TrustCache,
 }
 
 impl Controller {
@@ -128,6 +131,7 @@ impl Controller {
                 prepared_ttl_ms: std::sync::atomic::AtomicI64::new(
                     runway_api::v1::PREPARED_DEPLOYMENT_TTL_MS,
                 ),
+                trust: trust::TrustCache::default(),
             }),
         })
     }
@@ -142,6 +146,11 @@ impl Controller {
 
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// The trusted console's keys, decoded (see [`trust`]).
+    pub(crate) fn trust_cache(&self) -> &trust::TrustCache {
+        &self.inner.trust
     }
 
     /// The published packages and compiled artifacts.

@@ -5,6 +5,8 @@
 //!   metadata, deployments and the committed generation, properties, key-value
 //!   data, API tokens, timer state (overrides, next due time, run leases),
 //!   background jobs (`jobs`: enqueue, claims with leases, outcomes, retention);
+//!   the trusted console's public keys (`trust`) and the append-only audit
+//!   log of the environment's API (`audit`);
 //! * **log** — request log, app output and errors, written in batches by a
 //!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
 //! * **session** — login sessions.
@@ -23,6 +25,7 @@
 //! fails the catalog is left as it was.
 
 mod apps;
+mod audit;
 mod blobs;
 pub mod console;
 mod db;
@@ -40,6 +43,7 @@ mod sessions;
 mod settings;
 mod timers;
 mod tokens;
+mod trust;
 
 pub mod testing;
 
@@ -51,6 +55,7 @@ pub use apps::{
     AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
     version_identity,
 };
+pub use audit::{AuditFilter, AuditRecord, NewAuditRow};
 pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
 pub use console::ConsoleStore;
 pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
@@ -67,6 +72,7 @@ pub use secrets::SecretsKey;
 pub use sessions::SessionRecord;
 pub use timers::{TIME_ZONE_SETTING, TimerClaim, TimerOutcome, TimerRunning, TimerState};
 pub use tokens::TokenRecord;
+pub use trust::{ConsoleTrustRecord, TrustedKeyRecord};
 
 pub use db::redact_url;
 use db::{Catalog, sqlite_path};

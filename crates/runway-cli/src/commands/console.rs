@@ -23,6 +23,18 @@ pub enum ConsoleCommand {
     /// Service accounts (automation identities) and their tokens.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Rotate the key the console signs environment tokens with; the old key
+    /// stays accepted until its tokens expire (10 minutes).
+    RotateKey(RotateKeyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RotateKeyArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
 }
 
 #[derive(Args, Debug)]
@@ -123,7 +135,36 @@ pub async fn run(cmd: ConsoleCommand) -> anyhow::Result<()> {
     match cmd {
         ConsoleCommand::Serve(args) => serve(args).await,
         ConsoleCommand::Account(cmd) => account(cmd).await,
+        ConsoleCommand::RotateKey(args) => rotate_key(args).await,
     }
+}
+
+async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
+    let client = args.console.client()?;
+    let keys = client
+        .rotate_signing_key()
+        .await
+        .context("failed to rotate the console's signing key")?;
+    if args.json {
+        return print_json(&keys);
+    }
+    println!("new signing key {}", keys.current);
+    for key in keys.keys.iter().filter(|k| k.kid != keys.current) {
+        if let Some(t) = key.not_after_ms {
+            println!(
+                "  old key {} stays accepted until {} (its last tokens expire)",
+                key.kid,
+                crate::output::rfc3339(t)
+            );
+        }
+    }
+    if !keys.not_pushed.is_empty() {
+        println!(
+            "not yet told (unreachable; the health poller retries): {}",
+            keys.not_pushed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -4,6 +4,11 @@
 //! (default `~/.config/runway/login.json`). Console commands (`env add|list|show|remove`,
 //! `pipeline`, `apps`, `deploy`) use it; `--console URL` and
 //! `--console-token` (or `RUNWAY_CONSOLE`, `RUNWAY_CONSOLE_TOKEN`) override it.
+//!
+//! Environment commands given `--env NAME` (an environment registered on that
+//! console) without a token of their own talk to it with a token the console
+//! issues for it ([`env_token`]), cached 0600 in `env-tokens.json` next to
+//! `login.json` and fetched again a minute before it expires.
 
 use std::path::{Path, PathBuf};
 
@@ -110,6 +115,13 @@ impl ConsoleArgs {
 
     /// A client of the console: the flags, else the stored login.
     pub fn client(&self) -> anyhow::Result<ConsoleClient> {
+        let (url, token) = self.resolve()?;
+        Ok(ConsoleClient::new(&url, Some(token))?)
+    }
+
+    /// The console's URL and the token to use there: the flags, else the
+    /// stored login.
+    pub fn resolve(&self) -> anyhow::Result<(String, String)> {
         let login = stored_login()?;
         let url = self
             .console
@@ -135,8 +147,90 @@ impl ConsoleArgs {
                  `runway login {url} --token …`"
             ),
         };
-        Ok(ConsoleClient::new(&url, Some(token))?)
+        Ok((url, token))
     }
+}
+
+/// A console-issued token is fetched again when it expires within this.
+const REFRESH_BEFORE_MS: i64 = 60_000;
+
+/// `env-tokens.json` next to `login.json` (0600): the tokens the console
+/// issued for environments, per (console, environment, login credential).
+pub fn env_tokens_path() -> anyhow::Result<PathBuf> {
+    Ok(login_path()?.with_file_name("env-tokens.json"))
+}
+
+/// One cached console-issued token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedEnvToken {
+    token: String,
+    address: String,
+    expires_at_ms: i64,
+}
+
+/// The cache key: which console, which environment, and which credential
+/// asked (a hash of it, so another login never reuses a token).
+fn env_token_key(console: &str, env: &str, credential: &str) -> String {
+    use sha2::Digest as _;
+    let who = hex::encode(&sha2::Sha256::digest(credential.as_bytes())[..8]);
+    format!("{}|{env}|{who}", console.trim().trim_end_matches('/'))
+}
+
+fn read_env_tokens(path: &Path) -> std::collections::BTreeMap<String, CachedEnvToken> {
+    // A damaged cache is only a cache: start a new one.
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// A token for environment `env` (its name on the console), issued by the
+/// console the CLI is logged in to: from the cache while it has more than a
+/// minute left, else asked from the console and cached. Returns the
+/// environment's address (as registered) and the token.
+pub async fn env_token(console: &ConsoleArgs, env: &str) -> anyhow::Result<(String, String)> {
+    let (url, credential) = console.resolve()?;
+    let path = env_tokens_path()?;
+    let key = env_token_key(&url, env, &credential);
+    let now = runway_store::now_ms();
+    let mut cache = read_env_tokens(&path);
+    if let Some(cached) = cache.get(&key)
+        && cached.expires_at_ms - now > REFRESH_BEFORE_MS
+    {
+        return Ok((cached.address.clone(), cached.token.clone()));
+    }
+    let client = ConsoleClient::new(&url, Some(credential))?;
+    let issued = client
+        .environment_token(env)
+        .await
+        .map_err(|e| match e.status() {
+            Some(404) => anyhow::anyhow!(
+                "--env {env:?}: the console at {url} has no environment of that name (`runway env \
+             list` shows them); give a registered name or a URL"
+            ),
+            Some(401 | 403) => anyhow::anyhow!(
+                "the console at {url} gives you no token for environment {env:?}: {e}"
+            ),
+            _ => anyhow::Error::new(e).context(format!(
+                "cannot get a token for environment {env:?} from the console at {url}"
+            )),
+        })?;
+    cache.retain(|_, t| t.expires_at_ms > now);
+    cache.insert(
+        key,
+        CachedEnvToken {
+            token: issued.token.clone(),
+            address: issued.address.clone(),
+            expires_at_ms: issued.expires_at_ms,
+        },
+    );
+    if let Some(dir) = path.parent() {
+        runway_store::files::create_private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    runway_store::files::write_atomically(&path, &serde_json::to_vec_pretty(&cache)?, Some(0o600))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((issued.address, issued.token))
 }
 
 fn same_url(a: &str, b: &str) -> bool {
@@ -261,6 +355,10 @@ pub async fn logout(_args: LogoutArgs) -> anyhow::Result<()> {
                 login.console
             );
         }
+    }
+    // The tokens the console issued for environments go with the login.
+    if let Ok(tokens) = env_tokens_path() {
+        let _ = std::fs::remove_file(tokens);
     }
     match std::fs::remove_file(&path) {
         Ok(()) => println!("logged out (removed {})", path.display()),

@@ -749,7 +749,7 @@ fn up_runs_the_infrastructure_and_the_cli_drives_it() {
     let (ok, out, _) = cli(&["pipeline", "show", "main"]);
     assert!(ok && out.contains("dev → test → prod"), "{out}");
 
-    // Publish by console environment name; the token is dev's own file.
+    // Publish by console environment name, with a token the console issues for dev.
     let (ok, out, err) = cli(&["app", "publish", "--env", "dev", hello.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     let (ok, _, err) = cli(&[

@@ -24,3 +24,4 @@ mod small_hardening;
 mod standby;
 mod support;
 mod timers;
+mod trust;

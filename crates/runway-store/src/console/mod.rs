@@ -23,6 +23,8 @@
 //!   version key ↔ exactly one package digest) and what each environment runs.
 //! * [`plans`] — deployment plans, their operations, property values and
 //!   status log.
+//! * [`signing_keys`] — the Ed25519 keys that sign the tokens the console
+//!   issues for environments (private keys sealed with the console key).
 
 pub mod apps;
 pub mod audit;
@@ -30,6 +32,7 @@ pub mod environments;
 pub mod plans;
 pub mod principals;
 pub mod roles;
+pub mod signing_keys;
 pub mod users;
 
 use std::path::Path;

@@ -16,6 +16,7 @@ mod persistence;
 mod properties;
 mod secrets;
 mod tokens;
+mod trust;
 mod versions;
 
 use runway_store::{NewVersion, Store};
