@@ -36,11 +36,10 @@ use runway_api::trust::{
 };
 use runway_client::Client;
 use runway_store::console::environments::EnvironmentRecord;
-use runway_store::console::principals::PrincipalKind;
 use runway_store::now_ms;
 
 use crate::Console;
-use crate::access::{EnvClass, EnvRef, Level};
+use crate::access::Level;
 use crate::auth::{AdminCaller, Caller, Myself};
 use crate::error::{ApiError, ApiResult};
 

@@ -9,8 +9,8 @@
 //!   — enqueues a job the platform must refuse; answers the error (400) or,
 //!   if it was accepted, 200 `accepted <id>`.
 //! * `POST /jobs/work` — the idempotent handler: counts `deliveries-<payload>`
-//!   on every delivery, and `done-<payload>` only the first time it sees the
-//!   job id (`seen-<id>`); then answers 200.
+//!   (one atomic increment: the first one is the job's effect, later ones are
+//!   redeliveries it ignores); then answers 200.
 //! * `POST /jobs/fail` — counts `attempt-<payload>-<x-runway-attempt>`, answers 500.
 //! * `POST /jobs/flaky?ok_at=N` — 500 until attempt N, then counts `done-<payload>`.
 //! * `POST /jobs/noop` — 200, nothing else (benchmarks).
@@ -97,7 +97,31 @@ fn param(query: &str, name: &str) -> Option<String> {
         .split('&')
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+        .map(|(_, v)| percent_decoded(v))
+}
+
+/// `%XX` escapes decoded (a job path with its own query arrives escaped).
+fn percent_decoded(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn shown(e: queue::Error) -> String {
@@ -172,9 +196,6 @@ impl Guest for Jobs {
             "/jobs/work" => {
                 let payload = String::from_utf8_lossy(&body(request)).into_owned();
                 count(&format!("deliveries-{payload}"));
-                if count(&format!("seen-{job}")) == 1 {
-                    count(&format!("done-{payload}"));
-                }
                 (200, "done\n".to_string())
             }
             "/jobs/fail" => {
