@@ -703,7 +703,8 @@ async fn the_permission_table_through_require() {
         .unwrap();
 
     // (action, what it needs)
-    let actions: [(&str, fn(&'static str, &'static str) -> Need<'static>); 4] = [
+    type NeedOf = fn(&'static str, &'static str) -> Need<'static>;
+    let actions: [(&str, NeedOf); 4] = [
         ("read", |env, app| Need::Level {
             env,
             app: Some(app),
@@ -856,7 +857,7 @@ async fn the_permission_table_through_require() {
             audit: None,
         };
         for ((action, need), allowed) in actions.iter().zip(want) {
-            let got = require(console, &caller, action, need(*env, *app)).await;
+            let got = require(console, &caller, action, need(env, app)).await;
             assert_eq!(
                 got.is_ok(),
                 *allowed,

@@ -83,14 +83,14 @@ pub fn check_job(
             "max-attempts is {max_attempts}; use 1 to {MAX_JOB_ATTEMPTS} (none: {DEFAULT_JOB_MAX_ATTEMPTS})"
         ));
     }
-    if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || key.contains('\0') {
-            return Err(format!(
-                "idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes without NUL \
-                 (got {} bytes); hash longer keys",
-                key.len()
-            ));
-        }
+    if let Some(key) = &idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || key.contains('\0'))
+    {
+        return Err(format!(
+            "idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes without NUL \
+             (got {} bytes); hash longer keys",
+            key.len()
+        ));
     }
     Ok(JobRequest {
         path,
