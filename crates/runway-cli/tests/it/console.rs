@@ -379,7 +379,7 @@ async fn service_account_tokens_are_shown_once_and_revocable() {
         .create_service_account(&CreateServiceAccount {
             name: "ci".into(),
             description: "the pipeline".into(),
-            role: None,
+            role: Some("Operations".into()),
         })
         .await
         .unwrap();
@@ -390,7 +390,8 @@ async fn service_account_tokens_are_shown_once_and_revocable() {
         (me.principal.kind.as_str(), me.principal.name.as_str()),
         ("service_account", "ci")
     );
-    // A service account works the console but does not manage accounts.
+    // A service account with a role below Administrator works the console
+    // but does not manage accounts.
     ci.environments().await.unwrap();
     let (status, code, _) = api_error(ci.service_accounts().await);
     assert_eq!((status, code.as_str()), (403, "forbidden"));
