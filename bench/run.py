@@ -9,6 +9,10 @@
 3. Resident memory of `runway up` with 200 distinct apps deployed.
 
 Usage: python3 bench/run.py [--duration 10] [--rounds 3] [--connections 32] [--apps 200]
+                            [--runway-bin PATH] [--baseline-bin PATH]
+With --baseline-bin (an older runway build), it is measured in the same
+alternating rounds, and the throughput ratio new/baseline says what the
+changes between the two cost.
 Installs wrk (Debian) and wasmtime-cli 48 (cargo install) when missing.
 Loopback only; every loop is bounded.
 """
@@ -27,6 +31,7 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RUNWAY_PORT = 18080
 WASMTIME_PORT = 18081
+BASELINE_PORT = 18082
 WASMTIME_VERSION = "48.0.8"
 
 
@@ -97,8 +102,11 @@ def wrk(url, duration, connections):
 
 
 def start_runway(runway, data_dir, port):
+    # Builds before the infrastructure console ran one environment with plain `up`.
+    usage = subprocess.run([runway, "up", "--help"], capture_output=True, text=True).stdout
+    single = ["--single"] if "--single" in usage else []
     proc = subprocess.Popen(
-        [runway, "up", "--single", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
+        [runway, "up", *single, "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     wait_for(f"http://127.0.0.1:{port}/_runway/health")
@@ -151,6 +159,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--apps", type=int, default=200)
     ap.add_argument("--runway-bin", help="use this runway binary instead of building target/release/runway")
+    ap.add_argument("--baseline-bin", help="an older runway binary to measure beside it (the cost of the changes since)")
     args = ap.parse_args()
     # Servers run as in production: a developer shell's RUST_BACKTRACE=1 makes
     # every error wasmtime creates internally (one per dropped store) capture
@@ -173,6 +182,14 @@ def main():
     first_ok = wait_for(f"http://127.0.0.1:{RUNWAY_PORT}/hello/")
     publish_s = first_ok - started
 
+    baseline = None
+    if args.baseline_bin:
+        baseline, baseline_token = start_runway(args.baseline_bin, os.path.join(work, "baseline"), BASELINE_PORT)
+        subprocess.run([args.baseline_bin, "app", "publish", os.path.join(ROOT, "examples/hello")],
+                       env=dict(env, RUNWAY_ENV=f"http://127.0.0.1:{BASELINE_PORT}", RUNWAY_TOKEN=baseline_token),
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(f"http://127.0.0.1:{BASELINE_PORT}/hello/")
+
     peer = subprocess.Popen(
         ["wasmtime", "serve", "-S", "cli", "--addr", f"127.0.0.1:{WASMTIME_PORT}", hello_wasm],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -180,12 +197,19 @@ def main():
     try:
         wait_for(f"http://127.0.0.1:{WASMTIME_PORT}/hello/")
         results = {"runway": [], "wasmtime serve": []}
+        if baseline:
+            results["runway baseline"] = []
         for _ in range(args.rounds):
             results["runway"].append(wrk(f"http://127.0.0.1:{RUNWAY_PORT}/hello/", args.duration, args.connections))
             results["wasmtime serve"].append(wrk(f"http://127.0.0.1:{WASMTIME_PORT}/hello/", args.duration, args.connections))
+            if baseline:
+                results["runway baseline"].append(
+                    wrk(f"http://127.0.0.1:{BASELINE_PORT}/hello/", args.duration, args.connections))
     finally:
         stop(peer)
         stop(proc)
+        if baseline:
+            stop(baseline)
 
     def median(values):
         values = sorted(values)
@@ -204,6 +228,11 @@ def main():
     r, w = summary["runway"], summary["wasmtime serve"]
     print(f"  ratio runway/wasmtime: throughput {r['rps'] / w['rps']:.2f}x (target >= 1.0), "
           f"p99 {r['p99'] / w['p99']:.2f}x (target <= 1.0)")
+    if baseline:
+        b = summary["runway baseline"]
+        print(f"  ratio runway/baseline ({args.baseline_bin}): throughput {r['rps'] / b['rps']:.2f}x "
+              f"(target >= 0.95: the changes cost at most 5%), p99 {r['p99'] / b['p99']:.2f}x; "
+              f"baseline/wasmtime throughput {b['rps'] / w['rps']:.2f}x")
     print(f"publish -> first 200 (hello): {publish_s * 1000:.0f} ms (target <= 1000 ms)")
 
     # --- memory with N distinct apps ---
