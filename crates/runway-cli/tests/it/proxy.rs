@@ -738,3 +738,98 @@ async fn a_new_frontend_serves_through_the_balancer_as_soon_as_it_is_ready() {
         "{took:?}: the balancer waited for its 5 s poll instead of the controller's watch"
     );
 }
+
+/// Scenarios 2 and 8: one farm front-end behind a TLS-terminating reverse
+/// proxy; with the environment's hostname set, apps build their absolute
+/// URLs from `runway.base_url` = `https://www.exampledomain.com`, and the
+/// setting goes back to the controller's address with `--default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hostname_is_the_base_url_of_apps_behind_a_tls_proxy() {
+    let farm = crate::farm_support::Farm::start(1).await;
+    let env = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--env", &farm.controller.url, "--token", &farm.admin]);
+        run(&all)
+    };
+    let notes = crate::support::package("examples/notes");
+    farm.client
+        .publish(notes.to_bytes(), true, None)
+        .await
+        .unwrap();
+
+    // Bad input: a URL where a host name goes; nothing changes.
+    let (ok, _, err) = env(&["env", "set", "hostname", "https://www.exampledomain.com/x"]);
+    assert!(!ok);
+    assert!(err.contains("is not a host name") && err.contains("--scheme"), "{err}");
+
+    let (ok, out, err) = env(&["env", "set", "hostname", "www.exampledomain.com"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("runway.base_url = https://www.exampledomain.com"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.write_leaf(dir.path(), "www", &["www.exampledomain.com"]);
+    std::fs::write(dir.path().join("read.token"), format!("{}\n", farm.admin)).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[listener]]
+address = "127.0.0.1:0"
+protocol = "https"
+
+[[certificate]]
+chain = "www.pem"
+key = "www.key"
+
+[controller]
+url = "{}"
+token_file = "read.token"
+
+[[route]]
+host = "www.exampledomain.com"
+zone = "global"
+"#,
+            farm.controller.url
+        ),
+    );
+    let proc = Proc::spawn(&[
+        "balancer",
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--health-interval-ms",
+        "200",
+    ]);
+    let https = listener_addr(&proc, "https://");
+    let client = client(&ca.pem, https, &["www.exampledomain.com"], true);
+    let url = "https://www.exampledomain.com/notes/_env";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        match client.get(url).send().await {
+            Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
+            other => {
+                assert!(Instant::now() < deadline, "{url}: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(
+        body.contains("base_url=https://www.exampledomain.com\n"),
+        "{body}"
+    );
+    let app = farm.client.app("notes").await.unwrap();
+    assert_eq!(app.summary.url, "https://www.exampledomain.com/notes/");
+
+    // Back to the default: the controller's address.
+    let (ok, out, err) = env(&["env", "set", "hostname", "--default"]);
+    assert!(ok, "{out}{err}");
+    let body = client.get(url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        body.contains(&format!("base_url={}\n", farm.controller.url)),
+        "{body}"
+    );
+}
