@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 pub use crate::jobs::{JobList, JobQuery, JobState, JobView};
-pub use crate::zones::{
-    AppZoneChange, CreateZone, GLOBAL_ZONE, HostnameChange, HostnameView, UpdateZone, ZoneView,
-    global_zone,
-};
 pub use crate::timers::{
     TimerQuery, TimerRunRequested, TimerRunView, TimerRunningView, TimerScheduleChange,
     TimerSettingsView, TimerStatus,
+};
+pub use crate::zones::{
+    AppZoneChange, CreateZone, GLOBAL_ZONE, HostnameChange, HostnameView, UpdateZone, ZoneView,
+    global_zone,
 };
 
 use serde::{Deserialize, Serialize};

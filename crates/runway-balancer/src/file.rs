@@ -405,11 +405,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<BalancerConfig, File
                 }
                 RouteTarget::Zone {
                     zone: zone.get_ref().clone(),
-                    at: format!(
-                        "{}:{} ({key}.zone)",
-                        at.file,
-                        at.line(zone.span().start)
-                    ),
+                    at: format!("{}:{} ({key}.zone)", at.file, at.line(zone.span().start)),
                 }
             }
             (None, Some(upstreams)) => {

@@ -221,9 +221,10 @@ impl Balancer {
         if let (Some(follow), Some((controller, _, _))) = (&follow, &controller) {
             follow.follow(controller);
         }
-        let zones: Vec<(String, Arc<Members>)> = std::iter::once((config.zone.clone(), members.clone()))
-            .chain(zone_members.iter().map(|(z, _, m)| (z.clone(), m.clone())))
-            .collect();
+        let zones: Vec<(String, Arc<Members>)> =
+            std::iter::once((config.zone.clone(), members.clone()))
+                .chain(zone_members.iter().map(|(z, _, m)| (z.clone(), m.clone())))
+                .collect();
         route_members.extend(zone_members.into_iter().map(|(_, _, m)| m));
         let discovery = controller.map(|(controller, interval, tag)| {
             discovery::spawn_controller_loop(

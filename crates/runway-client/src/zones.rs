@@ -50,11 +50,9 @@ impl Client {
         zone: &str,
     ) -> Result<Option<Deployment>, ClientError> {
         let url = self.api(&["apps", app, "zone"]);
-        let req = self
-            .request(Method::PUT, url.clone())
-            .json(&AppZoneChange {
-                zone: zone.to_string(),
-            });
+        let req = self.request(Method::PUT, url.clone()).json(&AppZoneChange {
+            zone: zone.to_string(),
+        });
         let resp = self.send(req, &url).await?;
         if resp.status() == StatusCode::NO_CONTENT {
             return Ok(None);

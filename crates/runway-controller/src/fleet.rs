@@ -226,8 +226,7 @@ impl Controller {
             .into_iter()
             .map(|z| (z.name, z.generation))
             .collect();
-        let committed_in =
-            |zone: &str| zone_generations.get(zone).copied().unwrap_or(generation);
+        let committed_in = |zone: &str| zone_generations.get(zone).copied().unwrap_or(generation);
         let mut frontends: Vec<FrontendInfo> = self
             .inner
             .fleet
@@ -542,9 +541,7 @@ async fn register(
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "duplicate_frontend", message)
             }
-            StoreError::NotFound(message) => {
-                ApiError::bad_request("unknown_zone", message)
-            }
+            StoreError::NotFound(message) => ApiError::bad_request("unknown_zone", message),
             other => other.into(),
         })?;
     tracing::info!(frontend = %record.name, address = %record.address, zone = %record.zone, "front-end registered");

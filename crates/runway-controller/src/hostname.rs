@@ -157,7 +157,9 @@ fn check_hostname(hostname: &str, scheme: &str) -> ControllerResult<String> {
     if scheme != "https" && scheme != "http" {
         return Err(ControllerError::invalid(
             "invalid_hostname",
-            format!("scheme {scheme:?} is not https or http; use --scheme https (the default) or --scheme http"),
+            format!(
+                "scheme {scheme:?} is not https or http; use --scheme https (the default) or --scheme http"
+            ),
         ));
     }
     let invalid = |why: &str| {
@@ -170,7 +172,9 @@ fn check_hostname(hostname: &str, scheme: &str) -> ControllerResult<String> {
         )
     };
     if hostname.is_empty() || hostname.contains(['/', '@', '?', '#', ' ']) {
-        return Err(invalid("is not a host name (it holds a scheme, path, credentials or spaces)"));
+        return Err(invalid(
+            "is not a host name (it holds a scheme, path, credentials or spaces)",
+        ));
     }
     let url = url::Url::parse(&format!("{scheme}://{hostname}/"))
         .map_err(|e| invalid(&format!("is not a host name ({e})")))?;

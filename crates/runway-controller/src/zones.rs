@@ -28,7 +28,14 @@ use crate::error::ApiResult;
 use crate::identity::{Admin, Caller, Deploy, Read};
 
 #[derive(OpenApi)]
-#[openapi(paths(list_zones, create_zone, show_zone, update_zone, remove_zone, set_app_zone))]
+#[openapi(paths(
+    list_zones,
+    create_zone,
+    show_zone,
+    update_zone,
+    remove_zone,
+    set_app_zone
+))]
 pub(crate) struct ZonesDoc;
 
 pub(crate) fn routes() -> Router<Controller> {
@@ -200,7 +207,9 @@ impl Controller {
                 }
                 let apps = running
                     .iter()
-                    .filter(|app| app_zones.get(*app).map_or(GLOBAL_ZONE, String::as_str) == zone.name)
+                    .filter(|app| {
+                        app_zones.get(*app).map_or(GLOBAL_ZONE, String::as_str) == zone.name
+                    })
                     .cloned()
                     .collect();
                 zone_view(zone, names, apps)
@@ -234,7 +243,11 @@ impl Controller {
     }
 
     /// `runway zone set NAME --address URL [--https-internal]`.
-    pub async fn update_zone(&self, name: &str, request: &UpdateZone) -> ControllerResult<ZoneView> {
+    pub async fn update_zone(
+        &self,
+        name: &str,
+        request: &UpdateZone,
+    ) -> ControllerResult<ZoneView> {
         let address = check_zone_address(name, &request.address, request.https_internal)?;
         if !self
             .store()
@@ -268,7 +281,11 @@ impl Controller {
     /// front-ends and removed from its old zone's, in one deployment (kind
     /// `config`: same version, same values); an app that runs nothing is
     /// only assigned. `None` when nothing changed (already there).
-    pub async fn set_app_zone(&self, app: &str, zone: &str) -> ControllerResult<Option<Deployment>> {
+    pub async fn set_app_zone(
+        &self,
+        app: &str,
+        zone: &str,
+    ) -> ControllerResult<Option<Deployment>> {
         let lock = self.inner.deploy_lock.lock().await;
         let record = self
             .store()

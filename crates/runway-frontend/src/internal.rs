@@ -51,8 +51,9 @@ impl InternalCalls {
             // The target is named by the zone, never by an answer.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = ca_bundle {
-            let certificates = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("the internal CA bundle holds no usable PEM certificate: {e}"))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                format!("the internal CA bundle holds no usable PEM certificate: {e}")
+            })?;
             if certificates.is_empty() {
                 return Err("the internal CA bundle holds no PEM certificate".to_string());
             }

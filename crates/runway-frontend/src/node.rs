@@ -189,15 +189,20 @@ impl FrontendNode {
         // App-to-app calls to other zones: checked before anything binds.
         let ca_bundle = match &config.internal_ca {
             Some(path) => Some(std::fs::read(path).with_context(|| {
-                format!("--internal-ca {}: cannot read the CA bundle", path.display())
+                format!(
+                    "--internal-ca {}: cannot read the CA bundle",
+                    path.display()
+                )
             })?),
             None => None,
         };
-        let internal_calls = crate::internal::InternalCalls::new(&config.zone, ca_bundle.as_deref())
-            .map_err(|e| match &config.internal_ca {
-                Some(path) => anyhow::anyhow!("--internal-ca {}: {e}", path.display()),
-                None => anyhow::anyhow!(e),
-            })?;
+        let internal_calls =
+            crate::internal::InternalCalls::new(&config.zone, ca_bundle.as_deref()).map_err(
+                |e| match &config.internal_ca {
+                    Some(path) => anyhow::anyhow!("--internal-ca {}: {e}", path.display()),
+                    None => anyhow::anyhow!(e),
+                },
+            )?;
         if config.controllers.is_empty() {
             bail!(
                 "--controller: give the URL of `runway controller serve` (repeat it, or separate with commas, for its standbys)"

@@ -234,8 +234,14 @@ impl Store {
         running: &[(String, Option<String>)],
         properties: &[(String, Vec<PropertyChange>)],
     ) -> Result<()> {
-        self.commit_deployment_in_zones(id, generation, running, properties, &ZoneChanges::default())
-            .await
+        self.commit_deployment_in_zones(
+            id,
+            generation,
+            running,
+            properties,
+            &ZoneChanges::default(),
+        )
+        .await
     }
 
     /// [`Store::commit_deployment_with`], also moving apps between zones and

@@ -163,7 +163,9 @@ impl Store {
             .begin_write(&format!("remove zone {name}"))
             .await?;
         let names = |rows: Vec<AnyRow>, column: &str| -> sqlx::Result<Vec<String>> {
-            rows.iter().map(|r| r.try_get::<String, _>(column)).collect()
+            rows.iter()
+                .map(|r| r.try_get::<String, _>(column))
+                .collect()
         };
         let frontends = sqlx::query("SELECT name FROM frontends WHERE zone = $1 ORDER BY name")
             .bind(name)

@@ -260,10 +260,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         .context("failed to list the console's environments")?;
     let changes = match plan(&parsed, &pipelines, &environments) {
         Ok(changes) => changes,
-        Err(conflicts) => bail!(
-            "{name}: nothing was applied:\n{}",
-            conflicts.join("\n")
-        ),
+        Err(conflicts) => bail!("{name}: nothing was applied:\n{}", conflicts.join("\n")),
     };
     // Every admin token needed is read before anything changes.
     let mut tokens = std::collections::BTreeMap::new();
@@ -280,19 +277,27 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
                 let token = crate::connection::read_token_file(&path, "--token-dir")?;
                 tokens.insert(env.clone(), token);
             } else if !path.exists() {
-                println!("! {} is missing: apply needs it to add {env}", path.display());
+                println!(
+                    "! {} is missing: apply needs it to add {env}",
+                    path.display()
+                );
             }
         }
     }
     if changes.is_empty() {
-        println!("{name}: the console already has every pipeline and environment; nothing to change");
+        println!(
+            "{name}: the console already has every pipeline and environment; nothing to change"
+        );
         return Ok(());
     }
     for change in &changes {
         println!("{change}");
     }
     if args.dry_run {
-        println!("{name}: {} change(s) (dry run: nothing was changed)", changes.len());
+        println!(
+            "{name}: {} change(s) (dry run: nothing was changed)",
+            changes.len()
+        );
         return Ok(());
     }
     for (done, change) in changes.iter().enumerate() {

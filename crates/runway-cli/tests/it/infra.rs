@@ -223,7 +223,10 @@ async fn apply_registers_pipelines_and_environments_idempotently() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("+ pipeline main"), "{out}");
     assert!(
-        out.contains(&format!("+ environment dev at {} (pipeline main, stage 1)", dev.url)),
+        out.contains(&format!(
+            "+ environment dev at {} (pipeline main, stage 1)",
+            dev.url
+        )),
         "{out}"
     );
     assert!(out.contains("+ environment test at"), "{out}");
@@ -262,7 +265,11 @@ async fn apply_registers_pipelines_and_environments_idempotently() {
     assert_eq!(client.environments().await.unwrap().len(), 2);
 
     // A file that fails `infra check` is not applied.
-    fs::write(&file, text.replace("catalog = \"console\"", "catalog = \"dev\"")).unwrap();
+    fs::write(
+        &file,
+        text.replace("catalog = \"console\"", "catalog = \"dev\""),
+    )
+    .unwrap();
     let (ok, _, err) = apply(&[]);
     assert!(!ok);
     assert!(err.contains("nothing was applied"), "{err}");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use runway_api::v1::FrontendState;
 
 use crate::farm_support::{Farm, Proc, run};
+use crate::proxy::spawn_proxy;
 use crate::support::package;
 
 /// `runway ARGS… --env URL --token ADMIN`.
@@ -93,7 +94,16 @@ async fn zones_front_ends_and_apps_deploy_only_where_they_belong() {
     let mut farm = Farm::start(1).await;
 
     // Bad input: an address that is not a URL; nothing is created.
-    let (ok, _, err) = cli(&farm, &["zone", "create", "partners", "--address", "partners-lb:9443"]);
+    let (ok, _, err) = cli(
+        &farm,
+        &[
+            "zone",
+            "create",
+            "partners",
+            "--address",
+            "partners-lb:9443",
+        ],
+    );
     assert!(!ok);
     assert!(
         err.contains("zone partners") && err.contains("is not a URL"),
@@ -101,17 +111,36 @@ async fn zones_front_ends_and_apps_deploy_only_where_they_belong() {
     );
     let (ok, _, err) = cli(
         &farm,
-        &["zone", "create", "partners", "--address", "http://p:1", "--https-internal"],
+        &[
+            "zone",
+            "create",
+            "partners",
+            "--address",
+            "http://p:1",
+            "--https-internal",
+        ],
     );
-    assert!(!ok && err.contains("--https-internal needs an https://"), "{err}");
+    assert!(
+        !ok && err.contains("--https-internal needs an https://"),
+        "{err}"
+    );
     let out = cli_ok(&farm, &["zone", "list"]);
     assert!(out.contains("global") && !out.contains("partners"), "{out}");
 
     cli_ok(
         &farm,
-        &["zone", "create", "partners", "--address", "http://127.0.0.1:9"],
+        &[
+            "zone",
+            "create",
+            "partners",
+            "--address",
+            "http://127.0.0.1:9",
+        ],
     );
-    let (ok, _, err) = cli(&farm, &["zone", "create", "partners", "--address", "http://x:1"]);
+    let (ok, _, err) = cli(
+        &farm,
+        &["zone", "create", "partners", "--address", "http://x:1"],
+    );
     assert!(!ok && err.contains("already exists"), "{err}");
 
     // Bad input: a front-end naming a zone the environment does not have is
@@ -142,7 +171,10 @@ async fn zones_front_ends_and_apps_deploy_only_where_they_belong() {
 
     // hello runs in global (fe1).
     let hello = package("examples/hello");
-    farm.client.publish(hello.to_bytes(), true, None).await.unwrap();
+    farm.client
+        .publish(hello.to_bytes(), true, None)
+        .await
+        .unwrap();
     let fe1 = frontend_url(&farm, "fe1");
     wait_answer(&format!("{fe1}/hello/"), "hello on fe1", |s, _| s == 200).await;
 
@@ -165,7 +197,10 @@ async fn zones_front_ends_and_apps_deploy_only_where_they_belong() {
     farm.wait_ready(&["fe-p1".to_string()], Duration::from_secs(30))
         .await;
     let out = cli_ok(&farm, &["app", "zone", "hello", "partners"]);
-    assert!(out.contains("deployed hello") && out.contains("zone partners"), "{out}");
+    assert!(
+        out.contains("deployed hello") && out.contains("zone partners"),
+        "{out}"
+    );
     let fep = frontend_url(&farm, "fe-p1");
     assert_eq!(get(&format!("{fep}/hello/")).await.0, 200);
     let (status, body) = get(&format!("{fe1}/hello/")).await;
@@ -176,10 +211,19 @@ async fn zones_front_ends_and_apps_deploy_only_where_they_belong() {
     let before = farm.list().await;
     let p1_before = before.frontends.iter().find(|f| f.name == "fe-p1").unwrap();
     let notes = package("examples/notes");
-    farm.client.publish(notes.to_bytes(), true, None).await.unwrap();
-    wait_answer(&format!("{fe1}/notes/_env"), "notes on fe1", |s, _| s == 200).await;
+    farm.client
+        .publish(notes.to_bytes(), true, None)
+        .await
+        .unwrap();
+    wait_answer(&format!("{fe1}/notes/_env"), "notes on fe1", |s, _| {
+        s == 200
+    })
+    .await;
     let after = farm
-        .wait_ready(&["fe1".to_string(), "fe-p1".to_string()], Duration::from_secs(10))
+        .wait_ready(
+            &["fe1".to_string(), "fe-p1".to_string()],
+            Duration::from_secs(10),
+        )
         .await;
     let p1_after = after.frontends.iter().find(|f| f.name == "fe-p1").unwrap();
     assert!(after.generation > before.generation);
@@ -195,7 +239,8 @@ async fn zones_front_ends_and_apps_deploy_only_where_they_belong() {
     assert!(out.contains("zones:") && out.contains("partners"), "{out}");
     let out = cli_ok(&farm, &["app", "show", "hello"]);
     assert!(
-        out.lines().any(|l| l.starts_with("zone") && l.contains("partners")),
+        out.lines()
+            .any(|l| l.starts_with("zone") && l.contains("partners")),
         "{out}"
     );
     let out = cli_ok(&farm, &["zone", "show", "partners"]);
@@ -233,24 +278,13 @@ fn proxy_config(farm: &Farm, dir: &Path, routes: &[(&str, &str)]) -> std::path::
         farm.controller.url
     );
     for (path, zone) in routes {
-        text.push_str(&format!("\n[[route]]\npath = \"{path}\"\nzone = \"{zone}\"\n"));
+        text.push_str(&format!(
+            "\n[[route]]\npath = \"{path}\"\nzone = \"{zone}\"\n"
+        ));
     }
     let path = dir.join(format!("proxy-{}.toml", routes.len()));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn proxy(config: &Path) -> Proc {
-    Proc::spawn(&[
-        "balancer",
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--health-interval-ms",
-        "200",
-        "--workers",
-        "1",
-    ])
 }
 
 /// Scenarios 3, 4 and 6 and the local-serving rule: apps in two zones call
@@ -262,12 +296,18 @@ async fn apps_in_two_zones_call_each_other_through_a_reverse_proxy() {
     let mut farm = Farm::start(0).await;
     let dir = tempfile::tempdir().unwrap();
     for zone in ["dz1", "dz2"] {
-        cli_ok(&farm, &["zone", "create", zone, "--address", "http://127.0.0.1:9"]);
+        cli_ok(
+            &farm,
+            &["zone", "create", zone, "--address", "http://127.0.0.1:9"],
+        );
     }
     add_frontend_in(&mut farm, "fe-a", "dz1");
     add_frontend_in(&mut farm, "fe-b", "dz2");
-    farm.wait_ready(&["fe-a".to_string(), "fe-b".to_string()], Duration::from_secs(30))
-        .await;
+    farm.wait_ready(
+        &["fe-a".to_string(), "fe-b".to_string()],
+        Duration::from_secs(30),
+    )
+    .await;
     // Scenario 3: each zone's address is its balancer.
     let lb1 = zone_balancer(&farm, "dz1");
     let lb2 = zone_balancer(&farm, "dz2");
@@ -293,7 +333,12 @@ async fn apps_in_two_zones_call_each_other_through_a_reverse_proxy() {
         farm.client.deploy(app, &published.version).await.unwrap();
     }
     let notes_through_lb2 = format!("{}/notes/_env", lb2.url);
-    wait_answer(&notes_through_lb2, "notes through dz2's balancer", |s, _| s == 200).await;
+    wait_answer(
+        &notes_through_lb2,
+        "notes through dz2's balancer",
+        |s, _| s == 200,
+    )
+    .await;
     // Each zone's balancer serves its zone's apps only.
     assert_eq!(get(&format!("{}/notes/_env", lb1.url)).await.0, 404);
 
@@ -303,7 +348,7 @@ async fn apps_in_two_zones_call_each_other_through_a_reverse_proxy() {
         dir.path(),
         &[("/caller", "dz1"), ("/fanout", "dz2"), ("/notes", "dz2")],
     );
-    let intranet = proxy(&config);
+    let intranet = spawn_proxy(&config);
     let base = &intranet.url;
     // caller (dz1) → notes (dz2), across zones through dz2's balancer.
     let (status, body) = wait_answer(
@@ -312,19 +357,26 @@ async fn apps_in_two_zones_call_each_other_through_a_reverse_proxy() {
         |s, _| s == 200,
     )
     .await;
-    assert!(body.starts_with("status=200") && body.contains("app=notes"), "{status} {body}");
+    assert!(
+        body.starts_with("status=200") && body.contains("app=notes"),
+        "{status} {body}"
+    );
     // fanout (dz2) → caller (dz1) → notes (dz2): both directions.
     let (status, body) = get(&format!(
         "{base}/fanout/fan?n=2&to=caller&path=/fetch?url=http%3A%2F%2Fnotes.internal%2F_env"
     ))
     .await;
-    assert_eq!((status, body.lines().next()), (200, Some("ok=2 err=0")), "{body}");
+    assert_eq!(
+        (status, body.lines().next()),
+        (200, Some("ok=2 err=0")),
+        "{body}"
+    );
 
     // Scenario 6: the internet proxy routes dz1 only; notes (dz2) is not
     // reachable through it, while caller (dz1) is, and still reaches notes
     // inside the environment.
     let config = proxy_config(&farm, dir.path(), &[("/caller", "dz1")]);
-    let internet = proxy(&config);
+    let internet = spawn_proxy(&config);
     let (status, _) = get(&format!("{}/notes/_env", internet.url)).await;
     assert_eq!(status, 404);
     let (status, body) = get(&format!(
@@ -340,7 +392,11 @@ async fn apps_in_two_zones_call_each_other_through_a_reverse_proxy() {
     // cannot reach notes any more (its address is that balancer).
     drop(lb2);
     let (status, body) = get(&format!("{base}/fanout/fan?n=1&to=notes&path=/_env")).await;
-    assert_eq!((status, body.lines().next()), (200, Some("ok=1 err=0")), "{body}");
+    assert_eq!(
+        (status, body.lines().next()),
+        (200, Some("ok=1 err=0")),
+        "{body}"
+    );
     let (status, body) = get(&format!(
         "{base}/caller/fetch?url=http%3A%2F%2Fnotes.internal%2F_env"
     ))
@@ -350,7 +406,11 @@ async fn apps_in_two_zones_call_each_other_through_a_reverse_proxy() {
 
     // Bad input: a route to a zone the environment does not have is refused
     // before the proxy binds, naming the file, line and fix.
-    let config = proxy_config(&farm, dir.path(), &[("/a", "dz1"), ("/b", "dz1"), ("/c", "partners")]);
+    let config = proxy_config(
+        &farm,
+        dir.path(),
+        &[("/a", "dz1"), ("/b", "dz1"), ("/c", "partners")],
+    );
     let (ok, _, err) = run(&["balancer", "serve", "--config", config.to_str().unwrap()]);
     assert!(!ok);
     assert!(
@@ -386,4 +446,47 @@ async fn a_standalone_environment_has_only_zone_global() {
         err.contains("only zone global exists here") && err.contains("not_a_farm"),
         "{err}"
     );
+    // A running app may still be "moved" to global (where it is): nothing to do.
+    env.publish(&package("examples/hello")).await;
+    assert!(
+        env.client
+            .set_app_zone("hello", "global")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = env
+        .client
+        .set_app_zone("hello", "partners")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no zone named partners"), "{err}");
+
+    // The endpoints are in the OpenAPI document.
+    let doc: serde_json::Value = env
+        .http
+        .get(format!("{}/_runway/api/openapi.json", env.url))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, method) in [
+        ("/_runway/api/v1/zones", "get"),
+        ("/_runway/api/v1/zones", "post"),
+        ("/_runway/api/v1/zones/{zone}", "get"),
+        ("/_runway/api/v1/zones/{zone}", "put"),
+        ("/_runway/api/v1/zones/{zone}", "delete"),
+        ("/_runway/api/v1/apps/{app}/zone", "put"),
+        ("/_runway/api/v1/hostname", "get"),
+        ("/_runway/api/v1/hostname", "put"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
 }

@@ -38,7 +38,10 @@ async fn zones_are_created_listed_and_removed_only_when_unused() {
         .create_zone("partners", "http://x:1", false)
         .await
         .unwrap_err();
-    assert!(matches!(again, StoreError::Conflict(ref m) if m.contains("already exists")), "{again}");
+    assert!(
+        matches!(again, StoreError::Conflict(ref m) if m.contains("already exists")),
+        "{again}"
+    );
     assert_eq!(store.zones().await.unwrap().len(), 2);
 
     // Global is never removed.
@@ -108,8 +111,14 @@ async fn a_deployment_moves_generations_only_of_the_zones_it_touches() {
         .insert_version(&new_version("app1", "1.0.0", "d1"))
         .await
         .unwrap();
-    let fa = store.register_frontend(&registration("fa", "a"), "na").await.unwrap();
-    let fb = store.register_frontend(&registration("fb", "b"), "nb").await.unwrap();
+    let fa = store
+        .register_frontend(&registration("fa", "a"), "na")
+        .await
+        .unwrap();
+    let fb = store
+        .register_frontend(&registration("fb", "b"), "nb")
+        .await
+        .unwrap();
     assert_eq!((fa.zone.as_str(), fb.zone.as_str()), ("a", "b"));
 
     let id = store
