@@ -238,6 +238,7 @@ impl Controller {
         self.store()
             .create_zone(&request.name, &address, request.https_internal)
             .await?;
+        self.inner.fleet.changed();
         tracing::info!(zone = %request.name, %address, "zone created");
         self.zone_view_of(&request.name).await
     }
@@ -461,6 +462,7 @@ async fn remove_zone(
         .remove_zone(&zone)
         .await
         .map_err(ControllerError::from)?;
+    c.inner.fleet.changed();
     tracing::info!(%zone, "zone removed");
     Ok(StatusCode::NO_CONTENT)
 }
