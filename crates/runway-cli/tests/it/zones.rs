@@ -101,7 +101,7 @@ async fn zones_front_ends_and_apps_deploy_only_where_they_belong() {
             "create",
             "partners",
             "--address",
-            "partners-lb:9443",
+            "partners-lb/9443",
         ],
     );
     assert!(!ok);
