@@ -68,6 +68,9 @@ pub struct FrontendHello {
     pub flags: crate::v1::FrontendFlags,
     pub engine: EngineSettings,
     pub runway_version: String,
+    /// The deployment zone it joins (`--zone`); it loads only that zone's apps.
+    #[serde(default = "crate::v1::global_zone")]
+    pub zone: String,
 }
 
 /// The engine settings artifacts depend on. Controller and front-ends must

@@ -17,6 +17,7 @@ pub mod readiness;
 mod timers;
 pub mod trust;
 pub mod v1;
+mod zones;
 
 pub use error::ErrorBody;
 

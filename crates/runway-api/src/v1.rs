@@ -7,6 +7,10 @@ pub use crate::timers::{
     TimerQuery, TimerRunRequested, TimerRunView, TimerRunningView, TimerScheduleChange,
     TimerSettingsView, TimerStatus,
 };
+pub use crate::zones::{
+    AppZoneChange, CreateZone, GLOBAL_ZONE, HostnameChange, HostnameView, UpdateZone, ZoneView,
+    global_zone,
+};
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -81,6 +85,9 @@ pub struct EnvironmentInfo {
     /// Log rows dropped so far, per cause, over every front-end.
     #[serde(default)]
     pub log_dropped: LogDropped,
+    /// The environment's deployment zones (`global` always).
+    #[serde(default)]
+    pub zones: Vec<ZoneView>,
 }
 
 /// Log rows the environment dropped, per cause, since its log catalog was
@@ -131,6 +138,9 @@ pub struct FrontendInfo {
     /// Set by `runway frontend disable`; a disabled front-end is drained and
     /// skipped by deployments until enabled again.
     pub enabled: bool,
+    /// The deployment zone it belongs to (`--zone` at its start).
+    #[serde(default = "global_zone")]
+    pub zone: String,
 }
 
 /// Where a front-end is in its life, as the controller last heard.
@@ -202,6 +212,10 @@ pub struct FrontendList {
     /// Seconds without a heartbeat after which a front-end is offline.
     pub offline_after_secs: u64,
     pub frontends: Vec<FrontendInfo>,
+    /// The environment's deployment zones, by name (`global` always); empty
+    /// from a controller that predates zones.
+    #[serde(default)]
+    pub zones: Vec<String>,
 }
 
 /// `GET /_runway/api/v1/frontends?watch=TAG&wait_ms=N`: a long poll. The
@@ -235,6 +249,9 @@ pub struct AppSummary {
     /// version) again retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_error: Option<String>,
+    /// The deployment zone it is deployed to (`runway app zone`).
+    #[serde(default = "global_zone")]
+    pub zone: String,
 }
 
 /// Whether an app serves.

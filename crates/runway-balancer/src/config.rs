@@ -63,6 +63,9 @@ pub struct BalancerConfig {
     /// its listeners replace `listen`. Default: none (one plain HTTP
     /// listener, every request to the discovered front-ends).
     pub proxy: Option<ProxyConfig>,
+    /// The deployment zone whose front-ends the controller discovery takes
+    /// (`--zone`, default `global`); routes of other zones get pools of their own.
+    pub zone: String,
 }
 
 /// Listeners, certificates and routes of a reverse proxy.
@@ -125,8 +128,12 @@ pub struct RouteConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteTarget {
     /// The front-ends [`BalancerConfig::discovery`] finds (a controller's
-    /// front-ends of zone `global`: the only zone until deployment zones exist).
+    /// front-ends of zone [`BalancerConfig::zone`]).
     Discovered,
+    /// The controller's front-ends of deployment zone `zone`; `at` says where
+    /// the route was configured (`FILE:LINE`), for the error when the
+    /// controller has no such zone.
+    Zone { zone: String, at: String },
     /// A fixed list of upstreams of this route only, health-checked.
     Static(Vec<Url>),
 }
@@ -240,6 +247,7 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         connections: runway_net::ConnectionSettings::default(),
         standby_controllers: Vec::new(),
         proxy: None,
+        zone: runway_api::v1::GLOBAL_ZONE.to_string(),
     }
 }
 
@@ -311,7 +319,7 @@ impl BalancerConfig {
             proxy
                 .routes
                 .iter()
-                .any(|r| r.target == RouteTarget::Discovered)
+                .any(|r| matches!(r.target, RouteTarget::Discovered | RouteTarget::Zone { .. }))
         });
         if let Some(proxy) = &self.proxy {
             validate_proxy(proxy)?;

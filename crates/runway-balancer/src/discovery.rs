@@ -422,10 +422,10 @@ impl Controller {
 /// The front-ends of a list that may take traffic, as targets. Entries whose
 /// address is unusable are left out (and warned about by [`Members::apply`]
 /// if their address parses, here otherwise).
-pub(crate) fn controller_targets(list: &FrontendList) -> Vec<Target> {
+pub(crate) fn controller_targets(list: &FrontendList, zone: &str) -> Vec<Target> {
     list.frontends
         .iter()
-        .filter(|f| f.takes_traffic())
+        .filter(|f| f.zone == zone && f.takes_traffic())
         .filter_map(target_of)
         .collect()
 }
@@ -487,7 +487,7 @@ impl PlatformFollower {
 /// `interval`.
 pub(crate) fn spawn_controller_loop(
     controller: Controller,
-    members: Arc<Members>,
+    zones: Vec<(String, Arc<Members>)>,
     platform: Option<PlatformFollower>,
     interval: Duration,
     tag: Option<String>,
@@ -518,7 +518,9 @@ pub(crate) fn spawn_controller_loop(
                         );
                     }
                     failures = 0;
-                    members.apply(controller_targets(&list), false);
+                    for (zone, members) in &zones {
+                        members.apply(controller_targets(&list, zone), false);
+                    }
                     if let Some(platform) = &platform {
                         platform.follow(&controller);
                     }
@@ -529,7 +531,7 @@ pub(crate) fn spawn_controller_loop(
                     if failures.is_multiple_of(WARN_EVERY) {
                         tracing::warn!(
                             "front-end discovery failed; keeping the last known {} front-ends: {error}",
-                            members.len()
+                            zones.iter().map(|(_, m)| m.len()).sum::<usize>()
                         );
                     }
                     failures = failures.saturating_add(1);

@@ -81,6 +81,16 @@ pub enum BalancerError {
     #[error("{0}")]
     File(crate::file::FileError),
 
+    #[error(
+        "{at}: zone {zone:?} is not a zone of the environment (its zones: {known}); create it \
+         with `runway zone create {zone} --address URL`, or route to one of its zones"
+    )]
+    UnknownZone {
+        at: String,
+        zone: String,
+        known: String,
+    },
+
     #[error("cannot start the balancer's worker threads: {0}")]
     Workers(#[source] std::io::Error),
 }

@@ -54,7 +54,7 @@ use crate::config::{
 };
 use crate::tls::{CertificateError, CertificateFiles, Certificates};
 
-/// The one zone that exists until deployment zones do.
+/// The zone every environment has.
 pub const GLOBAL_ZONE: &str = "global";
 
 /// One problem of a configuration file.
@@ -386,13 +386,12 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<BalancerConfig, File
                 ));
             }
             (Some(zone), None) => {
-                if zone.get_ref() != GLOBAL_ZONE {
+                if !valid_zone_name(zone.get_ref()) {
                     return Err(at.value_error(
                         zone,
                         &format!("{key}.zone"),
-                        "is not a zone of the environment",
-                        "the only zone is \"global\" until deployment zones exist (issue 12 \
-                         part 1): use zone = \"global\", or upstreams = [\"http://HOST:PORT\"]",
+                        "is not a zone name",
+                        "use the name `runway zone list` shows (letters, digits, '-' or '.')",
                     ));
                 }
                 if controller.is_none() {
@@ -404,7 +403,10 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<BalancerConfig, File
                         "add [controller] with url = \"http://HOST:PORT\" and token_file = \"FILE\"",
                     ));
                 }
-                RouteTarget::Discovered
+                RouteTarget::Zone {
+                    zone: zone.get_ref().clone(),
+                    at: format!("{}:{} ({key}.zone)", at.file, at.line(zone.span().start)),
+                }
             }
             (None, Some(upstreams)) => {
                 if upstreams.get_ref().is_empty() {
@@ -574,4 +576,16 @@ fn controller_url(at: &Place<'_>, value: &Spanned<String>, key: &str) -> Result<
         ));
     }
     Ok(url)
+}
+
+/// A deployment zone's name: 1 to 63 letters, digits, '-' or '.' (as the
+/// controller accepts them).
+fn valid_zone_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }

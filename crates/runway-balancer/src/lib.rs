@@ -90,8 +90,8 @@ impl Balancer {
         let (stop, stop_rx) = watch::channel(false);
         let (force, force_rx) = watch::channel(false);
 
-        let (targets, controller) = match &config.discovery {
-            Discovery::Static(urls) => (discovery::static_targets(urls), None),
+        let (targets, controller, first_list) = match &config.discovery {
+            Discovery::Static(urls) => (discovery::static_targets(urls), None, None),
             Discovery::Controller {
                 url,
                 token,
@@ -100,7 +100,8 @@ impl Balancer {
                 let controller =
                     Controller::new(client.clone(), url, &config.standby_controllers, token)?;
                 let (list, tag) = controller.fetch_watching(None).await?;
-                let targets = discovery::controller_targets(&list);
+                check_zones(&config, &list)?;
+                let targets = discovery::controller_targets(&list, &config.zone);
                 if targets.is_empty() {
                     tracing::warn!(
                         "the controller at {} lists no front-end that takes traffic ({} listed); \
@@ -109,7 +110,7 @@ impl Balancer {
                         list.frontends.len()
                     );
                 }
-                (targets, Some((controller, *interval, tag)))
+                (targets, Some((controller, *interval, tag)), Some(list))
             }
         };
 
@@ -144,6 +145,8 @@ impl Balancer {
         // Routes: the discovered pool, or a pool of its own per route with
         // static upstreams.
         let mut route_members = Vec::new();
+        // One pool per other zone a route names, filled by the same watch.
+        let mut zone_members: Vec<(String, Arc<Pool>, Arc<Members>)> = Vec::new();
         let mut initial = members.apply(targets, true);
         let routes = match &config.proxy {
             None => vec![routes::Route {
@@ -156,6 +159,31 @@ impl Balancer {
                 for route in &proxy.routes {
                     let pool = match &route.target {
                         RouteTarget::Discovered => pool.clone(),
+                        RouteTarget::Zone { zone, .. } if *zone == config.zone => pool.clone(),
+                        RouteTarget::Zone { zone, .. } => {
+                            match zone_members.iter().find(|(z, _, _)| z == zone) {
+                                Some((_, own, _)) => own.clone(),
+                                None => {
+                                    let own = Arc::new(Pool::new(
+                                        config.policy,
+                                        config.max_ejection_percent,
+                                    ));
+                                    let own_members = Arc::new(Members::new(
+                                        own.clone(),
+                                        checker.clone(),
+                                        config.workers,
+                                    ));
+                                    if let Some(list) = &first_list {
+                                        initial.extend(own_members.apply(
+                                            discovery::controller_targets(list, zone),
+                                            true,
+                                        ));
+                                    }
+                                    zone_members.push((zone.clone(), own.clone(), own_members));
+                                    own
+                                }
+                            }
+                        }
                         RouteTarget::Static(urls) => {
                             let own =
                                 Arc::new(Pool::new(config.policy, config.max_ejection_percent));
@@ -193,10 +221,15 @@ impl Balancer {
         if let (Some(follow), Some((controller, _, _))) = (&follow, &controller) {
             follow.follow(controller);
         }
+        let zones: Vec<(String, Arc<Members>)> =
+            std::iter::once((config.zone.clone(), members.clone()))
+                .chain(zone_members.iter().map(|(z, _, m)| (z.clone(), m.clone())))
+                .collect();
+        route_members.extend(zone_members.into_iter().map(|(_, _, m)| m));
         let discovery = controller.map(|(controller, interval, tag)| {
             discovery::spawn_controller_loop(
                 controller,
-                members.clone(),
+                zones,
                 follow,
                 interval,
                 tag,
@@ -340,6 +373,39 @@ impl Drop for Balancer {
         self.members.stop();
         self.route_members.iter().for_each(|m| m.stop());
     }
+}
+
+/// Refuses a zone the controller does not list: `--zone`, or a route's.
+fn check_zones(config: &BalancerConfig, list: &runway_api::v1::FrontendList) -> Result<()> {
+    // A controller from before zones lists none: it has only `global`.
+    let known: Vec<&str> = if list.zones.is_empty() {
+        vec![runway_api::v1::GLOBAL_ZONE]
+    } else {
+        list.zones.iter().map(String::as_str).collect()
+    };
+    let mut wanted = vec![(config.zone.as_str(), "--zone".to_string())];
+    if let Some(proxy) = &config.proxy {
+        for route in &proxy.routes {
+            if let RouteTarget::Zone { zone, at } = &route.target {
+                wanted.push((zone.as_str(), at.clone()));
+            }
+        }
+    }
+    let routes_only = config.proxy.is_some();
+    for (zone, at) in wanted {
+        // In a reverse proxy the balancer's own zone matters only if a route uses it.
+        if routes_only && at == "--zone" {
+            continue;
+        }
+        if !known.contains(&zone) {
+            return Err(BalancerError::UnknownZone {
+                at,
+                zone: zone.to_string(),
+                known: known.join(", "),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A pool of one, always available: the controller behind

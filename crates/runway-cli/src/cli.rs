@@ -4,7 +4,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     app, apps, audit, balancer, console, controller, deploy, env, frontend, infra, jobs, login,
-    logs, pipeline, role, service_account, team, timer, token, up, user,
+    logs, pipeline, role, service_account, team, timer, token, up, user, zone,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -86,6 +86,9 @@ pub enum Command {
     /// The environment's background jobs: list (`runway jobs [APP] [--state S]`),
     /// show, retry, cancel.
     Jobs(jobs::JobsArgs),
+    /// The environment's deployment zones: create, list, show, set, remove.
+    #[command(subcommand)]
+    Zone(zone::ZoneCommand),
 }
 
 #[cfg(test)]

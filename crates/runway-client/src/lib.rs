@@ -25,6 +25,7 @@ pub mod console;
 mod console_identity;
 mod console_plans;
 mod trust;
+mod zones;
 pub use console::ConsoleClient;
 
 /// Media type of a `.rwp` package upload.

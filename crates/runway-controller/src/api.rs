@@ -102,6 +102,7 @@ pub fn router(controller: Controller) -> Router {
         .merge(crate::timers::routes())
         .merge(crate::jobs::routes())
         .merge(crate::trust::routes())
+        .merge(crate::zones::routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -152,6 +153,8 @@ async fn openapi(_caller: Caller<Read>) -> Response {
     doc.merge(crate::timers::TimersDoc::openapi());
     doc.merge(crate::jobs::JobsDoc::openapi());
     doc.merge(crate::trust::TrustDoc::openapi());
+    doc.merge(crate::zones::ZonesDoc::openapi());
+    doc.merge(crate::hostname::HostnameDoc::openapi());
     Json(doc).into_response()
 }
 
@@ -165,13 +168,6 @@ fn log_dropped(d: runway_store::LogDrops) -> runway_api::v1::LogDropped {
     }
 }
 
-fn app_url(controller: &Controller, app: &str) -> String {
-    format!(
-        "{}/{app}/",
-        controller.config().base_url.trim_end_matches('/')
-    )
-}
-
 #[utoipa::path(get, path = "/_runway/api/v1/environment", responses((status = 200, body = EnvironmentInfo)))]
 async fn environment(
     State(c): State<Controller>,
@@ -179,13 +175,14 @@ async fn environment(
 ) -> ApiResult<Json<EnvironmentInfo>> {
     Ok(Json(EnvironmentInfo {
         name: c.config().environment.clone(),
-        base_url: c.config().base_url.clone(),
+        base_url: c.base_url().await?,
         runway_version: env!("CARGO_PKG_VERSION").to_string(),
         engine: c.runtime().engine_fingerprint().to_string(),
         generation: c.store().generation().await?,
         limits: c.config().limits,
         frontends: c.frontend_list().await?.frontends,
         log_dropped: log_dropped(c.store().log_drops().await?),
+        zones: c.zone_views().await?,
     }))
 }
 
@@ -445,7 +442,8 @@ async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<A
         (Some(_), None) => AppStatus::Running,
     };
     Ok(AppSummary {
-        url: app_url(c, &record.name),
+        zone: c.store().app_zone(&record.name).await?,
+        url: format!("{}/{}/", c.base_url().await?, record.name),
         status,
         load_error,
         name: record.name,

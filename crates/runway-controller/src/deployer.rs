@@ -47,6 +47,11 @@ pub(crate) struct Change {
     /// Apps run with these environment property values (instead of the
     /// stored ones).
     pub(crate) values: BTreeMap<String, BTreeMap<String, String>>,
+    /// Apps moved to another deployment zone (app → zone).
+    pub(crate) zones: BTreeMap<String, String>,
+    /// Environment settings changed with it (`None` unsets): the hostname,
+    /// which every staged table carries as its base URL.
+    pub(crate) settings: BTreeMap<String, Option<String>>,
 }
 
 impl Change {
@@ -57,7 +62,9 @@ impl Change {
 
     /// Whether `app` is switched or reconfigured by this change.
     pub(crate) fn touches(&self, app: &str) -> bool {
-        self.running.contains_key(app) || self.values.contains_key(app)
+        self.running.contains_key(app)
+            || self.values.contains_key(app)
+            || self.zones.contains_key(app)
     }
 }
 
@@ -130,6 +137,8 @@ pub(crate) struct Staged {
     /// (`disable_failed_frontends`).
     disabled: Vec<(Arc<dyn FrontendLink>, String)>,
     stage_ms: u64,
+    /// Apps it moves between zones, and the zones whose table it changes.
+    zones: runway_store::ZoneChanges,
 }
 
 impl Staged {
@@ -458,7 +467,7 @@ impl Controller {
             }],
             change: Change {
                 running: BTreeMap::from([(app.to_string(), Some(version.to_string()))]),
-                values: BTreeMap::new(),
+                ..Change::default()
             },
             properties: Vec::new(),
             on_failure,
@@ -536,8 +545,8 @@ impl Controller {
                         digest: record.running_digest.clone(),
                     }],
                     change: Change {
-                        running: BTreeMap::new(),
                         values: BTreeMap::from([(app.to_string(), values.clone())]),
+                        ..Change::default()
                     },
                     properties: vec![(app.to_string(), changes)],
                     on_failure: OnStageFailure::Fail,
@@ -684,6 +693,11 @@ impl Controller {
         _lock: &tokio::sync::MutexGuard<'_, ()>,
         job: &Job,
     ) -> ControllerResult<(i64, Staged, Vec<FrontendProgress>)> {
+        // Every zone an app of it will run in needs a front-end: refused
+        // before anything is recorded.
+        let plan = self.zone_plan(&job.change).await?;
+        self.refuse_zones_without_frontends(&plan, &job.change)
+            .await?;
         let id = match self.store().begin_deployment_of(&job.operations).await? {
             BeginDeployment::Started(id) => id,
             BeginDeployment::Busy { id, status } => return Err(deployment_in_progress(id, status)),
@@ -692,7 +706,8 @@ impl Controller {
         let staged = async {
             let mut table = self.build_table(job.change.clone()).await?;
             table.generation = self.store().claim_generation(id).await?;
-            self.stage(&table, job.on_failure, &mut progress).await
+            self.stage(&table, &plan, job.on_failure, &mut progress)
+                .await
         }
         .await;
         match staged {
@@ -800,8 +815,14 @@ impl Controller {
         // Every running app's artifact is checked (and recompiled from its
         // stored package if missing or corrupt); an app that cannot be
         // loaded is marked failed and the others serve.
-        let mut table = self.build_table_with(Change::nothing(), true).await?;
-        table.generation = self.store().generation().await?;
+        let table = self.build_table_with(Change::nothing(), true).await?;
+        // In-process front-ends are in zone global: they load its apps only.
+        let plan = self.zone_plan(&Change::nothing()).await?;
+        let mut table = plan.table_for(&table, runway_store::GLOBAL_ZONE);
+        table.generation = self
+            .store()
+            .zone_generation(runway_store::GLOBAL_ZONE)
+            .await?;
         for frontend in &self.inner.fleet.local {
             // Each failed app is dropped from the table and the rest staged
             // again: at most one more attempt per app.
@@ -832,22 +853,25 @@ impl Controller {
         Ok(())
     }
 
-    /// The committed routing table, for a front-end catching up. Refused while
-    /// a deployment runs: its table could mix recorded and unrecorded state.
-    pub async fn committed_table(&self) -> ControllerResult<RoutingTable> {
+    /// The committed routing table of zone `zone`, for a front-end of it
+    /// catching up. Refused while a deployment runs: its table could mix
+    /// recorded and unrecorded state.
+    pub async fn committed_table(&self, zone: &str) -> ControllerResult<RoutingTable> {
         let Ok(_lock) = self.inner.deploy_lock.try_lock() else {
             return Err(ControllerError::busy(
                 "deployment_in_progress",
                 "a deployment is in progress; ask again after it ends",
             ));
         };
-        self.build_committed_table().await
+        self.build_committed_table(zone).await
     }
 
-    async fn build_committed_table(&self) -> ControllerResult<RoutingTable> {
-        let mut table = self.build_table(Change::nothing()).await?;
-        // The committed generation itself, not the next one.
-        table.generation = self.store().generation().await?;
+    async fn build_committed_table(&self, zone: &str) -> ControllerResult<RoutingTable> {
+        let table = self.build_table(Change::nothing()).await?;
+        let plan = self.zone_plan(&Change::nothing()).await?;
+        let mut table = plan.table_for(&table, zone);
+        // The zone's committed generation itself, not the next one.
+        table.generation = self.store().zone_generation(zone).await?;
         Ok(table)
     }
 
@@ -857,15 +881,29 @@ impl Controller {
     async fn stage(
         &self,
         table: &RoutingTable,
+        plan: &crate::zones::ZonePlan,
         on_failure: OnStageFailure,
         progress: &mut Vec<FrontendProgress>,
     ) -> ControllerResult<Staged> {
         let generation = table.generation;
-        let (targets, skipped) = self.deployment_targets().await?;
+        // Only the front-ends of the zones whose table changes, each with its
+        // zone's apps.
+        let (zoned, skipped) = self.deployment_targets(Some(&plan.touched)).await?;
+        let tables: BTreeMap<&str, RoutingTable> = plan
+            .touched
+            .iter()
+            .map(|zone| (zone.as_str(), plan.table_for(table, zone)))
+            .collect();
         let remote = |name: &str| !self.inner.fleet.local.iter().any(|l| l.name() == name);
         progress.extend(skipped);
         let started = Instant::now();
-        let staged = futures::future::join_all(targets.iter().map(|f| f.stage(table))).await;
+        let staged = futures::future::join_all(
+            zoned
+                .iter()
+                .map(|(f, zone)| f.stage(&tables[zone.as_str()])),
+        )
+        .await;
+        let targets: Vec<Arc<dyn FrontendLink>> = zoned.into_iter().map(|(f, _)| f).collect();
         let mut ready = Vec::new();
         let mut down = Vec::new();
         let mut failures = Vec::new();
@@ -943,6 +981,7 @@ impl Controller {
                 .map(|(f, e)| (f, e.to_string()))
                 .collect(),
             stage_ms,
+            zones: plan.changes(),
         })
     }
 
@@ -963,6 +1002,7 @@ impl Controller {
             down,
             disabled,
             stage_ms,
+            zones,
         } = staged;
         let remote = |name: &str| !self.inner.fleet.local.iter().any(|l| l.name() == name);
 
@@ -978,7 +1018,13 @@ impl Controller {
         let _switching = scopeguard(|| *self.committing() = None);
         let recorded = self
             .store()
-            .commit_deployment_with(record.id, generation, record.running, record.properties)
+            .commit_deployment_in_zones(
+                record.id,
+                generation,
+                record.running,
+                record.properties,
+                &zones,
+            )
             .await;
         if let Err(e) = recorded {
             for frontend in &ready {
@@ -1135,7 +1181,7 @@ impl Controller {
         Ok(RoutingTable {
             generation: self.store().generation().await? + 1,
             environment: self.config().environment.clone(),
-            base_url: self.config().base_url.clone(),
+            base_url: self.base_url_with(&change).await?,
             apps,
             failed,
         })

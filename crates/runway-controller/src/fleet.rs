@@ -39,7 +39,9 @@ use runway_api::readiness::{self, Observed};
 use runway_api::v1::{FrontendFlags, FrontendInfo, FrontendList, FrontendState, Scope};
 use runway_manifest::Digest;
 use runway_server::error_chain;
-use runway_store::{BlobKind, FrontendRecord, FrontendRegistration, StoreError, now_ms};
+use runway_store::{
+    BlobKind, FrontendRecord, FrontendRegistration, GLOBAL_ZONE, StoreError, now_ms,
+};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -164,15 +166,31 @@ pub(crate) struct HttpLink {
 }
 
 impl Controller {
-    /// The links a deployment stages on now, and the registered front-ends it
+    /// The links a deployment stages on now, each with its zone (of the
+    /// zones in `zones` only, when given), and the registered front-ends it
     /// skips (offline or disabled), as progress entries.
     pub(crate) async fn deployment_targets(
         &self,
-    ) -> ControllerResult<(Vec<Arc<dyn FrontendLink>>, Vec<FrontendProgress>)> {
-        let mut links = self.inner.fleet.local.clone();
+        zones: Option<&std::collections::BTreeSet<String>>,
+    ) -> ControllerResult<(Vec<(Arc<dyn FrontendLink>, String)>, Vec<FrontendProgress>)> {
+        let wanted = |zone: &str| zones.is_none_or(|z| z.contains(zone));
+        let mut links: Vec<(Arc<dyn FrontendLink>, String)> = if wanted(GLOBAL_ZONE) {
+            // In-process front-ends are in zone global.
+            self.inner
+                .fleet
+                .local
+                .iter()
+                .map(|l| (l.clone(), GLOBAL_ZONE.to_string()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut skipped = Vec::new();
         if let Some(farm) = &self.inner.fleet.farm {
             for record in self.store().frontends().await? {
+                if !wanted(&record.zone) {
+                    continue;
+                }
                 if !record.enabled || farm.is_silent(&record) {
                     // Disabled or offline, whatever generation it serves.
                     let state = farm.state(&record, 0, false);
@@ -185,12 +203,13 @@ impl Controller {
                     });
                     continue;
                 }
-                links.push(Arc::new(HttpLink {
+                let link: Arc<dyn FrontendLink> = Arc::new(HttpLink {
                     key: farm.key_for(&record),
                     name: record.name,
                     address: record.address,
                     http: farm.http.clone(),
-                }));
+                });
+                links.push((link, record.zone));
             }
         }
         Ok((links, skipped))
@@ -199,6 +218,15 @@ impl Controller {
     /// `GET /_runway/api/v1/frontends`
     pub async fn frontend_list(&self) -> ControllerResult<FrontendList> {
         let generation = self.store().generation().await?;
+        // A front-end is ready at its zone's committed generation.
+        let zone_generations: std::collections::BTreeMap<String, i64> = self
+            .store()
+            .zones()
+            .await?
+            .into_iter()
+            .map(|z| (z.name, z.generation))
+            .collect();
+        let committed_in = |zone: &str| zone_generations.get(zone).copied().unwrap_or(generation);
         let mut frontends: Vec<FrontendInfo> = self
             .inner
             .fleet
@@ -214,13 +242,14 @@ impl Controller {
                         heartbeating: true,
                         reported_ready: ready,
                         served,
-                        committed: generation,
+                        committed: committed_in(GLOBAL_ZONE),
                         switching: false,
                     }),
                     generation: served,
                     last_heartbeat_ms: None,
                     flags: FrontendFlags::default(),
                     enabled: true,
+                    zone: GLOBAL_ZONE.to_string(),
                 }
             })
             .collect();
@@ -230,7 +259,7 @@ impl Controller {
             for record in self.store().frontends().await? {
                 let switching = self.is_switching(&record.name);
                 frontends.push(FrontendInfo {
-                    state: farm.state(&record, generation, switching),
+                    state: farm.state(&record, committed_in(&record.zone), switching),
                     name: record.name,
                     address: record.address,
                     generation: record.generation,
@@ -241,6 +270,7 @@ impl Controller {
                         sends_email: record.sends_email,
                     },
                     enabled: record.enabled,
+                    zone: record.zone,
                 });
             }
         }
@@ -248,6 +278,7 @@ impl Controller {
             generation,
             offline_after_secs,
             frontends,
+            zones: zone_generations.into_keys().collect(),
         })
     }
 
@@ -301,8 +332,8 @@ impl Farm {
         now_ms() - since > self.config.offline_after.as_millis() as i64
     }
 
-    /// A registered front-end's state as of now, `committed` being the
-    /// environment's generation (`switching`: a deployment is switching it).
+    /// A registered front-end's state as of now, `committed` being its
+    /// zone's generation (`switching`: a deployment is switching it).
     fn state(&self, record: &FrontendRecord, committed: i64, switching: bool) -> FrontendState {
         readiness::state(Observed {
             enabled: record.enabled,
@@ -501,6 +532,7 @@ async fn register(
                 sends_email: hello.flags.sends_email,
                 engine: hello.engine.fingerprint.clone(),
                 runway_version: hello.runway_version.clone(),
+                zone: hello.zone.clone(),
             },
             &nonce,
         )
@@ -509,15 +541,16 @@ async fn register(
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "duplicate_frontend", message)
             }
+            StoreError::NotFound(message) => ApiError::bad_request("unknown_zone", message),
             other => other.into(),
         })?;
-    tracing::info!(frontend = %record.name, address = %record.address, "front-end registered");
+    tracing::info!(frontend = %record.name, address = %record.address, zone = %record.zone, "front-end registered");
     c.inner.fleet.changed();
     Ok(Json(Registered {
         environment: c.config().environment.clone(),
         key: farm.key_for(&record),
         catalog: farm.config.frontend_catalog.clone(),
-        generation: c.store().generation().await?,
+        generation: c.store().zone_generation(&record.zone).await?,
         heartbeat_ms: farm.config.heartbeat.as_millis() as u64,
         offline_after_ms: farm.config.offline_after.as_millis() as u64,
         enabled: record.enabled,
@@ -636,7 +669,7 @@ async fn heartbeat(
         c.inner.fleet.changed();
     }
     Ok(Json(HeartbeatReply {
-        generation: c.store().generation().await?,
+        generation: c.store().zone_generation(&updated.zone).await?,
         enabled: updated.enabled,
     }))
 }
@@ -644,8 +677,8 @@ async fn heartbeat(
 /// The committed routing table, for a front-end catching up. Refused while a
 /// deployment runs (its table would mix committed and uncommitted state);
 /// the front-end asks again on its next heartbeat.
-async fn table(State(c): State<Controller>, Node(_record): Node) -> ApiResult<Json<RoutingTable>> {
-    Ok(Json(c.committed_table().await?))
+async fn table(State(c): State<Controller>, Node(record): Node) -> ApiResult<Json<RoutingTable>> {
+    Ok(Json(c.committed_table(&record.zone).await?))
 }
 
 async fn package(

@@ -9,12 +9,14 @@ pub mod deployer;
 mod deployments;
 pub mod error;
 pub mod fleet;
+mod hostname;
 pub mod identity;
 mod jobs;
 pub mod lease;
 pub mod server;
 mod timers;
 pub mod trust;
+mod zones;
 
 use std::path::PathBuf;
 use std::sync::Arc;

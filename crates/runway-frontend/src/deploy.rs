@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     committed: AtomicI64,
     /// For app-to-app calls, which re-enter this front-end.
     pub(crate) this: Weak<Inner>,
+    /// App-to-app calls to other zones (this front-end's zone, the client).
+    pub(crate) internal: ArcSwap<crate::internal::InternalCalls>,
 }
 
 impl Inner {
@@ -123,6 +125,10 @@ impl Inner {
             ready: AtomicBool::new(false),
             committed: AtomicI64::new(0),
             this: this.clone(),
+            internal: ArcSwap::from_pointee(
+                crate::internal::InternalCalls::new(runway_store::GLOBAL_ZONE, None)
+                    .expect("an HTTP client without a CA bundle always builds"),
+            ),
         }))
     }
 

@@ -9,6 +9,7 @@
 
 mod deploy;
 mod events;
+mod internal;
 mod jobs;
 mod node;
 mod scheduler;

@@ -65,6 +65,12 @@ pub struct NodeConfig {
     pub log_limits: runway_store::LogLimits,
     /// How timers run here (only with the timers flag).
     pub timers: crate::TimerSettings,
+    /// The deployment zone it joins (`--zone`, default `global`): it loads
+    /// only that zone's apps.
+    pub zone: String,
+    /// PEM CA bundle that other zones' HTTPS addresses are verified against
+    /// (`--internal-ca`); default: the web PKI roots.
+    pub internal_ca: Option<PathBuf>,
 }
 
 /// What a front-end keeps about itself across restarts (`<data-dir>/frontend.json`).
@@ -180,6 +186,23 @@ impl Controllers {
 
 impl FrontendNode {
     pub async fn start(config: NodeConfig) -> anyhow::Result<FrontendNode> {
+        // App-to-app calls to other zones: checked before anything binds.
+        let ca_bundle = match &config.internal_ca {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!(
+                    "--internal-ca {}: cannot read the CA bundle",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        let internal_calls =
+            crate::internal::InternalCalls::new(&config.zone, ca_bundle.as_deref()).map_err(
+                |e| match &config.internal_ca {
+                    Some(path) => anyhow::anyhow!("--internal-ca {}: {e}", path.display()),
+                    None => anyhow::anyhow!(e),
+                },
+            )?;
         if config.controllers.is_empty() {
             bail!(
                 "--controller: give the URL of `runway controller serve` (repeat it, or separate with commas, for its standbys)"
@@ -233,6 +256,7 @@ impl FrontendNode {
                 max_memory_bytes: config.runtime.max_memory_bytes,
             },
             runway_version: env!("CARGO_PKG_VERSION").to_string(),
+            zone: config.zone.clone(),
         };
         let controllers = Controllers::new(&config.controllers);
         let registered = register(&http, &controllers, &config.join_token, &hello).await?;
@@ -266,6 +290,7 @@ impl FrontendNode {
             Arc::new(client.clone()),
         )?;
         frontend.inner.note_committed(registered.generation);
+        frontend.inner.internal.store(Arc::new(internal_calls));
 
         let app = crate::router(frontend.clone())
             .merge(fleet_router(frontend.clone(), client.key.clone()));
@@ -457,9 +482,9 @@ async fn run_agent(
                 failures += 1;
                 // The controller may have recorded a deployment and died
                 // before switching this front-end: the catalog says what is
-                // committed, and a front-end behind it stops being ready
+                // committed in its zone, and a front-end behind it stops being ready
                 // rather than serve an old generation beside newer ones.
-                match frontend.inner.store.generation().await {
+                match frontend.inner.store.zone_generation(&hello.zone).await {
                     Ok(committed) => frontend.inner.note_committed(committed),
                     Err(e) if failures == 1 => {
                         tracing::warn!("cannot read the committed generation either: {e}")

@@ -68,10 +68,31 @@ async fn ready(State(frontend): State<Frontend>) -> Response {
 }
 
 async fn serve(State(frontend): State<Frontend>, mut request: Request) -> Response {
-    // Hops are only meaningful between apps of this front-end; a client
-    // cannot claim them.
+    // Hops count app-to-app calls; a client cannot claim them, only another
+    // front-end of the environment (signed, see `internal`).
+    let mut hops = 0;
+    if request.headers().contains_key(HOPS_HEADER) {
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        let calls = frontend.inner.internal.load_full();
+        hops = calls
+            .verified_hops(
+                &frontend.inner.store,
+                request.headers(),
+                request.method(),
+                &path_and_query,
+            )
+            .await
+            .unwrap_or(0);
+    }
     request.headers_mut().remove(HOPS_HEADER);
-    let response = frontend.inner.dispatch(request, 0).await;
+    request
+        .headers_mut()
+        .remove(crate::internal::HOPS_SIGNATURE_HEADER);
+    let response = frontend.inner.dispatch(request, hops).await;
     response.map(Body::new)
 }
 
@@ -549,6 +570,28 @@ impl InternalRouter for AppToApp {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
+            // Not loaded here: served by the zone it runs in, unless that is
+            // this front-end's own zone (then the local answer stands).
+            let loaded = {
+                let routes = frontend.routes.load();
+                routes.apps.contains_key(target.as_str())
+                    || routes.failed.contains_key(target.as_str())
+            };
+            if !loaded {
+                let calls = frontend.internal.load_full();
+                let location = match frontend.store.app_location(target.as_str()).await {
+                    Ok(location) => location,
+                    Err(e) => {
+                        tracing::warn!(app = %target, "app-to-app call: cannot find where the app runs: {e}");
+                        return Err(wasmtime_wasi_http::Error::DestinationUnavailable);
+                    }
+                };
+                if let Some(location) = crate::internal::remote_location(&calls, location) {
+                    return calls
+                        .forward(&frontend.store, &target, location, request, hops)
+                        .await;
+                }
+            }
             let (mut parts, body) = request.into_parts();
             let path_and_query = parts
                 .uri

@@ -15,6 +15,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::{Context, Result, StoreError};
+use crate::zones::ZoneChanges;
 use crate::{Store, now_ms};
 
 /// A property set (`Some`) or unset (`None`).
@@ -224,13 +225,35 @@ impl Store {
     }
 
     /// [`Store::commit_deployment`], also applying property changes of the
-    /// apps in `properties` in the same transaction.
+    /// apps in `properties` in the same transaction. Every zone's table
+    /// counts as changed.
     pub async fn commit_deployment_with(
         &self,
         id: i64,
         generation: i64,
         running: &[(String, Option<String>)],
         properties: &[(String, Vec<PropertyChange>)],
+    ) -> Result<()> {
+        self.commit_deployment_in_zones(
+            id,
+            generation,
+            running,
+            properties,
+            &ZoneChanges::default(),
+        )
+        .await
+    }
+
+    /// [`Store::commit_deployment_with`], also moving apps between zones and
+    /// setting the generation of the zones whose table changed, in the same
+    /// transaction.
+    pub async fn commit_deployment_in_zones(
+        &self,
+        id: i64,
+        generation: i64,
+        running: &[(String, Option<String>)],
+        properties: &[(String, Vec<PropertyChange>)],
+        zones: &ZoneChanges,
     ) -> Result<()> {
         let what = || format!("failed to commit deployment {id}");
         let now = now_ms();
@@ -314,6 +337,10 @@ impl Store {
         }
         for (app, changes) in properties {
             crate::properties::write_properties(&mut tx, app, changes, self.secrets_key()).await?;
+        }
+        if let Err(e) = crate::zones::write_zone_changes(&mut tx, id, generation, zones).await {
+            tx.rollback().await.context(what)?;
+            return Err(e);
         }
         sqlx::query("UPDATE environment SET generation = $1 WHERE id = 1")
             .bind(generation)

@@ -25,6 +25,8 @@ pub struct FrontendRecord {
     /// Fingerprint of its WebAssembly engine settings.
     pub engine: String,
     pub runway_version: String,
+    /// The deployment zone it belongs to (set at its start).
+    pub zone: String,
     /// Random per registration; the front-end's key is derived from it.
     pub key_nonce: String,
     pub enabled: bool,
@@ -47,11 +49,13 @@ pub struct FrontendRegistration {
     pub sends_email: bool,
     pub engine: String,
     pub runway_version: String,
+    /// Its deployment zone; must exist.
+    pub zone: String,
 }
 
 const COLUMNS: &str = "name, node_id, address, serves_apps, runs_timers, sends_email, engine, \
                        runway_version, key_nonce, enabled, generation, ready, registered_at_ms, \
-                       last_heartbeat_ms";
+                       last_heartbeat_ms, zone";
 
 fn frontend_from_row(r: &AnyRow) -> sqlx::Result<FrontendRecord> {
     let flag = |c: &str| r.try_get::<i64, _>(c).map(|v| v != 0);
@@ -64,6 +68,7 @@ fn frontend_from_row(r: &AnyRow) -> sqlx::Result<FrontendRecord> {
         sends_email: flag("sends_email")?,
         engine: r.try_get("engine")?,
         runway_version: r.try_get("runway_version")?,
+        zone: r.try_get("zone")?,
         key_nonce: r.try_get("key_nonce")?,
         enabled: flag("enabled")?,
         generation: r.try_get("generation")?,
@@ -90,11 +95,26 @@ impl Store {
             .platform()
             .begin_write(&format!("register front-end {}", r.name))
             .await?;
+        let zone_exists = sqlx::query("SELECT 1 AS present FROM zones WHERE name = $1")
+            .bind(&r.zone)
+            .fetch_optional(&mut *tx)
+            .await
+            .context(what)?
+            .is_some();
+        if !zone_exists {
+            tx.rollback().await.context(what)?;
+            return Err(StoreError::NotFound(format!(
+                "front-end {} names zone {}, which this environment does not have; create it \
+                 with `runway zone create {} --address URL` (`runway zone list` shows the \
+                 zones), or start the front-end with another --zone",
+                r.name, r.zone, r.zone
+            )));
+        }
         // Insert-or-nothing first: on PostgreSQL a conflicting insert waits for
         // a concurrent registration of the same name to finish.
         sqlx::query(&format!(
             "INSERT INTO frontends ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 0, $10, $11) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 0, $10, $11, $12) \
              ON CONFLICT (name) DO NOTHING"
         ))
         .bind(&r.name)
@@ -108,6 +128,7 @@ impl Store {
         .bind(key_nonce)
         .bind(now)
         .bind(now)
+        .bind(&r.zone)
         .execute(&mut *tx)
         .await
         .context(what)?;
@@ -129,8 +150,8 @@ impl Store {
         let row = sqlx::query(&format!(
             "UPDATE frontends SET address = $1, serves_apps = $2, runs_timers = $3, \
              sends_email = $4, engine = $5, runway_version = $6, key_nonce = $7, \
-             generation = 0, ready = 0, registered_at_ms = $8, last_heartbeat_ms = $9 \
-             WHERE name = $10 RETURNING {COLUMNS}"
+             generation = 0, ready = 0, registered_at_ms = $8, last_heartbeat_ms = $9, \
+             zone = $10 WHERE name = $11 RETURNING {COLUMNS}"
         ))
         .bind(&r.address)
         .bind(i64::from(r.serves_apps))
@@ -141,6 +162,7 @@ impl Store {
         .bind(key_nonce)
         .bind(now)
         .bind(now)
+        .bind(&r.zone)
         .bind(&r.name)
         .fetch_one(&mut *tx)
         .await
@@ -172,8 +194,8 @@ impl Store {
     }
 
     /// Records a heartbeat: the generation served and readiness, now. It is
-    /// recorded ready only if it says so and serves the committed generation
-    /// (as of this write), or is `switching` to it. Returns the updated row,
+    /// recorded ready only if it says so and serves its zone's committed
+    /// generation (as of this write), or is `switching` to it. Returns the updated row,
     /// or `None` if no front-end has that name and nonce (removed, or
     /// re-registered by a newer start).
     pub async fn heartbeat_frontend(
@@ -187,7 +209,8 @@ impl Store {
         sqlx::query(&format!(
             "UPDATE frontends SET generation = $1, last_heartbeat_ms = $2, \
              ready = CASE WHEN $3 = 1 AND ($4 = 1 OR $5 >= \
-             (SELECT generation FROM environment WHERE id = 1)) THEN 1 ELSE 0 END \
+             COALESCE((SELECT z.generation FROM zones z WHERE z.name = frontends.zone), \
+             (SELECT generation FROM environment WHERE id = 1))) THEN 1 ELSE 0 END \
              WHERE name = $6 AND key_nonce = $7 RETURNING {COLUMNS}"
         ))
         .bind(generation)

@@ -6,7 +6,8 @@
 //!   data, API tokens, timer state (overrides, next due time, run leases),
 //!   background jobs (`jobs`: enqueue, claims with leases, outcomes, retention);
 //!   the trusted console's public keys (`trust`) and the append-only audit
-//!   log of the environment's API (`audit`);
+//!   log of the environment's API (`audit`); deployment zones and the
+//!   zone of each app (`zones`);
 //! * **log** — request log, app output and errors, written in batches by a
 //!   background task ([`LogSink`]) and trimmed by [`Store::spawn_retention`];
 //! * **session** — login sessions.
@@ -44,6 +45,7 @@ mod settings;
 mod timers;
 mod tokens;
 mod trust;
+mod zones;
 
 pub mod testing;
 
@@ -73,6 +75,7 @@ pub use sessions::SessionRecord;
 pub use timers::{TIME_ZONE_SETTING, TimerClaim, TimerOutcome, TimerRunning, TimerState};
 pub use tokens::TokenRecord;
 pub use trust::{ConsoleTrustRecord, TrustedKeyRecord};
+pub use zones::{AppLocation, GLOBAL_ZONE, ZoneChanges, ZoneRecord};
 
 pub use db::redact_url;
 use db::{Catalog, sqlite_path};

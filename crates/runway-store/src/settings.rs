@@ -33,4 +33,14 @@ impl Store {
         .context(|| format!("failed to write setting {key:?}"))?;
         Ok(())
     }
+
+    /// Removes setting `key` (nothing if it is not set).
+    pub async fn delete_setting(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(key)
+            .execute(&self.platform().pool)
+            .await
+            .context(|| format!("failed to remove setting {key:?}"))?;
+        Ok(())
+    }
 }

@@ -397,6 +397,7 @@ impl FakeController {
                 generation: 1,
                 offline_after_secs: 15,
                 frontends,
+                zones: Vec::new(),
             }),
             failing: AtomicBool::new(false),
             polls: AtomicUsize::new(0),
@@ -502,6 +503,7 @@ pub fn frontend(name: &str, upstream: &FakeUpstream) -> FrontendInfo {
         last_heartbeat_ms: Some(0),
         flags: FrontendFlags::default(),
         enabled: true,
+        zone: "global".to_string(),
     }
 }
 

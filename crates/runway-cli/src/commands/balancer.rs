@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["controller", "upstream", "token", "token_file", "pass_api", "listen", "policy"]
+        conflicts_with_all = ["controller", "upstream", "token", "token_file", "pass_api", "listen", "policy", "zone"]
     )]
     pub config: Option<std::path::PathBuf>,
     /// The controller to discover front-ends from, http://host:port. Repeat
@@ -38,6 +38,10 @@ pub struct ServeArgs {
         conflicts_with = "upstream"
     )]
     pub controller: Vec<url::Url>,
+    /// The deployment zone whose front-ends this balancer serves (`runway
+    /// zone list`): the zone's address is this balancer.
+    #[arg(long, default_value = runway_api::v1::GLOBAL_ZONE, requires = "controller")]
+    pub zone: String,
     /// An API token (read scope is enough) for the controller.
     #[arg(long, env = "RUNWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -136,6 +140,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<BalancerConfig> {
         config.platform = args.controller.first().cloned();
     }
     config.standby_controllers = args.controller.iter().skip(1).cloned().collect();
+    config.zone = args.zone.clone();
     Ok(config)
 }
 

@@ -5,7 +5,7 @@
 //! console of `runway login` (see `env_console`).
 
 use clap::{Args, Subcommand};
-use runway_api::v1::{EnvironmentInfo, LogDropped};
+use runway_api::v1::{EnvironmentInfo, HostnameChange, LogDropped};
 
 use crate::commands::app::print_json;
 use crate::commands::app::show::limits;
@@ -36,6 +36,64 @@ pub enum EnvCommand {
     Show(env_console::ShowArgs),
     /// Remove an environment from the console (refused while plans use it).
     Remove(env_console::RemoveArgs),
+    /// Change a setting of one environment (asked directly): `runway env set
+    /// hostname www.example.com [--scheme https]`, or `--default`.
+    Set(SetArgs),
+}
+
+/// The settings `runway env set` changes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// The hostname of every absolute URL the platform produces (the apps'
+    /// `runway.base_url`); default: the controller's address.
+    Hostname,
+}
+
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// The setting.
+    #[arg(value_enum)]
+    pub setting: Setting,
+    /// Its value, e.g. www.example.com (host[:port], no scheme).
+    #[arg(required_unless_present = "default", conflicts_with = "default")]
+    pub value: Option<String>,
+    /// The scheme of the hostname's URLs.
+    #[arg(long, default_value = "https", value_parser = ["https", "http"])]
+    pub scheme: String,
+    /// Go back to the default (the controller's address).
+    #[arg(long)]
+    pub default: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+pub async fn set(args: SetArgs) -> anyhow::Result<()> {
+    match args.setting {
+        Setting::Hostname => {
+            let change = HostnameChange {
+                hostname: args.value.clone(),
+                scheme: args.value.as_ref().map(|_| args.scheme.clone()),
+            };
+            let view = args.conn.client().await?.set_hostname(&change).await?;
+            if args.json {
+                return print_json(&view);
+            }
+            match &view.hostname {
+                Some(hostname) => println!(
+                    "hostname {hostname} ({}); apps see runway.base_url = {}",
+                    view.scheme, view.base_url
+                ),
+                None => println!(
+                    "hostname unset: the controller's address; apps see runway.base_url = {}",
+                    view.base_url
+                ),
+            }
+            Ok(())
+        }
+    }
 }
 
 pub async fn run(args: EnvArgs) -> anyhow::Result<()> {
@@ -86,16 +144,21 @@ pub fn render(info: &EnvironmentInfo) -> String {
         out.push_str("front-ends: none\n");
     } else {
         out.push_str("front-ends:\n");
-        let mut t = Table::new(["NAME", "ADDRESS", "STATE", "GENERATION"]);
+        let mut t = Table::new(["NAME", "ADDRESS", "ZONE", "STATE", "GENERATION"]);
         for f in &info.frontends {
             t.row([
                 f.name.clone(),
                 f.address.clone(),
+                f.zone.clone(),
                 f.state.to_string(),
                 f.generation.to_string(),
             ]);
         }
         out.push_str(&t.render());
+    }
+    if !info.zones.is_empty() {
+        out.push_str("zones:\n");
+        out.push_str(&crate::commands::zone::render(&info.zones));
     }
     out
 }

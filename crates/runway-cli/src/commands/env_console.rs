@@ -82,6 +82,7 @@ pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
         EnvCommand::List(a) => list(a).await,
         EnvCommand::Show(a) => show(a).await,
         EnvCommand::Remove(a) => remove(a).await,
+        EnvCommand::Set(a) => crate::commands::env::set(a).await,
     }
 }
 

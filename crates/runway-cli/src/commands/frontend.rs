@@ -58,6 +58,14 @@ pub struct ServeArgs {
     /// Unique name in the environment (default: the one in --data-dir, else <host>-<port>).
     #[arg(long)]
     pub name: Option<String>,
+    /// The deployment zone this front-end joins (`runway zone list`); it loads
+    /// only the apps deployed to that zone. Changing it needs a restart.
+    #[arg(long, default_value = runway_api::v1::GLOBAL_ZONE)]
+    pub zone: String,
+    /// PEM CA bundle that the HTTPS addresses of other zones are verified
+    /// against, for app-to-app calls (default: the web PKI roots).
+    #[arg(long, value_name = "PEM")]
+    pub internal_ca: Option<PathBuf>,
     /// The catalogs, if not where the controller says (its --frontend-database).
     #[arg(long, hide_env_values = true)]
     pub database: Option<String>,
@@ -151,6 +159,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no join token: pass --join-token-file PATH (e.g. the controller's join.token) or --join-token"
         ),
     };
+    let zone = args.zone.clone();
     let config = NodeConfig {
         controllers: args.controller,
         join_token,
@@ -172,10 +181,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // The size cap is the controller's to enforce.
         log_limits: args.log_output.log_limits(0),
         timers: args.timers.settings(),
+        zone: args.zone,
+        internal_ca: args.internal_ca,
     };
     let node = FrontendNode::start(config).await?;
     println!(
-        "runway: front-end '{}' listening on http://{}",
+        "runway: front-end '{}' (zone {zone}) listening on http://{}",
         node.frontend().name(),
         node.addr()
     );
@@ -203,6 +214,7 @@ pub fn render(list: &FrontendList, now_ms: i64) -> String {
     let mut t = Table::new([
         "NAME",
         "ADDRESS",
+        "ZONE",
         "STATE",
         "GENERATION",
         "LAST HEARTBEAT",
@@ -222,6 +234,7 @@ pub fn render(list: &FrontendList, now_ms: i64) -> String {
         t.row([
             f.name.clone(),
             f.address.clone(),
+            f.zone.clone(),
             f.state.to_string(),
             f.generation.to_string(),
             f.last_heartbeat_ms

@@ -24,6 +24,7 @@ pub mod timer;
 pub mod token;
 pub mod up;
 pub mod user;
+pub mod zone;
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -50,5 +51,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Timer(cmd) => timer::run(cmd).await,
         Command::Infra(cmd) => infra::run(cmd).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Zone(cmd) => zone::run(cmd).await,
     }
 }

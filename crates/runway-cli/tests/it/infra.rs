@@ -164,3 +164,117 @@ fn check_and_draw_through_the_cli() {
     ]);
     assert!(!ok && !svg.exists(), "{stderr}");
 }
+
+/// `runway infra apply FILE --console URL`: a dry run prints the changes and
+/// changes nothing; apply registers the file's pipelines and environments
+/// (with the admin tokens of `--token-dir`); a second apply changes nothing;
+/// an environment registered at another address is refused, nothing applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_registers_pipelines_and_environments_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = runway_console::ConsoleConfig::new(
+        dir.path().join("console"),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    config.poll_interval = std::time::Duration::from_millis(200);
+    let server = runway_console::ConsoleServer::start(config)
+        .await
+        .expect("console starts");
+    let console_url = format!("http://{}", server.addr());
+    let console_token = server.admin_token().expect("first start").to_string();
+    let client =
+        runway_client::ConsoleClient::new(&console_url, Some(console_token.clone())).unwrap();
+    let dev = crate::support::TestEnv::start().await;
+    let test = crate::support::TestEnv::start().await;
+    let tokens = dir.path().join("tokens");
+    fs::create_dir(&tokens).unwrap();
+    fs::write(tokens.join("dev.token"), &dev.token).unwrap();
+    fs::write(tokens.join("test.token"), &test.token).unwrap();
+
+    let text = fs::read_to_string(repo_root().join("examples/infra/basic.toml")).unwrap();
+    // Two environments, reachable here (loopback), in pipeline main.
+    let text = text
+        .replace(
+            "environments = [\"dev\", \"test\", \"prod\"]",
+            "environments = [\"dev\", \"test\"]",
+        )
+        .replace("https://dev.example.com", &dev.url)
+        .replace("https://test.example.com", &test.url);
+    let text = text[..text.find("[[environment]]\nname = \"prod\"").unwrap()].to_string();
+    let file = dir.path().join("infra.toml");
+    fs::write(&file, &text).unwrap();
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "infra",
+            "apply",
+            file.to_str().unwrap(),
+            "--console",
+            &console_url,
+            "--console-token",
+            &console_token,
+            "--token-dir",
+            tokens.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+
+    let (ok, out, err) = apply(&["--dry-run"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("+ pipeline main"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "+ environment dev at {} (pipeline main, stage 1)",
+            dev.url
+        )),
+        "{out}"
+    );
+    assert!(out.contains("+ environment test at"), "{out}");
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    assert!(client.pipelines().await.unwrap().is_empty());
+    assert!(client.environments().await.unwrap().is_empty());
+
+    let (ok, out, err) = apply(&[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("applied 3 change(s)"), "{out}");
+    let pipeline = client.pipeline("main").await.unwrap();
+    let stages: Vec<(i64, &str)> = pipeline
+        .environments
+        .iter()
+        .map(|s| (s.order, s.name.as_str()))
+        .collect();
+    assert_eq!(stages, [(1, "dev"), (2, "test")]);
+
+    // Idempotent: nothing left to change.
+    let (ok, out, err) = apply(&[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("nothing to change"), "{out}");
+    let (ok, out, _) = apply(&["--dry-run"]);
+    assert!(ok && out.contains("nothing to change"), "{out}");
+
+    // An environment the console has at another address: refused, nothing applied.
+    let moved = text.replace(&test.url, "http://127.0.0.1:9");
+    fs::write(&file, moved).unwrap();
+    let (ok, out, err) = apply(&[]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("environment test is registered on the console at")
+            && err.contains("runway env remove test"),
+        "{err}"
+    );
+    assert_eq!(client.environments().await.unwrap().len(), 2);
+
+    // A file that fails `infra check` is not applied.
+    fs::write(
+        &file,
+        text.replace("catalog = \"console\"", "catalog = \"dev\""),
+    )
+    .unwrap();
+    let (ok, _, err) = apply(&[]);
+    assert!(!ok);
+    assert!(err.contains("nothing was applied"), "{err}");
+    server
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}

@@ -25,3 +25,4 @@ mod standby;
 mod support;
 mod timers;
 mod trust;
+mod zones;

@@ -167,18 +167,23 @@ fn listener_addr(proc: &Proc, prefix: &str) -> SocketAddr {
     rest.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// `runway balancer serve --config CONFIG`, checking its front-ends often.
+pub fn spawn_proxy(config: &Path) -> Proc {
+    Proc::spawn(&[
+        "balancer",
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--health-interval-ms",
+        "200",
+        "--workers",
+        "2",
+    ])
+}
+
 impl Proxy {
     fn start(config: &Path) -> Proxy {
-        let proc = Proc::spawn(&[
-            "balancer",
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--health-interval-ms",
-            "200",
-            "--workers",
-            "2",
-        ]);
+        let proc = spawn_proxy(config);
         // The listeners are printed in order, then this line.
         proc.wait_line("SIGHUP reloads");
         let https = listener_addr(&proc, "https://");
@@ -291,28 +296,65 @@ upstreams = ["{}"]
     )
 }
 
+/// What the scenario tests share: a CA with certificates for www.a.test and
+/// intranet.b.test, four echo upstreams and a proxy of [`scenario_config`].
+struct Scenario {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    /// The chain served for www.a.test at start.
+    www: String,
+    intranet: Echo,
+    /// zone1, zone2 and rest.
+    others: [Echo; 3],
+    proxy: Proxy,
+}
+
+impl Scenario {
+    async fn start() -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new();
+        let www = ca.write_leaf(dir.path(), "www", &["www.a.test"]);
+        ca.write_leaf(dir.path(), "intranet", &["intranet.b.test"]);
+        let others = [
+            Echo::start("zone1").await,
+            Echo::start("zone2").await,
+            Echo::start("rest").await,
+        ];
+        let intranet = Echo::start("intranet").await;
+        let [zone1, zone2, rest] = &others;
+        let config = write_config(dir.path(), &scenario_config(zone1, zone2, rest, &intranet));
+        let proxy = Proxy::start(&config);
+        Scenario {
+            dir,
+            ca,
+            www,
+            intranet,
+            others,
+            proxy,
+        }
+    }
+}
+
 async fn json(response: reqwest::Response) -> serde_json::Value {
     assert_eq!(response.status(), 200, "{:?}", response.headers());
     response.json().await.unwrap()
 }
 
+/// `GET url` with `client`: the echo's JSON (the answer must be 200).
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    json(client.get(url).send().await.unwrap()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_sni_routes_redirect_and_forwarded_headers() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new();
-    ca.write_leaf(dir.path(), "www", &["www.a.test"]);
-    ca.write_leaf(dir.path(), "intranet", &["intranet.b.test"]);
-    let (zone1, zone2, rest, intranet) = (
-        Echo::start("zone1").await,
-        Echo::start("zone2").await,
-        Echo::start("rest").await,
-        Echo::start("intranet").await,
-    );
-    let config = write_config(
-        dir.path(),
-        &scenario_config(&zone1, &zone2, &rest, &intranet),
-    );
-    let proxy = Proxy::start(&config);
+    let Scenario {
+        dir: _dir,
+        ca,
+        intranet,
+        proxy,
+        others: _others,
+        ..
+    } = Scenario::start().await;
     let https = client(
         &ca.pem,
         proxy.https,
@@ -323,21 +365,11 @@ async fn tls_sni_routes_redirect_and_forwarded_headers() {
 
     // SNI: each host gets its own certificate (the client checks the name,
     // and each certificate names one host only).
-    let www = json(
-        https
-            .get(format!("https://www.a.test:{port}/App1InDZ1/x"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let www = get_json(&https, format!("https://www.a.test:{port}/App1InDZ1/x")).await;
     assert_eq!(www["upstream"], "zone1");
-    let other = json(
-        https
-            .get(format!("https://intranet.b.test:{port}/App1InDZ1/x"))
-            .send()
-            .await
-            .unwrap(),
+    let other = get_json(
+        &https,
+        format!("https://intranet.b.test:{port}/App1InDZ1/x"),
     )
     .await;
     assert_eq!(
@@ -346,23 +378,9 @@ async fn tls_sni_routes_redirect_and_forwarded_headers() {
     );
 
     // Routes by path prefix, at segment boundaries.
-    let zx = json(
-        https
-            .get(format!("https://www.a.test:{port}/AppXInDZ2"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let zx = get_json(&https, format!("https://www.a.test:{port}/AppXInDZ2")).await;
     assert_eq!(zx["upstream"], "zone2");
-    let near = json(
-        https
-            .get(format!("https://www.a.test:{port}/App1InDZ1x/"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let near = get_json(&https, format!("https://www.a.test:{port}/App1InDZ1x/")).await;
     assert_eq!(near["upstream"], "rest");
 
     // Forwarded headers come from the real listener, not from the client.
@@ -521,21 +539,14 @@ fn der_of(pem: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_reload_on_sighup_under_load_and_a_bad_one_keeps_the_old() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new();
-    let first = ca.write_leaf(dir.path(), "www", &["www.a.test"]);
-    ca.write_leaf(dir.path(), "intranet", &["intranet.b.test"]);
-    let (zone1, zone2, rest, intranet) = (
-        Echo::start("zone1").await,
-        Echo::start("zone2").await,
-        Echo::start("rest").await,
-        Echo::start("intranet").await,
-    );
-    let config = write_config(
-        dir.path(),
-        &scenario_config(&zone1, &zone2, &rest, &intranet),
-    );
-    let proxy = Proxy::start(&config);
+    let Scenario {
+        dir,
+        ca,
+        www: first,
+        intranet: _intranet,
+        others: _others,
+        proxy,
+    } = Scenario::start().await;
     let port = proxy.https.port();
     let url = format!("https://www.a.test:{port}/");
 
@@ -736,5 +747,96 @@ async fn a_new_frontend_serves_through_the_balancer_as_soon_as_it_is_ready() {
     assert!(
         took < Duration::from_millis(1000),
         "{took:?}: the balancer waited for its 5 s poll instead of the controller's watch"
+    );
+}
+
+/// Scenarios 2 and 8: one farm front-end behind a TLS-terminating reverse
+/// proxy; with the environment's hostname set, apps build their absolute
+/// URLs from `runway.base_url` = `https://www.exampledomain.com`, and the
+/// setting goes back to the controller's address with `--default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hostname_is_the_base_url_of_apps_behind_a_tls_proxy() {
+    let farm = crate::farm_support::Farm::start(1).await;
+    let env = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--env", &farm.controller.url, "--token", &farm.admin]);
+        run(&all)
+    };
+    let notes = crate::support::package("examples/notes");
+    farm.client
+        .publish(notes.to_bytes(), true, None)
+        .await
+        .unwrap();
+
+    // Bad input: a URL where a host name goes; nothing changes.
+    let (ok, _, err) = env(&["env", "set", "hostname", "https://www.exampledomain.com/x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("is not a host name") && err.contains("--scheme"),
+        "{err}"
+    );
+
+    let (ok, out, err) = env(&["env", "set", "hostname", "www.exampledomain.com"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("runway.base_url = https://www.exampledomain.com"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.write_leaf(dir.path(), "www", &["www.exampledomain.com"]);
+    std::fs::write(dir.path().join("read.token"), format!("{}\n", farm.admin)).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[listener]]
+address = "127.0.0.1:0"
+protocol = "https"
+
+[[certificate]]
+chain = "www.pem"
+key = "www.key"
+
+[controller]
+url = "{}"
+token_file = "read.token"
+
+[[route]]
+host = "www.exampledomain.com"
+zone = "global"
+"#,
+            farm.controller.url
+        ),
+    );
+    let proc = spawn_proxy(&config);
+    let https = listener_addr(&proc, "https://");
+    let client = client(&ca.pem, https, &["www.exampledomain.com"], true);
+    let url = "https://www.exampledomain.com/notes/_env";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        match client.get(url).send().await {
+            Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
+            other => {
+                assert!(Instant::now() < deadline, "{url}: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(
+        body.contains("base_url=https://www.exampledomain.com\n"),
+        "{body}"
+    );
+    let app = farm.client.app("notes").await.unwrap();
+    assert_eq!(app.summary.url, "https://www.exampledomain.com/notes/");
+
+    // Back to the default: the controller's address.
+    let (ok, out, err) = env(&["env", "set", "hostname", "--default"]);
+    assert!(ok, "{out}{err}");
+    let body = client.get(url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        body.contains(&format!("base_url={}\n", farm.controller.url)),
+        "{body}"
     );
 }

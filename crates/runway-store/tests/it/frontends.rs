@@ -13,6 +13,7 @@ fn registration(name: &str, node: &str, address: &str) -> FrontendRegistration {
         sends_email: true,
         engine: "engine-a".into(),
         runway_version: "0.1.0".into(),
+        zone: "global".into(),
     }
 }
 

@@ -18,6 +18,7 @@ mod secrets;
 mod tokens;
 mod trust;
 mod versions;
+mod zones;
 
 use runway_store::{NewVersion, Store};
 use tempfile::TempDir;

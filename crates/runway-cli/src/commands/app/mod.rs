@@ -15,6 +15,7 @@ pub mod publish;
 pub mod show;
 pub mod undeploy;
 pub mod versions;
+pub mod zone;
 
 #[derive(Subcommand, Debug)]
 pub enum AppCommand {
@@ -39,6 +40,9 @@ pub enum AppCommand {
     Delete(delete::DeleteArgs),
     /// Show or change an app's configuration (property values).
     Config(config::ConfigArgs),
+    /// Deploy an app to a deployment zone (a deployment when it runs: it
+    /// moves to that zone's front-ends).
+    Zone(zone::ZoneArgs),
 }
 
 pub async fn run(cmd: AppCommand) -> anyhow::Result<()> {
@@ -53,6 +57,7 @@ pub async fn run(cmd: AppCommand) -> anyhow::Result<()> {
         AppCommand::Undeploy(a) => undeploy::run(a).await,
         AppCommand::Delete(a) => delete::run(a).await,
         AppCommand::Config(a) => config::run(a).await,
+        AppCommand::Zone(a) => zone::run(a).await,
     }
 }
 

@@ -57,6 +57,7 @@ pub fn render(app: &AppDetail) -> String {
             },
         ),
         ("digest", or_dash(s.running_digest.as_deref())),
+        ("zone", s.zone.clone()),
         ("description", or_dash(s.description.as_deref())),
         ("deployed", ago(s.deployed_at_ms)),
         ("versions", s.version_count.to_string()),
