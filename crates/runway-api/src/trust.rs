@@ -205,10 +205,23 @@ pub struct AuditEntry {
 pub struct AuditQuery {
     /// Only rows of this actor (`token:ci`, `console:ada`).
     pub actor: Option<String>,
+    /// Only rows of this user or service account of the console, or this
+    /// environment token: actor `console:<user>` or `token:<user>`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only rows about this app (calls on `/apps/{app}` and below).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Only rows whose action (`METHOD /route`) contains this text.
+    #[serde(default)]
+    pub action: Option<String>,
     /// Only rows with this outcome.
     pub outcome: Option<AuditOutcome>,
     /// Only rows at or after this instant (ms since the epoch).
     pub since_ms: Option<i64>,
+    /// Only rows before this instant (ms since the epoch).
+    #[serde(default)]
+    pub until_ms: Option<i64>,
     /// At most this many, newest first (default 100, at most 1000).
     pub limit: Option<i64>,
 }

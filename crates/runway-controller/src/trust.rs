@@ -370,8 +370,15 @@ async fn audit(
         .store()
         .audit(&AuditFilter {
             actor: query.actor,
+            actors: query
+                .user
+                .map(|u| vec![format!("console:{u}"), format!("token:{u}")])
+                .unwrap_or_default(),
             outcome: query.outcome,
+            action: query.action,
+            app: query.app,
             since_ms: query.since_ms,
+            until_ms: query.until_ms,
             limit: query.limit.unwrap_or(100),
         })
         .await?;
