@@ -197,6 +197,12 @@ pub struct AuditEntry {
     pub outcome: AuditOutcome,
     /// Why it was refused (the refusal's message).
     pub detail: Option<String>,
+    /// Before and after of a configuration change (secret values never:
+    /// a secret property is noted as set or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
 }
 
 /// Query of `GET /_runway/api/v1/audit`.

@@ -1062,7 +1062,7 @@ async fn managing_a_more_powerful_account_is_refused() {
     }
     for (name, role, covered, token_id, _) in &accounts {
         for a in account_actions {
-            table.push((name, role, *covered, a, *token_id));
+            table.push((*name, *role, *covered, a, *token_id));
         }
     }
     let mut refusals = 0;

@@ -395,6 +395,8 @@ async fn audit(
                 status: r.status,
                 outcome: r.outcome,
                 detail: r.detail,
+                before: r.before.and_then(|s| serde_json::from_str(&s).ok()),
+                after: r.after.and_then(|s| serde_json::from_str(&s).ok()),
             })
             .collect(),
     ))

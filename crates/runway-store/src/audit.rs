@@ -23,6 +23,9 @@ pub struct NewAuditRow {
     pub target: String,
     pub status: u16,
     pub detail: Option<String>,
+    /// Before and after of a configuration change (JSON, no secret values).
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 /// A row of the audit log.
@@ -38,6 +41,9 @@ pub struct AuditRecord {
     pub status: u16,
     pub outcome: AuditOutcome,
     pub detail: Option<String>,
+    /// Before and after of a configuration change (JSON, no secret values).
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 /// How long audit rows are kept by default (365 days, as the console's).
@@ -93,6 +99,8 @@ fn from_row(r: &AnyRow) -> sqlx::Result<AuditRecord> {
         outcome: AuditOutcome::parse(&outcome)
             .ok_or_else(|| bad_column("audit.outcome", &outcome))?,
         detail: r.try_get("detail")?,
+        before: r.try_get("before_json")?,
+        after: r.try_get("after_json")?,
     })
 }
 
@@ -101,7 +109,8 @@ impl Store {
     pub async fn append_audit(&self, row: &NewAuditRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit (at_ms, actor, credential, address, action, target, status, \
-             outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             outcome, detail, before_json, after_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(now_ms())
         .bind(clean(&row.actor))
@@ -112,6 +121,8 @@ impl Store {
         .bind(i64::from(row.status))
         .bind(AuditOutcome::of_status(row.status).as_str())
         .bind(row.detail.as_deref().map(clean))
+        .bind(row.before.as_deref())
+        .bind(row.after.as_deref())
         .execute(&self.platform().pool)
         .await
         .context(|| format!("failed to append an audit row for {}", row.action))?;
@@ -169,7 +180,8 @@ impl Store {
         let limit_n = binds.len() + 2 + usize::from(until.is_some());
         let sql = format!(
             "SELECT id, at_ms, actor, credential, address, action, target, status, outcome, \
-             detail FROM audit WHERE {} ORDER BY id DESC LIMIT ${limit_n}",
+             detail, before_json, after_json FROM audit WHERE {} ORDER BY id DESC \
+             LIMIT ${limit_n}",
             conditions.join(" AND "),
         );
         let mut query = sqlx::query(&sql).bind(filter.since_ms.unwrap_or(0));

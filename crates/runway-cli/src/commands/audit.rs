@@ -58,7 +58,7 @@ pub struct AuditArgs {
     pub json: bool,
     /// With --source env: the environment's API token instead of one the
     /// console issues (e.g. its admin.token's contents).
-    #[arg(long, value_name = "TOKEN", hide_env_values = true)]
+    #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
     /// With --source env: a file holding the environment's API token.
     #[arg(long, value_name = "PATH")]

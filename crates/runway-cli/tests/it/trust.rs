@@ -366,6 +366,35 @@ async fn console_tokens_carry_levels_and_every_refusal_is_audited() {
             .any(|r| r.action == "PATCH /apps/{app}/config" && r.actor == "token:admin"),
         "{done:#?}"
     );
+    // A configuration change has its before and after, a secret only as
+    // set or not: its value is in no row.
+    let patch = done
+        .iter()
+        .find(|r| r.action == "PATCH /apps/{app}/config")
+        .unwrap();
+    assert_eq!(
+        (patch.before.clone(), patch.after.clone()),
+        (
+            Some(serde_json::json!({"api_key": {"secret": true, "set": false}})),
+            Some(serde_json::json!({"api_key": {"secret": true, "set": true}})),
+        ),
+        "{patch:#?}"
+    );
+    let everything = infra
+        .prod
+        .client
+        .audit(&AuditQuery {
+            limit: Some(1000),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        !serde_json::to_string(&everything)
+            .unwrap()
+            .contains("s3cr3t-value"),
+        "a secret value is in the audit log"
+    );
     // Monitor cannot read the audit log.
     let (status, _) = api_error(
         infra

@@ -118,6 +118,8 @@ async fn audit_rows_append_and_filter() {
         target: "/_runway/api/v1/apps/notes/deployments".into(),
         status,
         detail: (status == 403).then(|| "needs change & deploy\0".to_string()),
+        before: None,
+        after: None,
     };
     store.append_audit(&row("console:ada", 403)).await.unwrap();
     store.append_audit(&row("token:admin", 201)).await.unwrap();
