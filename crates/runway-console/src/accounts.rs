@@ -52,7 +52,6 @@ pub(crate) fn routes() -> Router<Console> {
 /// The longest grace period of a rotation (7 days).
 pub const MAX_ROTATION_GRACE_S: u64 = 7 * 24 * 3600;
 
-
 pub(crate) fn principal_view(p: &PrincipalRecord) -> PrincipalView {
     PrincipalView {
         key: p.id.clone(),

@@ -994,9 +994,9 @@ async fn act_on(
 /// and what is missing, has an audit row, and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managing_a_more_powerful_account_is_refused() {
+    use OnTarget::*;
     use runway_api::console::CreateServiceAccount;
     use runway_store::console::audit::AuditFilter;
-    use OnTarget::*;
 
     let c = RolesConsole::start(None).await;
     c.admin
@@ -1018,8 +1018,10 @@ async fn managing_a_more_powerful_account_is_refused() {
         c.add_user(name, role).await;
     }
     let mut accounts = Vec::new();
-    for (name, role, covered) in [("ci-admin", "Administrator", false), ("ci-view", "Viewer", true)]
-    {
+    for (name, role, covered) in [
+        ("ci-admin", "Administrator", false),
+        ("ci-view", "Viewer", true),
+    ] {
         let created = c
             .admin
             .create_service_account(&CreateServiceAccount {

@@ -290,10 +290,7 @@ impl Console {
                 let outcome = tokio::time::timeout(PUSH_TIMEOUT, console.push_keys(&env))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(format!(
-                            "no answer within {} s",
-                            PUSH_TIMEOUT.as_secs()
-                        ))
+                        Err(format!("no answer within {} s", PUSH_TIMEOUT.as_secs()))
                     });
                 (env.name, outcome)
             });

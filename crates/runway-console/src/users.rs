@@ -608,7 +608,12 @@ async fn claim_attempt(
             let delay = login_delay(console.identity().login_delay, failures, free, max);
             let allowed_at = last + delay.as_millis() as i64;
             if now < allowed_at {
-                return Err(throttled(scope, key, failures, (allowed_at - now + 999) / 1000));
+                return Err(throttled(
+                    scope,
+                    key,
+                    failures,
+                    (allowed_at - now + 999) / 1000,
+                ));
             }
         }
         if let Some(count) = console
@@ -904,7 +909,10 @@ mod tests {
             throttle_key("2001:db8:1:2:ffff::1"),
             throttle_key("2001:db8:1:2::9")
         );
-        assert_ne!(throttle_key("2001:db8:1:3::1"), throttle_key("2001:db8:1:2::1"));
+        assert_ne!(
+            throttle_key("2001:db8:1:3::1"),
+            throttle_key("2001:db8:1:2::1")
+        );
         assert_eq!(throttle_key("::ffff:10.0.0.7"), "10.0.0.7");
         assert_eq!(throttle_key("unknown"), "unknown");
     }

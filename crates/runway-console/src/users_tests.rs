@@ -385,11 +385,18 @@ async fn parallel_wrong_guesses_get_no_more_attempts_than_the_limit() {
     assert_eq!(failures, verified);
     let (status, code, message) = api_error(c.anonymous().login("ada", ADA_PASSWORD).await);
     if verified == crate::users::USER_FREE_FAILURES {
-        assert_eq!((status, code.as_str()), (429, "login_throttled"), "{message}");
+        assert_eq!(
+            (status, code.as_str()),
+            (429, "login_throttled"),
+            "{message}"
+        );
     }
     // Throttled attempts were given back to the address: it is not blocked.
     let (failures, _) = store
-        .login_failure_row(runway_store::console::users::FailureScope::Address, "127.0.0.1")
+        .login_failure_row(
+            runway_store::console::users::FailureScope::Address,
+            "127.0.0.1",
+        )
         .await
         .unwrap()
         .unwrap();

@@ -427,7 +427,11 @@ mod tests {
             view("greeting", false, Some("hi"), PropertySource::Environment),
             view("api_key", true, None, PropertySource::Environment),
         ];
-        let keys = ["greeting".to_string(), "api_key".to_string(), "gone".to_string()];
+        let keys = [
+            "greeting".to_string(),
+            "api_key".to_string(),
+            "gone".to_string(),
+        ];
         let keys: Vec<&String> = keys.iter().collect();
         assert_eq!(
             config_change_view(&views, &keys),

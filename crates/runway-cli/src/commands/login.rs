@@ -89,7 +89,11 @@ where
 }
 
 /// Prints one console record (`show`): JSON, or as `text` prints it.
-pub fn print_record<T: Serialize>(value: &T, json: bool, text: impl FnOnce(&T)) -> anyhow::Result<()> {
+pub fn print_record<T: Serialize>(
+    value: &T,
+    json: bool,
+    text: impl FnOnce(&T),
+) -> anyhow::Result<()> {
     if json {
         return crate::commands::app::print_json(value);
     }

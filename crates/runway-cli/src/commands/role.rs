@@ -80,7 +80,10 @@ fn levels_text(r: &RoleView) -> String {
     if r.levels.is_empty() {
         return "no access anywhere".into();
     }
-    joined_or_dash(r.levels.iter().map(|l| format!("{}={}", l.scope, l.level)), " ")
+    joined_or_dash(
+        r.levels.iter().map(|l| format!("{}={}", l.scope, l.level)),
+        " ",
+    )
 }
 
 fn rights_text(r: &RoleView) -> String {
@@ -88,7 +91,10 @@ fn rights_text(r: &RoleView) -> String {
         (r.manage_infrastructure, "manage infrastructure"),
         (r.manage_users, "manage users and roles"),
     ];
-    joined_or_dash(rights.iter().filter(|(has, _)| *has).map(|(_, name)| *name), ", ")
+    joined_or_dash(
+        rights.iter().filter(|(has, _)| *has).map(|(_, name)| *name),
+        ", ",
+    )
 }
 
 fn print_role(r: &RoleView) {

@@ -104,7 +104,10 @@ fn parse_member(s: &str) -> anyhow::Result<TeamMember> {
 }
 
 fn members_text(t: &TeamView) -> String {
-    joined_or_dash(t.members.iter().map(|m| format!("{}={}", m.member, m.role)), " ")
+    joined_or_dash(
+        t.members.iter().map(|m| format!("{}={}", m.member, m.role)),
+        " ",
+    )
 }
 
 fn apps_text(t: &TeamView) -> String {

@@ -525,9 +525,8 @@ async fn the_cli_uses_console_issued_tokens_for_named_environments() {
         "{rows:#?}"
     );
     // The environment's own audit log needs full control there.
-    let (ok, _, err) = tokio::task::block_in_place(|| {
-        cli(&["audit", "--source", "env", "--env", "prod"], "")
-    });
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| cli(&["audit", "--source", "env", "--env", "prod"], ""));
     assert!(!ok, "{err}");
     assert!(
         err.contains("audit log of environment prod") && err.contains("full control"),
@@ -549,12 +548,15 @@ async fn the_cli_uses_console_issued_tokens_for_named_environments() {
     });
     assert!(ok, "{out}{err}");
     let filters = [
-        "audit", "--source", "env", "--env", "prod", "--user", "ada", "--app", "hello",
-        "--action", "deploy", "--since", "1h",
+        "audit", "--source", "env", "--env", "prod", "--user", "ada", "--app", "hello", "--action",
+        "deploy", "--since", "1h",
     ];
     let (ok, out, err) = tokio::task::block_in_place(|| cli(&filters, ""));
     assert!(ok, "{out}{err}");
-    assert!(out.contains("console:ada") && out.contains("refused 403"), "{out}");
+    assert!(
+        out.contains("console:ada") && out.contains("refused 403"),
+        "{out}"
+    );
     let mut json = filters.to_vec();
     json.push("--json");
     let (ok, out, err) = tokio::task::block_in_place(|| cli(&json, ""));
@@ -572,14 +574,18 @@ async fn the_cli_uses_console_issued_tokens_for_named_environments() {
     // Another app's rows are not ada's hello rows.
     let (ok, out, err) = tokio::task::block_in_place(|| {
         cli(
-            &["audit", "--source", "env", "--env", "prod", "--app", "nothere", "--json"],
+            &[
+                "audit", "--source", "env", "--env", "prod", "--app", "nothere", "--json",
+            ],
             "",
         )
     });
     assert!(ok && out.trim().is_empty(), "{out}{err}");
-    let (ok, _, err) =
-        tokio::task::block_in_place(|| cli(&["audit", "--source", "env"], ""));
-    assert!(!ok && err.contains("--source env needs --env NAME"), "{err}");
+    let (ok, _, err) = tokio::task::block_in_place(|| cli(&["audit", "--source", "env"], ""));
+    assert!(
+        !ok && err.contains("--source env needs --env NAME"),
+        "{err}"
+    );
 }
 
 /// Pushes through a TCP relay that can be told to stall: connections made
