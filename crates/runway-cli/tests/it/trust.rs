@@ -368,8 +368,10 @@ async fn console_tokens_carry_levels_and_every_refusal_is_audited() {
     );
     // A configuration change has its before and after, a secret only as
     // set or not: its value is in no row.
+    // (The oldest: the change made at the start, by prod's admin token.)
     let patch = done
         .iter()
+        .rev()
         .find(|r| r.action == "PATCH /apps/{app}/config")
         .unwrap();
     assert_eq!(
