@@ -323,7 +323,7 @@ pub fn config_change_view(
 ) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for key in keys {
-        let value = match views.iter().find(|v| &&v.name == key) {
+        let value = match views.iter().find(|v| v.name == **key) {
             None => serde_json::Value::Null,
             Some(v) if v.secret => serde_json::json!({
                 "secret": true,
