@@ -197,6 +197,12 @@ pub struct AuditEntry {
     pub outcome: AuditOutcome,
     /// Why it was refused (the refusal's message).
     pub detail: Option<String>,
+    /// Before and after of a configuration change (secret values never:
+    /// a secret property is noted as set or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
 }
 
 /// Query of `GET /_runway/api/v1/audit`.
@@ -205,10 +211,23 @@ pub struct AuditEntry {
 pub struct AuditQuery {
     /// Only rows of this actor (`token:ci`, `console:ada`).
     pub actor: Option<String>,
+    /// Only rows of this user or service account of the console, or this
+    /// environment token: actor `console:<user>` or `token:<user>`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only rows about this app (calls on `/apps/{app}` and below).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Only rows whose action (`METHOD /route`) contains this text.
+    #[serde(default)]
+    pub action: Option<String>,
     /// Only rows with this outcome.
     pub outcome: Option<AuditOutcome>,
     /// Only rows at or after this instant (ms since the epoch).
     pub since_ms: Option<i64>,
+    /// Only rows before this instant (ms since the epoch).
+    #[serde(default)]
+    pub until_ms: Option<i64>,
     /// At most this many, newest first (default 100, at most 1000).
     pub limit: Option<i64>,
 }

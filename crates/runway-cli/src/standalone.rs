@@ -41,6 +41,8 @@ pub struct StandaloneConfig {
     /// size are always taken from those two.
     pub runtime: Option<RuntimeConfig>,
     pub log_retention: Duration,
+    /// Audit rows older than this are deleted (hourly). Default 365 days.
+    pub audit_retention: Duration,
     /// Per-app output limits and the log catalog's size cap.
     pub log_limits: runway_store::LogLimits,
     /// `--max-uploads`: package uploads received at once.
@@ -74,6 +76,7 @@ impl StandaloneConfig {
             max_instances: runway_controller::DEFAULT_MAX_INSTANCES,
             runtime: None,
             log_retention: runway_controller::DEFAULT_LOG_RETENTION,
+            audit_retention: runway_store::DEFAULT_AUDIT_RETENTION,
             log_limits: runway_store::LogLimits::default(),
             max_uploads: runway_controller::DEFAULT_MAX_UPLOADS,
             kv_quota: runway_store::KvQuota::DEFAULT,
@@ -156,6 +159,7 @@ pub struct Standalone {
     stop: watch::Sender<bool>,
     servers: Vec<runway_server::ServerTask>,
     retention: JoinHandle<()>,
+    audit_retention: JoinHandle<()>,
     runtime: Runtime,
     timers: Vec<runway_frontend::TimerScheduler>,
 }
@@ -301,6 +305,8 @@ impl Standalone {
             }
         }
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
+        let audit_retention =
+            store.spawn_audit_retention(config.audit_retention, Duration::from_secs(3600));
         // Every front-end runs timers: the catalog's leases spread the runs.
         let timers = match config.timers {
             Some(settings) => frontends.iter().map(|f| f.start_timers(settings)).collect(),
@@ -317,6 +323,7 @@ impl Standalone {
             stop,
             servers,
             retention,
+            audit_retention,
             runtime,
             timers,
         })
@@ -361,6 +368,7 @@ impl Standalone {
             timers.stop().await;
         }
         self.retention.abort();
+        self.audit_retention.abort();
         let joined = runway_server::join_servers(self.servers, deadline).await;
         // Past the deadline: guests still computing stop at the next epoch
         // tick (the ticker outlives them), so the process can exit.

@@ -52,9 +52,6 @@ pub(crate) fn routes() -> Router<Console> {
 /// The longest grace period of a rotation (7 days).
 pub const MAX_ROTATION_GRACE_S: u64 = 7 * 24 * 3600;
 
-/// The role a service account is created with when none is given.
-pub const DEFAULT_ACCOUNT_ROLE: &str = "Administrator";
-
 pub(crate) fn principal_view(p: &PrincipalRecord) -> PrincipalView {
     PrincipalView {
         key: p.id.clone(),
@@ -138,11 +135,26 @@ async fn create_account(
             "the description is too long (at most 1024 bytes) or contains NUL",
         ));
     }
-    let role = crate::roles::existing_role(
-        &console,
-        req.role.as_deref().unwrap_or(DEFAULT_ACCOUNT_ROLE),
-    )
-    .await?;
+    // No default: an account made without thinking about its rights would
+    // otherwise hold too many (before roles existed, accounts could do
+    // everything).
+    let Some(role) = req.role.as_deref().filter(|r| !r.trim().is_empty()) else {
+        let built_in: Vec<String> = crate::access::built_in_roles()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        return Err(ApiError::bad_request(
+            "role_required",
+            format!(
+                "service account '{}' needs a role: give `role` (`runway service-account create \
+                 {} --role ROLE`); built-in roles: {} (`runway role list` shows custom ones too)",
+                req.name,
+                req.name,
+                built_in.join(", ")
+            ),
+        ));
+    };
+    let role = crate::roles::existing_role(&console, role).await?;
     crate::roles::check_grant(
         &console,
         &admin.grants,
@@ -198,12 +210,13 @@ async fn find_account(console: &Console, name_or_key: &str) -> ApiResult<Princip
 #[utoipa::path(post, path = "/_runway/console/v1/service-accounts/{account}/tokens", params(("account" = String, Path, description = "name or key")), request_body = CreateAccountToken, responses((status = 201, body = AccountTokenCreated, description = "shown once"), (status = 404, body = runway_api::ErrorBody)))]
 async fn create_account_token(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    AdminCaller(admin): AdminCaller,
     Path(account): Path<String>,
     Json(req): Json<CreateAccountToken>,
 ) -> ApiResult<(StatusCode, Json<AccountTokenCreated>)> {
     check_token_name(&req.name)?;
     let account = find_account(&console, &account).await?;
+    crate::roles::check_covers(&console, &admin, &account, "add a token to").await?;
     let (token, hash) = new_token();
     let record = console
         .store()
@@ -222,10 +235,11 @@ async fn create_account_token(
 #[utoipa::path(delete, path = "/_runway/console/v1/service-accounts/{account}/tokens/{id}", params(("account" = String, Path), ("id" = i64, Path)), responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
 async fn revoke_account_token(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    AdminCaller(admin): AdminCaller,
     Path((account, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let account = find_account(&console, &account).await?;
+    crate::roles::check_covers(&console, &admin, &account, "revoke a token of").await?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_request",
@@ -249,10 +263,11 @@ async fn revoke_account_token(
 #[utoipa::path(delete, path = "/_runway/console/v1/service-accounts/{account}", params(("account" = String, Path)), responses((status = 204, description = "disabled, every token revoked"), (status = 404, body = runway_api::ErrorBody)))]
 async fn disable_account(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    AdminCaller(admin): AdminCaller,
     Path(account): Path<String>,
 ) -> ApiResult<StatusCode> {
     let account = find_account(&console, &account).await?;
+    crate::roles::check_covers(&console, &admin, &account, "revoke").await?;
     console.store().disable_service_account(&account.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -260,7 +275,7 @@ async fn disable_account(
 #[utoipa::path(post, path = "/_runway/console/v1/service-accounts/{account}/rotate", params(("account" = String, Path)), request_body = RotateAccountTokens, responses((status = 201, body = AccountTokenCreated, description = "the new token, shown once; the others end after the grace period"), (status = 400, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody)))]
 async fn rotate_account_tokens(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    AdminCaller(admin): AdminCaller,
     Path(account): Path<String>,
     Json(req): Json<RotateAccountTokens>,
 ) -> ApiResult<(StatusCode, Json<AccountTokenCreated>)> {
@@ -274,6 +289,7 @@ async fn rotate_account_tokens(
         ));
     }
     let account = find_account(&console, &account).await?;
+    crate::roles::check_covers(&console, &admin, &account, "rotate the tokens of").await?;
     let (token, hash) = new_token();
     let name = format!("rotated-{}", runway_store::now_ms());
     let end = runway_store::now_ms() + (req.grace_s as i64) * 1000;
@@ -306,6 +322,7 @@ async fn set_account_role(
             "you cannot change your own role; ask another user who may manage users and roles",
         ));
     }
+    crate::roles::check_covers(&console, &caller, &account, "change the role of").await?;
     let role = crate::roles::existing_role(&console, &req.role).await?;
     crate::roles::check_grant(
         &console,
@@ -314,9 +331,14 @@ async fn set_account_role(
         &format!("service account '{}'", account.name),
     )
     .await?;
+    let before = console.store().service_account_role(&account.id).await?;
     console
         .store()
         .set_service_account_role(&account.id, &role.name)
         .await?;
+    caller.note_change(
+        serde_json::json!({"service_account": account.name, "role": before}),
+        serde_json::json!({"service_account": account.name, "role": role.name}),
+    );
     Ok(Json(account_view(&console, &account).await?))
 }

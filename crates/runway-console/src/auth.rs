@@ -62,6 +62,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Notes a configuration change on the request's audit row (before and
+    /// after; never secret values).
+    pub fn note_change(&self, before: serde_json::Value, after: serde_json::Value) {
+        if let Some(slot) = &self.audit {
+            slot.change(before, after);
+        }
+    }
+
     /// Whether the caller may manage users, roles, teams and service
     /// accounts: the console's admin, or a principal whose own role has
     /// that right (the Administrator role, or a custom role).

@@ -209,15 +209,35 @@ pub(crate) async fn environment_classes(console: &Console) -> ApiResult<Vec<(Str
 }
 
 /// Refuses handing out `role` unless [`access::may_grant`] allows it to the
-/// caller on every registered environment and on every environment that
-/// could be added later: one of each class, and each environment the role
-/// names but the console does not know yet, in every class.
+/// caller ([`grant_refusal`]).
 pub(crate) async fn check_grant(
     console: &Console,
     grants: &Grants,
     role: &Role,
     to: &str,
 ) -> ApiResult<()> {
+    match grant_refusal(console, grants, role).await? {
+        None => Ok(()),
+        Some(why) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "you cannot give role {} to {to}: {why}; ask someone whose role includes it",
+                role.name
+            ),
+        )),
+    }
+}
+
+/// Why [`access::may_grant`] refuses `role` to a granter with `grants`, on
+/// every registered environment and on every environment that could be
+/// added later: one of each class, and each environment the role names but
+/// the console does not know yet, in every class. `None`: allowed.
+async fn grant_refusal(
+    console: &Console,
+    grants: &Grants,
+    role: &Role,
+) -> ApiResult<Option<String>> {
     const CLASSES: [EnvClass; 4] = [
         EnvClass::Dev,
         EnvClass::Test,
@@ -246,16 +266,42 @@ pub(crate) async fn check_grant(
             class: *class,
         })
         .collect();
-    access::may_grant(grants, role, &refs).map_err(|why| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "you cannot give role {} to {to}: {why}; ask someone whose role includes it",
-                role.name
-            ),
-        )
-    })
+    Ok(access::may_grant(grants, role, &refs).err())
+}
+
+/// Refuses (403 naming the target's role and what the caller lacks) an
+/// action on a user or service account whose rights the caller's own do
+/// not cover: every environment level of the target's role (registered
+/// environments and any that may come, as for [`check_grant`]) and both
+/// infrastructure rights. So a custom role that may manage users cannot
+/// disable, unlock, re-role, reset or rotate an Administrator. The refusal
+/// is written to the audit log by the audit layer (a 403 answer).
+pub(crate) async fn check_covers(
+    console: &Console,
+    caller: &crate::auth::Caller,
+    target: &PrincipalRecord,
+    action: &str,
+) -> ApiResult<()> {
+    let user = match target.kind {
+        PrincipalKind::User => console.store().user_by_id(&target.id).await?,
+        _ => None,
+    };
+    let target_grants = grants_for(console, target, user.as_ref()).await?;
+    let Some(why) = grant_refusal(console, &caller.grants, &target_grants.role).await? else {
+        return Ok(());
+    };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "{} cannot {action} {} '{}', whose role is {}: {why}; only someone whose own \
+             rights cover the target's may do that",
+            caller.describe(),
+            target.kind.as_str().replace('_', " "),
+            target.name,
+            target_grants.role.name,
+        ),
+    ))
 }
 
 // --- views -----------------------------------------------------------------------
@@ -485,6 +531,7 @@ async fn set_user_role(
     if user.principal.id == caller.principal.id {
         return Err(not_yourself("role"));
     }
+    check_covers(&console, &caller, &user.principal, "change the role of").await?;
     let role = existing_role(&console, &req.role).await?;
     check_grant(
         &console,
@@ -497,6 +544,10 @@ async fn set_user_role(
         .store()
         .set_user_role(&user.principal.id, &role.name)
         .await?;
+    caller.note_change(
+        serde_json::json!({"user": user.principal.name, "role": user.role}),
+        serde_json::json!({"user": user.principal.name, "role": role.name}),
+    );
     let user = crate::users::find_user(&console, &user.principal.id).await?;
     Ok(Json(crate::users::user_view(&console, &user).await?))
 }
@@ -545,6 +596,7 @@ async fn check_member(
     if principal.id == caller.principal.id {
         return Err(not_yourself("team role"));
     }
+    check_covers(console, caller, &principal, "give a team role to").await?;
     let role = existing_role(console, &m.role).await?;
     check_grant(
         console,
@@ -704,10 +756,19 @@ async fn set_team_member(
 ) -> ApiResult<Json<TeamView>> {
     let t = find_team(&console, &team).await?;
     let (principal, role) = check_member(&console, &caller, &req).await?;
+    let before = t
+        .members
+        .iter()
+        .find(|m| m.principal.id == principal.id)
+        .map(|m| m.role.clone());
     console
         .store()
         .set_team_member(&t.id, &principal.id, &role.name)
         .await?;
+    caller.note_change(
+        serde_json::json!({"team": t.name, "member": principal.name, "role": before}),
+        serde_json::json!({"team": t.name, "member": principal.name, "role": role.name}),
+    );
     Ok(Json(
         team_view_of(&console, &find_team(&console, &t.id).await?).await?,
     ))
@@ -716,7 +777,7 @@ async fn set_team_member(
 #[utoipa::path(delete, path = "/_runway/console/v1/teams/{team}/members/{member}", params(("team" = String, Path), ("member" = String, Path)), responses((status = 200, body = TeamView), (status = 404, body = runway_api::ErrorBody)))]
 async fn remove_team_member(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    AdminCaller(caller): AdminCaller,
     Path((team, member)): Path<(String, String)>,
 ) -> ApiResult<Json<TeamView>> {
     let t = find_team(&console, &team).await?;
@@ -726,6 +787,11 @@ async fn remove_team_member(
         .find(|m| m.principal.name == member || m.principal.id == member);
     let removed = match found {
         Some(m) => {
+            check_covers(&console, &caller, &m.principal, "remove from a team").await?;
+            caller.note_change(
+                serde_json::json!({"team": t.name, "member": m.principal.name, "role": m.role}),
+                serde_json::json!({"team": t.name, "member": m.principal.name, "role": null}),
+            );
             console
                 .store()
                 .remove_team_member(&t.id, &m.principal.id)

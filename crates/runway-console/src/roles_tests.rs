@@ -396,8 +396,13 @@ async fn granting_cannot_escalate() {
         .create_role(&role("Helpdesk", vec![level("*", "monitor")], true))
         .await
         .unwrap();
+    c.admin
+        .create_role(&role("Viewer", vec![level("*", "monitor")], false))
+        .await
+        .unwrap();
     c.add_user("mallory", "Helpdesk").await;
-    c.add_user("ada", "Tester").await;
+    // Within mallory's rights, so only the grants below are refused.
+    c.add_user("ada", "Viewer").await;
     c.admin
         .create_team(&CreateTeam {
             name: "payments".into(),
@@ -485,7 +490,7 @@ async fn granting_cannot_escalate() {
     );
 
     // Nothing changed.
-    assert_eq!(c.admin.user("ada").await.unwrap().role, "Tester");
+    assert_eq!(c.admin.user("ada").await.unwrap().role, "Viewer");
     assert_eq!(c.admin.user("mallory").await.unwrap().role, "Helpdesk");
     assert_eq!(api_error(c.admin.user("carol").await).0, 404);
     let team = c.admin.team("payments").await.unwrap();
@@ -580,7 +585,25 @@ async fn service_accounts_have_roles_rotate_and_revoke() {
         .unwrap();
     c.add_user("mallory", "Helpdesk").await;
     let mallory = c.login("mallory").await;
-    for asked in [None, Some("Developer"), Some("Deployer")] {
+    // Without a role: refused, naming the built-in roles and the flag.
+    let (s, code, message) = api_error(
+        c.admin
+            .create_service_account(&CreateServiceAccount {
+                name: "norole".into(),
+                description: String::new(),
+                role: None,
+            })
+            .await,
+    );
+    assert_eq!((s, code.as_str()), (400, "role_required"), "{message}");
+    for needle in [
+        "--role ROLE",
+        "Administrator, Developer, Tester, Operations",
+        "'norole' needs a role",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    for asked in [Some("Developer"), Some("Deployer")] {
         let (s, _, message) = api_error(
             mallory
                 .create_service_account(&CreateServiceAccount {
@@ -910,4 +933,226 @@ async fn the_permission_table_through_require() {
         && r.environment.as_deref() == Some("prod")
         && r.app.as_deref() == Some("notes")
         && r.status == 403));
+}
+
+/// What one who may manage users does to another principal.
+#[derive(Debug, Clone, Copy)]
+enum OnTarget {
+    Disable,
+    Enable,
+    Unlock,
+    SetRole,
+    TeamRole,
+    RemoveFromTeam,
+    ResetPassword,
+    AddToken,
+    RevokeToken,
+    Rotate,
+    Revoke,
+}
+
+async fn act_on(
+    by: &ConsoleClient,
+    action: OnTarget,
+    target: &str,
+    token_id: i64,
+) -> Result<(), ClientError> {
+    use runway_api::console::identity::ChangePassword;
+    match action {
+        OnTarget::Disable => by.user_action(target, "disable").await.map(drop),
+        OnTarget::Enable => by.user_action(target, "enable").await.map(drop),
+        OnTarget::Unlock => by.user_action(target, "unlock").await.map(drop),
+        OnTarget::SetRole if target.starts_with("ci-") => {
+            by.set_account_role(target, "Viewer").await.map(drop)
+        }
+        OnTarget::SetRole => by.set_user_role(target, "Viewer").await.map(drop),
+        OnTarget::TeamRole => by
+            .set_team_member("payments", &member(target, "Viewer"))
+            .await
+            .map(drop),
+        OnTarget::RemoveFromTeam => by.remove_team_member("payments", target).await.map(drop),
+        OnTarget::ResetPassword => by
+            .change_password(
+                target,
+                &ChangePassword {
+                    current: None,
+                    new: None,
+                },
+            )
+            .await
+            .map(drop),
+        OnTarget::AddToken => by.create_account_token(target, "extra").await.map(drop),
+        OnTarget::RevokeToken => by.revoke_account_token(target, token_id).await,
+        OnTarget::Rotate => by.rotate_account_tokens(target, 0).await.map(drop),
+        OnTarget::Revoke => by.disable_service_account(target).await,
+    }
+}
+
+/// One who may manage users acts on a user or service account only if its
+/// own rights cover the target's (every environment level and both rights):
+/// the table of target × action. A refusal is 403 naming the target's role
+/// and what is missing, has an audit row, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managing_a_more_powerful_account_is_refused() {
+    use OnTarget::*;
+    use runway_api::console::CreateServiceAccount;
+    use runway_store::console::audit::AuditFilter;
+
+    let c = RolesConsole::start(None).await;
+    c.admin
+        .create_role(&role("Helpdesk", vec![level("*", "monitor")], true))
+        .await
+        .unwrap();
+    c.admin
+        .create_role(&role("Viewer", vec![level("*", "monitor")], false))
+        .await
+        .unwrap();
+    c.add_user("hd", "Helpdesk").await;
+    let users = [
+        ("root", "Administrator", false),
+        ("dev", "Developer", false),
+        ("view", "Viewer", true),
+        ("peer", "Helpdesk", true),
+    ];
+    for (name, role, _) in users {
+        c.add_user(name, role).await;
+    }
+    let mut accounts = Vec::new();
+    for (name, role, covered) in [
+        ("ci-admin", "Administrator", false),
+        ("ci-view", "Viewer", true),
+    ] {
+        let created = c
+            .admin
+            .create_service_account(&CreateServiceAccount {
+                name: name.into(),
+                description: String::new(),
+                role: Some(role.into()),
+            })
+            .await
+            .unwrap();
+        accounts.push((name, role, covered, created.info.id, created.token));
+    }
+    c.admin
+        .create_team(&CreateTeam {
+            name: "payments".into(),
+            apps: vec!["billing".into()],
+            members: users
+                .iter()
+                .map(|(name, _, _)| member(name, "Viewer"))
+                .collect(),
+        })
+        .await
+        .unwrap();
+    let hd = c.login("hd").await;
+
+    let user_actions = [
+        Disable,
+        Enable,
+        Unlock,
+        SetRole,
+        TeamRole,
+        ResetPassword,
+        RemoveFromTeam,
+    ];
+    let account_actions = [SetRole, AddToken, RevokeToken, Rotate, Revoke];
+    let mut table: Vec<(&str, &str, bool, OnTarget, i64)> = Vec::new();
+    for (name, role, covered) in users {
+        for a in user_actions {
+            table.push((name, role, covered, a, 0));
+        }
+    }
+    for (name, role, covered, token_id, _) in &accounts {
+        for a in account_actions {
+            table.push((*name, *role, *covered, a, *token_id));
+        }
+    }
+    let mut refusals = 0;
+    for (target, target_role, covered, action, token_id) in &table {
+        let got = act_on(&hd, *action, target, *token_id).await;
+        if *covered {
+            got.unwrap_or_else(|e| panic!("{action:?} on {target} ({target_role}): {e}"));
+            continue;
+        }
+        refusals += 1;
+        let (s, code, message) = api_error(got);
+        assert_eq!(
+            (s, code.as_str()),
+            (403, "forbidden"),
+            "{action:?} on {target}: {message}"
+        );
+        for needle in [
+            "user 'hd' (role Helpdesk) cannot".to_string(),
+            format!("'{target}', whose role is {target_role}"),
+            "only someone whose own rights cover the target's".to_string(),
+        ] {
+            assert!(message.contains(&needle), "{action:?}: {needle}: {message}");
+        }
+        let missing = if *target_role == "Administrator" {
+            "a right you do not have"
+        } else {
+            "change & deploy on environment (any new @dev environment), above your own monitor"
+        };
+        assert!(message.contains(missing), "{action:?}: {message}");
+    }
+    assert!(refusals > 0);
+
+    // Every refusal is an audit row of hd's, naming the target.
+    let rows = c
+        .server
+        .console()
+        .store()
+        .audit(&AuditFilter {
+            principal: Some("hd".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r.outcome == "refused" && r.status == 403)
+        .collect();
+    assert_eq!(refused.len(), refusals, "{rows:#?}");
+    for target in ["root", "dev", "ci-admin"] {
+        assert!(
+            refused
+                .iter()
+                .any(|r| r.reason.contains(&format!("'{target}', whose role is"))),
+            "{target}: {refused:#?}"
+        );
+    }
+
+    // Nothing changed for the targets hd does not cover.
+    for name in ["root", "dev"] {
+        let u = c.admin.user(name).await.unwrap();
+        assert!(u.state == "active" && !u.locked, "{u:?}");
+        c.login(name).await;
+    }
+    assert_eq!(c.admin.user("root").await.unwrap().role, "Administrator");
+    assert_eq!(c.admin.user("dev").await.unwrap().role, "Developer");
+    let team = c.admin.team("payments").await.unwrap();
+    for name in ["root", "dev"] {
+        assert!(team.members.iter().any(|m| m.member == name), "{team:?}");
+    }
+    let all = c.admin.service_accounts().await.unwrap();
+    let ci_admin = all.iter().find(|a| a.name == "ci-admin").unwrap();
+    assert_eq!(ci_admin.role, "Administrator");
+    assert_eq!(ci_admin.tokens.len(), 1, "{ci_admin:?}");
+    assert!(ci_admin.tokens[0].revoked_at_ms.is_none());
+    assert!(ci_admin.tokens[0].expires_at_ms.is_none());
+    console_token(&c, &accounts[0].4).info().await.unwrap();
+    // And everything happened to the ones it covers.
+    assert_eq!(c.admin.user("view").await.unwrap().role, "Viewer");
+    assert!(
+        !c.admin
+            .team("payments")
+            .await
+            .unwrap()
+            .members
+            .iter()
+            .any(|m| m.member == "view" || m.member == "peer")
+    );
+    let (s, _, _) = api_error(console_token(&c, &accounts[1].4).info().await);
+    assert_eq!(s, 401);
 }

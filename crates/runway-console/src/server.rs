@@ -118,6 +118,10 @@ impl ConsoleServer {
                 return Err(e).context("failed to create the console's admin");
             }
         };
+        if let Err(e) = crate::users::prepare_decoy().await {
+            store.close().await;
+            return Err(e).context("failed to prepare the password hash of unknown users");
+        }
         let admin_password = match crate::users::ensure_first_admin(&store).await {
             Ok(password) => password,
             Err(e) => {

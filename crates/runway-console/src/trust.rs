@@ -45,6 +45,8 @@ use crate::error::{ApiError, ApiResult};
 
 /// How long an issued token lives (at most [`MAX_TOKEN_TTL_SECS`]).
 pub const TOKEN_TTL: Duration = Duration::from_secs(300);
+/// How long pushing the keys to one environment may take on a rotation.
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The current signing key, decoded, and the public keys to publish.
 struct Signer {
@@ -279,13 +281,29 @@ impl Console {
             tracing::info!(%kid, "rotated the console's signing key");
         }
         let signer = self.load_signer().await?;
-        let mut not_pushed = Vec::new();
+        // Every environment at once, each with its own time limit: a dead
+        // one neither stalls nor fails the others.
+        let mut pushes = tokio::task::JoinSet::new();
         for env in self.store().environments().await? {
-            if let Err(e) = self.push_keys(&env).await {
-                tracing::warn!(environment = %env.name, "cannot push the new keys (the health poller retries): {e}");
-                not_pushed.push(env.name);
+            let console = self.clone();
+            pushes.spawn(async move {
+                let outcome = tokio::time::timeout(PUSH_TIMEOUT, console.push_keys(&env))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!("no answer within {} s", PUSH_TIMEOUT.as_secs()))
+                    });
+                (env.name, outcome)
+            });
+        }
+        let mut not_pushed = Vec::new();
+        while let Some(joined) = pushes.join_next().await {
+            let (name, outcome) = joined.map_err(ApiError::internal)?;
+            if let Err(e) = outcome {
+                tracing::warn!(environment = %name, "cannot push the new keys (the health poller retries): {e}");
+                not_pushed.push(name);
             }
         }
+        not_pushed.sort();
         Ok(SigningKeys {
             current: signer.kid.clone(),
             keys: signer.keys.clone(),

@@ -11,7 +11,11 @@
 //! * Throttling: per username and per client address, failed logins in a row
 //!   (within [`FAILURE_WINDOW`]) beyond a free allowance make the next attempt
 //!   wait a delay that doubles per failure; [`LOCK_AFTER_FAILURES`] in a row
-//!   lock the user until an admin unlocks it.
+//!   lock the user until an admin unlocks it. Check and record are one
+//!   step (each attempt is counted before its password is checked, by
+//!   compare-and-swap on the counter, and given back if right), so parallel
+//!   guesses get no more attempts than sequential ones. IPv6 clients are
+//!   counted per /64 ([`throttle_key`]).
 //! * Sessions: `rws_` + 64 hex digits, SHA-256 at rest, idle and absolute
 //!   expiry ([`IdentityConfig`]).
 
@@ -167,12 +171,24 @@ async fn verify_password(password: String, hash: String) -> ApiResult<bool> {
 }
 
 /// A hash no password matches in practice, verified for unknown users so
-/// that a wrong username costs as long as a wrong password.
+/// that a wrong username costs as long as a wrong password. Built at start
+/// ([`prepare_decoy`]), so the first unknown user costs no extra hash.
 fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| {
         hash_password_blocking(&generate_password()).expect("hashing a random password works")
     })
+}
+
+/// Builds the decoy hash now (on the blocking pool) rather than at the
+/// first login of an unknown user, which would otherwise take a hash longer
+/// than a known user's and tell the two apart.
+pub async fn prepare_decoy() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(|| {
+        decoy_hash();
+    })
+    .await?;
+    Ok(())
 }
 
 /// A random password: 20 letters and digits (≈119 bits).
@@ -373,6 +389,7 @@ async fn disable_user(
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserView>> {
     let user = find_user(&console, &user).await?;
+    crate::roles::check_covers(&console, &admin, &user.principal, "disable").await?;
     if user.principal.id == admin.principal.id {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -390,10 +407,11 @@ async fn disable_user(
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/enable", params(("user" = String, Path)), responses((status = 200, body = UserView), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn enable_user(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    AdminCaller(admin): AdminCaller,
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserView>> {
     let user = find_user(&console, &user).await?;
+    crate::roles::check_covers(&console, &admin, &user.principal, "enable").await?;
     console.store().enable_user(&user.principal.id).await?;
     let user = find_user(&console, &user.principal.id).await?;
     Ok(Json(user_view(&console, &user).await?))
@@ -402,10 +420,11 @@ async fn enable_user(
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/unlock", params(("user" = String, Path)), responses((status = 200, body = UserView, description = "lockout and failed-login count cleared"), (status = 404, body = runway_api::ErrorBody)))]
 async fn unlock_user(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    AdminCaller(admin): AdminCaller,
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserView>> {
     let user = find_user(&console, &user).await?;
+    crate::roles::check_covers(&console, &admin, &user.principal, "unlock").await?;
     console
         .store()
         .unlock_user(&user.principal.id, &user.principal.name)
@@ -432,27 +451,16 @@ async fn change_password(
         )
         .await?;
         // Setting a password is logging in as that user: only for a user
-        // whose role the caller could hand out itself.
-        let role = crate::roles::find_role(&console, &user.role).await?;
-        if let Some(role) = role {
-            crate::roles::check_grant(
-                &console,
-                &caller.grants,
-                &role,
-                &format!(
-                    "yourself by resetting the password of user '{}'",
-                    user.principal.name
-                ),
-            )
+        // whose rights the caller's cover.
+        crate::roles::check_covers(&console, &caller, &user.principal, "reset the password of")
             .await?;
-        }
     }
     if own {
         // Proving the current password keeps a stolen session from taking
         // the account over (administrators included, for their own).
         // Throttled and counted like a login: a stolen session is no
         // oracle for guessing the password.
-        check_throttle(
+        let failures = claim_attempt(
             &console,
             FailureScope::User,
             &user.principal.name,
@@ -461,12 +469,9 @@ async fn change_password(
         )
         .await?;
         let current = req.current.clone().unwrap_or_default();
-        if !verify_password(current, user.password_hash.clone()).await? {
-            let since = now_ms() - FAILURE_WINDOW.as_millis() as i64;
-            let failures = console
-                .store()
-                .record_login_failure(FailureScope::User, &user.principal.name, since)
-                .await?;
+        if verify_password(current, user.password_hash.clone()).await? {
+            release(&console, FailureScope::User, &user.principal.name).await?;
+        } else {
             if failures >= LOCK_AFTER_FAILURES {
                 console.store().lock_user(&user.principal.id).await?;
             }
@@ -541,37 +546,101 @@ pub fn login_delay(base: Duration, failures: i64, free: i64, max: Duration) -> D
     base.saturating_mul(1 << doublings).min(max)
 }
 
-async fn check_throttle(
+/// How often an attempt re-reads a failure counter that parallel attempts
+/// keep changing before it gives up (429).
+const CLAIM_TRIES: usize = 64;
+
+/// The key failed logins from `address` are counted under: the address
+/// itself for IPv4 (and IPv4-mapped IPv6), the /64 network for IPv6 (one
+/// host usually holds a whole /64, so per address would give it 2^64
+/// allowances).
+pub fn throttle_key(address: &str) -> String {
+    use std::net::{IpAddr, Ipv6Addr};
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        _ => address.to_string(),
+    }
+}
+
+fn throttled(scope: FailureScope, key: &str, failures: i64, wait_s: i64) -> ApiError {
+    let whose = match scope {
+        FailureScope::User => format!("user {key:?}"),
+        FailureScope::Address => format!("address {key}"),
+    };
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login_throttled",
+        format!(
+            "{failures} failed logins in a row for {whose}: try again in {wait_s} s (the wait \
+             doubles with each further failure)"
+        ),
+    )
+    .with_detail("retry_after_s", wait_s.into())
+}
+
+/// The throttle's check and record in one step: refuses (429) while `key`
+/// must wait after its failures, else counts this attempt as one more
+/// failure at once, by compare-and-swap on the counter
+/// ([`runway_store::ConsoleStore::claim_login_failure`]), so parallel
+/// attempts cannot all pass the check before any is counted. An attempt
+/// that turns out right gives its count back ([`release`]). Returns the
+/// failures in a row, this attempt included.
+async fn claim_attempt(
     console: &Console,
     scope: FailureScope,
     key: &str,
     free: i64,
     max: Duration,
-) -> ApiResult<()> {
-    let now = now_ms();
-    let since = now - FAILURE_WINDOW.as_millis() as i64;
-    let Some((failures, last)) = console.store().login_failures(scope, key, since).await? else {
-        return Ok(());
-    };
-    let delay = login_delay(console.identity().login_delay, failures, free, max);
-    let allowed_at = last + delay.as_millis() as i64;
-    if now < allowed_at {
-        let wait_s = (allowed_at - now + 999) / 1000;
-        let whose = match scope {
-            FailureScope::User => format!("user {key:?}"),
-            FailureScope::Address => format!("address {key}"),
-        };
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login_throttled",
-            format!(
-                "{failures} failed logins in a row for {whose}: try again in {wait_s} s (the \
-                 wait doubles with each further failure)"
-            ),
-        )
-        .with_detail("retry_after_s", wait_s.into()));
+) -> ApiResult<i64> {
+    for _ in 0..CLAIM_TRIES {
+        let now = now_ms();
+        let since = now - FAILURE_WINDOW.as_millis() as i64;
+        let seen = console.store().login_failure_row(scope, key).await?;
+        if let Some((failures, last)) = seen
+            && last >= since
+        {
+            let delay = login_delay(console.identity().login_delay, failures, free, max);
+            let allowed_at = last + delay.as_millis() as i64;
+            if now < allowed_at {
+                return Err(throttled(
+                    scope,
+                    key,
+                    failures,
+                    (allowed_at - now + 999) / 1000,
+                ));
+            }
+        }
+        if let Some(count) = console
+            .store()
+            .claim_login_failure(scope, key, seen, since, now)
+            .await?
+        {
+            return Ok(count);
+        }
     }
-    Ok(())
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login_throttled",
+        format!(
+            "too many login attempts at once for {}: try again in 1 s",
+            match scope {
+                FailureScope::User => format!("user {key:?}"),
+                FailureScope::Address => format!("address {key}"),
+            }
+        ),
+    )
+    .with_detail("retry_after_s", 1.into()))
+}
+
+/// Gives back the failure [`claim_attempt`] counted.
+async fn release(console: &Console, scope: FailureScope, key: &str) -> ApiResult<()> {
+    Ok(console.store().release_login_failure(scope, key).await?)
 }
 
 fn login_failed() -> ApiError {
@@ -581,18 +650,6 @@ fn login_failed() -> ApiError {
         "wrong username or password (repeated failures delay further attempts and lock the \
          user; an administrator can unlock it with `runway user unlock NAME`)",
     )
-}
-
-async fn record_failure(console: &Console, user: &str, address: &str) -> ApiResult<i64> {
-    let since = now_ms() - FAILURE_WINDOW.as_millis() as i64;
-    console
-        .store()
-        .record_login_failure(FailureScope::Address, address, since)
-        .await?;
-    Ok(console
-        .store()
-        .record_login_failure(FailureScope::User, user, since)
-        .await?)
 }
 
 /// A new random session token (shown once) and its hash (stored).
@@ -621,37 +678,47 @@ async fn login(
             ),
         ));
     }
-    check_throttle(
+    // Each attempt is counted as a failure before its password is checked
+    // (and given back if right): see `claim_attempt`.
+    let address_key = throttle_key(&address);
+    claim_attempt(
         &console,
         FailureScope::Address,
-        &address,
+        &address_key,
         ADDRESS_FREE_FAILURES,
         MAX_ADDRESS_DELAY,
     )
     .await?;
-    check_throttle(
+    let failures = match claim_attempt(
         &console,
         FailureScope::User,
         &req.user,
         USER_FREE_FAILURES,
         MAX_USER_DELAY,
     )
-    .await?;
+    .await
+    {
+        Ok(failures) => failures,
+        Err(e) => {
+            release(&console, FailureScope::Address, &address_key).await?;
+            return Err(e);
+        }
+    };
     let user = console.store().user(&req.user).await?;
     let Some(user) = user.filter(|u| u.principal.name == req.user) else {
         verify_password(req.password, decoy_hash().to_string()).await?;
-        record_failure(&console, &req.user, &address).await?;
         return Err(login_failed());
     };
     // The password is checked before the lock is told: a locked name answers
     // a wrong password like any other (no way to learn which names exist).
     if !verify_password(req.password, user.password_hash.clone()).await? {
-        let failures = record_failure(&console, &req.user, &address).await?;
         if failures >= LOCK_AFTER_FAILURES {
             console.store().lock_user(&user.principal.id).await?;
         }
         return Err(login_failed());
     }
+    release(&console, FailureScope::Address, &address_key).await?;
+    release(&console, FailureScope::User, &req.user).await?;
     // Read again: a lock or a disable that landed while this attempt was
     // being verified (a burst of parallel guesses) still applies.
     let user = console
@@ -831,6 +898,23 @@ mod tests {
         assert!(!verify_password_blocking("x", "not a hash"));
         let b = hash_password_blocking("Tangerine-Viaduct-Osprey-42").unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn addresses_are_throttled_per_ipv4_and_per_ipv6_64() {
+        use super::throttle_key;
+        assert_eq!(throttle_key("127.0.0.1"), "127.0.0.1");
+        assert_eq!(throttle_key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(
+            throttle_key("2001:db8:1:2:ffff::1"),
+            throttle_key("2001:db8:1:2::9")
+        );
+        assert_ne!(
+            throttle_key("2001:db8:1:3::1"),
+            throttle_key("2001:db8:1:2::1")
+        );
+        assert_eq!(throttle_key("::ffff:10.0.0.7"), "10.0.0.7");
+        assert_eq!(throttle_key("unknown"), "unknown");
     }
 
     #[test]

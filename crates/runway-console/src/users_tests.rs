@@ -340,6 +340,69 @@ async fn failed_logins_are_throttled_then_lock_the_user() {
     c.login("ada", ADA_PASSWORD).await;
 }
 
+/// 30 wrong guesses at once get no more attempts than 30 in a row: the
+/// throttle's check and record are one step. (Before, every parallel guess
+/// passed the check before any was recorded, and all 30 were verified.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_guesses_get_no_more_attempts_than_the_limit() {
+    let c = IdConsole::start(
+        IdentityConfig {
+            login_delay: Duration::from_secs(60),
+            ..IdentityConfig::default()
+        },
+        None,
+    )
+    .await;
+    c.add_user(&c.token, "ada", "Developer").await;
+    let mut attempts = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let client = c.anonymous();
+        attempts.spawn(async move { client.login("ada", &format!("Not-Her-Password-{i}")).await });
+    }
+    let mut verified = 0;
+    let mut throttled = 0;
+    while let Some(r) = attempts.join_next().await {
+        let r = r.expect("the attempt's task ends");
+        let (status, code, message) = api_error(r);
+        match (status, code.as_str()) {
+            (401, "login_failed") => verified += 1,
+            (429, "login_throttled") => throttled += 1,
+            other => panic!("unexpected answer {other:?}: {message}"),
+        }
+    }
+    assert!(
+        (1..=crate::users::USER_FREE_FAILURES).contains(&verified),
+        "{verified} wrong passwords were checked, {throttled} throttled"
+    );
+    assert_eq!(verified + throttled, 30);
+    // Exactly the checked ones are counted; the right password now waits.
+    let store = c._server.console().store();
+    let (failures, _) = store
+        .login_failure_row(runway_store::console::users::FailureScope::User, "ada")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failures, verified);
+    let (status, code, message) = api_error(c.anonymous().login("ada", ADA_PASSWORD).await);
+    if verified == crate::users::USER_FREE_FAILURES {
+        assert_eq!(
+            (status, code.as_str()),
+            (429, "login_throttled"),
+            "{message}"
+        );
+    }
+    // Throttled attempts were given back to the address: it is not blocked.
+    let (failures, _) = store
+        .login_failure_row(
+            runway_store::console::users::FailureScope::Address,
+            "127.0.0.1",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(failures <= verified + 1, "address failures {failures}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_on_logout_password_change_and_expiry() {
     let c = IdConsole::start(fast(), None).await;

@@ -740,6 +740,7 @@ async fn patch_config(
     State(c): State<Controller>,
     _caller: Caller<Deploy>,
     Path(app): Path<String>,
+    audit: Option<axum::Extension<crate::identity::AuditSlot>>,
     Json(patch): Json<ConfigPatch>,
 ) -> ApiResult<Json<Vec<PropertyView>>> {
     // Refused here, the same on every backend (PostgreSQL TEXT has no NUL),
@@ -765,7 +766,19 @@ async fn patch_config(
             .with_detail("field", serde_json::json!(field)));
         }
     }
-    Ok(Json(c.set_config(&app, &patch.values).await?))
+    let before = match c.app_config(&app).await {
+        Ok((_, manifest, values)) => Some(c.property_views(&app, &manifest, &values).await?),
+        Err(_) => None,
+    };
+    let after = c.set_config(&app, &patch.values).await?;
+    if let (Some(axum::Extension(slot)), Some(before)) = (audit, before) {
+        let keys: Vec<&String> = patch.values.keys().collect();
+        slot.change(
+            crate::identity::config_change_view(&before, &keys),
+            crate::identity::config_change_view(&after, &keys),
+        );
+    }
+    Ok(Json(after))
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/logs", params(LogQueryParams), responses((status = 200, body = Vec<LogEntry>)))]

@@ -285,6 +285,8 @@ struct AuditWho {
     actor: Option<String>,
     credential: Option<String>,
     refusal: Option<String>,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
 }
 
 impl AuditSlot {
@@ -301,6 +303,37 @@ impl AuditSlot {
     fn refused(&self, why: String) {
         self.lock().refusal = Some(why);
     }
+
+    /// Notes a configuration change's before and after on the call's row
+    /// (never secret values).
+    pub fn change(&self, before: serde_json::Value, after: serde_json::Value) {
+        let mut who = self.lock();
+        who.before = Some(before);
+        who.after = Some(after);
+    }
+}
+
+/// The audit view of the properties `keys` of an app's configuration:
+/// `{name: value}`, where a secret property is `{"secret": true, "set": …}`
+/// (set in this environment or not; its value is never written), and an
+/// unknown name is `null`.
+pub fn config_change_view(
+    views: &[runway_api::v1::PropertyView],
+    keys: &[&String],
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for key in keys {
+        let value = match views.iter().find(|v| v.name == **key) {
+            None => serde_json::Value::Null,
+            Some(v) if v.secret => serde_json::json!({
+                "secret": true,
+                "set": v.source == runway_api::v1::PropertySource::Environment,
+            }),
+            Some(v) => serde_json::json!(v.value),
+        };
+        out.insert((*key).clone(), value);
+    }
+    serde_json::Value::Object(out)
 }
 
 /// Whether a call is recorded in the audit log: everything but reads, and
@@ -355,6 +388,8 @@ pub async fn audit_layer(
         target,
         status: status.as_u16(),
         detail: who.refusal,
+        before: who.before.map(|v| v.to_string()),
+        after: who.after.map(|v| v.to_string()),
     };
     if let Err(e) = controller.store().append_audit(&row).await {
         tracing::warn!(action = %row.action, actor = %row.actor, "cannot write an audit row: {e}");
@@ -374,6 +409,38 @@ mod tests {
         assert!(a.starts_with("rwt_") && a.len() == 4 + 64);
         assert_eq!(hash_token(&a), hash_a);
         assert_ne!(hash_token(&b), hash_a);
+    }
+
+    #[test]
+    fn config_changes_never_show_secret_values() {
+        use runway_api::v1::{PropertySource, PropertyView};
+        let view = |name: &str, secret: bool, value: Option<&str>, source| PropertyView {
+            name: name.into(),
+            kind: "string".into(),
+            required: false,
+            secret,
+            description: None,
+            value: value.map(str::to_string),
+            source,
+        };
+        let views = [
+            view("greeting", false, Some("hi"), PropertySource::Environment),
+            view("api_key", true, None, PropertySource::Environment),
+        ];
+        let keys = [
+            "greeting".to_string(),
+            "api_key".to_string(),
+            "gone".to_string(),
+        ];
+        let keys: Vec<&String> = keys.iter().collect();
+        assert_eq!(
+            config_change_view(&views, &keys),
+            serde_json::json!({
+                "greeting": "hi",
+                "api_key": {"secret": true, "set": true},
+                "gone": null,
+            })
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     pub offline_after: Duration,
     pub log_retention: Duration,
+    /// Audit rows older than this are deleted (hourly). Default 365 days.
+    pub audit_retention: Duration,
     /// Header-read and keep-alive timeouts, connection bound.
     pub connections: runway_server::ConnectionSettings,
     /// How long the controller lease lasts after its last renewal: a standby
@@ -80,6 +82,7 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(1),
             offline_after: Duration::from_secs(5),
             log_retention: crate::DEFAULT_LOG_RETENTION,
+            audit_retention: runway_store::DEFAULT_AUDIT_RETENTION,
             connections: runway_server::ConnectionSettings::default(),
             lease_ttl: Duration::from_secs(5),
             advertise: None,
@@ -134,6 +137,7 @@ pub struct ControllerServer {
     stop: watch::Sender<bool>,
     server: runway_server::ServerTask,
     retention: JoinHandle<()>,
+    audit_retention: JoinHandle<()>,
     lease: LeaseConfig,
     lease_stop: watch::Sender<bool>,
     lease_loop: JoinHandle<()>,
@@ -238,6 +242,8 @@ impl ControllerServer {
         let lease_loop = controller.spawn_lease_loop(lease.clone(), lease_stopped);
         let server = runway_server::spawn_server(listener, app, stopped, config.connections);
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
+        let audit_retention =
+            store.spawn_audit_retention(config.audit_retention, Duration::from_secs(3600));
         tracing::info!(
             %addr,
             environment = %config.environment,
@@ -254,6 +260,7 @@ impl ControllerServer {
             stop,
             server,
             retention,
+            audit_retention,
             lease,
             lease_stop,
             lease_loop,
@@ -286,6 +293,7 @@ impl ControllerServer {
     pub async fn shutdown(self, deadline: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.retention.abort();
+        self.audit_retention.abort();
         // Requests in flight (a deployment among them) finish under the lease.
         let joined = runway_server::join_servers([self.server], deadline).await;
         let _ = self.lease_stop.send(true);

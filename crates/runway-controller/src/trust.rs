@@ -370,8 +370,15 @@ async fn audit(
         .store()
         .audit(&AuditFilter {
             actor: query.actor,
+            actors: query
+                .user
+                .map(|u| vec![format!("console:{u}"), format!("token:{u}")])
+                .unwrap_or_default(),
             outcome: query.outcome,
+            action: query.action,
+            app: query.app,
             since_ms: query.since_ms,
+            until_ms: query.until_ms,
             limit: query.limit.unwrap_or(100),
         })
         .await?;
@@ -388,6 +395,8 @@ async fn audit(
                 status: r.status,
                 outcome: r.outcome,
                 detail: r.detail,
+                before: r.before.and_then(|s| serde_json::from_str(&s).ok()),
+                after: r.after.and_then(|s| serde_json::from_str(&s).ok()),
             })
             .collect(),
     ))

@@ -57,7 +57,7 @@ pub use apps::{
     AppRecord, ArtifactRecord, DeleteVersion, InsertVersion, NewVersion, VersionRecord,
     version_identity,
 };
-pub use audit::{AuditFilter, AuditRecord, NewAuditRow};
+pub use audit::{AuditFilter, AuditRecord, DEFAULT_AUDIT_RETENTION, NewAuditRow};
 pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
 pub use console::ConsoleStore;
 pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};

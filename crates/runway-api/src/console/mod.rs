@@ -69,8 +69,8 @@ pub struct CreateServiceAccount {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// Its role; absent: Administrator (what service accounts could do
-    /// before roles existed). Only given if the creator may hand it out.
+    /// Its role (required: absent is refused with 400 naming the built-in
+    /// roles). Only given if the creator may hand it out.
     #[serde(default)]
     pub role: Option<String>,
 }

@@ -1,6 +1,10 @@
 //! `runway audit [--user U] [--env E] [--app A] [--action TEXT] [--since T]
 //! [--until T] [--limit N] [--json]`: the console's audit log, newest first;
 //! `--json` prints JSON lines (one row per line), the export format.
+//! `runway audit --source env --env E …`: environment E's own audit log
+//! (actions taken there, refusals included), with the same filters, read
+//! with the credentials `runway logs --env E` uses (a console-issued token
+//! needs full control on E; or `--token`/`--token-file` of E).
 
 use std::io::Write as _;
 
@@ -11,12 +15,27 @@ use crate::commands::login::ConsoleArgs;
 use crate::commands::logs::parse_time;
 use crate::output::{Table, rfc3339};
 
+/// Whose audit log `runway audit` reads.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// The console's: every change and refusal through the console.
+    #[default]
+    Console,
+    /// The environment named by --env: every change and refusal of calls
+    /// made straight to it.
+    Env,
+}
+
 #[derive(Args, Debug)]
 pub struct AuditArgs {
+    /// Whose log: the console's, or (with --env) an environment's own.
+    #[arg(long, value_enum, default_value_t = Source::Console)]
+    pub source: Source,
     /// Only rows of this user or service account.
     #[arg(long)]
     pub user: Option<String>,
-    /// Only rows about this environment.
+    /// Only rows about this environment (with --source env: the
+    /// environment whose log is read, a name registered on the console or a URL).
     #[arg(long)]
     pub env: Option<String>,
     /// Only rows about this app.
@@ -37,6 +56,13 @@ pub struct AuditArgs {
     /// JSON lines, one row per line (the export format).
     #[arg(long)]
     pub json: bool,
+    /// With --source env: the environment's API token instead of one the
+    /// console issues (e.g. its admin.token's contents).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// With --source env: a file holding the environment's API token.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub console: ConsoleArgs,
 }
@@ -58,6 +84,15 @@ fn outcome(e: &AuditEntry) -> String {
 }
 
 pub async fn run(a: AuditArgs) -> anyhow::Result<()> {
+    if a.source == Source::Env {
+        return environment(a).await;
+    }
+    if a.token.is_some() || a.token_file.is_some() {
+        anyhow::bail!(
+            "--token and --token-file are for an environment's log (`--source env --env NAME`); \
+             the console's log is read with your `runway login` session"
+        );
+    }
     let rows = a
         .console
         .client()?
@@ -71,12 +106,8 @@ pub async fn run(a: AuditArgs) -> anyhow::Result<()> {
             limit: Some(a.limit),
         })
         .await?;
-    let mut out = std::io::stdout().lock();
     if a.json {
-        for row in &rows {
-            writeln!(out, "{}", serde_json::to_string(row)?)?;
-        }
-        return Ok(());
+        return json_lines(&rows);
     }
     let mut t = Table::new(["TIME", "WHO", "FROM", "ACTION", "ENV", "APP", "OUTCOME"]);
     for e in &rows {
@@ -90,6 +121,67 @@ pub async fn run(a: AuditArgs) -> anyhow::Result<()> {
             outcome(e),
         ]);
     }
-    write!(out, "{}", t.render())?;
+    print!("{}", t.render());
+    Ok(())
+}
+
+/// JSON lines: one row per line (the export format).
+fn json_lines<T: serde::Serialize>(rows: &[T]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        writeln!(out, "{}", serde_json::to_string(row)?)?;
+    }
+    Ok(())
+}
+
+/// `--source env`: the environment's own audit log.
+async fn environment(a: AuditArgs) -> anyhow::Result<()> {
+    let Some(env) = a.env.clone() else {
+        anyhow::bail!(
+            "--source env needs --env NAME (an environment registered on the console, or its URL)"
+        );
+    };
+    let conn = crate::connection::Connection {
+        env: env.clone(),
+        token: a.token,
+        token_file: a.token_file,
+    };
+    let rows = conn
+        .client()
+        .await?
+        .audit(&runway_api::trust::AuditQuery {
+            user: a.user,
+            app: a.app,
+            action: a.action,
+            since_ms: a.since,
+            until_ms: a.until,
+            limit: Some(a.limit.min(1000)),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the audit log of environment {env}: {e}"))?;
+    if a.json {
+        return json_lines(&rows);
+    }
+    let mut t = Table::new(["TIME", "WHO", "FROM", "ACTION", "PATH", "OUTCOME"]);
+    for e in &rows {
+        let who = match &e.credential {
+            Some(c) if !c.is_empty() => format!("{} [{c}]", e.actor),
+            _ => e.actor.clone(),
+        };
+        let outcome = match &e.detail {
+            Some(d) if e.status >= 400 => format!("{} {}: {d}", e.outcome.as_str(), e.status),
+            _ => format!("{} {}", e.outcome.as_str(), e.status),
+        };
+        t.row([
+            rfc3339(e.at_ms),
+            who,
+            e.address.clone(),
+            e.action.clone(),
+            e.target.clone(),
+            outcome,
+        ]);
+    }
+    print!("{}", t.render());
     Ok(())
 }

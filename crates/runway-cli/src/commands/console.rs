@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use runway_api::console::{AccountTokenCreated, CreateServiceAccount};
 use runway_console::{ConsoleConfig, ConsoleServer};
 
 use crate::commands::app::print_json;
 use crate::commands::login::ConsoleArgs;
 use crate::commands::up::{ConnectionArgs, shutdown_signal};
-use crate::output::{Table, ago};
 
 #[derive(Subcommand, Debug)]
 pub enum ConsoleCommand {
@@ -65,38 +63,17 @@ pub struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AccountCommand {
-    /// Create a service account; its first token is printed once.
-    Create(CreateArgs),
-    /// List service accounts and their tokens (never the secrets).
-    List(ListArgs),
+    /// Create a service account bound to a role; its first token is printed
+    /// once (the same as `runway service-account create`).
+    Create(crate::commands::service_account::CreateArgs),
+    /// List service accounts, their roles and tokens (never the secrets).
+    List(crate::commands::service_account::ListArgs),
     /// Add a token to a service account; printed once.
     Token(TokenArgs),
     /// Revoke one token of a service account.
     Revoke(RevokeArgs),
     /// Disable a service account and revoke all its tokens.
     Disable(DisableArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct CreateArgs {
-    /// The account's name, e.g. ci.
-    pub name: String,
-    #[arg(long, default_value = "")]
-    pub description: String,
-    /// Print JSON (including the token) instead of text.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub console: ConsoleArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub console: ConsoleArgs,
 }
 
 #[derive(Args, Debug)]
@@ -207,75 +184,11 @@ pub fn print_admin_token(token: Option<&str>, data_dir: &std::path::Path) {
     }
 }
 
-fn print_created(created: &AccountTokenCreated, json: bool) -> anyhow::Result<()> {
-    if json {
-        return print_json(created);
-    }
-    println!(
-        "token {} ({}) of service account {} (shown once; store it now):",
-        created.info.id, created.info.name, created.account
-    );
-    println!("{}", created.token);
-    Ok(())
-}
-
 async fn account(cmd: AccountCommand) -> anyhow::Result<()> {
+    use crate::commands::service_account;
     match cmd {
-        AccountCommand::Create(a) => {
-            let created = a
-                .console
-                .client()?
-                .create_service_account(&CreateServiceAccount {
-                    name: a.name.clone(),
-                    description: a.description,
-                    role: None,
-                })
-                .await
-                .with_context(|| format!("cannot create service account {:?}", a.name))?;
-            print_created(&created, a.json)
-        }
-        AccountCommand::List(a) => {
-            let accounts = a.console.client()?.service_accounts().await?;
-            if a.json {
-                return print_json(&accounts);
-            }
-            if accounts.is_empty() {
-                println!(
-                    "no service accounts; create one with `runway console account create NAME`"
-                );
-                return Ok(());
-            }
-            let mut t = Table::new([
-                "ACCOUNT",
-                "STATE",
-                "TOKEN ID",
-                "TOKEN",
-                "LAST USED",
-                "REVOKED",
-            ]);
-            for acc in &accounts {
-                let state = if acc.disabled_at_ms.is_some() {
-                    "disabled"
-                } else {
-                    "active"
-                };
-                if acc.tokens.is_empty() {
-                    t.row([acc.name.as_str(), state, "-", "-", "-", "-"]);
-                }
-                for tok in &acc.tokens {
-                    t.row([
-                        acc.name.clone(),
-                        state.to_string(),
-                        tok.id.to_string(),
-                        tok.name.clone(),
-                        ago(tok.last_used_at_ms),
-                        ago(tok.revoked_at_ms),
-                    ]);
-                }
-            }
-            print!("{}", t.render());
-            Ok(())
-        }
+        AccountCommand::Create(a) => service_account::create(a).await,
+        AccountCommand::List(a) => service_account::list(a).await,
         AccountCommand::Token(a) => {
             let created = a
                 .console
@@ -285,7 +198,7 @@ async fn account(cmd: AccountCommand) -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("cannot add a token to service account {:?}", a.account)
                 })?;
-            print_created(&created, a.json)
+            crate::commands::service_account::print_token(&created, a.json)
         }
         AccountCommand::Revoke(a) => {
             a.console

@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// digits; must exist) [default: <data-dir>/secrets.key, created on first start].
     #[arg(long, env = "RUNWAY_SECRETS_KEY_FILE", value_name = "PATH")]
     pub secrets_key_file: Option<PathBuf>,
+    /// Audit rows older than this many days are deleted (hourly).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub audit_retention_days: u32,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
@@ -82,6 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.offline_after = Duration::from_millis(args.offline_after_ms);
     config.log_retention = args.limits.log_retention();
+    config.audit_retention = Duration::from_secs(u64::from(args.audit_retention_days) * 86_400);
     config.connections = args.connections.settings()?;
     config.lease_ttl = Duration::from_millis(args.lease_ms);
     config.advertise = args.advertise;

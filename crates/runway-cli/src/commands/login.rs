@@ -59,6 +59,67 @@ pub struct ConsoleArgs {
     pub console_token: Option<String>,
 }
 
+/// The flags of a console listing (`runway user|role|team|service-account
+/// list`, `runway console account list`).
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+}
+
+/// `-` for none, else the items joined by `sep` (a team's apps and
+/// members, a role's levels and rights).
+pub fn joined_or_dash<I, S>(items: I, sep: &str) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let items: Vec<S> = items.into_iter().collect();
+    if items.is_empty() {
+        return "-".into();
+    }
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// Prints one console record (`show`): JSON, or as `text` prints it.
+pub fn print_record<T: Serialize>(
+    value: &T,
+    json: bool,
+    text: impl FnOnce(&T),
+) -> anyhow::Result<()> {
+    if json {
+        return crate::commands::app::print_json(value);
+    }
+    text(value);
+    Ok(())
+}
+
+/// Prints a console listing (`list`): JSON, or a table with `headers` and
+/// one row per item.
+pub fn print_listing<T: Serialize, const N: usize>(
+    items: &[T],
+    json: bool,
+    headers: [&str; N],
+    row: impl Fn(&T) -> [String; N],
+) -> anyhow::Result<()> {
+    if json {
+        return crate::commands::app::print_json(&items);
+    }
+    let mut t = crate::output::Table::new(headers);
+    for item in items {
+        t.row(row(item));
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
 /// What `runway login` stores.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Login {

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use runway_api::console::identity::{CreateRole, RoleLevel, RoleView};
 
 use crate::commands::app::print_json;
-use crate::commands::login::ConsoleArgs;
-use crate::output::{Table, fields, rfc3339};
+use crate::commands::login::{ConsoleArgs, joined_or_dash, print_listing, print_record};
+use crate::output::{fields, rfc3339};
 
 #[derive(Subcommand, Debug)]
 pub enum RoleCommand {
@@ -25,14 +25,7 @@ pub enum RoleCommand {
     Delete(NameArgs),
 }
 
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub console: ConsoleArgs,
-}
+pub use crate::commands::login::ListArgs;
 
 #[derive(Args, Debug)]
 pub struct NameArgs {
@@ -87,26 +80,21 @@ fn levels_text(r: &RoleView) -> String {
     if r.levels.is_empty() {
         return "no access anywhere".into();
     }
-    r.levels
-        .iter()
-        .map(|l| format!("{}={}", l.scope, l.level))
-        .collect::<Vec<_>>()
-        .join(" ")
+    joined_or_dash(
+        r.levels.iter().map(|l| format!("{}={}", l.scope, l.level)),
+        " ",
+    )
 }
 
 fn rights_text(r: &RoleView) -> String {
-    let mut rights = Vec::new();
-    if r.manage_infrastructure {
-        rights.push("manage infrastructure");
-    }
-    if r.manage_users {
-        rights.push("manage users and roles");
-    }
-    if rights.is_empty() {
-        "-".into()
-    } else {
-        rights.join(", ")
-    }
+    let rights = [
+        (r.manage_infrastructure, "manage infrastructure"),
+        (r.manage_users, "manage users and roles"),
+    ];
+    joined_or_dash(
+        rights.iter().filter(|(has, _)| *has).map(|(_, name)| *name),
+        ", ",
+    )
 }
 
 fn print_role(r: &RoleView) {
@@ -132,28 +120,18 @@ pub async fn run(cmd: RoleCommand) -> anyhow::Result<()> {
     match cmd {
         RoleCommand::List(a) => {
             let roles = a.console.client()?.roles().await?;
-            if a.json {
-                return print_json(&roles);
-            }
-            let mut t = Table::new(["ROLE", "KIND", "LEVELS", "RIGHTS"]);
-            for r in &roles {
-                t.row([
+            print_listing(&roles, a.json, ["ROLE", "KIND", "LEVELS", "RIGHTS"], |r| {
+                [
                     r.name.clone(),
                     if r.built_in { "built-in" } else { "custom" }.to_string(),
                     levels_text(r),
                     rights_text(r),
-                ]);
-            }
-            print!("{}", t.render());
-            Ok(())
+                ]
+            })
         }
         RoleCommand::Show(a) => {
             let r = a.console.client()?.role(&a.name).await?;
-            if a.json {
-                return print_json(&r);
-            }
-            print_role(&r);
-            Ok(())
+            print_record(&r, a.json, print_role)
         }
         RoleCommand::Create(a) => {
             let levels = a

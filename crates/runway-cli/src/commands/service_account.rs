@@ -33,7 +33,8 @@ pub enum ServiceAccountCommand {
 pub struct CreateArgs {
     /// The account's name: lowercase letters, digits and '-'.
     pub name: String,
-    /// Its role (`runway role list`): no more than you may hand out.
+    /// Its role (required): Administrator, Developer, Tester, Operations or
+    /// a custom one (`runway role list`); no more than you may hand out.
     #[arg(long)]
     pub role: String,
     #[arg(long, default_value = "")]
@@ -45,14 +46,7 @@ pub struct CreateArgs {
     pub console: ConsoleArgs,
 }
 
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub console: ConsoleArgs,
-}
+pub use crate::commands::login::ListArgs;
 
 #[derive(Args, Debug)]
 pub struct RotateArgs {
@@ -89,67 +83,84 @@ pub struct RoleArgs {
     pub console: ConsoleArgs,
 }
 
-fn print_token(created: &AccountTokenCreated, json: bool) -> anyhow::Result<()> {
+/// Prints a token just made (shown once), or the whole answer as JSON.
+/// Also for `runway console account token`.
+pub fn print_token(created: &AccountTokenCreated, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(created);
     }
     println!(
-        "token {} of service account {} (shown once; store it now):",
-        created.info.id, created.account
+        "token {} ({}) of service account {} (shown once; store it now):",
+        created.info.id, created.info.name, created.account
     );
     println!("{}", created.token);
     Ok(())
 }
 
+/// `runway service-account create` (and `runway console account create`).
+pub async fn create(a: CreateArgs) -> anyhow::Result<()> {
+    let created = a
+        .console
+        .client()?
+        .create_service_account(&CreateServiceAccount {
+            name: a.name.clone(),
+            description: a.description,
+            role: Some(a.role.clone()),
+        })
+        .await
+        .with_context(|| format!("cannot create service account {:?}", a.name))?;
+    if !a.json {
+        println!("created service account {} (role {})", a.name, a.role);
+    }
+    print_token(&created, a.json)
+}
+
+/// `runway service-account list` (and `runway console account list`).
+pub async fn list(a: ListArgs) -> anyhow::Result<()> {
+    let accounts = a.console.client()?.service_accounts().await?;
+    if a.json {
+        return print_json(&accounts);
+    }
+    if accounts.is_empty() {
+        println!(
+            "no service accounts; create one with `runway service-account create NAME --role ROLE`"
+        );
+        return Ok(());
+    }
+    let mut t = Table::new(["ACCOUNT", "ROLE", "STATE", "TOKEN", "LAST USED", "ENDS"]);
+    for acc in &accounts {
+        let state = if acc.disabled_at_ms.is_some() {
+            "disabled"
+        } else {
+            "active"
+        };
+        if acc.tokens.is_empty() {
+            t.row([acc.name.as_str(), acc.role.as_str(), state, "-", "-", "-"]);
+        }
+        for tok in &acc.tokens {
+            let ends = match (tok.revoked_at_ms, tok.expires_at_ms) {
+                (Some(at), _) => format!("revoked {}", ago(Some(at))),
+                (None, Some(at)) => rfc3339(at),
+                (None, None) => "-".into(),
+            };
+            t.row([
+                acc.name.clone(),
+                acc.role.clone(),
+                state.to_string(),
+                tok.id.to_string(),
+                ago(tok.last_used_at_ms),
+                ends,
+            ]);
+        }
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
 pub async fn run(cmd: ServiceAccountCommand) -> anyhow::Result<()> {
     match cmd {
-        ServiceAccountCommand::Create(a) => {
-            let created = a
-                .console
-                .client()?
-                .create_service_account(&CreateServiceAccount {
-                    name: a.name.clone(),
-                    description: a.description,
-                    role: Some(a.role.clone()),
-                })
-                .await
-                .with_context(|| format!("cannot create service account {:?}", a.name))?;
-            if !a.json {
-                println!("created service account {} (role {})", a.name, a.role);
-            }
-            print_token(&created, a.json)
-        }
-        ServiceAccountCommand::List(a) => {
-            let accounts = a.console.client()?.service_accounts().await?;
-            if a.json {
-                return print_json(&accounts);
-            }
-            let mut t = Table::new(["ACCOUNT", "ROLE", "STATE", "TOKEN", "LAST USED", "ENDS"]);
-            for acc in &accounts {
-                let state = if acc.disabled_at_ms.is_some() {
-                    "disabled"
-                } else {
-                    "active"
-                };
-                for tok in &acc.tokens {
-                    let ends = match (tok.revoked_at_ms, tok.expires_at_ms) {
-                        (Some(at), _) => format!("revoked {}", ago(Some(at))),
-                        (None, Some(at)) => rfc3339(at),
-                        (None, None) => "-".into(),
-                    };
-                    t.row([
-                        acc.name.clone(),
-                        acc.role.clone(),
-                        state.to_string(),
-                        tok.id.to_string(),
-                        ago(tok.last_used_at_ms),
-                        ends,
-                    ]);
-                }
-            }
-            print!("{}", t.render());
-            Ok(())
-        }
+        ServiceAccountCommand::Create(a) => create(a).await,
+        ServiceAccountCommand::List(a) => list(a).await,
         ServiceAccountCommand::Rotate(a) => {
             let created = a
                 .console

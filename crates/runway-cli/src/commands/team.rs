@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 use runway_api::console::identity::{CreateTeam, TeamMember, TeamView};
 
 use crate::commands::app::print_json;
-use crate::commands::login::ConsoleArgs;
-use crate::output::{Table, fields, rfc3339};
+use crate::commands::login::{ConsoleArgs, joined_or_dash, print_listing, print_record};
+use crate::output::{fields, rfc3339};
 
 #[derive(Subcommand, Debug)]
 pub enum TeamCommand {
@@ -47,14 +47,7 @@ pub struct CreateArgs {
     pub console: ConsoleArgs,
 }
 
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub console: ConsoleArgs,
-}
+pub use crate::commands::login::ListArgs;
 
 #[derive(Args, Debug)]
 pub struct NameArgs {
@@ -111,22 +104,14 @@ fn parse_member(s: &str) -> anyhow::Result<TeamMember> {
 }
 
 fn members_text(t: &TeamView) -> String {
-    if t.members.is_empty() {
-        return "-".into();
-    }
-    t.members
-        .iter()
-        .map(|m| format!("{}={}", m.member, m.role))
-        .collect::<Vec<_>>()
-        .join(" ")
+    joined_or_dash(
+        t.members.iter().map(|m| format!("{}={}", m.member, m.role)),
+        " ",
+    )
 }
 
 fn apps_text(t: &TeamView) -> String {
-    if t.apps.is_empty() {
-        "-".into()
-    } else {
-        t.apps.join(" ")
-    }
+    joined_or_dash(&t.apps, " ")
 }
 
 fn print_team(t: &TeamView) {
@@ -177,23 +162,13 @@ pub async fn run(cmd: TeamCommand) -> anyhow::Result<()> {
         }
         TeamCommand::List(a) => {
             let teams = a.console.client()?.teams().await?;
-            if a.json {
-                return print_json(&teams);
-            }
-            let mut t = Table::new(["TEAM", "APPS", "MEMBERS"]);
-            for team in &teams {
-                t.row([team.name.clone(), apps_text(team), members_text(team)]);
-            }
-            print!("{}", t.render());
-            Ok(())
+            print_listing(&teams, a.json, ["TEAM", "APPS", "MEMBERS"], |team| {
+                [team.name.clone(), apps_text(team), members_text(team)]
+            })
         }
         TeamCommand::Show(a) => {
             let t = a.console.client()?.team(&a.name).await?;
-            if a.json {
-                return print_json(&t);
-            }
-            print_team(&t);
-            Ok(())
+            print_record(&t, a.json, print_team)
         }
         TeamCommand::Delete(a) => {
             a.console

@@ -45,7 +45,8 @@ pub struct UpArgs {
     /// The infrastructure: how often the console polls each environment, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub console_poll_ms: u64,
-    /// The infrastructure: the console deletes audit rows older than this many days.
+    /// Audit rows older than this many days are deleted (hourly): the
+    /// console's and each environment's.
     #[arg(long, default_value_t = runway_console::audit::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub audit_retention_days: u32,
     /// On ctrl-c / SIGTERM: how long in-flight requests may finish, in
@@ -268,6 +269,7 @@ pub fn standalone_config(
     config.max_instances = args.limits.max_instances;
     config.runtime = Some(args.limits.runtime());
     config.log_retention = args.limits.log_retention();
+    config.audit_retention = Duration::from_secs(u64::from(args.audit_retention_days) * 86_400);
     config.log_limits = args.limits.log_limits();
     config.max_uploads = args.limits.max_uploads as usize;
     config.kv_quota = args.limits.kv_quota();

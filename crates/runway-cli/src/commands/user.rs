@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use runway_api::console::identity::{ChangePassword, CreateUser, UserView};
 
 use crate::commands::app::print_json;
-use crate::commands::login::ConsoleArgs;
-use crate::output::{Table, ago, fields, rfc3339};
+use crate::commands::login::{ConsoleArgs, print_listing, print_record};
+use crate::output::{ago, fields, rfc3339};
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
@@ -70,14 +70,7 @@ pub struct AddArgs {
     pub console: ConsoleArgs,
 }
 
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub console: ConsoleArgs,
-}
+pub use crate::commands::login::ListArgs;
 
 #[derive(Args, Debug)]
 pub struct NameArgs {
@@ -185,34 +178,29 @@ pub async fn run(cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List(a) => {
             let users = a.console.client()?.users().await?;
-            if a.json {
-                return print_json(&users);
-            }
-            let mut t = Table::new(["USER", "ROLE", "STATE", "EMAIL", "CREATED"]);
-            for u in &users {
-                let state = if u.locked {
-                    format!("{} (locked)", u.state)
-                } else {
-                    u.state.clone()
-                };
-                t.row([
-                    u.name.clone(),
-                    u.role.clone(),
-                    state,
-                    u.email.clone(),
-                    ago(Some(u.created_at_ms)),
-                ]);
-            }
-            print!("{}", t.render());
-            Ok(())
+            print_listing(
+                &users,
+                a.json,
+                ["USER", "ROLE", "STATE", "EMAIL", "CREATED"],
+                |u| {
+                    let state = if u.locked {
+                        format!("{} (locked)", u.state)
+                    } else {
+                        u.state.clone()
+                    };
+                    [
+                        u.name.clone(),
+                        u.role.clone(),
+                        state,
+                        u.email.clone(),
+                        ago(Some(u.created_at_ms)),
+                    ]
+                },
+            )
         }
         UserCommand::Show(a) => {
             let u = a.console.client()?.user(&a.name).await?;
-            if a.json {
-                return print_json(&u);
-            }
-            print_user(&u);
-            Ok(())
+            print_record(&u, a.json, print_user)
         }
         UserCommand::Disable(a) => action(a, "disable", "disabled (its sessions ended)").await,
         UserCommand::Enable(a) => action(a, "enable", "enabled").await,

@@ -848,7 +848,7 @@ async fn the_lifetime_v2_surface() {
         .create_service_account(&CreateServiceAccount {
             name: "ci".into(),
             description: "pipeline".into(),
-            role: None,
+            role: Some("Administrator".into()),
         })
         .await
         .unwrap();

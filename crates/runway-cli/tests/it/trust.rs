@@ -366,6 +366,37 @@ async fn console_tokens_carry_levels_and_every_refusal_is_audited() {
             .any(|r| r.action == "PATCH /apps/{app}/config" && r.actor == "token:admin"),
         "{done:#?}"
     );
+    // A configuration change has its before and after, a secret only as
+    // set or not: its value is in no row.
+    // (The oldest: the change made at the start, by prod's admin token.)
+    let patch = done
+        .iter()
+        .rev()
+        .find(|r| r.action == "PATCH /apps/{app}/config")
+        .unwrap();
+    assert_eq!(
+        (patch.before.clone(), patch.after.clone()),
+        (
+            Some(serde_json::json!({"api_key": {"secret": true, "set": false}})),
+            Some(serde_json::json!({"api_key": {"secret": true, "set": true}})),
+        ),
+        "{patch:#?}"
+    );
+    let everything = infra
+        .prod
+        .client
+        .audit(&AuditQuery {
+            limit: Some(1000),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        !serde_json::to_string(&everything)
+            .unwrap()
+            .contains("s3cr3t-value"),
+        "a secret value is in the audit log"
+    );
     // Monitor cannot read the audit log.
     let (status, _) = api_error(
         infra
@@ -495,8 +526,139 @@ async fn the_cli_uses_console_issued_tokens_for_named_environments() {
             .any(|r| r.actor == "console:ada" && r.status == 403),
         "{rows:#?}"
     );
+    // The environment's own audit log needs full control there.
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| cli(&["audit", "--source", "env", "--env", "prod"], ""));
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("audit log of environment prod") && err.contains("full control"),
+        "{err}"
+    );
     // Logging out forgets the issued tokens.
     let (ok, _, err) = tokio::task::block_in_place(|| cli(&["logout"], ""));
     assert!(ok, "{err}");
     assert!(!cache.exists());
+
+    // An administrator reads it with the console's filters: ada's refused
+    // deploy of hello, as a table and as JSON lines (the export).
+    let admin_password = infra.server.admin_password().unwrap().to_string();
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        cli(
+            &["login", &url, "--user", "administrator", "--password-stdin"],
+            &format!("{admin_password}\n"),
+        )
+    });
+    assert!(ok, "{out}{err}");
+    let filters = [
+        "audit", "--source", "env", "--env", "prod", "--user", "ada", "--app", "hello", "--action",
+        "deploy", "--since", "1h",
+    ];
+    let (ok, out, err) = tokio::task::block_in_place(|| cli(&filters, ""));
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("console:ada") && out.contains("refused 403"),
+        "{out}"
+    );
+    let mut json = filters.to_vec();
+    json.push("--json");
+    let (ok, out, err) = tokio::task::block_in_place(|| cli(&json, ""));
+    assert!(ok, "{out}{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!rows.is_empty(), "{out}");
+    for r in &rows {
+        assert_eq!(r["actor"], "console:ada", "{r}");
+        assert!(r["target"].as_str().unwrap().contains("/apps/hello"), "{r}");
+        assert!(r["action"].as_str().unwrap().contains("deploy"), "{r}");
+    }
+    // Another app's rows are not ada's hello rows.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        cli(
+            &[
+                "audit", "--source", "env", "--env", "prod", "--app", "nothere", "--json",
+            ],
+            "",
+        )
+    });
+    assert!(ok && out.trim().is_empty(), "{out}{err}");
+    let (ok, _, err) = tokio::task::block_in_place(|| cli(&["audit", "--source", "env"], ""));
+    assert!(
+        !ok && err.contains("--source env needs --env NAME"),
+        "{err}"
+    );
+}
+
+/// Pushes through a TCP relay that can be told to stall: connections made
+/// after `stall` is set are held open and never answered.
+async fn stalling_relay(
+    to: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stall = Arc::new(AtomicBool::new(false));
+    let stalled = stall.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let stalled = stalled.clone();
+            tokio::spawn(async move {
+                if stalled.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, stall)
+}
+
+/// Key rotation pushes the new keys to every environment at once, each
+/// with its own time limit: an environment that stops answering neither
+/// stalls the others nor the rotation, and is reported by name. (Before,
+/// the pushes ran one after another without a limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_environment_does_not_stall_key_rotation() {
+    let infra = Infra::start().await;
+    let lab = TestEnv::start().await;
+    let lab_addr: std::net::SocketAddr = lab.url.trim_start_matches("http://").parse().unwrap();
+    let (relay, stall) = stalling_relay(lab_addr).await;
+    infra
+        .admin
+        .add_environment(&AddEnvironment {
+            name: "a-lab".into(),
+            address: format!("http://{relay}"),
+            token: lab.token.clone(),
+            pipeline: None,
+            order: None,
+            allow_insecure: false,
+            two_step: false,
+        })
+        .await
+        .expect("a-lab registers through the relay");
+    stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let rotated = infra.admin.rotate_signing_key().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(rotated.not_pushed, ["a-lab"], "{rotated:?}");
+    assert!(
+        took < runway_console::trust::PUSH_TIMEOUT + Duration::from_secs(3),
+        "the rotation took {took:?}"
+    );
+    // The others have the new key.
+    for env in [&infra.dev, &infra.prod] {
+        let trust = env.client.console_trust().await.unwrap();
+        assert!(
+            trust.keys.iter().any(|k| k.kid == rotated.current),
+            "{trust:?}"
+        );
+    }
 }

@@ -254,6 +254,36 @@ pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
+/// A console catalog on SQLite made by the first `migrations` migrations
+/// only, with `seed` statements run on it, then opened (every migration
+/// since applied): for tests that an upgrade keeps what was there.
+#[cfg(test)]
+pub(crate) async fn migrated_from(
+    migrations: usize,
+    seed: &[&str],
+) -> (tempfile::TempDir, ConsoleStore) {
+    use std::borrow::Cow;
+
+    use sqlx::migrate::Migrator;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let before = Migrator {
+        migrations: Cow::Owned(crate::db::SQLITE_CONSOLE.migrations[..migrations].to_vec()),
+        ..Migrator::DEFAULT
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    before.run(&pool).await.unwrap();
+    for sql in seed {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = ConsoleStore::open_sqlite(dir.path()).await.unwrap();
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -66,6 +66,15 @@ pub struct ConsoleTokenRecord {
 
 pub(crate) const PRINCIPAL_COLUMNS: &str =
     "id, kind, name, description, created_at_ms, created_by, disabled_at_ms";
+
+/// [`PRINCIPAL_COLUMNS`] of the table aliased `alias` in a join (`p.id, p.kind, …`).
+pub(crate) fn principal_columns_of(alias: &str) -> String {
+    PRINCIPAL_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 const TOKEN_COLUMNS: &str =
     "id, principal_id, name, hash, created_at_ms, last_used_at_ms, revoked_at_ms, expires_at_ms";
 

@@ -5,7 +5,9 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::principals::{PRINCIPAL_COLUMNS, PrincipalRecord, principal_from_row};
+use super::principals::{
+    PRINCIPAL_COLUMNS, PrincipalRecord, principal_columns_of, principal_from_row,
+};
 use super::{ConsoleStore, flag, new_key};
 use crate::error::{Context, Result, StoreError, is_unique_violation};
 use crate::now_ms;
@@ -354,11 +356,7 @@ impl ConsoleStore {
             .map(|r| r.try_get::<String, _>("app"))
             .collect::<sqlx::Result<Vec<_>>>()
             .context(what)?;
-        let principal = PRINCIPAL_COLUMNS
-            .split(", ")
-            .map(|c| format!("p.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let principal = principal_columns_of("p");
         let members = sqlx::query(&format!(
             "SELECT {principal}, m.role FROM team_members m JOIN principals p \
              ON p.id = m.principal_id WHERE m.team_id = $1 ORDER BY p.name, p.id"
@@ -536,40 +534,23 @@ async fn upsert_member(
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
-    use sqlx::migrate::Migrator;
-
-    use crate::console::ConsoleStore;
-
     /// A console catalog made before roles existed (migrations 1 and 2,
     /// with a service account and its token) migrates: the account keeps
     /// what it could do, as the Administrator role; its token stays valid
     /// (no end); the audit log cannot be changed.
     #[tokio::test]
     async fn existing_service_accounts_become_administrators() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("console.db");
-        let before = Migrator {
-            migrations: Cow::Owned(crate::db::SQLITE_CONSOLE.migrations[..2].to_vec()),
-            ..Migrator::DEFAULT
-        };
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
-        before.run(&pool).await.unwrap();
-        for sql in [
+        let (_dir, store) = crate::console::migrated_from(
+            2,
+            &[
             "INSERT INTO principals (id, kind, name, created_at_ms) VALUES ('a', 'admin', 'admin', 1)",
             "INSERT INTO principals (id, kind, name, created_at_ms, created_by) \
              VALUES ('s', 'service_account', 'ci', 2, 'a')",
             "INSERT INTO console_tokens (principal_id, name, hash, created_at_ms) \
              VALUES ('s', 'default', 'h-ci', 2)",
-        ] {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
-
-        let store = ConsoleStore::open_sqlite(dir.path()).await.unwrap();
+            ],
+        )
+        .await;
         assert_eq!(
             store.service_account_role("s").await.unwrap().as_deref(),
             Some("Administrator")

@@ -6,7 +6,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::principals::{PRINCIPAL_COLUMNS, PrincipalRecord, principal_from_row};
+use super::principals::{PrincipalRecord, principal_columns_of, principal_from_row};
 use super::{ConsoleStore, new_key};
 use crate::error::{Context, Result, StoreError, is_unique_violation};
 use crate::now_ms;
@@ -70,11 +70,7 @@ const SESSION_COLUMNS: &str = "id, hash, principal_id, address, created_at_ms, l
      expires_at_ms, ended_at_ms, ended_reason";
 
 fn user_columns() -> String {
-    let principal = PRINCIPAL_COLUMNS
-        .split(", ")
-        .map(|c| format!("p.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let principal = principal_columns_of("p");
     format!(
         "{principal}, u.display_name, u.email, u.role, u.password_hash, \
          u.password_changed_at_ms, u.locked_at_ms"
@@ -494,6 +490,96 @@ impl ConsoleStore {
             .context(|| "failed to decode failed logins".to_string())
     }
 
+    /// The failed-login row of `key` in `scope` as stored (however old):
+    /// failures in a row and the last one's time. For [`Self::claim_login_failure`].
+    pub async fn login_failure_row(
+        &self,
+        scope: FailureScope,
+        key: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        let row = sqlx::query(
+            "SELECT failures, last_failure_at_ms FROM login_failures \
+             WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope.as_str())
+        .bind(key)
+        .fetch_optional(&self.catalog().pool)
+        .await
+        .context(|| "failed to read failed logins".to_string())?;
+        row.map(|r| {
+            Ok::<_, sqlx::Error>((r.try_get("failures")?, r.try_get("last_failure_at_ms")?))
+        })
+        .transpose()
+        .context(|| "failed to decode failed logins".to_string())
+    }
+
+    /// Counts one more failed login for `key` in `scope` **only if** the
+    /// row is still `seen` (as [`Self::login_failure_row`] read it; `None`:
+    /// no row): a compare-and-swap, so of parallel attempts that read the
+    /// same row exactly one records. The count restarts at one when the
+    /// seen failure is older than `since_ms`. Returns the new count, or
+    /// `None` if another attempt changed the row first (read it again).
+    pub async fn claim_login_failure(
+        &self,
+        scope: FailureScope,
+        key: &str,
+        seen: Option<(i64, i64)>,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
+        let what = || "failed to record a failed login".to_string();
+        let (count, done) = match seen {
+            None => {
+                let done = sqlx::query(
+                    "INSERT INTO login_failures (scope, key, failures, last_failure_at_ms) \
+                     VALUES ($1, $2, 1, $3) ON CONFLICT (scope, key) DO NOTHING",
+                )
+                .bind(scope.as_str())
+                .bind(key)
+                .bind(now_ms)
+                .execute(&self.catalog().pool)
+                .await
+                .context(what)?;
+                (1, done.rows_affected())
+            }
+            Some((failures, last)) => {
+                let count = if last < since_ms { 1 } else { failures + 1 };
+                let done = sqlx::query(
+                    "UPDATE login_failures SET failures = $1, last_failure_at_ms = $2 \
+                     WHERE scope = $3 AND key = $4 AND failures = $5 \
+                     AND last_failure_at_ms = $6",
+                )
+                .bind(count)
+                .bind(now_ms)
+                .bind(scope.as_str())
+                .bind(key)
+                .bind(failures)
+                .bind(last)
+                .execute(&self.catalog().pool)
+                .await
+                .context(what)?;
+                (count, done.rows_affected())
+            }
+        };
+        Ok((done == 1).then_some(count))
+    }
+
+    /// Takes back one failure counted by [`Self::claim_login_failure`] for
+    /// an attempt that turned out not to fail (the right password), or that
+    /// was refused before its password was checked.
+    pub async fn release_login_failure(&self, scope: FailureScope, key: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE login_failures SET failures = failures - 1 \
+             WHERE scope = $1 AND key = $2 AND failures > 0",
+        )
+        .bind(scope.as_str())
+        .bind(key)
+        .execute(&self.catalog().pool)
+        .await
+        .context(|| "failed to take back a failed login".to_string())?;
+        Ok(())
+    }
+
     /// Forgets the failed logins of `key` in `scope` (after a success).
     pub async fn clear_login_failures(&self, scope: FailureScope, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM login_failures WHERE scope = $1 AND key = $2")
@@ -528,28 +614,14 @@ async fn end_sessions_in(
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
-    use sqlx::migrate::Migrator;
-
-    use crate::console::ConsoleStore;
-
     /// A console catalog made before users existed (migration 1 only, with
     /// the admin, a service account, their tokens and a pipeline) migrates:
     /// its principals and tokens stay, and users can be added.
     #[tokio::test]
     async fn the_identity_migration_keeps_existing_principals() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("console.db");
-        let first = Migrator {
-            migrations: Cow::Owned(vec![crate::db::SQLITE_CONSOLE.migrations[0].clone()]),
-            ..Migrator::DEFAULT
-        };
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
-        first.run(&pool).await.unwrap();
-        for sql in [
+        let (_dir, store) = crate::console::migrated_from(
+            1,
+            &[
             "INSERT INTO principals (id, kind, name, created_at_ms) VALUES ('a', 'admin', 'admin', 1)",
             "INSERT INTO principals (id, kind, name, created_at_ms, created_by) \
              VALUES ('s', 'service_account', 'ci', 2, 'a')",
@@ -558,12 +630,9 @@ mod tests {
             "INSERT INTO console_tokens (principal_id, name, hash, created_at_ms) \
              VALUES ('s', 'default', 'h-ci', 2)",
             "INSERT INTO pipelines (id, name, created_at_ms, created_by) VALUES ('p', 'main', 3, 's')",
-        ] {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
-
-        let store = ConsoleStore::open_sqlite(dir.path()).await.unwrap();
+            ],
+        )
+        .await;
         let (token, principal) = store.console_token_by_hash("h-ci").await.unwrap().unwrap();
         assert_eq!(
             (token.name.as_str(), principal.name.as_str()),

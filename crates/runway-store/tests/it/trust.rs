@@ -118,6 +118,8 @@ async fn audit_rows_append_and_filter() {
         target: "/_runway/api/v1/apps/notes/deployments".into(),
         status,
         detail: (status == 403).then(|| "needs change & deploy\0".to_string()),
+        before: None,
+        after: None,
     };
     store.append_audit(&row("console:ada", 403)).await.unwrap();
     store.append_audit(&row("token:admin", 201)).await.unwrap();
@@ -164,6 +166,64 @@ async fn audit_rows_append_and_filter() {
         .await
         .unwrap();
     assert!(later.is_empty());
+
+    // By app (its paths, not a longer name's), action text, any of several
+    // actors, and before an instant; LIKE wildcards in a filter are text.
+    let mut other = row("console:bob", 200);
+    other.target = "/_runway/api/v1/apps/notes2/properties".into();
+    other.action = "PUT /apps/{app}/properties".into();
+    store.append_audit(&other).await.unwrap();
+    let filtered = |f: AuditFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .audit(&AuditFilter { limit: 100, ..f })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.actor)
+                .collect::<Vec<_>>()
+        }
+    };
+    let notes = filtered(AuditFilter {
+        app: Some("notes".into()),
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(notes, ["anonymous", "token:admin", "console:ada"]);
+    let props = filtered(AuditFilter {
+        action: Some("properties".into()),
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(props, ["console:bob"]);
+    for wildcard in ["%", "_"] {
+        let none = filtered(AuditFilter {
+            action: Some(wildcard.into()),
+            app: Some(wildcard.into()),
+            ..AuditFilter::default()
+        })
+        .await;
+        assert!(none.is_empty(), "{wildcard}: {none:?}");
+    }
+    let two = filtered(AuditFilter {
+        actors: vec!["console:bob".into(), "token:admin".into()],
+        outcome: Some(AuditOutcome::Done),
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(two, ["console:bob", "token:admin"]);
+    let before = filtered(AuditFilter {
+        until_ms: Some(0),
+        ..AuditFilter::default()
+    })
+    .await;
+    assert!(before.is_empty());
+
+    // Retention: rows older than the cut-off are deleted, newer ones kept.
+    assert_eq!(store.prune_audit(0).await.unwrap(), 0);
+    assert_eq!(store.prune_audit(now_ms() + 1).await.unwrap(), 4);
+    assert!(filtered(AuditFilter::default()).await.is_empty());
 }
 
 crate::both!(
