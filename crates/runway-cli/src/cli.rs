@@ -3,7 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, audit, balancer, console, controller, deploy, env, frontend, infra, jobs, login,
+    app, apps, audit, balancer, console, controller, deploy, email, env, frontend, infra, jobs,
+    login,
     logs, pipeline, role, service_account, team, timer, token, up, user,
 };
 
@@ -86,6 +87,10 @@ pub enum Command {
     /// The environment's background jobs: list (`runway jobs [APP] [--state S]`),
     /// show, retry, cancel.
     Jobs(jobs::JobsArgs),
+    /// The environment's email: SMTP settings (`runway email settings`, with
+    /// `--test ADDRESS`), the outbox (`list [--state S]`, `show ID`, `resend ID`).
+    #[command(subcommand)]
+    Email(email::EmailCommand),
 }
 
 #[cfg(test)]

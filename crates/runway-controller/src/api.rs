@@ -101,6 +101,7 @@ pub fn router(controller: Controller) -> Router {
         .route("/frontends/{name}/disable", post(disable_frontend))
         .merge(crate::timers::routes())
         .merge(crate::jobs::routes())
+        .merge(crate::email::routes())
         .merge(crate::trust::routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -151,6 +152,7 @@ async fn openapi(_caller: Caller<Read>) -> Response {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::timers::TimersDoc::openapi());
     doc.merge(crate::jobs::JobsDoc::openapi());
+    doc.merge(crate::email::EmailDoc::openapi());
     doc.merge(crate::trust::TrustDoc::openapi());
     Json(doc).into_response()
 }

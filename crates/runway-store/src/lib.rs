@@ -30,6 +30,7 @@ mod blobs;
 pub mod console;
 mod db;
 mod deployments;
+mod email;
 mod error;
 pub mod files;
 mod frontends;
@@ -59,6 +60,10 @@ pub use audit::{AuditFilter, AuditRecord, NewAuditRow};
 pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
 pub use console::ConsoleStore;
 pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
+pub use email::{
+    EmailClaim, EmailRecord, EmailSettingsRecord, NewEmail, NewEmailSettings, email_message_id,
+    new_email_id,
+};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use jobs::{Enqueued, JobClaim, JobOutcome, JobRecord, NewJob};

@@ -13,6 +13,7 @@ pub mod env;
 pub mod env_console;
 pub mod frontend;
 pub mod infra;
+pub mod email;
 pub mod jobs;
 pub mod login;
 pub mod logs;
@@ -50,5 +51,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Timer(cmd) => timer::run(cmd).await,
         Command::Infra(cmd) => infra::run(cmd).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Email(cmd) => email::run(cmd).await,
     }
 }
