@@ -446,7 +446,7 @@ async fn a_run_whose_lease_is_taken_over_stops() {
             .await
             .unwrap();
         let n = sqlx::query(
-            "UPDATE timer_state SET claim_token = 'taken-over', \
+            "UPDATE platform.timer_state SET claim_token = 'taken-over', \
              lease_expires_at_ms = lease_expires_at_ms + 600000 \
              WHERE app = 'ticker' AND timer = 'slow' AND holder IS NOT NULL",
         )
