@@ -270,7 +270,7 @@ impl Work for EmailWork {
         claims
             .into_iter()
             .map(|claim| {
-                let send = Send {
+                let send = Sending {
                     inner: inner.clone(),
                     sender: sender.clone(),
                     claim,
@@ -283,7 +283,7 @@ impl Work for EmailWork {
     }
 }
 
-struct Send {
+struct Sending {
     inner: Arc<Inner>,
     sender: SmtpSender,
     claim: EmailClaim,
@@ -291,7 +291,7 @@ struct Send {
     lease_ms: i64,
 }
 
-impl Send {
+impl Sending {
     async fn run(self) {
         let claim = &self.claim;
         if let Some(lost_by) = &claim.lost_by {

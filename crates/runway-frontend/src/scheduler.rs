@@ -444,6 +444,20 @@ impl RunTimer {
             &format!("timer {}/{}", claim.app, claim.timer),
         )
         .await;
+        if error.as_deref().is_some_and(lost_lease) {
+            // Another claim holds the timer now: it records its own run.
+            self.log(
+                LogLevel::Warn,
+                None,
+                format!(
+                    "timer {}: {LOST_LEASE}; this run (due {}) was stopped after {} ms and is not recorded",
+                    claim.timer,
+                    claim.due_at_ms,
+                    started.elapsed().as_millis()
+                ),
+            );
+            return;
+        }
         self.finish(started_at_ms, started, status, error).await;
     }
 
@@ -520,6 +534,11 @@ impl RunTimer {
 /// Why a run was stopped: its lease was taken over.
 pub(crate) const LOST_LEASE: &str =
     "this front-end lost the run's lease (its renewal was refused: the lease expired and another claim holds it)";
+
+/// Whether a run's error says it was stopped for [`LOST_LEASE`].
+pub(crate) fn lost_lease(error: &str) -> bool {
+    error.starts_with(LOST_LEASE)
+}
 
 /// A run boxed for its own task.
 pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
