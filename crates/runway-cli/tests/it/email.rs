@@ -406,8 +406,8 @@ async fn send_bad_input_is_refused_with_a_guest_visible_error() {
 /// acceptance and its recording (then its row shows a second attempt).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_farm_sends_100_emails_none_lost_while_an_email_frontend_is_killed() {
-    // Each acceptance takes 30 ms, so that sends are in flight when the kill comes.
-    let sink = SmtpSink::start(30);
+    // Each acceptance takes 200 ms, so that sends are in flight when the kill comes.
+    let sink = SmtpSink::start(200);
     let mut farm = Farm::start(0).await;
     for (name, extra) in [
         ("fe1", vec!["--timer-lease-ms", "1500"]),
@@ -425,13 +425,9 @@ async fn a_farm_sends_100_emails_none_lost_while_an_email_frontend_is_killed() {
         .build()
         .unwrap();
     let fe3 = farm.frontends[2].1.url.clone();
-    let (ok, out, err) = run(&[
-        "email", "settings", "--smtp", &sink.url(), "--from", "noreply@example.com", "--env",
-        &farm.controller.url, "--token", &farm.admin,
-    ]);
-    assert!(ok, "{out}{err}");
 
-    // 100 emails from 4 concurrent requests to the front-end without email.
+    // 100 emails from 4 concurrent requests to the front-end without email,
+    // queued before the settings exist; then the settings start the sending.
     let mut senders = Vec::new();
     for c in 0..4 {
         let (http, url) = (http.clone(), fe3.clone());
@@ -446,6 +442,11 @@ async fn a_farm_sends_100_emails_none_lost_while_an_email_frontend_is_killed() {
         ids.extend(s.await.unwrap());
     }
     assert_eq!(ids.len(), 100);
+    let (ok, out, err) = run(&[
+        "email", "settings", "--smtp", &sink.url(), "--from", "noreply@example.com", "--env",
+        &farm.controller.url, "--token", &farm.admin,
+    ]);
+    assert!(ok, "{out}{err}");
     eventually(Duration::from_secs(30), "sending under way", async || {
         (sink.received().len() >= 10).then_some(())
     })
