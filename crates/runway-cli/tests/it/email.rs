@@ -354,6 +354,26 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
         .unwrap();
     assert!(!raw.contains(password) && raw.contains("\"password_set\":true"), "{raw}");
     assert!(!catalog_contains(&env.data_dir(), password), "the password is encrypted at rest");
+    // The OpenAPI document names every email route.
+    let doc = env
+        .http
+        .get(format!("{}/_runway/api/openapi.json", env.url))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for path in [
+        "/_runway/api/v1/email\"",
+        "/_runway/api/v1/email/settings",
+        "/_runway/api/v1/email/test",
+        "/_runway/api/v1/email/{id}\"",
+        "/_runway/api/v1/email/{id}/resend",
+    ] {
+        assert!(doc.contains(path), "{path} is documented");
+    }
     // Changing the server but not the user keeps the password.
     let (ok, out, err) = cli(
         &env,
