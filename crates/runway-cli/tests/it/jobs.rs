@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use runway_api::v1::{DeploymentStatus, JobList, JobQuery, JobState, JobView};
-use runway_manifest::Package;
+use runway_api::v1::{JobList, JobQuery, JobState, JobView};
 
 use crate::farm_support::{Farm, run};
 use crate::sched_support::{self, eventually, publish};

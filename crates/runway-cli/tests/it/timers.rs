@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use runway_api::v1::{DeploymentStatus, TimerScheduleChange, TimerSettingsView, TimerStatus};
+use runway_api::v1::{TimerScheduleChange, TimerSettingsView, TimerStatus};
 use runway_client::ClientError;
 use runway_manifest::Package;
 
