@@ -124,9 +124,13 @@ impl SmtpSecurity {
     }
 
     pub fn parse(s: &str) -> Option<SmtpSecurity> {
-        [SmtpSecurity::Plain, SmtpSecurity::Starttls, SmtpSecurity::Tls]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            SmtpSecurity::Plain,
+            SmtpSecurity::Starttls,
+            SmtpSecurity::Tls,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -4,8 +4,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     app, apps, audit, balancer, console, controller, deploy, email, env, frontend, infra, jobs,
-    login,
-    logs, pipeline, role, service_account, team, timer, token, up, user,
+    login, logs, pipeline, role, service_account, team, timer, token, up, user,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.

@@ -309,7 +309,11 @@ impl Standalone {
                 let smtp: Arc<dyn runway_frontend::SmtpSource> =
                     Arc::new(runway_frontend::StoreSmtp(store.clone()));
                 let mut all: Vec<_> = frontends.iter().map(|f| f.start_timers(settings)).collect();
-                all.extend(frontends.iter().map(|f| f.start_email(settings, smtp.clone())));
+                all.extend(
+                    frontends
+                        .iter()
+                        .map(|f| f.start_email(settings, smtp.clone())),
+                );
                 all
             }
             None => Vec::new(),

@@ -12,15 +12,15 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use runway_api::ErrorBody;
 use runway_api::v1::{
-    EmailList, EmailQuery, EmailSettingsChange, EmailSettingsView, EmailTestRequest,
-    EmailTestResult, EmailView,
-};
-use runway_api::v1::{
     AppDetail, AppSummary, ConfigPatch, CreateToken, DeployRequest, Deployment,
     DeploymentQueryParams, DeploymentRequest, DryRun, EnvironmentInfo, FrontendList, Health,
     JobList, JobQuery, JobView, LogEntry, LogQueryParams, PropertyView, PublishResult, TimerQuery,
     TimerRunRequested, TimerScheduleChange, TimerSettingsView, TimerStatus, TokenCreated,
     TokenInfo, VersionSummary,
+};
+use runway_api::v1::{
+    EmailList, EmailQuery, EmailSettingsChange, EmailSettingsView, EmailTestRequest,
+    EmailTestResult, EmailView,
 };
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -519,7 +519,8 @@ impl Client {
 
     /// Emails, newest first (see [`EmailQuery`]).
     pub async fn emails(&self, query: &EmailQuery) -> Result<EmailList, ClientError> {
-        self.get_json(with_query(self.api(&["email"]), query)?).await
+        self.get_json(with_query(self.api(&["email"]), query)?)
+            .await
     }
 
     /// One email.

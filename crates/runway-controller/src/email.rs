@@ -240,7 +240,10 @@ async fn test_email(
             to: vec![request.to.clone()],
             cc: vec![],
             bcc: vec![],
-            subject: format!("Runway test message from environment {}", config.environment),
+            subject: format!(
+                "Runway test message from environment {}",
+                config.environment
+            ),
             text: Some(format!(
                 "This is a test message from the Runway environment {} ({}).\n\
                  Its email settings work: apps can send email.\n",

@@ -246,7 +246,10 @@ impl Work for EmailWork {
             let retention = i64::try_from(self.settings.email_retention.as_millis()).unwrap_or(0);
             match inner.store.purge_sent_emails(now_ms() - retention).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "email: sent emails past their retention deleted"),
+                Ok(n) => tracing::info!(
+                    deleted = n,
+                    "email: sent emails past their retention deleted"
+                ),
                 Err(e) => tracing::warn!(error = %e, "email: cannot delete old sent emails"),
             }
         }
@@ -338,37 +341,43 @@ impl Sending {
                 },
             }
         };
-        let recorded = match &result {
-            Ok(answer) => {
-                let answer: String = answer.chars().take(1000).collect();
-                let recorded = self
-                    .record(|| self.inner.store.email_sent(&claim.id, &claim.token, &answer))
-                    .await;
-                self.log(
-                    LogLevel::Info,
-                    format!(
-                        "email {} sent (Message-ID {}); the server answered: {answer}",
-                        claim.id, claim.message_id
-                    ),
-                );
-                recorded
-            }
-            Err(failure) => {
-                let last = failure.permanent || claim.attempt >= claim.max_attempts;
-                let retry_in = backoff(self.settings.email_backoff, claim.attempt);
-                let message: String = failure.message.chars().take(1000).collect();
-                let recorded = self
-                    .record(|| {
-                        self.inner.store.email_failed(
-                            &claim.id,
-                            &claim.token,
-                            &message,
-                            (!failure.permanent)
-                                .then(|| i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX)),
-                        )
-                    })
-                    .await;
-                self.log(
+        let recorded =
+            match &result {
+                Ok(answer) => {
+                    let answer: String = answer.chars().take(1000).collect();
+                    let recorded = self
+                        .record(|| {
+                            self.inner
+                                .store
+                                .email_sent(&claim.id, &claim.token, &answer)
+                        })
+                        .await;
+                    self.log(
+                        LogLevel::Info,
+                        format!(
+                            "email {} sent (Message-ID {}); the server answered: {answer}",
+                            claim.id, claim.message_id
+                        ),
+                    );
+                    recorded
+                }
+                Err(failure) => {
+                    let last = failure.permanent || claim.attempt >= claim.max_attempts;
+                    let retry_in = backoff(self.settings.email_backoff, claim.attempt);
+                    let message: String = failure.message.chars().take(1000).collect();
+                    let recorded = self
+                        .record(|| {
+                            self.inner.store.email_failed(
+                                &claim.id,
+                                &claim.token,
+                                &message,
+                                (!failure.permanent).then(|| {
+                                    i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX)
+                                }),
+                            )
+                        })
+                        .await;
+                    self.log(
                     if last { LogLevel::Error } else { LogLevel::Warn },
                     if last {
                         format!(
@@ -386,9 +395,9 @@ impl Sending {
                         )
                     },
                 );
-                recorded
-            }
-        };
+                    recorded
+                }
+            };
         if !recorded {
             tracing::warn!(email = %claim.id,
                 "email: the outcome of a send was not recorded: its lease expired and the email was claimed again");

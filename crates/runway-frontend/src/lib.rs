@@ -22,9 +22,7 @@ use async_trait::async_trait;
 use runway_api::fleet::{FrontendLink, RoutingTable, StageError, StageReport};
 
 pub use deploy::{ArtifactSource, DirSource};
-pub use email::{
-    EMAIL_MAX_ATTEMPTS, SmtpSource, StoreOutbox, StoreSmtp, smtp_server,
-};
+pub use email::{EMAIL_MAX_ATTEMPTS, SmtpSource, StoreOutbox, StoreSmtp, smtp_server};
 pub use events::{StoreJobs, StoreKv};
 pub use jobs::{ATTEMPT_HEADER, JOB_HEADER};
 pub use node::{FrontendNode, NodeConfig};

@@ -532,8 +532,7 @@ impl RunTimer {
 }
 
 /// Why a run was stopped: its lease was taken over.
-pub(crate) const LOST_LEASE: &str =
-    "this front-end lost the run's lease (its renewal was refused: the lease expired and another claim holds it)";
+pub(crate) const LOST_LEASE: &str = "this front-end lost the run's lease (its renewal was refused: the lease expired and another claim holds it)";
 
 /// Whether a run's error says it was stopped for [`LOST_LEASE`].
 pub(crate) fn lost_lease(error: &str) -> bool {

@@ -91,7 +91,9 @@ pub fn check_mailbox(field: &str, address: &str) -> Result<Mailbox, String> {
 pub fn check_email(email: EmailRequest) -> Result<EmailRequest, String> {
     let recipients = email.to.len() + email.cc.len() + email.bcc.len();
     if recipients == 0 {
-        return Err("the email has no recipient: give at least one address in to, cc or bcc".into());
+        return Err(
+            "the email has no recipient: give at least one address in to, cc or bcc".into(),
+        );
     }
     if recipients > MAX_EMAIL_RECIPIENTS {
         return Err(format!(
@@ -121,7 +123,8 @@ pub fn check_email(email: EmailRequest) -> Result<EmailRequest, String> {
     if email.text.is_none() && email.html.is_none() {
         return Err("the email has no body: give text, html or both".into());
     }
-    let body = email.text.as_ref().map_or(0, String::len) + email.html.as_ref().map_or(0, String::len);
+    let body =
+        email.text.as_ref().map_or(0, String::len) + email.html.as_ref().map_or(0, String::len);
     if body > MAX_EMAIL_BODY_BYTES {
         return Err(format!(
             "the body is {body} bytes (text and html together); the limit is \
@@ -282,7 +285,9 @@ impl SmtpSender {
         match self.transport.send(message).await {
             Ok(response) => {
                 let lines: Vec<&str> = response.message().collect();
-                Ok(format!("{} {}", response.code(), lines.join(" ")).trim().to_string())
+                Ok(format!("{} {}", response.code(), lines.join(" "))
+                    .trim()
+                    .to_string())
             }
             Err(e) => {
                 let permanent = e.is_permanent();
@@ -397,10 +402,18 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert!(check_email(email(&[])).unwrap_err().contains("no recipient"));
+        assert!(
+            check_email(email(&[]))
+                .unwrap_err()
+                .contains("no recipient")
+        );
         let many: Vec<String> = (0..51).map(|i| format!("u{i}@example.com")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert!(check_email(email(&refs)).unwrap_err().contains("51 recipients"));
+        assert!(
+            check_email(email(&refs))
+                .unwrap_err()
+                .contains("51 recipients")
+        );
         let mut e = email(&["a@example.com"]);
         e.subject = "x".repeat(999);
         assert!(check_email(e).unwrap_err().contains("999 bytes"));
@@ -428,7 +441,10 @@ mod tests {
         .unwrap();
         let text = String::from_utf8(m.formatted()).unwrap();
         assert!(text.contains("Message-ID: <abc@example.com>"), "{text}");
-        assert!(text.contains("From: Runway <noreply@example.com>"), "{text}");
+        assert!(
+            text.contains("From: Runway <noreply@example.com>"),
+            "{text}"
+        );
     }
 
     #[test]

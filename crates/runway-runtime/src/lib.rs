@@ -22,14 +22,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use email::{
+    EmailError, EmailRequest, MAX_EMAIL_BODY_BYTES, MAX_EMAIL_RECIPIENTS, MAX_EMAIL_SUBJECT_BYTES,
+    Outbox, OutgoingEmail, SmtpFailure, SmtpSecurity, SmtpSender, SmtpServer, check_email,
+    check_mailbox,
+};
 pub use engine::{
     DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_READ_TIMEOUT, Runtime, RuntimeConfig,
     default_app_concurrency, default_app_cpu_slots, default_memory_budget_bytes,
-};
-pub use email::{
-    EmailError, EmailRequest, MAX_EMAIL_BODY_BYTES, MAX_EMAIL_RECIPIENTS, MAX_EMAIL_SUBJECT_BYTES,
-    OutgoingEmail, Outbox, SmtpFailure, SmtpSecurity, SmtpSender, SmtpServer, check_email,
-    check_mailbox,
 };
 pub use host::{KeyValue, KvError};
 pub use invoke::{CLIENT_CLOSED, Failure, ResponseBody};

@@ -593,7 +593,10 @@ impl Store {
             }
         }
         let what = || "failed to write the email settings".to_string();
-        let mut tx = self.platform().begin_write("write the email settings").await?;
+        let mut tx = self
+            .platform()
+            .begin_write("write the email settings")
+            .await?;
         let old = sqlx::query(
             "SELECT username, password_sealed, password_key_id FROM email_settings WHERE id = 1",
         )
@@ -667,12 +670,11 @@ impl Store {
         let Some(settings) = self.email_settings().await? else {
             return Ok(None);
         };
-        let row = sqlx::query(
-            "SELECT password_sealed, password_key_id FROM email_settings WHERE id = 1",
-        )
-        .fetch_one(&self.platform().pool)
-        .await
-        .context(what)?;
+        let row =
+            sqlx::query("SELECT password_sealed, password_key_id FROM email_settings WHERE id = 1")
+                .fetch_one(&self.platform().pool)
+                .await
+                .context(what)?;
         let sealed: Option<String> = row.try_get("password_sealed").context(what)?;
         let key_id: Option<String> = row.try_get("password_key_id").context(what)?;
         let password = match sealed {

@@ -183,7 +183,12 @@ fn render_settings(s: &EmailSettingsView) -> String {
         ("user", s.user.clone().unwrap_or_else(|| "-".into())),
         (
             "password",
-            if s.password_set { "set (encrypted)" } else { "-" }.to_string(),
+            if s.password_set {
+                "set (encrypted)"
+            } else {
+                "-"
+            }
+            .to_string(),
         ),
         ("updated", rfc3339(s.updated_at_ms)),
     ])

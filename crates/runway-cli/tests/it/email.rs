@@ -47,7 +47,9 @@ fn python() -> &'static str {
             return candidate;
         }
     }
-    panic!("no python3 with aiosmtpd: install python3-aiosmtpd (apt-get install -y python3-aiosmtpd)");
+    panic!(
+        "no python3 with aiosmtpd: install python3-aiosmtpd (apt-get install -y python3-aiosmtpd)"
+    );
 }
 
 impl SmtpSink {
@@ -144,7 +146,10 @@ async fn emails(client: &runway_client::Client, state: Option<EmailState>) -> Em
 
 async fn standalone() -> TestEnv {
     TestEnv::start_with(|c| {
-        let timers = c.timers.as_mut().expect("timers and email run in runway up");
+        let timers = c
+            .timers
+            .as_mut()
+            .expect("timers and email run in runway up");
         timers.email_backoff = Duration::from_millis(100);
     })
     .await
@@ -194,7 +199,14 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
     drop(dead);
     let (ok, out, err) = cli(
         &env,
-        &["email", "settings", "--smtp", &dead_url, "--from", "Runway <noreply@example.com>"],
+        &[
+            "email",
+            "settings",
+            "--smtp",
+            &dead_url,
+            "--from",
+            "Runway <noreply@example.com>",
+        ],
     );
     assert!(ok, "{out}{err}");
     let refused = eventually(Duration::from_secs(20), "a refused attempt", async || {
@@ -207,25 +219,42 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
         "{refused:?}"
     );
     assert!(
-        refused.last_error.as_deref().unwrap().contains("connection failed"),
+        refused
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("connection failed"),
         "{refused:?}"
     );
 
     // The real server: the early email goes out, with its Message-ID.
     let (ok, out, err) = cli(
         &env,
-        &["email", "settings", "--smtp", &sink.url(), "--from", "Runway <noreply@example.com>"],
+        &[
+            "email",
+            "settings",
+            "--smtp",
+            &sink.url(),
+            "--from",
+            "Runway <noreply@example.com>",
+        ],
     );
     assert!(ok, "{out}{err}");
     let sent = wait_state(&env, &ids[0], EmailState::Sent).await;
-    assert!(sent.server_answer.as_deref().unwrap().starts_with("250"), "{sent:?}");
+    assert!(
+        sent.server_answer.as_deref().unwrap().starts_with("250"),
+        "{sent:?}"
+    );
     let got = sink.received();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].message_id, sent.message_id);
     assert_eq!(got[0].to, ["ada@example.com"]);
     assert_eq!(got[0].subject, "early 0");
     assert!(got[0].text.starts_with("mail 0"), "{got:?}");
-    assert!(sent.message_id.starts_with(&format!("<{}@", sent.id)), "{sent:?}");
+    assert!(
+        sent.message_id.starts_with(&format!("<{}@", sent.id)),
+        "{sent:?}"
+    );
 
     // 4xx twice, then accepted at the third attempt: received once.
     let (_, flaky) = mail(http, url, "to=flaky2@example.com&subject=flaky").await;
@@ -233,12 +262,19 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
     assert_eq!(e.attempts, 3, "{e:?}");
     // 4xx every time: retried with backoff, still queued.
     let (_, temp) = mail(http, url, "to=tempfail@example.com").await;
-    let e = eventually(Duration::from_secs(20), "two temporary failures", async || {
-        let e = email(&env.client, &temp[0]).await;
-        (e.attempts >= 2).then_some(e)
-    })
+    let e = eventually(
+        Duration::from_secs(20),
+        "two temporary failures",
+        async || {
+            let e = email(&env.client, &temp[0]).await;
+            (e.attempts >= 2).then_some(e)
+        },
+    )
     .await;
-    assert!(matches!(e.state, EmailState::Queued | EmailState::Sending), "{e:?}");
+    assert!(
+        matches!(e.state, EmailState::Queued | EmailState::Sending),
+        "{e:?}"
+    );
     assert!(e.last_error.as_deref().unwrap().contains("451"), "{e:?}");
     // 5xx: failed at once, with the server's reason.
     let (_, perm) = mail(http, url, "to=permfail@example.com").await;
@@ -247,10 +283,14 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
     assert!(e.last_error.as_deref().unwrap().contains("550"), "{e:?}");
     // Dropped mid-exchange (no answer to the message): retried.
     let (_, drop_ids) = mail(http, url, "to=drop@example.com").await;
-    let e = eventually(Duration::from_secs(20), "two dropped attempts", async || {
-        let e = email(&env.client, &drop_ids[0]).await;
-        (e.attempts >= 2).then_some(e)
-    })
+    let e = eventually(
+        Duration::from_secs(20),
+        "two dropped attempts",
+        async || {
+            let e = email(&env.client, &drop_ids[0]).await;
+            (e.attempts >= 2).then_some(e)
+        },
+    )
     .await;
     assert_ne!(e.state, EmailState::Failed, "{e:?}");
     assert_ne!(e.state, EmailState::Sent, "{e:?}");
@@ -294,7 +334,10 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
 
     // The test message of `settings --test`, sent now by the controller.
     let (ok, out, err) = cli(&env, &["email", "settings", "--test", "ops@example.com"]);
-    assert!(ok && out.contains("accepted by the SMTP server: 250"), "{out}{err}");
+    assert!(
+        ok && out.contains("accepted by the SMTP server: 250"),
+        "{out}{err}"
+    );
     assert!(
         sink.received()
             .iter()
@@ -307,12 +350,42 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
 
     // Bad settings are refused, naming the problem; the old ones stay.
     for (args, expected) in [
-        (vec!["--smtp", "mail.example.com:25", "--from", "a@example.com"], "scheme"),
-        (vec!["--smtp", "smtp://u:p@mail.example.com", "--from", "a@example.com"], "--user"),
-        (vec!["--smtp", &sink.url(), "--from", "nobody"], "--from address"),
-        (vec!["--smtp", &sink.url(), "--from", "a@example.com", "--user", "u"], "in clear"),
         (
-            vec!["--smtp", "smtps://mail.example.com", "--from", "a@example.com", "--starttls"],
+            vec!["--smtp", "mail.example.com:25", "--from", "a@example.com"],
+            "scheme",
+        ),
+        (
+            vec![
+                "--smtp",
+                "smtp://u:p@mail.example.com",
+                "--from",
+                "a@example.com",
+            ],
+            "--user",
+        ),
+        (
+            vec!["--smtp", &sink.url(), "--from", "nobody"],
+            "--from address",
+        ),
+        (
+            vec![
+                "--smtp",
+                &sink.url(),
+                "--from",
+                "a@example.com",
+                "--user",
+                "u",
+            ],
+            "in clear",
+        ),
+        (
+            vec![
+                "--smtp",
+                "smtps://mail.example.com",
+                "--from",
+                "a@example.com",
+                "--starttls",
+            ],
             "TLS from the first byte",
         ),
     ] {
@@ -327,9 +400,21 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
     let password = "Smtp-Secret-7f3a9c";
     let mut child = crate::farm_support::runway()
         .args([
-            "email", "settings", "--smtp", "smtp://127.0.0.1:587", "--from", "a@example.com",
-            "--starttls", "--user", "mailer", "--password-stdin", "--json", "--env", &env.url,
-            "--token", &env.token,
+            "email",
+            "settings",
+            "--smtp",
+            "smtp://127.0.0.1:587",
+            "--from",
+            "a@example.com",
+            "--starttls",
+            "--user",
+            "mailer",
+            "--password-stdin",
+            "--json",
+            "--env",
+            &env.url,
+            "--token",
+            &env.token,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -340,8 +425,15 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("\"password_set\": true") && !text.contains(password), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("\"password_set\": true") && !text.contains(password),
+        "{text}"
+    );
     let raw = env
         .http
         .get(format!("{}/_runway/api/v1/email/settings", env.url))
@@ -352,8 +444,14 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
         .text()
         .await
         .unwrap();
-    assert!(!raw.contains(password) && raw.contains("\"password_set\":true"), "{raw}");
-    assert!(!catalog_contains(&env.data_dir(), password), "the password is encrypted at rest");
+    assert!(
+        !raw.contains(password) && raw.contains("\"password_set\":true"),
+        "{raw}"
+    );
+    assert!(
+        !catalog_contains(&env.data_dir(), password),
+        "the password is encrypted at rest"
+    );
     // The OpenAPI document names every email route.
     let doc = env
         .http
@@ -378,8 +476,15 @@ async fn standalone_email_is_sent_retried_failed_and_managed() {
     let (ok, out, err) = cli(
         &env,
         &[
-            "email", "settings", "--smtp", "smtp://127.0.0.1:2587", "--from", "a@example.com",
-            "--starttls", "--user", "mailer",
+            "email",
+            "settings",
+            "--smtp",
+            "smtp://127.0.0.1:2587",
+            "--from",
+            "a@example.com",
+            "--starttls",
+            "--user",
+            "mailer",
         ],
     );
     assert!(ok && out.contains("set (encrypted)"), "{out}{err}");
@@ -390,7 +495,10 @@ async fn send_bad_input_is_refused_with_a_guest_visible_error() {
     let env = TestEnv::start().await;
     env.publish(&package("tests/guests/jobs")).await;
     for (case, expected) in [
-        ("address", "to address \"not an address\" is not a valid email address"),
+        (
+            "address",
+            "to address \"not an address\" is not a valid email address",
+        ),
         ("header-injection", "line break or control character"),
         ("no-recipient", "no recipient"),
         ("subject-newline", "a subject is one line"),
@@ -437,7 +545,10 @@ async fn a_farm_sends_100_emails_none_lost_while_an_email_frontend_is_killed() {
         let proc = farm.spawn_frontend(name, &extra);
         farm.frontends.push((name.to_string(), proc));
     }
-    let all: Vec<String> = ["fe1", "fe2", "fe3"].iter().map(|n| n.to_string()).collect();
+    let all: Vec<String> = ["fe1", "fe2", "fe3"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     farm.wait_ready(&all, Duration::from_secs(30)).await;
     publish(&farm, &package("tests/guests/jobs")).await;
     let http = reqwest::Client::builder()
@@ -463,8 +574,16 @@ async fn a_farm_sends_100_emails_none_lost_while_an_email_frontend_is_killed() {
     }
     assert_eq!(ids.len(), 100);
     let (ok, out, err) = run(&[
-        "email", "settings", "--smtp", &sink.url(), "--from", "noreply@example.com", "--env",
-        &farm.controller.url, "--token", &farm.admin,
+        "email",
+        "settings",
+        "--smtp",
+        &sink.url(),
+        "--from",
+        "noreply@example.com",
+        "--env",
+        &farm.controller.url,
+        "--token",
+        &farm.admin,
     ]);
     assert!(ok, "{out}{err}");
     eventually(Duration::from_secs(30), "sending under way", async || {
@@ -474,7 +593,10 @@ async fn a_farm_sends_100_emails_none_lost_while_an_email_frontend_is_killed() {
     farm.frontend("fe1").kill();
 
     eventually(Duration::from_secs(60), "100 emails sent", async || {
-        let sent = emails(&farm.client, Some(EmailState::Sent)).await.emails.len();
+        let sent = emails(&farm.client, Some(EmailState::Sent))
+            .await
+            .emails
+            .len();
         (sent == 100).then_some(())
     })
     .await;
@@ -489,10 +611,22 @@ async fn a_farm_sends_100_emails_none_lost_while_an_email_frontend_is_killed() {
                 "received {n} times, sent in one attempt: {e:?}"
             );
         }
-        assert_ne!(e.frontend.as_deref(), Some("fe3"), "fe3 has --no-email: {e:?}");
+        assert_ne!(
+            e.frontend.as_deref(),
+            Some("fe3"),
+            "fe3 has --no-email: {e:?}"
+        );
     }
     let twice = by_id.values().filter(|n| **n > 1).count();
     eprintln!("received twice (killed between acceptance and recording): {twice}");
-    assert!(twice <= 8, "at most what fe1 held (its email concurrency): {by_id:?}");
-    assert_eq!(by_id.len(), 100, "every Message-ID received: {}", by_id.len());
+    assert!(
+        twice <= 8,
+        "at most what fe1 held (its email concurrency): {by_id:?}"
+    );
+    assert_eq!(
+        by_id.len(),
+        100,
+        "every Message-ID received: {}",
+        by_id.len()
+    );
 }

@@ -433,10 +433,14 @@ async fn a_run_whose_lease_is_taken_over_stops() {
     let asked = farm.client.run_timer("ticker", "slow").await.unwrap();
     let due = asked.requested_at_ms;
     let start_key = format!("start-slow-{due}");
-    eventually(Duration::from_secs(10), "the slow run started", async || {
-        let c = counters(&http, &url, "start-slow-").await;
-        (c.get(&start_key) == Some(&1)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the slow run started",
+        async || {
+            let c = counters(&http, &url, "start-slow-").await;
+            (c.get(&start_key) == Some(&1)).then_some(())
+        },
+    )
     .await;
     // Another claim takes the timer over (as after a long catalog outage):
     // a new token and a lease far away, so that nobody claims it again.

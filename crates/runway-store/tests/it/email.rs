@@ -43,27 +43,62 @@ async fn queue_claim_send_and_fail() {
     let e = store.email(&a).await.unwrap();
     assert_eq!(
         (e.state, e.attempts, e.body_bytes, e.bcc.clone()),
-        (EmailState::Queued, 0, 6, vec!["audit@example.com".to_string()])
+        (
+            EmailState::Queued,
+            0,
+            6,
+            vec!["audit@example.com".to_string()]
+        )
     );
     let c = store.claim_emails("fe1", 10, 10_000).await.unwrap();
     assert_eq!(c.len(), 1);
     assert_eq!((c[0].attempt, c[0].text.as_deref()), (1, Some("héllo")));
     assert_eq!(c[0].message_id, e.message_id);
     assert_eq!(store.email(&a).await.unwrap().state, EmailState::Sending);
-    assert!(store.claim_emails("fe2", 10, 10_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_emails("fe2", 10, 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A temporary failure: queued again after its wait, not before.
-    assert!(!store.email_failed(&a, "not-the-token", "451", Some(0)).await.unwrap());
-    assert!(store.email_failed(&a, &c[0].token, "451 later", Some(60_000)).await.unwrap());
+    assert!(
+        !store
+            .email_failed(&a, "not-the-token", "451", Some(0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .email_failed(&a, &c[0].token, "451 later", Some(60_000))
+            .await
+            .unwrap()
+    );
     let e = store.email(&a).await.unwrap();
-    assert_eq!((e.state, e.last_error.as_deref()), (EmailState::Queued, Some("451 later")));
-    assert!(store.claim_emails("fe1", 10, 10_000).await.unwrap().is_empty());
+    assert_eq!(
+        (e.state, e.last_error.as_deref()),
+        (EmailState::Queued, Some("451 later"))
+    );
+    assert!(
+        store
+            .claim_emails("fe1", 10, 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Its last attempt fails temporarily too → failed.
     let b = queue(&store, "a", "bob@example.com", 1).await;
     let c = store.claim_emails("fe1", 10, 10_000).await.unwrap();
     assert_eq!(c.len(), 1);
-    assert!(store.email_failed(&b, &c[0].token, "451 again", Some(0)).await.unwrap());
+    assert!(
+        store
+            .email_failed(&b, &c[0].token, "451 again", Some(0))
+            .await
+            .unwrap()
+    );
     assert_eq!(store.email(&b).await.unwrap().state, EmailState::Failed);
 
     // A permanent failure fails at once; a send records the answer.
@@ -73,21 +108,46 @@ async fn queue_claim_send_and_fail() {
     assert_eq!(c.len(), 2);
     for claim in &c {
         if claim.id == p {
-            assert!(store.email_failed(&p, &claim.token, "550 no", None).await.unwrap());
+            assert!(
+                store
+                    .email_failed(&p, &claim.token, "550 no", None)
+                    .await
+                    .unwrap()
+            );
         } else {
-            assert!(store.email_sent(&s, &claim.token, "250 ok id=1").await.unwrap());
+            assert!(
+                store
+                    .email_sent(&s, &claim.token, "250 ok id=1")
+                    .await
+                    .unwrap()
+            );
             // Recorded once: a second record is refused.
-            assert!(!store.email_sent(&s, &claim.token, "250 again").await.unwrap());
+            assert!(
+                !store
+                    .email_sent(&s, &claim.token, "250 again")
+                    .await
+                    .unwrap()
+            );
         }
     }
     let ep = store.email(&p).await.unwrap();
     assert_eq!((ep.state, ep.attempts), (EmailState::Failed, 1));
     let es = store.email(&s).await.unwrap();
-    assert_eq!((es.state, es.server_answer.as_deref()), (EmailState::Sent, Some("250 ok id=1")));
+    assert_eq!(
+        (es.state, es.server_answer.as_deref()),
+        (EmailState::Sent, Some("250 ok id=1"))
+    );
 
     // Lists by app and state.
     assert_eq!(store.emails(Some("b"), None, 100).await.unwrap().len(), 1);
-    assert_eq!(store.emails(None, Some(EmailState::Failed), 100).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .emails(None, Some(EmailState::Failed), 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Resend: a copy of a sent or failed one; a queued one is refused.
     let copy_id = new_email_id();
@@ -96,11 +156,23 @@ async fn queue_claim_send_and_fail() {
         .await
         .unwrap();
     assert_eq!(
-        (copy.state, copy.resent_from.as_deref(), copy.message_id.as_str(), copy.to.clone()),
-        (EmailState::Queued, Some(s.as_str()), "<copy@example.com>", vec!["s@example.com".to_string()])
+        (
+            copy.state,
+            copy.resent_from.as_deref(),
+            copy.message_id.as_str(),
+            copy.to.clone()
+        ),
+        (
+            EmailState::Queued,
+            Some(s.as_str()),
+            "<copy@example.com>",
+            vec!["s@example.com".to_string()]
+        )
     );
     assert!(matches!(
-        store.resend_email(&a, &new_email_id(), "<x@example.com>", 3).await,
+        store
+            .resend_email(&a, &new_email_id(), "<x@example.com>", 3)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
@@ -125,18 +197,43 @@ async fn a_stale_email_claim_can_neither_renew_nor_record_and_a_lost_last_attemp
     assert_eq!(second[0].lost_by.as_deref(), Some("fe1"));
     assert_eq!(second[0].attempt, 2);
     assert_eq!(second[0].message_id, first[0].message_id);
-    assert!(!store.renew_email(&a, &first[0].token, 10_000).await.unwrap());
+    assert!(
+        !store
+            .renew_email(&a, &first[0].token, 10_000)
+            .await
+            .unwrap()
+    );
     assert!(!store.email_sent(&a, &first[0].token, "250").await.unwrap());
-    assert!(store.renew_email(&a, &second[0].token, 10_000).await.unwrap());
-    assert!(store.email_sent(&a, &second[0].token, "250 ok").await.unwrap());
+    assert!(
+        store
+            .renew_email(&a, &second[0].token, 10_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .email_sent(&a, &second[0].token, "250 ok")
+            .await
+            .unwrap()
+    );
 
     let b = queue(&store, "a", "bob@example.com", 1).await;
     assert_eq!(store.claim_emails("fe1", 10, 100).await.unwrap().len(), 1);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(store.claim_emails("fe2", 10, 10_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_emails("fe2", 10, 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let e = store.email(&b).await.unwrap();
     assert_eq!(e.state, EmailState::Failed);
-    assert!(e.last_error.unwrap().contains("whether the SMTP server accepted it is unknown"));
+    assert!(
+        e.last_error
+            .unwrap()
+            .contains("whether the SMTP server accepted it is unknown")
+    );
 }
 
 /// Front-ends claiming at once never get the same email.
@@ -186,7 +283,9 @@ async fn the_smtp_password_is_sealed_and_never_listed() {
     };
     // No secrets key: a password cannot be stored; nothing changes.
     assert!(matches!(
-        store.set_email_settings(&settings(Some("pw"), Some("u"))).await,
+        store
+            .set_email_settings(&settings(Some("pw"), Some("u")))
+            .await,
         Err(StoreError::Invalid(_))
     ));
     assert!(store.email_settings().await.unwrap().is_none());
@@ -207,13 +306,24 @@ async fn the_smtp_password_is_sealed_and_never_listed() {
     assert!(!raw.contains(password), "{raw}");
 
     // Same user, no password: kept. Another user: dropped.
-    let s = store.set_email_settings(&settings(None, Some("mailer"))).await.unwrap();
+    let s = store
+        .set_email_settings(&settings(None, Some("mailer")))
+        .await
+        .unwrap();
     assert!(s.password_set);
-    let s = store.set_email_settings(&settings(None, Some("other"))).await.unwrap();
+    let s = store
+        .set_email_settings(&settings(None, Some("other")))
+        .await
+        .unwrap();
     assert!(!s.password_set);
     assert_eq!(store.smtp_delivery().await.unwrap().unwrap().password, None);
     // A password without a user is refused.
-    assert!(store.set_email_settings(&settings(Some("x"), None)).await.is_err());
+    assert!(
+        store
+            .set_email_settings(&settings(Some("x"), None))
+            .await
+            .is_err()
+    );
 }
 
 /// Every column of the settings row, as text, read past the store.
@@ -229,7 +339,9 @@ async fn raw_settings(guard: &crate::Guard) -> String {
                 .await
                 .unwrap();
             let r = sqlx::query(sql).fetch_one(&mut conn).await.unwrap();
-            (0..4).map(|i| r.get::<Option<String>, _>(i).unwrap_or_default()).collect::<Vec<_>>()
+            (0..4)
+                .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
+                .collect::<Vec<_>>()
         }
         crate::Guard::Database(db) => {
             let mut conn: sqlx::PgConnection = sqlx::postgres::PgConnectOptions::from_str(&db.url)
@@ -237,11 +349,14 @@ async fn raw_settings(guard: &crate::Guard) -> String {
                 .connect()
                 .await
                 .unwrap();
-            let r = sqlx::query(&sql.replace("FROM email_settings", "FROM platform.email_settings"))
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            (0..4).map(|i| r.get::<Option<String>, _>(i).unwrap_or_default()).collect::<Vec<_>>()
+            let r =
+                sqlx::query(&sql.replace("FROM email_settings", "FROM platform.email_settings"))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            (0..4)
+                .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
+                .collect::<Vec<_>>()
         }
     };
     row.join("|")

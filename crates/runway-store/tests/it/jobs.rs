@@ -327,7 +327,11 @@ async fn removed_timers_do_not_take_claim_slots() {
         );
     }
     let names: Vec<&str> = claimed.iter().map(|c| c.timer.as_str()).collect();
-    assert_eq!(names, ["kept"], "the kept timer runs, the removed ones never");
+    assert_eq!(
+        names,
+        ["kept"],
+        "the kept timer runs, the removed ones never"
+    );
     for s in store.timer_states(Some("a")).await.unwrap() {
         if s.timer != "kept" {
             assert_eq!(
