@@ -11,7 +11,7 @@ accepted it and the catalog recorded its answer). Rounds are repeated; the
 median is printed, with the sink's own ceiling measured by a Python client
 (smtplib, one connection per worker) for comparison.
 
-    python3 bench/email.py [--emails 2000] [--rounds 3] [--frontends 2] [--runway-bin PATH]
+    python3 bench/outbox.py [--emails 2000] [--rounds 3] [--frontends 2] [--runway-bin PATH]
 
 Needs the PostgreSQL server on 127.0.0.1:5432 and python3-aiosmtpd.
 """
@@ -71,6 +71,7 @@ def runway_round(farm, runway, emails, sink_port):
     env = dict(os.environ, RUNWAY_ENV=farm.url, RUNWAY_TOKEN=farm.admin, CI="true")
     # No settings: the emails wait.
     sql_value(farm.db, "DELETE FROM platform.email_settings")
+    time.sleep(3)  # front-ends read the settings at most every 2 s
     urls = [u for _, _, u in farm.frontends]
     per = 250
     batches = [(urls[i % len(urls)], min(per, emails - i * per)) for i in range((emails + per - 1) // per)]
