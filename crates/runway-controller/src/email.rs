@@ -122,7 +122,8 @@ fn parse_server(change: &EmailSettingsChange) -> Result<(String, u16, SmtpSecuri
                 .into(),
         ));
     }
-    if url.path().trim_matches('/') != "" || url.query().is_some() || url.fragment().is_some() {
+    if !url.path().trim_matches('/').is_empty() || url.query().is_some() || url.fragment().is_some()
+    {
         return Err(invalid(format!(
             "--smtp {:?} has a path or query; write only smtp://host:port",
             change.smtp
