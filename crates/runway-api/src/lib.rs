@@ -10,6 +10,7 @@
 //! without depending on the front-end's code.
 
 pub mod console;
+mod email;
 pub mod error;
 pub mod fleet;
 mod jobs;

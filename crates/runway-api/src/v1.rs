@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::email::{
+    EmailList, EmailQuery, EmailSettingsChange, EmailSettingsView, EmailState, EmailTestRequest,
+    EmailTestResult, EmailView, SmtpDelivery, SmtpSecurity,
+};
 pub use crate::jobs::{JobList, JobQuery, JobState, JobView};
 pub use crate::timers::{
     TimerQuery, TimerRunRequested, TimerRunView, TimerRunningView, TimerScheduleChange,

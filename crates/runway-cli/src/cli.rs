@@ -3,8 +3,8 @@
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    app, apps, audit, balancer, console, controller, deploy, env, frontend, infra, jobs, login,
-    logs, pipeline, role, service_account, team, timer, token, up, user, zone,
+    app, apps, audit, balancer, console, controller, deploy, email, env, frontend, infra, jobs,
+    login, logs, pipeline, role, service_account, team, timer, token, up, user, zone,
 };
 
 /// Runway: a self-hosted platform for WebAssembly HTTP apps.
@@ -89,6 +89,10 @@ pub enum Command {
     /// The environment's deployment zones: create, list, show, set, remove.
     #[command(subcommand)]
     Zone(zone::ZoneCommand),
+    /// The environment's email: SMTP settings (`runway email settings`, with
+    /// `--test ADDRESS`), the outbox (`list [--state S]`, `show ID`, `resend ID`).
+    #[command(subcommand)]
+    Email(email::EmailCommand),
 }
 
 #[cfg(test)]

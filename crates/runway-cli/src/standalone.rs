@@ -307,9 +307,21 @@ impl Standalone {
         let retention = store.spawn_retention(config.log_retention, Duration::from_secs(3600));
         let audit_retention =
             store.spawn_audit_retention(config.audit_retention, Duration::from_secs(3600));
-        // Every front-end runs timers: the catalog's leases spread the runs.
+        // Every front-end runs timers and sends email: the catalog's leases
+        // spread the runs. Email settings come from this catalog, opened
+        // with the secrets key.
         let timers = match config.timers {
-            Some(settings) => frontends.iter().map(|f| f.start_timers(settings)).collect(),
+            Some(settings) => {
+                let smtp: Arc<dyn runway_frontend::SmtpSource> =
+                    Arc::new(runway_frontend::StoreSmtp(store.clone()));
+                let mut all: Vec<_> = frontends.iter().map(|f| f.start_timers(settings)).collect();
+                all.extend(
+                    frontends
+                        .iter()
+                        .map(|f| f.start_email(settings, smtp.clone())),
+                );
+                all
+            }
             None => Vec::new(),
         };
         tracing::info!(%addr, environment = %config.environment, frontends = frontends.len(), "environment is up");

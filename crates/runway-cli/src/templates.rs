@@ -26,6 +26,7 @@ template_files!(
     "src/lib.rs",
     "wit/deps/config/store.wit",
     "wit/deps/config/world.wit",
+    "wit/deps/email/outbox.wit",
     "wit/deps/jobs/queue.wit",
     "wit/deps/keyvalue/atomic.wit",
     "wit/deps/keyvalue/batch.wit",

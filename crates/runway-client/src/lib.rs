@@ -18,6 +18,10 @@ use runway_api::v1::{
     TimerRunRequested, TimerScheduleChange, TimerSettingsView, TimerStatus, TokenCreated,
     TokenInfo, VersionSummary,
 };
+use runway_api::v1::{
+    EmailList, EmailQuery, EmailSettingsChange, EmailSettingsView, EmailTestRequest,
+    EmailTestResult, EmailView,
+};
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -486,6 +490,48 @@ impl Client {
     /// Cancels a job that waits (queued or retrying).
     pub async fn cancel_job(&self, id: &str) -> Result<JobView, ClientError> {
         let url = self.api(&["jobs", id, "cancel"]);
+        let req = self.request(Method::POST, url.clone());
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// The environment's SMTP settings (never the password).
+    pub async fn email_settings(&self) -> Result<EmailSettingsView, ClientError> {
+        self.get_json(self.api(&["email", "settings"])).await
+    }
+
+    /// Replaces the environment's SMTP settings.
+    pub async fn set_email_settings(
+        &self,
+        change: &EmailSettingsChange,
+    ) -> Result<EmailSettingsView, ClientError> {
+        let url = self.api(&["email", "settings"]);
+        let req = self.request(Method::PUT, url.clone()).json(change);
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Sends a test message to `to` now, with the stored settings.
+    pub async fn test_email(&self, to: &str) -> Result<EmailTestResult, ClientError> {
+        let url = self.api(&["email", "test"]);
+        let req = self
+            .request(Method::POST, url.clone())
+            .json(&EmailTestRequest { to: to.to_string() });
+        decode(self.send(req, &url).await?, &url).await
+    }
+
+    /// Emails, newest first (see [`EmailQuery`]).
+    pub async fn emails(&self, query: &EmailQuery) -> Result<EmailList, ClientError> {
+        self.get_json(with_query(self.api(&["email"]), query)?)
+            .await
+    }
+
+    /// One email.
+    pub async fn email(&self, id: &str) -> Result<EmailView, ClientError> {
+        self.get_json(self.api(&["email", id])).await
+    }
+
+    /// Queues a copy of a sent or failed email; returns the copy.
+    pub async fn resend_email(&self, id: &str) -> Result<EmailView, ClientError> {
+        let url = self.api(&["email", id, "resend"]);
         let req = self.request(Method::POST, url.clone());
         decode(self.send(req, &url).await?, &url).await
     }

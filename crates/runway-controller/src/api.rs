@@ -101,6 +101,7 @@ pub fn router(controller: Controller) -> Router {
         .route("/frontends/{name}/disable", post(disable_frontend))
         .merge(crate::timers::routes())
         .merge(crate::jobs::routes())
+        .merge(crate::email::routes())
         .merge(crate::trust::routes())
         .merge(crate::zones::routes())
         .fallback(api_not_found)
@@ -152,6 +153,7 @@ async fn openapi(_caller: Caller<Read>) -> Response {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::timers::TimersDoc::openapi());
     doc.merge(crate::jobs::JobsDoc::openapi());
+    doc.merge(crate::email::EmailDoc::openapi());
     doc.merge(crate::trust::TrustDoc::openapi());
     doc.merge(crate::zones::ZonesDoc::openapi());
     doc.merge(crate::hostname::HostnameDoc::openapi());

@@ -452,6 +452,7 @@ pub fn fleet_router(controller: Controller) -> Router {
         .route(&format!("{FLEET_V1}/table"), get(table))
         .route(&format!("{FLEET_V1}/packages/{{digest}}"), get(package))
         .route(&format!("{FLEET_V1}/artifacts/{{digest}}"), get(artifact))
+        .route(&format!("{FLEET_V1}/email-settings"), get(email_settings))
         // A standby takes heartbeats and serves reads only (see `lease`).
         .route_layer(axum::middleware::from_fn_with_state(
             controller.clone(),
@@ -679,6 +680,16 @@ async fn heartbeat(
 /// the front-end asks again on its next heartbeat.
 async fn table(State(c): State<Controller>, Node(record): Node) -> ApiResult<Json<RoutingTable>> {
     Ok(Json(c.committed_table(&record.zone).await?))
+}
+
+/// The SMTP settings with the password, for a front-end that sends email:
+/// only the controller holds the secrets key that opens the password, and
+/// this channel is authenticated by the front-end's own key.
+async fn email_settings(
+    State(c): State<Controller>,
+    Node(_record): Node,
+) -> ApiResult<Json<Option<runway_api::v1::SmtpDelivery>>> {
+    Ok(Json(c.store().smtp_delivery().await?))
 }
 
 async fn package(

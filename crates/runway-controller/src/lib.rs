@@ -7,6 +7,7 @@ pub mod api;
 pub mod controller_error;
 pub mod deployer;
 mod deployments;
+mod email;
 pub mod error;
 pub mod fleet;
 mod hostname;

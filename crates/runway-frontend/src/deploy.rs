@@ -71,6 +71,7 @@ pub(crate) struct RunningApp {
     pub(crate) outbound: Arc<OutboundPolicy>,
     pub(crate) kv: Arc<dyn KeyValue>,
     pub(crate) jobs: Arc<dyn JobQueue>,
+    pub(crate) outbox: Arc<dyn runway_runtime::Outbox>,
 }
 
 pub(crate) struct Inner {
@@ -373,6 +374,12 @@ impl Inner {
         };
         let kv: Arc<dyn KeyValue> = Arc::new(StoreKv::new(self.store.clone(), app));
         let jobs: Arc<dyn JobQueue> = Arc::new(StoreJobs::new(self.store.clone(), app));
+        let outbox: Arc<dyn runway_runtime::Outbox> = Arc::new(crate::email::StoreOutbox::new(
+            self.store.clone(),
+            self.log.clone(),
+            app,
+            Some(table.base_url.clone()),
+        ));
         let running = RunningApp {
             name,
             version: Arc::from(assignment.version.as_str()),
@@ -387,6 +394,7 @@ impl Inner {
             }),
             kv,
             jobs,
+            outbox,
         };
         Ok((running, fetched))
     }

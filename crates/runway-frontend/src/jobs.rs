@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use runway_store::{JobClaim, JobOutcome, LogKind, LogLevel, NewLogEntry, now_ms};
 
 use crate::deploy::{Inner, RunningApp};
-use crate::scheduler::{BoxFuture, Renewal, TimerSettings, Work, app_request, deliver};
+use crate::scheduler::{
+    BoxFuture, LOST_LEASE, Renewal, TimerSettings, Work, app_request, deliver, lost_lease,
+};
 
 /// Header carrying the job id of a delivery.
 pub const JOB_HEADER: &str = "x-runway-job";
@@ -172,6 +174,18 @@ impl Delivery {
                 .await
             }
         };
+        if error.as_deref().is_some_and(lost_lease) {
+            // Another claim holds the job now: it records its own delivery.
+            self.log(
+                LogLevel::Warn,
+                status,
+                format!(
+                    "job {}: {LOST_LEASE}; this delivery (attempt {}) was stopped and is not recorded",
+                    claim.id, claim.attempt
+                ),
+            );
+            return;
+        }
         let retry_in = backoff(self.settings.job_backoff, claim.attempt);
         let outcome = JobOutcome {
             ok: error.is_none(),

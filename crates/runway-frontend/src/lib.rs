@@ -8,6 +8,7 @@
 //! verifies every byte by digest, and switches atomically.
 
 mod deploy;
+mod email;
 mod events;
 mod internal;
 mod jobs;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use runway_api::fleet::{FrontendLink, RoutingTable, StageError, StageReport};
 
 pub use deploy::{ArtifactSource, DirSource};
+pub use email::{EMAIL_MAX_ATTEMPTS, SmtpSource, StoreOutbox, StoreSmtp, smtp_server};
 pub use events::{StoreJobs, StoreKv};
 pub use jobs::{ATTEMPT_HEADER, JOB_HEADER};
 pub use node::{FrontendNode, NodeConfig};

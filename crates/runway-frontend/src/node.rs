@@ -89,6 +89,7 @@ pub struct FrontendNode {
     server: JoinHandle<std::io::Result<()>>,
     agent: JoinHandle<()>,
     timers: Option<crate::TimerScheduler>,
+    email: Option<crate::TimerScheduler>,
 }
 
 /// The current key (it changes when the front-end registers again).
@@ -292,6 +293,7 @@ impl FrontendNode {
         frontend.inner.note_committed(registered.generation);
         frontend.inner.internal.store(Arc::new(internal_calls));
 
+        let smtp_source: Arc<dyn crate::SmtpSource> = Arc::new(client.clone());
         let app = crate::router(frontend.clone())
             .merge(fleet_router(frontend.clone(), client.key.clone()));
         let (stop, stopped) = watch::channel(false);
@@ -314,6 +316,10 @@ impl FrontendNode {
             .flags
             .runs_timers
             .then(|| frontend.start_timers(config.timers));
+        let email = config
+            .flags
+            .sends_email
+            .then(|| frontend.start_email(config.timers, smtp_source));
         Ok(FrontendNode {
             addr,
             frontend,
@@ -322,6 +328,7 @@ impl FrontendNode {
             server,
             agent,
             timers,
+            email,
         })
     }
 
@@ -339,6 +346,9 @@ impl FrontendNode {
         let _ = self.stop.send(true);
         if let Some(timers) = self.timers {
             timers.stop().await;
+        }
+        if let Some(email) = self.email {
+            email.stop().await;
         }
         let _ = self.agent.await;
         let joined = runway_server::join_servers([self.server], deadline).await;
@@ -643,6 +653,26 @@ impl ControllerClient {
         let response = self.get("table", Duration::from_secs(30)).await?;
         if !response.status().is_success() {
             return Err(format!("the controller answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+}
+
+/// A farm front-end reads the SMTP settings (password included) from the
+/// controller over the fleet channel: only the controller holds the secrets key.
+#[async_trait]
+impl crate::SmtpSource for ControllerClient {
+    async fn smtp(&self) -> Result<Option<runway_api::v1::SmtpDelivery>, String> {
+        let response = self
+            .get("email-settings", Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("from the controllers: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "the controller answered {} to the email settings: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            ));
         }
         response.json().await.map_err(|e| e.to_string())
     }

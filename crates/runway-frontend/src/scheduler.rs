@@ -60,6 +60,15 @@ pub struct TimerSettings {
     pub job_backoff: Duration,
     /// Done and cancelled jobs are deleted this long after they finished.
     pub job_retention: Duration,
+    /// SMTP sends at once on a front-end with the email flag.
+    pub email_concurrency: usize,
+    /// How often due emails are looked for (also as soon as a send ends).
+    pub email_poll: Duration,
+    /// Wait before the second attempt of an email after a temporary SMTP
+    /// failure; doubled for each further attempt (at most an hour), with jitter.
+    pub email_backoff: Duration,
+    /// Sent emails are deleted this long after they were sent (failed ones are kept).
+    pub email_retention: Duration,
 }
 
 impl Default for TimerSettings {
@@ -72,6 +81,10 @@ impl Default for TimerSettings {
             job_poll: Duration::from_millis(100),
             job_backoff: Duration::from_secs(1),
             job_retention: Duration::from_secs(7 * 24 * 3600),
+            email_concurrency: 8,
+            email_poll: Duration::from_millis(100),
+            email_backoff: Duration::from_secs(5),
+            email_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -79,8 +92,8 @@ impl Default for TimerSettings {
 /// The running scheduler (timers and jobs); stopping it lets runs in flight
 /// finish.
 pub struct TimerScheduler {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
 }
 
 impl TimerScheduler {
@@ -431,6 +444,20 @@ impl RunTimer {
             &format!("timer {}/{}", claim.app, claim.timer),
         )
         .await;
+        if error.as_deref().is_some_and(lost_lease) {
+            // Another claim holds the timer now: it records its own run.
+            self.log(
+                LogLevel::Warn,
+                None,
+                format!(
+                    "timer {}: {LOST_LEASE}; this run (due {}) was stopped after {} ms and is not recorded",
+                    claim.timer,
+                    claim.due_at_ms,
+                    started.elapsed().as_millis()
+                ),
+            );
+            return;
+        }
         self.finish(started_at_ms, started, status, error).await;
     }
 
@@ -502,6 +529,14 @@ impl RunTimer {
             ..Default::default()
         });
     }
+}
+
+/// Why a run was stopped: its lease was taken over.
+pub(crate) const LOST_LEASE: &str = "this front-end lost the run's lease (its renewal was refused: the lease expired and another claim holds it)";
+
+/// Whether a run's error says it was stopped for [`LOST_LEASE`].
+pub(crate) fn lost_lease(error: &str) -> bool {
+    error.starts_with(LOST_LEASE)
 }
 
 /// A run boxed for its own task.
@@ -602,8 +637,14 @@ where
                 "the run did not end within its timeout of {} s", timeout.as_secs()))),
             _ = renewal.tick() => match renew().await {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!(run = what,
-                    "scheduler: lost the lease of a running {what} (the catalog was unreachable too long); another front-end may run it again"),
+                Ok(false) => {
+                    // Another front-end holds it now: stop the run here
+                    // (dropping it ends the guest's request) so that it is
+                    // never done twice at once; recording is refused anyway.
+                    tracing::warn!(run = what,
+                        "scheduler: lost the lease of a running {what} (the catalog was unreachable too long); stopped it, another front-end runs it");
+                    return (None, Some(format!("{LOST_LEASE}; the run was stopped")));
+                }
                 Err(e) => tracing::warn!(error = %e, run = what, "scheduler: cannot renew a lease"),
             },
         }

@@ -328,6 +328,7 @@ impl Inner {
             config: app.config.clone(),
             kv: app.kv.clone(),
             jobs: app.jobs.clone(),
+            outbox: app.outbox.clone(),
             outbound: app.outbound.clone(),
             limits: app.limits,
             events,

@@ -78,6 +78,7 @@ pub(crate) struct HostState {
     pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) kv: Arc<dyn KeyValue>,
     pub(crate) jobs: Arc<dyn crate::JobQueue>,
+    pub(crate) outbox: Arc<dyn crate::Outbox>,
     pub(crate) limiter: MemoryCap,
 }
 

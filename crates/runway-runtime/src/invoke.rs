@@ -205,6 +205,7 @@ impl Runtime {
                 config: invocation.config.clone(),
                 kv: invocation.kv.clone(),
                 jobs: invocation.jobs.clone(),
+                outbox: invocation.outbox.clone(),
                 limiter: MemoryCap {
                     limit: memory_limit,
                 },

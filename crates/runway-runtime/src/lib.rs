@@ -9,6 +9,7 @@
 //! leaves through [`InvocationEvents`].
 
 mod capture;
+mod email;
 mod engine;
 mod fair;
 mod host;
@@ -21,6 +22,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use email::{
+    EmailError, EmailRequest, MAX_EMAIL_BODY_BYTES, MAX_EMAIL_RECIPIENTS, MAX_EMAIL_SUBJECT_BYTES,
+    Outbox, OutgoingEmail, SmtpFailure, SmtpSecurity, SmtpSender, SmtpServer, check_email,
+    check_mailbox,
+};
 pub use engine::{
     DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_READ_TIMEOUT, Runtime, RuntimeConfig,
     default_app_concurrency, default_app_cpu_slots, default_memory_budget_bytes,
@@ -94,6 +100,8 @@ pub struct Invocation {
     pub kv: Arc<dyn KeyValue>,
     /// The app's job queue (`runway:jobs/queue`).
     pub jobs: Arc<dyn JobQueue>,
+    /// The app's outbox (`runway:email/outbox`).
+    pub outbox: Arc<dyn Outbox>,
     pub outbound: Arc<OutboundPolicy>,
     pub limits: AppLimits,
     pub events: Arc<dyn InvocationEvents>,

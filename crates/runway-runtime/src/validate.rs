@@ -26,7 +26,7 @@ pub enum ComponentError {
         "the component imports interfaces Runway does not provide: {}; Runway provides \
          wasi:http, wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets \
          (all @0.2.x), wasi:config/store@0.2.0-draft, wasi:keyvalue/{{store,atomics,batch}}@0.2.0-draft \
-         and runway:jobs/queue@0.1.0",
+         runway:jobs/queue@0.1.0 and runway:email/outbox@0.1.0",
         unsupported.join(", ")
     )]
     UnsupportedImports { unsupported: Vec<String> },
@@ -64,6 +64,7 @@ const EXACT: &[&str] = &[
     "wasi:keyvalue/atomics@0.2.0-draft",
     "wasi:keyvalue/batch@0.2.0-draft",
     "runway:jobs/queue@0.1.0",
+    "runway:email/outbox@0.1.0",
 ];
 
 pub(crate) fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
@@ -153,6 +154,7 @@ mod tests {
         assert!(is_provided("wasi:keyvalue/store@0.2.0-draft"));
         assert!(!is_provided("wasi:keyvalue/store@0.2.0-draft2"));
         assert!(is_provided("runway:jobs/queue@0.1.0"));
+        assert!(is_provided("runway:email/outbox@0.1.0"));
         assert!(!is_provided("wasi:http/types@0.3.0"));
         assert!(!is_provided("test:extra/secret-sauce"));
         assert!(!is_provided("wasi:http/incoming-handler@0.2.0"));

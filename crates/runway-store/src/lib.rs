@@ -31,6 +31,7 @@ mod blobs;
 pub mod console;
 mod db;
 mod deployments;
+mod email;
 mod error;
 pub mod files;
 mod frontends;
@@ -61,6 +62,10 @@ pub use audit::{AuditFilter, AuditRecord, DEFAULT_AUDIT_RETENTION, NewAuditRow};
 pub use blobs::{BlobError, BlobKind, BlobStore, plain_bytes};
 pub use console::ConsoleStore;
 pub use deployments::{BeginDeployment, DeploymentRecord, PropertyChange};
+pub use email::{
+    EmailClaim, EmailRecord, EmailSettingsRecord, NewEmail, NewEmailSettings, email_message_id,
+    new_email_id,
+};
 pub use error::{Result, StoreError};
 pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use jobs::{Enqueued, JobClaim, JobOutcome, JobRecord, NewJob};

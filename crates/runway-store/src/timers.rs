@@ -310,6 +310,22 @@ impl Store {
                 state.schedule_override.as_deref(),
                 db_now_ms.max(state.next_due_at_ms.unwrap_or(0)),
             ) else {
+                // Its app no longer declares it (removed from the manifest):
+                // clear what made it due, so that it never takes a claim slot
+                // again. Overrides stay, in case it comes back; a front-end
+                // that knows it gives it a next due time again (its basis is
+                // cleared).
+                sqlx::query(
+                    "UPDATE timer_state SET next_due_at_ms = NULL, next_due_basis = NULL, \
+                     run_now_at_ms = NULL, holder = NULL, claim_token = NULL, \
+                     running_due_at_ms = NULL, running_started_at_ms = NULL, \
+                     lease_expires_at_ms = NULL WHERE app = $1 AND timer = $2",
+                )
+                .bind(&state.app)
+                .bind(&state.timer)
+                .execute(&mut *tx)
+                .await
+                .context(what)?;
                 continue;
             };
             let claim = if let Some(lost) = &state.running {

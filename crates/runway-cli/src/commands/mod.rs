@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod console;
 pub mod controller;
 pub mod deploy;
+pub mod email;
 pub mod env;
 pub mod env_console;
 pub mod frontend;
@@ -52,5 +53,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Infra(cmd) => infra::run(cmd).await,
         Command::Jobs(args) => jobs::run(args).await,
         Command::Zone(cmd) => zone::run(cmd).await,
+        Command::Email(cmd) => email::run(cmd).await,
     }
 }

@@ -78,6 +78,10 @@ pub struct TimerRunArgs {
     /// timers' lease, `--timer-lease-ms`, as their visibility timeout).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub job_concurrency: u32,
+    /// SMTP sends at once per front-end with the email flag (emails share the
+    /// timers' lease, `--timer-lease-ms`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub email_concurrency: u32,
 }
 
 impl TimerRunArgs {
@@ -86,6 +90,7 @@ impl TimerRunArgs {
             concurrency: self.timer_concurrency as usize,
             lease: std::time::Duration::from_millis(self.timer_lease_ms),
             job_concurrency: self.job_concurrency as usize,
+            email_concurrency: self.email_concurrency as usize,
             ..Default::default()
         }
     }

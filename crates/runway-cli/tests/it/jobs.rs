@@ -7,26 +7,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use runway_api::v1::{DeploymentStatus, JobList, JobQuery, JobState, JobView};
-use runway_manifest::Package;
+use runway_api::v1::{JobList, JobQuery, JobState, JobView};
 
 use crate::farm_support::{Farm, run};
+use crate::sched_support::{self, eventually, publish};
 use crate::support::{TestEnv, package};
 
 /// `key=value` lines of the app's counters whose key starts with `prefix`.
 async fn counters(http: &reqwest::Client, url: &str, prefix: &str) -> BTreeMap<String, u64> {
-    let text = http
-        .get(format!("{url}/jobs/keys?prefix={prefix}"))
-        .send()
-        .await
-        .expect("the app answers")
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.parse().expect("a counter")))
-        .collect()
+    sched_support::counters(http, url, "jobs", prefix).await
 }
 
 /// Asks the app to enqueue (`query` as for `POST /jobs/enqueue`).
@@ -39,21 +28,6 @@ async fn enqueue(http: &reqwest::Client, url: &str, query: &str) -> (u16, Vec<St
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, text.lines().map(str::to_string).collect())
-}
-
-async fn eventually<T>(
-    within: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn job(client: &runway_client::Client, id: &str) -> JobView {
@@ -256,16 +230,6 @@ async fn enqueue_bad_input_is_refused_with_a_guest_visible_error() {
         jobs(&env.client, None).await.jobs.is_empty(),
         "nothing was enqueued"
     );
-}
-
-async fn publish(farm: &Farm, package: &Package) {
-    let (result, _) = farm
-        .client
-        .publish(package.to_bytes(), true, None)
-        .await
-        .expect("publish succeeds");
-    let d = result.deployment.expect("deployed");
-    assert_eq!(d.status, DeploymentStatus::Succeeded, "{d:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use runway_api::v1::{DeploymentStatus, TimerScheduleChange, TimerSettingsView, TimerStatus};
+use runway_api::v1::{TimerScheduleChange, TimerSettingsView, TimerStatus};
 use runway_client::ClientError;
 use runway_manifest::Package;
 
 use crate::farm_support::{Farm, run};
+use crate::sched_support::{self, eventually, publish};
 use crate::support::{TestEnv, package, repackage, with_version};
 
 /// The ticker app with every timer due once a year (tests schedule them).
@@ -22,18 +23,7 @@ fn quiet_ticker() -> Package {
 
 /// `key=value` lines of the app's counters whose key starts with `prefix`.
 async fn counters(http: &reqwest::Client, url: &str, prefix: &str) -> BTreeMap<String, u64> {
-    let text = http
-        .get(format!("{url}/ticker/keys?prefix={prefix}"))
-        .send()
-        .await
-        .expect("the app answers")
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.parse().expect("a counter")))
-        .collect()
+    sched_support::counters(http, url, "ticker", prefix).await
 }
 
 /// Due times (ms) of the runs counted under `run-<timer>-`, with their counts.
@@ -54,21 +44,6 @@ async fn timer(client: &runway_client::Client, app: &str, name: &str) -> TimerSt
         .into_iter()
         .find(|t| t.timer == name)
         .unwrap_or_else(|| panic!("timer {app}/{name} listed"))
-}
-
-async fn eventually<T>(
-    within: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every due time ran exactly once, one second apart, with no gap.
@@ -327,16 +302,6 @@ async fn a_deployment_does_not_interrupt_a_running_timer() {
         .unwrap();
 }
 
-async fn publish(farm: &Farm, package: &Package) {
-    let (result, _) = farm
-        .client
-        .publish(package.to_bytes(), true, None)
-        .await
-        .expect("publish succeeds");
-    let d = result.deployment.expect("deployed");
-    assert_eq!(d.status, DeploymentStatus::Succeeded, "{d:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_farm_of_three_runs_a_second_timer_exactly_once_per_tick() {
     let farm = Farm::start(3).await;
@@ -448,4 +413,65 @@ async fn a_timer_whose_frontend_is_killed_mid_run_runs_again_after_its_lease() {
     })
     .await;
     assert_eq!(t.last_run.unwrap().frontend, other);
+}
+
+/// A run whose lease renewal is refused (another claim holds the timer now)
+/// stops at once: the app's slow handler never finishes it and nothing is
+/// recorded for it. Before the fix the front-end only logged and let the
+/// run go on to the end (the handler counted `run-slow-<due>` after 6 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_whose_lease_is_taken_over_stops() {
+    let mut farm = Farm::start(0).await;
+    let proc = farm.spawn_frontend("fe1", &["--timer-lease-ms", "900"]);
+    farm.frontends.push(("fe1".to_string(), proc));
+    farm.wait_ready(&["fe1".into()], Duration::from_secs(30))
+        .await;
+    publish(&farm, &quiet_ticker()).await;
+    let http = reqwest::Client::new();
+    let url = farm.frontends[0].1.url.clone();
+
+    let asked = farm.client.run_timer("ticker", "slow").await.unwrap();
+    let due = asked.requested_at_ms;
+    let start_key = format!("start-slow-{due}");
+    eventually(
+        Duration::from_secs(10),
+        "the slow run started",
+        async || {
+            let c = counters(&http, &url, "start-slow-").await;
+            (c.get(&start_key) == Some(&1)).then_some(())
+        },
+    )
+    .await;
+    // Another claim takes the timer over (as after a long catalog outage):
+    // a new token and a lease far away, so that nobody claims it again.
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::postgres::PgConnection::connect(&farm.db.url)
+            .await
+            .unwrap();
+        let n = sqlx::query(
+            "UPDATE platform.timer_state SET claim_token = 'taken-over', \
+             lease_expires_at_ms = lease_expires_at_ms + 600000 \
+             WHERE app = 'ticker' AND timer = 'slow' AND holder IS NOT NULL",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap()
+        .rows_affected();
+        assert_eq!(n, 1, "the run holds the timer");
+    }
+    // The slow handler sleeps 6 s before counting `run-slow-<due>`: a run
+    // that goes on counts it.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let c = counters(&http, &url, "").await;
+    assert_eq!(
+        c.get(&format!("run-slow-{due}")),
+        None,
+        "the run went on after its lease was taken over: {c:?}"
+    );
+    let t = timer(&farm.client, "ticker", "slow").await;
+    assert!(
+        t.last_run.is_none(),
+        "nothing recorded for the stopped run: {t:?}"
+    );
 }

@@ -298,6 +298,51 @@ async fn a_stale_timer_claim_can_neither_renew_nor_record() {
     assert!(s.running.is_none(), "{s:?}");
 }
 
+/// Timers removed from their app's manifest (the claim's callback does not
+/// know them) must not take claim slots: before the fix, three removed
+/// timers due earlier filled a limit of 3 at every claim (skipped, never
+/// moved) and the app's remaining timer never ran.
+async fn removed_timers_do_not_take_claim_slots() {
+    let (_guard, store) = open().await;
+    for removed in ["gone1", "gone2", "gone3"] {
+        store
+            .set_timer_next_due("a", removed, "* * * * * *|UTC", Some(500))
+            .await
+            .unwrap();
+    }
+    store
+        .set_timer_next_due("a", "kept", "* * * * * *|UTC", Some(1000))
+        .await
+        .unwrap();
+    let next = |_: &str, timer: &str, _: Option<&str>, _: i64| {
+        (timer == "kept").then(|| ("* * * * * *|UTC".to_string(), Some(i64::MAX / 2)))
+    };
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        claimed.extend(
+            store
+                .claim_timers("fe1", &["a"], 3, 10_000, next)
+                .await
+                .unwrap(),
+        );
+    }
+    let names: Vec<&str> = claimed.iter().map(|c| c.timer.as_str()).collect();
+    assert_eq!(
+        names,
+        ["kept"],
+        "the kept timer runs, the removed ones never"
+    );
+    for s in store.timer_states(Some("a")).await.unwrap() {
+        if s.timer != "kept" {
+            assert_eq!(
+                (s.next_due_at_ms, s.run_now_at_ms, s.running.is_some()),
+                (None, None, false),
+                "{s:?}"
+            );
+        }
+    }
+}
+
 /// Front-ends claiming at once never get the same job.
 async fn concurrent_claims_never_overlap() {
     let (_guard, store) = open().await;
@@ -332,5 +377,6 @@ crate::both!(
     outcomes_backoff_failure_retry_cancel_and_retention,
     a_stale_job_claim_can_neither_renew_nor_record,
     a_stale_timer_claim_can_neither_renew_nor_record,
+    removed_timers_do_not_take_claim_slots,
     concurrent_claims_never_overlap,
 );

@@ -6,6 +6,7 @@
 mod bad_input;
 mod console;
 mod deployments;
+mod email;
 mod frontends;
 mod jobs;
 mod kv;

@@ -15,6 +15,12 @@
 //! * `POST /jobs/flaky?ok_at=N` — 500 until attempt N, then counts `done-<payload>`.
 //! * `POST /jobs/noop` — 200, nothing else (benchmarks).
 //! * `GET /jobs/keys?prefix=P` — `key=value` lines of every counter starting with P.
+//! * `POST /jobs/mail?to=A&n=N&subject=S&cc=C&bcc=B&html=1` — sends N emails
+//!   (`runway:email/outbox`) to A (subject `S <i>`, text `mail <i>`); answers
+//!   the email ids, one a line, or 400 with the guest-visible error.
+//! * `POST /jobs/mail-bad?case=address|no-recipient|subject-newline|oversized|too-many|reply-to|no-body`
+//!   — sends an email the platform must refuse; answers the error (400) or
+//!   200 `accepted <id>`.
 
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{
@@ -29,8 +35,8 @@ mod bindings {
     });
 }
 
+use bindings::runway::email::outbox;
 use bindings::runway::jobs::queue;
-use bindings::wasi::keyvalue::{atomics, store as kv};
 
 struct Jobs;
 
@@ -60,37 +66,10 @@ fn body(request: IncomingRequest) -> Vec<u8> {
     out
 }
 
-fn count(key: &str) -> u64 {
-    let bucket = kv::open("default").expect("open the bucket");
-    atomics::increment(&bucket, key, 1).expect("increment")
-}
+#[path = "../../common/counters.rs"]
+mod counters;
 
-fn keys(prefix: &str) -> String {
-    let bucket = kv::open("default").expect("open the bucket");
-    let mut out = String::new();
-    let mut cursor = None;
-    loop {
-        let page = bucket.list_keys(cursor).expect("list keys");
-        for key in page.keys {
-            if key.starts_with(prefix) {
-                let value = bucket.get(&key).expect("get").unwrap_or_default();
-                let shown = match String::from_utf8(value.clone()) {
-                    Ok(s) if s.parse::<u64>().is_ok() => s,
-                    _ if value.len() == 8 => {
-                        u64::from_le_bytes(value.try_into().unwrap()).to_string()
-                    }
-                    _ => format!("{value:?}"),
-                };
-                out.push_str(&format!("{key}={shown}\n"));
-            }
-        }
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    out
-}
+use counters::{count, keys};
 
 fn param(query: &str, name: &str) -> Option<String> {
     query
@@ -181,6 +160,89 @@ fn bad(query: &str) -> (u16, String) {
     }
 }
 
+fn mail_error(e: outbox::Error) -> String {
+    match e {
+        outbox::Error::Invalid(m) => format!("invalid: {m}"),
+        outbox::Error::Unavailable(m) => format!("unavailable: {m}"),
+    }
+}
+
+fn message(to: Vec<String>, subject: &str, text: Option<String>) -> outbox::Message {
+    outbox::Message {
+        to,
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        subject: subject.to_string(),
+        text,
+        html: None,
+        reply_to: None,
+    }
+}
+
+fn list(query: &str, name: &str) -> Vec<String> {
+    param(query, name)
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn mail(query: &str) -> (u16, String) {
+    let n: u32 = param(query, "n").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let subject = param(query, "subject").unwrap_or_else(|| "hello".into());
+    let mut out = String::new();
+    for i in 0..n {
+        let mut m = message(
+            list(query, "to"),
+            &format!("{subject} {i}"),
+            Some(format!("mail {i}\n")),
+        );
+        m.cc = list(query, "cc");
+        m.bcc = list(query, "bcc");
+        if param(query, "html").as_deref() == Some("1") {
+            m.html = Some(format!("<p>mail {i}</p>"));
+        }
+        match outbox::send(&m) {
+            Ok(id) => {
+                out.push_str(&id);
+                out.push('\n');
+            }
+            Err(e) => return (400, mail_error(e)),
+        }
+    }
+    (200, out)
+}
+
+fn mail_bad(query: &str) -> (u16, String) {
+    let case = param(query, "case").unwrap_or_default();
+    let ok = || vec!["ada@example.com".to_string()];
+    let m = match case.as_str() {
+        "address" => message(vec!["not an address".into()], "x", Some("x".into())),
+        "header-injection" => message(
+            vec!["ada@example.com\r\nBcc: evil@example.com".into()],
+            "x",
+            Some("x".into()),
+        ),
+        "no-recipient" => message(Vec::new(), "x", Some("x".into())),
+        "subject-newline" => message(ok(), "hi\r\nBcc: evil@example.com", Some("x".into())),
+        "oversized" => message(ok(), "x", Some("x".repeat((1 << 20) + 1))),
+        "too-many" => message(
+            (0..51).map(|i| format!("u{i}@example.com")).collect(),
+            "x",
+            Some("x".into()),
+        ),
+        "reply-to" => {
+            let mut m = message(ok(), "x", Some("x".into()));
+            m.reply_to = Some("nobody@".into());
+            m
+        }
+        "no-body" => message(ok(), "x", None),
+        _ => return (404, format!("unknown case {case:?}\n")),
+    };
+    match outbox::send(&m) {
+        Ok(id) => (200, format!("accepted {id}\n")),
+        Err(e) => (400, mail_error(e)),
+    }
+}
+
 impl Guest for Jobs {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let path_with_query = request.path_with_query().unwrap_or_default();
@@ -215,6 +277,8 @@ impl Guest for Jobs {
                 }
             }
             "/jobs/noop" => (200, String::new()),
+            "/jobs/mail" => mail(&query),
+            "/jobs/mail-bad" => mail_bad(&query),
             "/jobs/keys" => (200, keys(&param(&query, "prefix").unwrap_or_default())),
             _ => (404, "unknown path\n".to_string()),
         };

@@ -22,7 +22,6 @@ mod bindings {
     });
 }
 
-use bindings::wasi::keyvalue::{atomics, store as kv};
 
 struct Ticker;
 
@@ -37,38 +36,10 @@ fn header(request: &IncomingRequest, name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn count(key: &str) -> u64 {
-    let bucket = kv::open("default").expect("open the bucket");
-    atomics::increment(&bucket, key, 1).expect("increment")
-}
+#[path = "../../common/counters.rs"]
+mod counters;
 
-fn keys(prefix: &str) -> String {
-    let bucket = kv::open("default").expect("open the bucket");
-    let mut out = String::new();
-    let mut cursor = None;
-    loop {
-        let page = bucket.list_keys(cursor).expect("list keys");
-        for key in page.keys {
-            if key.starts_with(prefix) {
-                let value = bucket.get(&key).expect("get").unwrap_or_default();
-                // Counters are stored as decimal text or little-endian u64.
-                let shown = match String::from_utf8(value.clone()) {
-                    Ok(s) if s.parse::<u64>().is_ok() => s,
-                    _ if value.len() == 8 => {
-                        u64::from_le_bytes(value.try_into().unwrap()).to_string()
-                    }
-                    _ => format!("{value:?}"),
-                };
-                out.push_str(&format!("{key}={shown}\n"));
-            }
-        }
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    out
-}
+use counters::{count, keys};
 
 fn param(query: &str, name: &str) -> Option<String> {
     query
