@@ -135,7 +135,7 @@ def main():
             print(f"GET /_runway/api/v1/apps, wrk -t2 -c{args.connections} -d{args.duration}s, "
                   f"{args.rounds} rounds alternated, medians:")
             print(f"  environment-local token (rwt_, SHA-256 + catalog lookup): {med['local']:.0f} req/s")
-            print(f"  console-issued token (Ed25519 JWT, cached key):           {med['console']:.0f} req/s")
+            print(f"  console-issued token (Ed25519 JWT, verified once):         {med['console']:.0f} req/s")
             verdict = "met" if ratio >= 0.9 else "NOT met"
             print(f"  ratio console/local {ratio:.2f}x (target >= 0.9x: {verdict})")
         finally:

@@ -14,7 +14,10 @@
 //! catalog access. The cache is replaced on each push, and re-read from the
 //! catalog (at most every [`RELOAD_EVERY`]) when a token names a key it does
 //! not hold, so a standby that takes over sees keys pushed to its
-//! predecessor.
+//! predecessor. A token that verified is remembered (the exact token text,
+//! at most [`MAX_VERIFIED`] of them) until its `exp` or its key's
+//! `not_after`, whichever is first, so the CLI's repeated use of one token
+//! costs a map lookup, not a signature check; every push forgets them all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -45,6 +48,9 @@ pub(crate) struct TrustDoc;
 pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// Most keys a console may push at once.
 const MAX_KEYS: usize = 16;
+/// Most verified tokens remembered at once; beyond it the memory is cleared
+/// (tokens live at most 10 minutes, so it refills with the live ones).
+pub const MAX_VERIFIED: usize = 4096;
 
 /// A caller authenticated by a console-issued token.
 #[derive(Debug, Clone)]
@@ -87,6 +93,9 @@ struct TrustState {
 #[derive(Default)]
 pub struct TrustCache {
     state: RwLock<Option<(Arc<Option<TrustState>>, Instant)>>,
+    /// Tokens that verified against `state`, with the time (ms since the
+    /// epoch) until which they stay good.
+    verified: RwLock<HashMap<String, (ConsoleCaller, i64)>>,
 }
 
 impl TrustCache {
@@ -96,9 +105,47 @@ impl TrustCache {
 
     fn put(&self, state: Option<TrustState>) -> Arc<Option<TrustState>> {
         let state = Arc::new(state);
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) =
-            Some((state.clone(), Instant::now()));
+        let mut slot = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Forgotten under the state's lock: nothing verified against the old
+        // keys survives a push.
+        self.verified
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        *slot = Some((state.clone(), Instant::now()));
         state
+    }
+
+    /// The caller of a token that verified before and is still good at `now`.
+    fn verified(&self, token: &str, now: i64) -> Option<ConsoleCaller> {
+        let verified = self.verified.read().unwrap_or_else(|p| p.into_inner());
+        verified
+            .get(token)
+            .filter(|(_, until)| now < *until)
+            .map(|(caller, _)| caller.clone())
+    }
+
+    /// Remembers a token verified against `against`, unless a push replaced
+    /// that state meanwhile.
+    fn remember(
+        &self,
+        against: &Arc<Option<TrustState>>,
+        token: &str,
+        caller: &ConsoleCaller,
+        until: i64,
+    ) {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if !state
+            .as_ref()
+            .is_some_and(|(current, _)| Arc::ptr_eq(current, against))
+        {
+            return;
+        }
+        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), (caller.clone(), until));
     }
 }
 
@@ -182,6 +229,9 @@ fn refused(message: String) -> ControllerError {
 
 /// Verifies a console-issued token (see the module's documentation).
 pub async fn verify(controller: &Controller, token: &str) -> ControllerResult<ConsoleCaller> {
+    if let Some(caller) = controller.trust_cache().verified(token, now_ms()) {
+        return Ok(caller);
+    }
     let header = jsonwebtoken::decode_header(token)
         .map_err(|e| refused(format!("malformed console token ({e})")))?;
     if header.alg != Algorithm::EdDSA {
@@ -193,8 +243,8 @@ pub async fn verify(controller: &Controller, token: &str) -> ControllerResult<Co
     let kid = header
         .kid
         .ok_or_else(|| refused("console token has no key id (kid) in its header".into()))?;
-    let state = state_with(controller, &kid).await?;
-    let Some(state) = state.as_ref() else {
+    let state_arc = state_with(controller, &kid).await?;
+    let Some(state) = state_arc.as_ref() else {
         return Err(refused(
             "this environment trusts no console yet: register it on one (`runway env add`), \
              which teaches it the console's keys"
@@ -255,14 +305,27 @@ pub async fn verify(controller: &Controller, token: &str) -> ControllerResult<Co
             claims.exp.saturating_sub(claims.nbf.min(claims.iat))
         )));
     }
-    Ok(ConsoleCaller {
+    let until = key
+        .not_after_ms
+        .map(|not_after| not_after + (TOKEN_LEEWAY_SECS * 1000) as i64)
+        .unwrap_or(i64::MAX)
+        .min(
+            i64::try_from(claims.exp)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+        );
+    let caller = ConsoleCaller {
         sub: claims.sub,
         kind: claims.kind,
         level: claims.lvl,
         apps: claims.apps,
         jti: claims.jti,
         kid,
-    })
+    };
+    controller
+        .trust_cache()
+        .remember(&state_arc, token, &caller, until);
+    Ok(caller)
 }
 
 pub(crate) fn routes() -> Router<Controller> {
@@ -405,6 +468,44 @@ async fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state() -> Option<TrustState> {
+        Some(TrustState {
+            issuer: "runway-console:c".into(),
+            audience: "env".into(),
+            keys: HashMap::new(),
+        })
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_or_the_keys_change() {
+        let cache = TrustCache::default();
+        let caller = ConsoleCaller {
+            sub: "ada".into(),
+            kind: "user".into(),
+            level: TrustLevel::Monitor,
+            apps: BTreeMap::new(),
+            jti: "j".into(),
+            kid: "k".into(),
+        };
+        let first = cache.put(state());
+        cache.remember(&first, "tok", &caller, 1_000);
+        assert_eq!(
+            cache.verified("tok", 999).map(|c| c.sub),
+            Some("ada".into())
+        );
+        assert!(cache.verified("tok", 1_000).is_none(), "kept past its end");
+        assert!(cache.verified("other", 999).is_none());
+
+        // A push forgets every verified token.
+        let second = cache.put(state());
+        assert!(cache.verified("tok", 999).is_none(), "kept across a push");
+        // A token verified against the keys before a push is not remembered.
+        cache.remember(&first, "late", &caller, 1_000);
+        assert!(cache.verified("late", 999).is_none());
+        cache.remember(&second, "late", &caller, 1_000);
+        assert!(cache.verified("late", 999).is_some());
+    }
 
     #[test]
     fn per_app_raises_apply_only_to_their_app() {
