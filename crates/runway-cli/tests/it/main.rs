@@ -1,6 +1,7 @@
 //! The runway-cli integration-test binary: one module per area.
 
 mod at_rest;
+mod browser;
 mod cli_live;
 mod cli_offline;
 mod connections;
