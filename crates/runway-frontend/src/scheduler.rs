@@ -2,15 +2,19 @@
 //! background jobs (`jobs.rs`), both driven by one claim loop
 //! ([`poll_loop`] over a [`Work`]) and delivered by [`deliver`].
 //!
-//! Every `poll` (250 ms) while this front-end is ready at the committed
-//! generation: (1) once a second, make sure every timer of the served table
-//! has its next due time in the catalog, computed from its effective
-//! schedule (the environment's override, else the manifest's) in the
-//! environment's time zone (setting `timers.time_zone`, default UTC);
-//! (2) claim as many due timers as it has free run slots
-//! (`--timer-concurrency`, default 3) with [`runway_store::Store::claim_timers`]
-//! (at most once per due time, whatever the number of front-ends; missed ticks
-//! run once); (3) run each as `POST /{app}{path}` with `x-runway-timer:
+//! At the next due time of a timer it serves (read on the database clock,
+//! [`runway_store::Store::timer_wait_ms`]), as soon as a run ends, and at
+//! least every `poll` (250 ms), while this front-end is ready at the
+//! committed generation: (1) make sure every timer of the served table has
+//! its next due time in the catalog, computed from its effective schedule
+//! (the environment's override, else the manifest's) in the environment's
+//! time zone (setting `timers.time_zone`, default UTC) — every timer when the
+//! table or the zone changed (and every [`FULL_SYNC`]), else once a second
+//! only those whose override changed; (2) claim as many due timers as it
+//! has free run slots (`--timer-concurrency`, default 16), at most
+//! [`TIMER_CLAIM_BATCH`] in one transaction, with
+//! [`runway_store::Store::claim_timers`] (at most once per due time,
+//! whatever the number of front-ends; missed ticks run once); (3) run each as `POST /{app}{path}` with `x-runway-timer:
 //! NAME` and `x-runway-timer-due: <ms>`, through the same path as app traffic
 //! (admission, fair share, memory budget, request log) but with the timer's
 //! timeout, renewing the run's lease while it lasts; (4) record the outcome
@@ -44,12 +48,14 @@ pub const TIMER_DUE_HEADER: &str = "x-runway-timer-due";
 /// How a front-end runs timers.
 #[derive(Debug, Clone, Copy)]
 pub struct TimerSettings {
-    /// Runs at once on this front-end (OutSystems: 3).
+    /// Runs at once on this front-end (OutSystems runs 3; a run here is a
+    /// sandboxed request that mostly waits on the app, so more fit).
     pub concurrency: usize,
     /// Lease of a run, renewed every third of it while the run lasts; a
     /// front-end that dies holding one delays the timer by at most this.
     pub lease: Duration,
-    /// How often due timers are looked for.
+    /// How often due timers are looked for at the least (the loop also
+    /// wakes at the next due time and whenever a run ends).
     pub poll: Duration,
     /// Job deliveries at once on this front-end.
     pub job_concurrency: usize,
@@ -74,7 +80,7 @@ pub struct TimerSettings {
 impl Default for TimerSettings {
     fn default() -> Self {
         TimerSettings {
-            concurrency: 3,
+            concurrency: 16,
             lease: Duration::from_secs(10),
             poll: Duration::from_millis(250),
             job_concurrency: 16,
@@ -120,6 +126,8 @@ impl Frontend {
             known: HashMap::new(),
             tz: parse_time_zone(DEFAULT_TIME_ZONE).expect("UTC is a time zone"),
             synced: None,
+            fully_synced: None,
+            wake_in: None,
         };
         let jobs = crate::jobs::JobWork::new(settings, lease_ms);
         let tasks = vec![
@@ -154,10 +162,22 @@ pub(crate) trait Work: Send + 'static {
         changed: bool,
         free: usize,
     ) -> impl Future<Output = Vec<BoxFuture<'static, ()>>> + Send;
+
+    /// When the next item will be due, as learned by the last `claim`
+    /// (`None`: unknown, wait for the poll).
+    fn wake_in(&self) -> Option<Duration> {
+        None
+    }
 }
 
-/// The claim loop: every `poll` (or as soon as a run ends), while ready at
-/// the committed generation, claims as many items as there are free slots
+/// The shortest sleep of a claim loop that was told work is due now: rows
+/// due but locked by another front-end's claim transaction are skipped, and
+/// asking again at once would only spin on the catalog.
+const MIN_WAKE: Duration = Duration::from_millis(10);
+
+/// The claim loop: every `poll`, as soon as a run ends, and when the work
+/// says the next item is due (sooner than `poll`), while ready at the
+/// committed generation, claims as many items as there are free slots
 /// (`concurrency`) and runs each in its own task.
 pub(crate) async fn poll_loop<W: Work>(
     inner: Arc<Inner>,
@@ -169,12 +189,14 @@ pub(crate) async fn poll_loop<W: Work>(
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let ended = Arc::new(Notify::new());
     let mut known_generation = -1;
+    let mut wait = poll;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = ended.notified() => {}
             _ = stopped.changed() => return,
         }
+        wait = poll;
         let (generation, ready) = inner.status();
         if !ready {
             continue;
@@ -194,6 +216,13 @@ pub(crate) async fn poll_loop<W: Work>(
                 ended.notify_one();
             });
         }
+        // With every slot busy the end of a run wakes the loop; otherwise
+        // sleep until the next item is due.
+        if slots.available_permits() > 0
+            && let Some(due) = work.wake_in()
+        {
+            wait = due.clamp(MIN_WAKE, poll);
+        }
     }
 }
 
@@ -205,12 +234,25 @@ struct Known {
     timeout: Option<Duration>,
 }
 
+/// Most timers claimed in one catalog transaction: large enough that a
+/// burst of due timers costs few transactions, small enough that one
+/// front-end's claim holds few rows (and their locks) at once.
+pub(crate) const TIMER_CLAIM_BATCH: usize = 32;
+
+/// How often every timer state is compared with the served table even
+/// without a change seen (a safety net; overrides are seen every second).
+const FULL_SYNC: Duration = Duration::from_secs(30);
+
 struct TimerWork {
     settings: TimerSettings,
     lease_ms: i64,
     known: HashMap<(String, String), Known>,
     tz: Tz,
+    /// When only the timers whose override changed were last rescheduled.
     synced: Option<Instant>,
+    /// When every timer state was last compared with the served table.
+    fully_synced: Option<Instant>,
+    wake_in: Option<Duration>,
 }
 
 impl Work for TimerWork {
@@ -220,9 +262,11 @@ impl Work for TimerWork {
         changed: bool,
         free: usize,
     ) -> Vec<BoxFuture<'static, ()>> {
+        self.wake_in = None;
         if changed {
             self.known = timers_of(inner);
             self.synced = None;
+            self.fully_synced = None;
         }
         if self.known.is_empty() {
             return Vec::new();
@@ -231,10 +275,14 @@ impl Work for TimerWork {
             .synced
             .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
         {
-            match sync(inner, &self.known).await {
-                Ok(zone) => {
+            let full = self.fully_synced.is_none_or(|at| at.elapsed() >= FULL_SYNC);
+            match sync(inner, &self.known, self.tz, full).await {
+                Ok((zone, was_full)) => {
                     self.tz = zone;
                     self.synced = Some(Instant::now());
+                    if was_full {
+                        self.fully_synced = self.synced;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "timers: cannot read the timer states; retrying");
@@ -245,6 +293,7 @@ impl Work for TimerWork {
         if free == 0 {
             return Vec::new();
         }
+        let batch = free.min(TIMER_CLAIM_BATCH);
         let known = &self.known;
         let tz = self.tz;
         let mut apps: Vec<&str> = known.keys().map(|(app, _)| app.as_str()).collect();
@@ -255,7 +304,7 @@ impl Work for TimerWork {
             .claim_timers(
                 &inner.config.name,
                 &apps,
-                free,
+                batch,
                 self.lease_ms,
                 |app, timer, over, after| {
                     let k = known.get(&(app.to_string(), timer.to_string()))?;
@@ -271,7 +320,20 @@ impl Work for TimerWork {
                 return Vec::new();
             }
         };
-        let mut runs: Vec<BoxFuture<'static, ()>> = Vec::new();
+        if claims.len() < batch {
+            // Nothing else is due now: learn when something will be.
+            match inner.store.timer_wait_ms(&apps).await {
+                Ok(wait) => {
+                    self.wake_in =
+                        wait.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+                }
+                Err(e) => tracing::debug!(error = %e, "timers: cannot read the next due time"),
+            }
+        } else {
+            // Probably more due at once: claim again as soon as possible.
+            self.wake_in = Some(Duration::ZERO);
+        }
+        let mut runs: Vec<BoxFuture<'static, ()>> = Vec::with_capacity(claims.len());
         for claim in claims {
             let Some(k) = known.get(&(claim.app.clone(), claim.timer.clone())) else {
                 continue;
@@ -289,6 +351,10 @@ impl Work for TimerWork {
             runs.push(Box::pin(job.run()));
         }
         runs
+    }
+
+    fn wake_in(&self) -> Option<Duration> {
+        self.wake_in
     }
 }
 
@@ -321,11 +387,17 @@ fn timers_of(inner: &Inner) -> HashMap<(String, String), Known> {
 }
 
 /// Gives every known timer whose row lacks it (new, or its schedule or the
-/// time zone changed) a next due time. Returns the time zone.
+/// time zone changed) a next due time. Reads every timer state when `full`
+/// or when the time zone is not `tz` any more, else only the rows whose
+/// override changed (their basis was cleared). Returns the time zone and
+/// whether every state was read.
 async fn sync(
     inner: &Inner,
     known: &HashMap<(String, String), Known>,
-) -> Result<Tz, runway_store::StoreError> {
+    tz: Tz,
+    full: bool,
+) -> Result<(Tz, bool), runway_store::StoreError> {
+    let previous = tz;
     let zone = inner.store.setting(TIME_ZONE_SETTING).await?;
     let tz = match zone.as_deref().map(parse_time_zone) {
         Some(Ok(tz)) => tz,
@@ -335,10 +407,13 @@ async fn sync(
         }
         None => parse_time_zone(DEFAULT_TIME_ZONE).expect("UTC is a time zone"),
     };
-    let states: HashMap<(String, String), runway_store::TimerState> = inner
-        .store
-        .timer_states(None)
-        .await?
+    let full = full || tz != previous;
+    let states = if full {
+        inner.store.timer_states(None).await?
+    } else {
+        inner.store.timers_without_basis().await?
+    };
+    let states: HashMap<(String, String), runway_store::TimerState> = states
         .into_iter()
         .map(|s| ((s.app.clone(), s.timer.clone()), s))
         .collect();
@@ -357,6 +432,10 @@ async fn sync(
     }
     for (key, k) in known {
         let state = states.get(key);
+        if !full && state.is_none() {
+            // Not read: its basis is set (checked at the last full sync).
+            continue;
+        }
         let schedule = state
             .and_then(|s| s.schedule_override.as_deref())
             .unwrap_or(&k.schedule);
@@ -368,7 +447,7 @@ async fn sync(
                 .await?;
         }
     }
-    Ok(tz)
+    Ok((tz, full))
 }
 
 struct RunTimer {

@@ -424,6 +424,51 @@ impl Store {
         Ok(claims)
     }
 
+    /// How long until a timer of `apps` next needs a claim, on the database
+    /// clock: the earliest next due time of an idle, enabled timer or lease
+    /// expiry of a running one (a pending "run now" counts as due now).
+    /// `None`: none of them will ever be due without a change. Lets a
+    /// scheduler sleep until exactly then instead of polling.
+    pub async fn timer_wait_ms(&self, apps: &[&str]) -> Result<Option<i64>> {
+        if apps.is_empty() {
+            return Ok(None);
+        }
+        let now = db_now(self.platform().backend);
+        let placeholders: Vec<String> = (0..apps.len()).map(|i| format!("${}", i + 1)).collect();
+        let sql = format!(
+            "SELECT MIN(CASE WHEN holder IS NOT NULL THEN lease_expires_at_ms \
+                WHEN run_now_at_ms IS NOT NULL THEN {now} \
+                WHEN disabled = 0 THEN next_due_at_ms END) - {now} AS wait_ms \
+             FROM timer_state WHERE app IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for app in apps {
+            query = query.bind(*app);
+        }
+        let what = || "failed to read when the next timer is due".to_string();
+        let row = query.fetch_one(&self.platform().pool).await.context(what)?;
+        row.try_get::<Option<i64>, _>("wait_ms").context(what)
+    }
+
+    /// The timers whose next due time must be computed again (their
+    /// schedule override changed, so it was cleared): a cheap query that a
+    /// scheduler makes often, where reading every timer state would cost a
+    /// read of the whole table.
+    pub async fn timers_without_basis(&self) -> Result<Vec<TimerState>> {
+        let what = || "failed to read the timers to reschedule".to_string();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM timer_state WHERE next_due_basis IS NULL ORDER BY app, timer"
+        ))
+        .fetch_all(&self.platform().pool)
+        .await
+        .context(what)?;
+        rows.iter()
+            .map(state_from_row)
+            .collect::<sqlx::Result<_>>()
+            .context(what)
+    }
+
     /// Extends the lease of the run claimed with `token`. `false`: that
     /// claim is not current any more (its lease expired and the timer was
     /// claimed again, or the run was recorded).
