@@ -510,6 +510,16 @@ async fn run_agent(
                 }
             }
         }
+        // The zone watch: where other zones' apps run is cached for
+        // app-to-app calls until a zone changes.
+        let calls = frontend.inner.internal.load_full();
+        if let Err(e) = calls.watch_zones(&frontend.inner.store).await
+            && failures <= 1
+        {
+            tracing::warn!(
+                "cannot read the zones: {e}; app-to-app calls to other zones use what was read before"
+            );
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(interval) => {}

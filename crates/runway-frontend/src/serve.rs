@@ -69,8 +69,9 @@ async fn ready(State(frontend): State<Frontend>) -> Response {
 
 async fn serve(State(frontend): State<Frontend>, mut request: Request) -> Response {
     // Hops count app-to-app calls; a client cannot claim them, only another
-    // front-end of the environment (signed, see `internal`).
-    let mut hops = 0;
+    // front-end of the environment (signed, see `internal`), which also
+    // says how many app-to-app calls the request may still cause.
+    let mut hop = None;
     if request.headers().contains_key(HOPS_HEADER) {
         let path_and_query = request
             .uri()
@@ -78,21 +79,40 @@ async fn serve(State(frontend): State<Frontend>, mut request: Request) -> Respon
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".to_string());
         let calls = frontend.inner.internal.load_full();
-        hops = calls
-            .verified_hops(
+        hop = calls
+            .verified_hop(
                 &frontend.inner.store,
                 request.headers(),
                 request.method(),
                 &path_and_query,
             )
-            .await
-            .unwrap_or(0);
+            .await;
     }
-    request.headers_mut().remove(HOPS_HEADER);
-    request
+    let headers = request.headers_mut();
+    headers.remove(HOPS_HEADER);
+    headers.remove(crate::internal::HOPS_SIGNATURE_HEADER);
+    headers.remove(crate::internal::CALLS_HEADER);
+    let budget = hop.map(|hop| {
+        let budget = Arc::new(
+            hop.calls
+                .map_or_else(CallBudget::default, CallBudget::with_limit),
+        );
+        // Read by `serve_app` (clients cannot set extensions).
+        request.extensions_mut().insert(budget.clone());
+        budget
+    });
+    let hops = hop.map_or(0, |hop| hop.hops);
+    let mut response = frontend.inner.dispatch(request, hops).await;
+    // Only this front-end says how many calls a request caused.
+    response
         .headers_mut()
-        .remove(crate::internal::HOPS_SIGNATURE_HEADER);
-    let response = frontend.inner.dispatch(request, hops).await;
+        .remove(crate::internal::CALLS_USED_HEADER);
+    if let Some(budget) = budget {
+        response.headers_mut().insert(
+            crate::internal::CALLS_USED_HEADER,
+            http::HeaderValue::from(budget.close()),
+        );
+    }
     response.map(Body::new)
 }
 
@@ -580,7 +600,7 @@ impl InternalRouter for AppToApp {
             };
             if !loaded {
                 let calls = frontend.internal.load_full();
-                let location = match frontend.store.app_location(target.as_str()).await {
+                let location = match calls.location(&frontend.store, target.as_str()).await {
                     Ok(location) => location,
                     Err(e) => {
                         tracing::warn!(app = %target, "app-to-app call: cannot find where the app runs: {e}");

@@ -3,7 +3,7 @@
 //! without leaving the process.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -34,14 +34,105 @@ pub const MAX_INTERNAL_CALLS: u32 = 64;
 /// extension), so a fan-out is bounded in breadth as well as depth. It also
 /// names the tenant whose CPU share every guest of the request uses: the
 /// app of the incoming request (set by the runtime when it serves it).
-#[derive(Debug, Default)]
+///
+/// Across deployment zones the budget is shared by reservation: a call that
+/// leaves for another zone takes a share of what is left with it
+/// ([`CallBudget::reserve_share`]), the other zone serves it with a budget of
+/// exactly that share ([`CallBudget::with_limit`]) and answers how many it
+/// used, and the unused part comes back ([`CallBudget::settle`]). So one
+/// incoming request causes at most [`MAX_INTERNAL_CALLS`] calls in all the
+/// zones together.
+#[derive(Debug)]
 pub struct CallBudget {
     in_flight: AtomicU32,
     total: AtomicU32,
+    /// Calls this budget may count ([`MAX_INTERNAL_CALLS`], or the share a
+    /// call from another zone brought).
+    limit: u32,
+    /// Calls in flight that took a share with them to another zone.
+    forwarded: AtomicU32,
+    /// Set once a request from another zone answered ([`CallBudget::close`]).
+    closed: AtomicBool,
+    /// Wakes calls waiting for a share when one comes back.
+    returned: tokio::sync::Notify,
     tenant: OnceLock<Arc<CpuShare>>,
 }
 
+impl Default for CallBudget {
+    fn default() -> Self {
+        CallBudget::with_limit(MAX_INTERNAL_CALLS)
+    }
+}
+
 impl CallBudget {
+    /// A budget of at most `limit` calls (never more than
+    /// [`MAX_INTERNAL_CALLS`]): what a call from another zone brought.
+    pub fn with_limit(limit: u32) -> CallBudget {
+        CallBudget {
+            in_flight: AtomicU32::new(0),
+            total: AtomicU32::new(0),
+            limit: limit.min(MAX_INTERNAL_CALLS),
+            forwarded: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
+            returned: tokio::sync::Notify::new(),
+            tenant: OnceLock::new(),
+        }
+    }
+
+    /// Takes the share of the calls left that a call in flight carries to
+    /// another zone: what is left divided by the calls in flight that have
+    /// not taken a share yet (this one included), so calls started together
+    /// get equal shares and a lone call gets everything left. When nothing is
+    /// left but other calls to other zones hold shares, it waits for one of
+    /// them to answer and give back what it did not use, rather than leave
+    /// with nothing (calls started a moment apart would otherwise find the
+    /// first one holding everything). Counted as used until
+    /// [`CallBudget::settle`].
+    pub async fn reserve_share(&self) -> u32 {
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            let others = self.forwarded.load(Ordering::Acquire);
+            let unshared = self
+                .in_flight
+                .load(Ordering::Acquire)
+                .saturating_sub(others)
+                .max(1);
+            let mut share = 0;
+            let taken = self
+                .total
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    share = self.limit.saturating_sub(n) / unshared;
+                    (share > 0 || others == 0).then_some(n + share)
+                });
+            if taken.is_ok() {
+                self.forwarded.fetch_add(1, Ordering::AcqRel);
+                return share;
+            }
+            returned.await;
+        }
+    }
+
+    /// Ends a call that took `reserved` calls to another zone, which used
+    /// `used` of them: the rest can be used again.
+    pub fn settle(&self, reserved: u32, used: u32) {
+        let unused = reserved.saturating_sub(used);
+        if unused > 0 {
+            self.total.fetch_sub(unused, Ordering::AcqRel);
+        }
+        self.forwarded.fetch_sub(1, Ordering::AcqRel);
+        self.returned.notify_waiters();
+    }
+
+    /// Stops counting calls and returns how many were made: every later
+    /// call is refused. A request from another zone is closed when it
+    /// answers, because its answer tells the calling zone what it used.
+    pub fn close(&self) -> u32 {
+        self.closed.store(true, Ordering::Release);
+        self.total.load(Ordering::Acquire)
+    }
+
     /// The CPU share of the request's tenant: `first`'s for the incoming
     /// request itself, the same for every app-to-app call it causes.
     pub(crate) fn tenant(&self, first: impl FnOnce() -> Arc<CpuShare>) -> Arc<CpuShare> {
@@ -50,16 +141,25 @@ impl CallBudget {
 
     /// Counts one more call, or says which bound it would break.
     fn start(self: &Arc<Self>) -> Result<CallTicket, String> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(
+                "app-to-app call refused: this request came from another zone and has \
+                 already answered (its calls were counted then); make app-to-app calls before \
+                 answering"
+                    .to_string(),
+            );
+        }
         if self
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_INTERNAL_CALLS).then_some(n + 1)
+                (n < self.limit).then_some(n + 1)
             })
             .is_err()
         {
             return Err(format!(
                 "app-to-app call refused: one incoming request may cause at most \
-                 {MAX_INTERNAL_CALLS} app-to-app calls in total"
+                 {MAX_INTERNAL_CALLS} app-to-app calls in total (counted across every zone it \
+                 reaches)"
             ));
         }
         if self

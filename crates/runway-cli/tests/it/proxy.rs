@@ -23,14 +23,14 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use crate::farm_support::{Proc, run};
 
 /// A test CA and the leaf certificates it signs.
-struct Ca {
+pub(crate) struct Ca {
     params: CertificateParams,
     key: KeyPair,
-    pem: String,
+    pub(crate) pem: String,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(crate) fn new() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -56,7 +56,7 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
-    fn write_leaf(&self, dir: &Path, name: &str, hosts: &[&str]) -> String {
+    pub(crate) fn write_leaf(&self, dir: &Path, name: &str, hosts: &[&str]) -> String {
         let (chain, key) = self.leaf(hosts, false);
         std::fs::write(dir.join(format!("{name}.pem")), &chain).unwrap();
         std::fs::write(dir.join(format!("{name}.key")), key).unwrap();

@@ -490,3 +490,275 @@ async fn a_standalone_environment_has_only_zone_global() {
         );
     }
 }
+
+/// Zones dz1 (fe-a) and dz2 (fe-b), each behind its own balancer (its
+/// address), with `fanout` running in dz1, `caller` and `notes` in dz2.
+struct TwoZones {
+    farm: Farm,
+    lb1: Proc,
+    lb2: Proc,
+}
+
+impl TwoZones {
+    async fn start() -> TwoZones {
+        let mut farm = Farm::start(0).await;
+        for zone in ["dz1", "dz2"] {
+            cli_ok(
+                &farm,
+                &["zone", "create", zone, "--address", "http://127.0.0.1:9"],
+            );
+        }
+        add_frontend_in(&mut farm, "fe-a", "dz1");
+        add_frontend_in(&mut farm, "fe-b", "dz2");
+        farm.wait_ready(
+            &["fe-a".to_string(), "fe-b".to_string()],
+            Duration::from_secs(30),
+        )
+        .await;
+        let lb1 = zone_balancer(&farm, "dz1");
+        let lb2 = zone_balancer(&farm, "dz2");
+        cli_ok(&farm, &["zone", "set", "dz1", "--address", &lb1.url]);
+        cli_ok(&farm, &["zone", "set", "dz2", "--address", &lb2.url]);
+        for (package, app, zone) in [
+            (package("tests/guests/fanout"), "fanout", "dz1"),
+            (package("tests/guests/caller"), "caller", "dz2"),
+            (package("examples/notes"), "notes", "dz2"),
+        ] {
+            let (published, _) = farm
+                .client
+                .publish(package.to_bytes(), false, None)
+                .await
+                .unwrap();
+            cli_ok(&farm, &["app", "zone", app, zone]);
+            farm.client.deploy(app, &published.version).await.unwrap();
+        }
+        wait_answer(
+            &format!("{}/notes/_env", lb2.url),
+            "notes through dz2's balancer",
+            |s, _| s == 200,
+        )
+        .await;
+        TwoZones { farm, lb1, lb2 }
+    }
+}
+
+/// Issue 12 leftovers (a) and (b): one request's 64 app-to-app calls are
+/// counted across zones (the hop carries the budget left, signed; the other
+/// zone enforces it and answers what it used), and where another zone's
+/// apps run is cached but follows a zone's address change through the
+/// zone watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_call_budget_spans_zones_and_a_zone_address_change_is_followed() {
+    let zones = TwoZones::start().await;
+    let farm = &zones.farm;
+    let fe_a = frontend_url(farm, "fe-a");
+
+    // fanout (dz1) calls caller (dz2) 8 times; each caller calls fanout
+    // (dz1) once, which calls itself 8 times: 80 calls in all, more than
+    // the 64 one request may cause. Without one budget across the zones
+    // each zone allows its part and nothing is refused.
+    let request_id = format!("budget-{}", std::process::id());
+    let url = format!(
+        "{fe_a}/fanout/fan?n=8&to=caller&path=/fetch?url=http%3A%2F%2Ffanout.internal%2Fnest%3Fn%3D8%26depth%3D1"
+    );
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("x-request-id", &request_id)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ok="), "{body}");
+    // The calls over the budget are refused with the documented error and
+    // logged; the calls served (one request row each, besides the first
+    // request's) are at most 64.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = farm
+            .client
+            .logs(&runway_api::v1::LogQueryParams {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ours: Vec<_> = logs
+            .iter()
+            .filter(|e| e.request_id.as_deref() == Some(request_id.as_str()))
+            .collect();
+        let refused = ours
+            .iter()
+            .filter(|e| {
+                e.message.as_deref().is_some_and(|m| {
+                    m.contains(
+                        "one incoming request may cause at most 64 app-to-app calls in total",
+                    )
+                })
+            })
+            .count();
+        let served = ours
+            .iter()
+            .filter(|e| e.kind == runway_api::v1::LogKind::Request)
+            .count();
+        assert!(
+            served <= 65,
+            "one request caused {} app-to-app calls across two zones (at most 64)",
+            served - 1
+        );
+        if refused > 0 && served > 16 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 20 s: {refused} refused calls logged, {served} requests served:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A chain across the zones under the budget is not refused.
+    let (status, body) = get(&format!(
+        "{fe_a}/fanout/fan?n=2&to=caller&path=/fetch?url=http%3A%2F%2Ffanout.internal%2Fnest%3Fn%3D4%26depth%3D1"
+    ))
+    .await;
+    assert_eq!(
+        (status, body.lines().next()),
+        (200, Some("ok=2 err=0")),
+        "{body}"
+    );
+
+    // (a) fanout (dz1) → notes (dz2): the address of dz2 is cached after
+    // the first call; changing it is followed (the zone watch), with dz2's
+    // balancer still up, so only the watch can make the call fail.
+    let one_call = format!("{fe_a}/fanout/fan?n=1&to=notes&path=/_env");
+    let (status, body) = get(&one_call).await;
+    assert_eq!(
+        (status, body.lines().next()),
+        (200, Some("ok=1 err=0")),
+        "{body}"
+    );
+    cli_ok(
+        farm,
+        &["zone", "set", "dz2", "--address", "http://127.0.0.1:9"],
+    );
+    let (_, body) = wait_answer(&one_call, "the new (dead) address of dz2", |s, b| {
+        s == 200 && b.starts_with("ok=0 err=1")
+    })
+    .await;
+    assert!(body.contains("ConnectionRefused"), "{body}");
+    cli_ok(farm, &["zone", "set", "dz2", "--address", &zones.lb2.url]);
+    wait_answer(&one_call, "dz2's balancer again", |s, b| {
+        s == 200 && b.starts_with("ok=1 err=0")
+    })
+    .await;
+    drop(zones.lb1);
+}
+
+/// Issue 12 leftover (c): calls into a zone that uses HTTPS go over real
+/// TLS (its balancer, `balancer serve --config` with an https listener and
+/// a certificate made here for the zone's address), verified against the
+/// CA given to the calling front-end (`--internal-ca`); a front-end given
+/// another CA refuses the certificate and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_into_an_https_zone_verify_its_certificate_against_the_internal_ca() {
+    let mut farm = Farm::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::proxy::Ca::new();
+    ca.write_leaf(dir.path(), "dz2", &["localhost"]);
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), crate::proxy::Ca::new().pem).unwrap();
+    for zone in ["dz1", "dz2"] {
+        cli_ok(
+            &farm,
+            &["zone", "create", zone, "--address", "http://127.0.0.1:9"],
+        );
+    }
+    let ca_path = dir.path().join("ca.pem");
+    let other_path = dir.path().join("other-ca.pem");
+    for (name, zone, ca) in [
+        ("fe-a", "dz1", Some(&ca_path)),
+        ("fe-w", "dz1", Some(&other_path)),
+        ("fe-b", "dz2", None),
+    ] {
+        let mut extra = vec!["--zone", zone];
+        if let Some(ca) = ca {
+            extra.extend_from_slice(&["--internal-ca", ca.to_str().unwrap()]);
+        }
+        let proc = farm.spawn_frontend(name, &extra);
+        farm.frontends.push((name.to_string(), proc));
+    }
+    farm.wait_ready(
+        &["fe-a".to_string(), "fe-w".to_string(), "fe-b".to_string()],
+        Duration::from_secs(30),
+    )
+    .await;
+    // dz2's address: an HTTPS listener with the certificate for localhost.
+    std::fs::write(dir.path().join("read.token"), format!("{}\n", farm.admin)).unwrap();
+    let config = dir.path().join("dz2-tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"https\"\n\n\
+             [[certificate]]\nchain = \"dz2.pem\"\nkey = \"dz2.key\"\n\n\
+             [controller]\nurl = \"{}\"\ntoken_file = \"read.token\"\n\n\
+             [[route]]\npath = \"/notes\"\nzone = \"dz2\"\n",
+            farm.controller.url
+        ),
+    )
+    .unwrap();
+    let tls = spawn_proxy(&config);
+    let line = tls.wait_line("listening on https://");
+    let port = line
+        .split("listening on https://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .map(str::to_string)
+        .unwrap();
+    let address = format!("https://localhost:{port}");
+    cli_ok(
+        &farm,
+        &[
+            "zone",
+            "set",
+            "dz2",
+            "--address",
+            &address,
+            "--https-internal",
+        ],
+    );
+    let caller = package("tests/guests/caller");
+    let notes = package("examples/notes");
+    for (package, app, zone) in [(&caller, "caller", "dz1"), (&notes, "notes", "dz2")] {
+        let (published, _) = farm
+            .client
+            .publish(package.to_bytes(), false, None)
+            .await
+            .unwrap();
+        cli_ok(&farm, &["app", "zone", app, zone]);
+        farm.client.deploy(app, &published.version).await.unwrap();
+    }
+    let fetch = "/caller/fetch?url=http%3A%2F%2Fnotes.internal%2F_env";
+    // Through TLS, verified against the CA it was given.
+    let (_, body) = wait_answer(
+        &format!("{}{fetch}", frontend_url(&farm, "fe-a")),
+        "caller (dz1) → notes (dz2) over HTTPS",
+        |s, _| s == 200,
+    )
+    .await;
+    assert!(
+        body.starts_with("status=200") && body.contains("app=notes"),
+        "{body}"
+    );
+    // Another CA: the certificate is refused, the guest sees a certificate
+    // error and the front-end's log says which call and why.
+    let (status, body) = get(&format!("{}{fetch}", frontend_url(&farm, "fe-w"))).await;
+    let fe_w = farm.frontend("fe-w");
+    let line = fe_w.wait_line(&format!("app-to-app call to {address}/notes/_env failed"));
+    assert_eq!(status, 502, "{body}\n{line}");
+    assert!(body.contains("TlsCertificateError"), "{body}\n{line}");
+    assert!(line.contains("invalid peer certificate"), "{line}");
+    drop(tls);
+}
