@@ -2,7 +2,7 @@
 """Timer precision: 10,000 timers due in the same minute on a farm of 2 front-ends.
 
 (a) A farm on PostgreSQL (`runway controller serve` + 2 `runway frontend serve`
-with the timers flag and the front-end's default `--timer-concurrency`, 16;
+with the timers flag and the front-end's default `--timer-concurrency`, 32;
 `--concurrency 3` runs 3 at once as OutSystems does). The
 timers belong to `--apps` copies of `examples/hello` (a manifest is capped at
 64 KiB, so 10,000 `[[timers]]` do not fit in one app), each with
@@ -12,7 +12,7 @@ timer has its next due time in the catalog and the minute has passed, the delay
 of each run is read from the catalog (`platform.timer_state`: the run's start
 on its front-end minus its due time) and p50/p99/max are printed (target p99 <= 1 s).
 
-    python3 bench/timers.py [--timers 10000] [--apps 20] [--frontends 2] [--concurrency 16] [--runway-bin PATH]
+    python3 bench/timers.py [--timers 10000] [--apps 20] [--frontends 2] [--concurrency 32] [--runway-bin PATH]
 
 Needs the PostgreSQL server on 127.0.0.1:5432 (trust, user postgres; a
 throwaway database). Without --runway-bin it builds `runway` in release mode.
@@ -34,7 +34,7 @@ from run import ROOT, build, log  # noqa: E402
 
 
 class TimerFarm(Farm):
-    concurrency = 16
+    concurrency = 32
 
     def add_frontend(self, name):
         proc, url = spawn([
@@ -75,7 +75,7 @@ def main():
     ap.add_argument("--timers", type=int, default=10_000)
     ap.add_argument("--apps", type=int, default=20)
     ap.add_argument("--frontends", type=int, default=2)
-    ap.add_argument("--concurrency", type=int, default=16, help="--timer-concurrency per front-end")
+    ap.add_argument("--concurrency", type=int, default=32, help="--timer-concurrency per front-end")
     ap.add_argument("--runway-bin", help="use this runway binary instead of building target/release/runway")
     args = ap.parse_args()
     runway, hello_wasm = build(args.runway_bin)

@@ -11,7 +11,7 @@
 //! time zone (setting `timers.time_zone`, default UTC) — every timer when the
 //! table or the zone changed (and every [`FULL_SYNC`]), else once a second
 //! only those whose override changed; (2) claim as many due timers as it
-//! has free run slots (`--timer-concurrency`, default 16), at most
+//! has free run slots (`--timer-concurrency`, default 32), at most
 //! [`TIMER_CLAIM_BATCH`] in one transaction, with
 //! [`runway_store::Store::claim_timers`] (at most once per due time,
 //! whatever the number of front-ends; missed ticks run once); (3) run each as `POST /{app}{path}` with `x-runway-timer:
@@ -80,7 +80,7 @@ pub struct TimerSettings {
 impl Default for TimerSettings {
     fn default() -> Self {
         TimerSettings {
-            concurrency: 16,
+            concurrency: 32,
             lease: Duration::from_secs(10),
             poll: Duration::from_millis(250),
             job_concurrency: 16,

@@ -4,7 +4,8 @@
 //!
 //! **Durable once queued.** [`Store::queue_email`] is one `INSERT`.
 //!
-//! **Claims** work as for jobs ([`Store::claim_jobs`]): one write
+//! **Claims** are the platform catalog's one claim mechanism (`claims`),
+//! as for jobs ([`Store::claim_jobs`]): one write
 //! transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on
 //! SQLite) takes due emails (queued whose time came, or sending whose lease
 //! expired: their front-end died), counts the attempt and gives each claim a
@@ -22,11 +23,23 @@ use sqlx::any::AnyRow;
 use runway_api::v1::{EmailState, SmtpDelivery, SmtpSecurity};
 
 use crate::Store;
+use crate::claims::{Queue, random_token};
 use crate::db::Backend;
 use crate::error::{Context, Result, StoreError};
-use crate::jobs::random_token;
 use crate::kv::check_no_nul;
 use crate::lease::db_now;
+
+/// The outbox as a queue of the one claim mechanism (`claims`).
+const EMAILS: Queue = Queue {
+    table: "emails",
+    noun: "email",
+    due: "send_at_ms",
+    waiting: "'queued'",
+    held: "'sending'",
+    also_set: ", last_frontend = $1",
+    lost_note: "; whether the SMTP server accepted it is unknown",
+    lost_also_set: "",
+};
 
 /// Associated data of the sealed SMTP password: it opens nowhere else.
 const PASSWORD_CONTEXT: &[u8] = b"runway email settings\0smtp password";
@@ -266,63 +279,21 @@ impl Store {
         limit: usize,
         lease_ms: i64,
     ) -> Result<Vec<EmailClaim>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let catalog = self.platform();
-        let backend = catalog.backend;
-        let now = db_now(backend);
         let what = || format!("failed to claim due emails for front-end {frontend}");
-        let mut tx = catalog.begin_write("claim due emails").await?;
-        let lock = match backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // An email lost on its last attempt is failed, not sent once more.
-        let lost = sqlx::query(&format!(
-            "SELECT id, holder FROM emails WHERE state = 'sending' \
-             AND lease_expires_at_ms <= {now} AND attempts >= max_attempts LIMIT 100{lock}"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .context(what)?;
-        for row in lost {
-            let id: String = row.try_get("id").context(what)?;
-            let holder: Option<String> = row.try_get("holder").context(what)?;
-            sqlx::query(&format!(
-                "UPDATE emails SET state = 'failed', holder = NULL, claim_token = NULL, \
-                 lease_expires_at_ms = NULL, finished_at_ms = {now}, last_error = $1, \
-                 last_frontend = $2 WHERE id = $3"
-            ))
-            .bind(format!(
-                "front-end {} stopped renewing its lease during the last attempt (stopped or \
-                 killed); whether the SMTP server accepted it is unknown",
-                holder.as_deref().unwrap_or("?")
-            ))
-            .bind(&holder)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .context(what)?;
-        }
-        let rows = sqlx::query(&format!(
-            "SELECT id, app, message_id, to_addrs, cc_addrs, bcc_addrs, reply_to, subject, \
-             text_body, html_body, attempts, max_attempts, state, holder FROM emails \
-             WHERE (state = 'queued' AND send_at_ms <= {now}) \
-                OR (state = 'sending' AND lease_expires_at_ms <= {now}) \
-             ORDER BY send_at_ms LIMIT $1{lock}"
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .context(what)?;
-        if rows.is_empty() {
-            tx.commit().await.context(what)?;
-            return Ok(Vec::new());
-        }
-        let token = random_token();
-        let mut claims = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let claimed = self
+            .claim_rows(
+                &EMAILS,
+                frontend,
+                limit,
+                lease_ms,
+                "id, app, message_id, to_addrs, cc_addrs, bcc_addrs, reply_to, subject, \
+                 text_body, html_body, attempts, max_attempts, state, holder, send_at_ms",
+                "1 = 1",
+                |query| query,
+            )
+            .await?;
+        let mut claims = Vec::with_capacity(claimed.rows.len());
+        for row in &claimed.rows {
             let state = state_of(row).context(what)?;
             let holder: Option<String> = row.try_get("holder").context(what)?;
             claims.push(EmailClaim {
@@ -338,61 +309,32 @@ impl Store {
                 html: row.try_get("html_body").context(what)?,
                 attempt: row.try_get::<i64, _>("attempts").context(what)? + 1,
                 max_attempts: row.try_get("max_attempts").context(what)?,
-                token: token.clone(),
+                token: claimed.token.clone(),
                 lost_by: (state == EmailState::Sending).then(|| holder.unwrap_or_default()),
             });
         }
-        let ids: Vec<String> = (0..claims.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "UPDATE emails SET state = 'sending', holder = $1, last_frontend = $1, \
-             claim_token = $2, lease_expires_at_ms = {now} + $3, attempts = attempts + 1 \
-             WHERE id IN ({})",
-            ids.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(frontend).bind(&token).bind(lease_ms);
-        for c in &claims {
-            query = query.bind(&c.id);
-        }
-        query.execute(&mut *tx).await.context(what)?;
-        tx.commit().await.context(what)?;
         Ok(claims)
     }
 
     /// Extends the lease of a send. `false`: the claim is not current any more.
     pub async fn renew_email(&self, id: &str, token: &str, lease_ms: i64) -> Result<bool> {
-        let now = db_now(self.platform().backend);
-        let n = sqlx::query(&format!(
-            "UPDATE emails SET lease_expires_at_ms = {now} + $1 \
-             WHERE id = $2 AND claim_token = $3 AND state = 'sending'"
-        ))
-        .bind(lease_ms)
-        .bind(id)
-        .bind(token)
-        .execute(&self.platform().pool)
-        .await
-        .context(|| format!("failed to renew the lease of email {id}"))?
-        .rows_affected();
-        Ok(n > 0)
+        self.renew_claim(&EMAILS, id, token, lease_ms).await
     }
 
     /// Records that the SMTP server accepted the email, with its answer.
     /// `false`: the claim was not current (nothing recorded).
     pub async fn email_sent(&self, id: &str, token: &str, answer: &str) -> Result<bool> {
         check_text("server answer", answer)?;
-        let now = db_now(self.platform().backend);
-        let n = sqlx::query(&format!(
-            "UPDATE emails SET state = 'sent', finished_at_ms = {now}, holder = NULL, \
-             claim_token = NULL, lease_expires_at_ms = NULL, server_answer = $1, last_error = NULL \
-             WHERE id = $2 AND claim_token = $3 AND state = 'sending'"
-        ))
-        .bind(answer)
-        .bind(id)
-        .bind(token)
-        .execute(&self.platform().pool)
+        let answer = answer.to_string();
+        self.end_claim(
+            &EMAILS,
+            id,
+            token,
+            "state = 'sent', finished_at_ms = {now}, server_answer = $3, last_error = NULL",
+            |query| query.bind(answer.clone()),
+            &format!("that email {id} was sent"),
+        )
         .await
-        .context(|| format!("failed to record that email {id} was sent"))?
-        .rows_affected();
-        Ok(n > 0)
     }
 
     /// Records a failed attempt: `retry_in_ms = Some(…)` queues it again
@@ -406,32 +348,30 @@ impl Store {
         retry_in_ms: Option<i64>,
     ) -> Result<bool> {
         check_text("email error", error)?;
-        let now = db_now(self.platform().backend);
-        let sql = match retry_in_ms {
-            Some(_) => format!(
-                "UPDATE emails SET \
-                 state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+        let set = match retry_in_ms {
+            Some(_) => {
+                "state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
                  finished_at_ms = CASE WHEN attempts >= max_attempts THEN {now} ELSE NULL END, \
-                 send_at_ms = {now} + $4, holder = NULL, claim_token = NULL, \
-                 lease_expires_at_ms = NULL, last_error = $1 \
-                 WHERE id = $2 AND claim_token = $3 AND state = 'sending'"
-            ),
-            None => format!(
-                "UPDATE emails SET state = 'failed', finished_at_ms = {now}, holder = NULL, \
-                 claim_token = NULL, lease_expires_at_ms = NULL, last_error = $1 \
-                 WHERE id = $2 AND claim_token = $3 AND state = 'sending'"
-            ),
+                 send_at_ms = {now} + $4, last_error = $3"
+            }
+            None => "state = 'failed', finished_at_ms = {now}, last_error = $3",
         };
-        let mut query = sqlx::query(&sql).bind(error).bind(id).bind(token);
-        if let Some(wait) = retry_in_ms {
-            query = query.bind(wait.max(0));
-        }
-        let n = query
-            .execute(&self.platform().pool)
-            .await
-            .context(|| format!("failed to record a failed attempt of email {id}"))?
-            .rows_affected();
-        Ok(n > 0)
+        let error = error.to_string();
+        self.end_claim(
+            &EMAILS,
+            id,
+            token,
+            set,
+            |query| {
+                let query = query.bind(error.clone());
+                match retry_in_ms {
+                    Some(wait) => query.bind(wait.max(0)),
+                    None => query,
+                }
+            },
+            &format!("a failed attempt of email {id}"),
+        )
+        .await
     }
 
     /// Emails, newest first: of one app and/or in one state, at most `limit`.

@@ -23,10 +23,23 @@ use sqlx::any::AnyRow;
 use runway_api::v1::JobState;
 
 use crate::Store;
+use crate::claims::{Queue, random_token};
 use crate::db::Backend;
 use crate::error::{Context, Result, StoreError};
 use crate::kv::check_no_nul;
 use crate::lease::db_now;
+
+/// The jobs table as a queue of the one claim mechanism (`claims`).
+const JOBS: Queue = Queue {
+    table: "jobs",
+    noun: "job",
+    due: "run_at_ms",
+    waiting: "'queued', 'retrying'",
+    held: "'running'",
+    also_set: "",
+    lost_note: "",
+    lost_also_set: ", last_status = NULL",
+};
 
 /// A job to enqueue (already checked by the runtime; the store checks again
 /// what would corrupt the catalog).
@@ -123,10 +136,6 @@ fn record_from_row(r: &AnyRow) -> sqlx::Result<JobRecord> {
 }
 
 /// A random 128-bit token (hex): job ids and claim tokens.
-pub(crate) fn random_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
 fn payload_len(backend: Backend) -> &'static str {
     match backend {
         Backend::Postgres => "CAST(octet_length(payload) AS BIGINT)",
@@ -196,62 +205,27 @@ impl Store {
         if limit == 0 || apps.is_empty() {
             return Ok(Vec::new());
         }
-        let catalog = self.platform();
-        let backend = catalog.backend;
-        let now = db_now(backend);
         let what = || format!("failed to claim due jobs for front-end {frontend}");
-        let mut tx = catalog.begin_write("claim due jobs").await?;
-        let lock = match backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
         let placeholders: Vec<String> = (0..apps.len()).map(|i| format!("${}", i + 2)).collect();
-        let apps_in = placeholders.join(", ");
-        // A job lost on its last attempt is failed, not delivered once more.
-        let sql = format!(
-            "SELECT id, holder FROM jobs WHERE app IN ({apps_in}) AND state = 'running' \
-             AND lease_expires_at_ms <= {now} AND attempts >= max_attempts LIMIT $1{lock}"
-        );
-        let mut query = sqlx::query(&sql).bind(100_i64);
-        for app in apps {
-            query = query.bind(*app);
-        }
-        for row in query.fetch_all(&mut *tx).await.context(what)? {
-            let id: String = row.try_get("id").context(what)?;
-            let holder: Option<String> = row.try_get("holder").context(what)?;
-            sqlx::query(&format!(
-                "UPDATE jobs SET state = 'failed', holder = NULL, claim_token = NULL, \
-                 lease_expires_at_ms = NULL, finished_at_ms = {now}, last_status = NULL, \
-                 last_error = $1, last_frontend = $2 WHERE id = $3"
-            ))
-            .bind(format!(
-                "front-end {} stopped renewing its lease during the last attempt (stopped or killed)",
-                holder.as_deref().unwrap_or("?")
-            ))
-            .bind(&holder)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .context(what)?;
-        }
-        let sql = format!(
-            "SELECT id, app, path, payload, attempts, max_attempts, state, holder FROM jobs \
-             WHERE app IN ({apps_in}) AND ((state IN ('queued', 'retrying') AND run_at_ms <= {now}) \
-                OR (state = 'running' AND lease_expires_at_ms <= {now})) \
-             ORDER BY run_at_ms LIMIT $1{lock}"
-        );
-        let mut query = sqlx::query(&sql).bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        for app in apps {
-            query = query.bind(*app);
-        }
-        let rows = query.fetch_all(&mut *tx).await.context(what)?;
-        if rows.is_empty() {
-            tx.commit().await.context(what)?;
-            return Ok(Vec::new());
-        }
-        let token = random_token();
-        let mut claims = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let apps: Vec<String> = apps.iter().map(|a| a.to_string()).collect();
+        let claimed = self
+            .claim_rows(
+                &JOBS,
+                frontend,
+                limit,
+                lease_ms,
+                "id, app, path, payload, attempts, max_attempts, state, holder",
+                &format!("app IN ({})", placeholders.join(", ")),
+                |mut query| {
+                    for app in &apps {
+                        query = query.bind(app.clone());
+                    }
+                    query
+                },
+            )
+            .await?;
+        let mut claims = Vec::with_capacity(claimed.rows.len());
+        for row in &claimed.rows {
             let state: String = row.try_get("state").context(what)?;
             let holder: Option<String> = row.try_get("holder").context(what)?;
             claims.push(JobClaim {
@@ -261,41 +235,17 @@ impl Store {
                 payload: row.try_get("payload").context(what)?,
                 attempt: row.try_get::<i64, _>("attempts").context(what)? + 1,
                 max_attempts: row.try_get("max_attempts").context(what)?,
-                token: token.clone(),
+                token: claimed.token.clone(),
                 lost_by: (state == JobState::Running.as_str()).then(|| holder.unwrap_or_default()),
             });
         }
-        let ids: Vec<String> = (0..claims.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', holder = $1, claim_token = $2, \
-             lease_expires_at_ms = {now} + $3, attempts = attempts + 1 WHERE id IN ({})",
-            ids.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(frontend).bind(&token).bind(lease_ms);
-        for c in &claims {
-            query = query.bind(&c.id);
-        }
-        query.execute(&mut *tx).await.context(what)?;
-        tx.commit().await.context(what)?;
         Ok(claims)
     }
 
     /// Extends the lease of a delivery. `false`: the claim is not current any
     /// more (its lease expired and the job was claimed again, or it ended).
     pub async fn renew_job(&self, id: &str, token: &str, lease_ms: i64) -> Result<bool> {
-        let now = db_now(self.platform().backend);
-        let n = sqlx::query(&format!(
-            "UPDATE jobs SET lease_expires_at_ms = {now} + $1 \
-             WHERE id = $2 AND claim_token = $3 AND state = 'running'"
-        ))
-        .bind(lease_ms)
-        .bind(id)
-        .bind(token)
-        .execute(&self.platform().pool)
-        .await
-        .context(|| format!("failed to renew the lease of job {id}"))?
-        .rows_affected();
-        Ok(n > 0)
+        self.renew_claim(&JOBS, id, token, lease_ms).await
     }
 
     /// Records how a delivery ended, only for the current claim: done, else
@@ -311,39 +261,32 @@ impl Store {
         if let Some(e) = &outcome.error {
             check_no_nul("job error", e)?;
         }
-        let now = db_now(self.platform().backend);
-        let sql = if outcome.ok {
-            format!(
-                "UPDATE jobs SET state = 'done', finished_at_ms = {now}, holder = NULL, \
-                 claim_token = NULL, lease_expires_at_ms = NULL, last_status = $1, \
-                 last_error = $2, last_frontend = $3 \
-                 WHERE id = $4 AND claim_token = $5 AND state = 'running'"
-            )
+        let set = if outcome.ok {
+            "state = 'done', finished_at_ms = {now}, last_status = $3, last_error = $4, \
+             last_frontend = $5"
         } else {
-            format!(
-                "UPDATE jobs SET \
-                 state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'retrying' END, \
-                 finished_at_ms = CASE WHEN attempts >= max_attempts THEN {now} ELSE NULL END, \
-                 run_at_ms = {now} + $6, holder = NULL, claim_token = NULL, \
-                 lease_expires_at_ms = NULL, last_status = $1, last_error = $2, \
-                 last_frontend = $3 WHERE id = $4 AND claim_token = $5 AND state = 'running'"
-            )
+            "state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'retrying' END, \
+             finished_at_ms = CASE WHEN attempts >= max_attempts THEN {now} ELSE NULL END, \
+             run_at_ms = {now} + $6, last_status = $3, last_error = $4, last_frontend = $5"
         };
-        let mut query = sqlx::query(&sql)
-            .bind(outcome.status)
-            .bind(&outcome.error)
-            .bind(frontend)
-            .bind(id)
-            .bind(token);
-        if !outcome.ok {
-            query = query.bind(outcome.retry_in_ms.max(0));
-        }
-        let n = query
-            .execute(&self.platform().pool)
-            .await
-            .context(|| format!("failed to record the delivery of job {id}"))?
-            .rows_affected();
-        Ok(n > 0)
+        let (status, error, frontend) =
+            (outcome.status, outcome.error.clone(), frontend.to_string());
+        let (ok, retry_in_ms) = (outcome.ok, outcome.retry_in_ms.max(0));
+        self.end_claim(
+            &JOBS,
+            id,
+            token,
+            set,
+            |query| {
+                let query = query
+                    .bind(status)
+                    .bind(error.clone())
+                    .bind(frontend.clone());
+                if ok { query } else { query.bind(retry_in_ms) }
+            },
+            &format!("the delivery of job {id}"),
+        )
+        .await
     }
 
     /// Jobs, newest first: of one app and/or in one state, at most `limit`.

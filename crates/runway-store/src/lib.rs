@@ -28,6 +28,7 @@
 mod apps;
 mod audit;
 mod blobs;
+mod claims;
 pub mod console;
 mod db;
 mod deployments;

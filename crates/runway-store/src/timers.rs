@@ -23,9 +23,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::Store;
-use crate::db::Backend;
+use crate::claims::{random_token, row_lock};
 use crate::error::{Context, Result, StoreError};
-use crate::jobs::random_token;
 use crate::kv::check_no_nul;
 use crate::lease::db_now;
 
@@ -279,10 +278,7 @@ impl Store {
         let now = db_now(backend);
         let what = || format!("failed to claim due timers for front-end {frontend}");
         let mut tx = catalog.begin_write("claim due timers").await?;
-        let lock = match backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = row_lock(backend);
         // Only timers of apps this front-end serves: rows of other apps
         // (undeployed, or not loaded here) never crowd them out.
         let placeholders: Vec<String> = (0..apps.len()).map(|i| format!("${}", i + 2)).collect();

@@ -70,7 +70,7 @@ pub struct TimerRunArgs {
     /// Timer runs at once per front-end (OutSystems runs 3; a run here is a
     /// sandboxed request, so the default is higher: 10,000 timers due in one
     /// minute start within a second on two front-ends, see bench/README.md).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub timer_concurrency: u32,
     /// Lease of a timer run, in milliseconds: renewed while the run lasts; a
     /// front-end that dies mid-run delays the timer by at most this long.
