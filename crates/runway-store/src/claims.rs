@@ -73,7 +73,7 @@ pub(crate) struct Claimed {
 impl Store {
     /// Claims up to `limit` due rows of `queue` for `frontend` with a lease
     /// of `lease_ms`: selects `columns` (which must include `id`) of rows
-    /// matching `filter` (an SQL condition on the row, `"TRUE"` for all)
+    /// matching `filter` (an SQL condition on the row, `"1 = 1"` for all)
     /// whose placeholders start at `$2` and are bound by `bind`. See the
     /// module doc for the guarantees.
     #[allow(
@@ -241,4 +241,235 @@ async fn fail_lost_on_last_attempt(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The claim mechanism on both backends, through its two queues.
+
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use crate::testing::TestDatabase;
+    use crate::{JobOutcome, NewEmail, NewJob, Store, new_email_id};
+
+    /// A store on fresh catalogs: SQLite files, or a throwaway PostgreSQL
+    /// database (kept alive by the returned guard).
+    async fn open(postgres: bool) -> (Box<dyn std::any::Any>, Store) {
+        if postgres {
+            let db = TestDatabase::create().await;
+            let store = Store::open(&db.url).await.expect("open store");
+            (Box::new(db), store)
+        } else {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open(&dir.path().display().to_string())
+                .await
+                .expect("open store");
+            (Box::new(dir), store)
+        }
+    }
+
+    fn job(max_attempts: i64) -> NewJob<'static> {
+        NewJob {
+            app: "a",
+            path: "/work",
+            payload: b"p",
+            delay_ms: 0,
+            max_attempts,
+            idempotency_key: None,
+        }
+    }
+
+    const DONE: JobOutcome = JobOutcome {
+        ok: true,
+        status: Some(200),
+        error: None,
+        retry_in_ms: 0,
+    };
+
+    async fn claims_are_disjoint_and_only_their_token_renews_or_ends(postgres: bool) {
+        let (_guard, store) = open(postgres).await;
+        for _ in 0..6 {
+            store.enqueue_job(&job(3)).await.unwrap();
+        }
+        // Two front-ends claiming at once never get the same row.
+        let (one, two) = tokio::join!(
+            store.claim_jobs("fe1", &["a"], 3, 60_000),
+            store.claim_jobs("fe2", &["a"], 3, 60_000),
+        );
+        let (one, two) = (one.unwrap(), two.unwrap());
+        let ids: HashSet<&str> = one.iter().chain(&two).map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), one.len() + two.len(), "a row was claimed twice");
+        assert_eq!(ids.len(), 6);
+        assert!(
+            store
+                .claim_jobs("fe3", &["a"], 3, 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Rows of other apps are not claimed.
+        assert!(
+            store
+                .claim_jobs("fe3", &["b"], 3, 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let c = &one[0];
+        assert_eq!((c.attempt, c.lost_by.as_deref()), (1, None));
+        assert!(
+            !store
+                .renew_job(&c.id, "not-the-token", 60_000)
+                .await
+                .unwrap()
+        );
+        assert!(store.renew_job(&c.id, &c.token, 60_000).await.unwrap());
+        assert!(
+            !store
+                .finish_job(&c.id, "not-the-token", "fe1", &DONE)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_job(&c.id, &c.token, "fe1", &DONE)
+                .await
+                .unwrap()
+        );
+        // Ended: the token neither renews nor ends it again.
+        assert!(!store.renew_job(&c.id, &c.token, 60_000).await.unwrap());
+        assert!(
+            !store
+                .finish_job(&c.id, &c.token, "fe1", &DONE)
+                .await
+                .unwrap()
+        );
+    }
+
+    async fn an_expired_lease_is_claimed_again_and_lost_on_the_last_attempt_fails(postgres: bool) {
+        let (_guard, store) = open(postgres).await;
+        let twice = store.enqueue_job(&job(2)).await.unwrap().id;
+        let first = store.claim_jobs("fe1", &["a"], 1, 1).await.unwrap();
+        assert_eq!(first.len(), 1);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let again = store.claim_jobs("fe2", &["a"], 1, 1).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (
+                again[0].id.as_str(),
+                again[0].attempt,
+                again[0].lost_by.as_deref()
+            ),
+            (twice.as_str(), 2, Some("fe1"))
+        );
+        // The older claim can touch nothing any more.
+        assert!(
+            !store
+                .renew_job(&twice, &first[0].token, 60_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .finish_job(&twice, &first[0].token, "fe1", &DONE)
+                .await
+                .unwrap()
+        );
+        // Lost on its last attempt: failed, not handed out once more.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            store
+                .claim_jobs("fe3", &["a"], 1, 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let record = store.job(&twice).await.unwrap();
+        assert_eq!(record.state, runway_api::v1::JobState::Failed);
+        assert!(
+            record
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("front-end fe2 stopped renewing its lease")),
+            "{record:?}"
+        );
+    }
+
+    async fn emails_use_the_same_claims(postgres: bool) {
+        let (_guard, store) = open(postgres).await;
+        let id = new_email_id();
+        let to = vec!["a@example.com".to_string()];
+        store
+            .queue_email(&NewEmail {
+                app: "a",
+                id: &id,
+                message_id: "<m@example.com>",
+                to: &to,
+                cc: &[],
+                bcc: &[],
+                reply_to: None,
+                subject: "s",
+                text: Some("t"),
+                html: None,
+                max_attempts: 1,
+            })
+            .await
+            .unwrap();
+        let claims = store.claim_emails("fe1", 5, 1).await.unwrap();
+        assert_eq!(claims.len(), 1);
+        assert!(
+            store
+                .claim_emails("fe2", 5, 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Lost on its only attempt: failed, and the old claim records nothing.
+        assert!(
+            store
+                .claim_emails("fe2", 5, 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            !store
+                .email_sent(&id, &claims[0].token, "250 ok")
+                .await
+                .unwrap()
+        );
+        let record = store.email(&id).await.unwrap();
+        assert!(
+            record
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("whether the SMTP server accepted it is unknown")),
+            "{record:?}"
+        );
+    }
+
+    macro_rules! both {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(false).await
+                })*
+            }
+            mod postgres {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(true).await
+                })*
+            }
+        };
+    }
+
+    both!(
+        claims_are_disjoint_and_only_their_token_renews_or_ends,
+        an_expired_lease_is_claimed_again_and_lost_on_the_last_attempt_fails,
+        emails_use_the_same_claims,
+    );
 }
