@@ -241,11 +241,14 @@ async fn create_account_token(
         .store()
         .create_console_token(&account.id, &req.name, &hash)
         .await?;
-    Ok(AccountTokenCreated {
-        account: account.name,
-        info: token_view(&record),
-        token,
-    })
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountTokenCreated {
+            account: account.name,
+            info: token_view(&record),
+            token,
+        }),
+    ))
 }
 
 #[utoipa::path(delete, path = "/_runway/console/v1/service-accounts/{account}/tokens/{id}", params(("account" = String, Path), ("id" = i64, Path)), responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
@@ -313,11 +316,14 @@ async fn rotate_account_tokens(
         .store()
         .rotate_console_tokens(&account.id, &name, &hash, end)
         .await?;
-    Ok(AccountTokenCreated {
-        account: account.name,
-        info: token_view(&record),
-        token,
-    })
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountTokenCreated {
+            account: account.name,
+            info: token_view(&record),
+            token,
+        }),
+    ))
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/service-accounts/{account}/role", params(("account" = String, Path)), request_body = SetRole, responses((status = 200, body = ServiceAccount), (status = 400, body = runway_api::ErrorBody), (status = 403, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody)))]
