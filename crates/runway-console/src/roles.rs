@@ -504,9 +504,20 @@ pub(crate) async fn add_role(
 #[utoipa::path(delete, path = "/_runway/console/v1/roles/{role}", params(("role" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "built-in, or still held by someone")))]
 async fn delete_role(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    admin: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    remove_role(&console, &admin, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a custom role nobody holds (API and the roles page).
+pub(crate) async fn remove_role(
+    console: &Console,
+    _admin: &AdminCaller,
+    name: &str,
+) -> ApiResult<()> {
+    let name = name.to_string();
     if let Some(b) = built_in_roles()
         .iter()
         .find(|r| r.name.eq_ignore_ascii_case(&name))
@@ -521,7 +532,7 @@ async fn delete_role(
             "no role {name:?} on this console (`runway role list` shows them)"
         )));
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 fn not_yourself(what: &str) -> ApiError {

@@ -79,6 +79,7 @@ pub fn routes(console: Console) -> Router<Console> {
             "/security/roles",
             get(security::roles).post(security::create_role),
         )
+        .route("/security/roles/delete", post(security::delete_role))
         .route("/security/teams", get(security::teams))
         .route(
             "/security/service-accounts",

@@ -266,7 +266,7 @@ pub async fn roles(
                     tr {
                         th { "Role" }
                         @for (env, _) in &classes { th { (env) } }
-                        th { "Infrastructure" } th { "Users & roles" }
+                        th { "Infrastructure" } th { "Users & roles" } th { span.muted { "Actions" } }
                     }
                 }
                 tbody {
@@ -276,6 +276,15 @@ pub async fn roles(
                             @for l in levels { td { (l.as_str()) } }
                             td { @if r.manage_infrastructure { "✓" } @else { "—" } }
                             td { @if r.manage_users { "✓" } @else { "—" } }
+                            td {
+                                @if !r.built_in {
+                                    form.inline method="post" action="/security/roles/delete" {
+                                        (viewer.csrf_input())
+                                        input type="hidden" name="name" value=(r.name);
+                                        button.danger type="submit" data-confirm={ "Delete role " (r.name) "?" } { "Delete" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -339,6 +348,18 @@ pub async fn create_role(State(console): State<Console>, posted: Posted) -> Page
     Ok(see_other(&format!(
         "/security/roles?done={}",
         enc(&format!("Role {} added.", role.name))
+    )))
+}
+
+/// `POST /security/roles/delete`: deletes a custom role nobody holds.
+pub async fn delete_role(State(console): State<Console>, posted: Posted) -> PageResult {
+    let Posted { viewer, form } = posted;
+    let admin = admin(&console, &viewer).await?;
+    let name = form.text("name");
+    crate::roles::remove_role(&console, &admin, &name).await?;
+    Ok(see_other(&format!(
+        "/security/roles?done={}",
+        enc(&format!("Role {name} deleted."))
     )))
 }
 
