@@ -570,7 +570,7 @@ pub(crate) async fn change_user_role(
     if user.principal.id == caller.principal.id {
         return Err(not_yourself("role"));
     }
-    check_covers(&console, &caller, &user.principal, "change the role of").await?;
+    check_covers(&console, caller, &user.principal, "change the role of").await?;
     let role = existing_role(&console, role).await?;
     check_grant(
         &console,

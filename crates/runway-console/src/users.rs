@@ -436,7 +436,7 @@ async fn disable(
 ) -> ApiResult<UserView> {
     let console = console.clone();
     let user = find_user(&console, user).await?;
-    crate::roles::check_covers(&console, &admin, &user.principal, "disable").await?;
+    crate::roles::check_covers(&console, admin, &user.principal, "disable").await?;
     if user.principal.id == admin.principal.id {
         return Err(ApiError::bad_request(
             "invalid_request",
