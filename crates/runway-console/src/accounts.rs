@@ -101,13 +101,21 @@ async fn account_view(console: &Console, p: &PrincipalRecord) -> ApiResult<Servi
 #[utoipa::path(get, path = "/_runway/console/v1/service-accounts", responses((status = 200, body = Vec<ServiceAccount>), (status = 403, body = runway_api::ErrorBody, description = "not the admin")))]
 async fn list_accounts(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    admin: AdminCaller,
 ) -> ApiResult<Json<Vec<ServiceAccount>>> {
+    Ok(Json(accounts_for(&console, &admin).await?))
+}
+
+/// Every service account (for one who may manage users).
+pub(crate) async fn accounts_for(
+    console: &Console,
+    _admin: &AdminCaller,
+) -> ApiResult<Vec<ServiceAccount>> {
     let mut out = Vec::new();
     for account in console.store().service_accounts().await? {
-        out.push(account_view(&console, &account).await?);
+        out.push(account_view(console, &account).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 fn check_token_name(name: &str) -> ApiResult<()> {
@@ -124,9 +132,23 @@ fn check_token_name(name: &str) -> ApiResult<()> {
 #[utoipa::path(post, path = "/_runway/console/v1/service-accounts", request_body = CreateServiceAccount, responses((status = 201, body = AccountTokenCreated, description = "the account and its first token, shown once"), (status = 400, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn create_account(
     State(console): State<Console>,
-    AdminCaller(admin): AdminCaller,
+    admin: AdminCaller,
     Json(req): Json<CreateServiceAccount>,
 ) -> ApiResult<(StatusCode, Json<AccountTokenCreated>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(add_account(&console, &admin, &req).await?),
+    ))
+}
+
+/// Creates a service account and its first token, returned once (API and
+/// the service accounts page).
+pub(crate) async fn add_account(
+    console: &Console,
+    AdminCaller(admin): &AdminCaller,
+    req: &CreateServiceAccount,
+) -> ApiResult<AccountTokenCreated> {
+    let console = console.clone();
     check_name("service account", &req.name)
         .map_err(|m| ApiError::bad_request("invalid_name", m))?;
     if req.description.len() > 1024 || req.description.contains('\0') {
@@ -184,14 +206,11 @@ async fn create_account(
             return Err(e.into());
         }
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(AccountTokenCreated {
-            account: account.name,
-            info: token_view(&record),
-            token,
-        }),
-    ))
+    Ok(AccountTokenCreated {
+        account: account.name,
+        info: token_view(&record),
+        token,
+    })
 }
 
 async fn find_account(console: &Console, name_or_key: &str) -> ApiResult<PrincipalRecord> {

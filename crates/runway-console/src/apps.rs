@@ -139,6 +139,16 @@ async fn application_view(
     app: &ApplicationRecord,
     running: &[RunningView],
 ) -> ApiResult<ApplicationView> {
+    let envs = console.store().environments().await?;
+    Ok(application_view_with(&envs, app, running))
+}
+
+/// An application's view, given every environment (read once for a list).
+fn application_view_with(
+    envs: &[runway_store::console::environments::EnvironmentRecord],
+    app: &ApplicationRecord,
+    running: &[RunningView],
+) -> ApplicationView {
     let running: Vec<RunningView> = running
         .iter()
         .filter(|r| r.app_key == app.id)
@@ -146,7 +156,6 @@ async fn application_view(
         .collect();
     // The pipeline whose environments run it: the one pipeline of every
     // environment where it runs (none if none, or if several).
-    let envs = console.store().environments().await?;
     let pipelines: BTreeSet<Option<String>> = running
         .iter()
         .filter(|r| r.version.is_some())
@@ -157,13 +166,13 @@ async fn application_view(
         1 => pipelines.into_iter().next().flatten(),
         _ => None,
     };
-    Ok(ApplicationView {
+    ApplicationView {
         key: app.id.clone(),
         name: app.name.clone(),
         description: app.description.clone(),
         pipeline,
         running,
-    })
+    }
 }
 
 #[utoipa::path(get, path = "/_runway/console/v1/apps", responses((status = 200, body = Vec<ApplicationView>)))]
@@ -171,15 +180,46 @@ async fn list_apps(
     State(console): State<Console>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ApplicationView>>> {
-    let access = Access::load(&console, &caller).await?;
-    let running = visible_running(&console, &access).await?;
+    Ok(Json(visible_apps(&console, &caller).await?))
+}
+
+/// The applications the caller sees, with where each runs (API and the
+/// applications page).
+pub(crate) async fn visible_apps(
+    console: &Console,
+    caller: &Caller,
+) -> ApiResult<Vec<ApplicationView>> {
+    let access = Access::load(console, caller).await?;
+    let running = visible_running(console, &access).await?;
+    let envs = console.store().environments().await?;
     let mut out = Vec::new();
     for app in console.store().applications().await? {
         if access.sees_app(&app.name) {
-            out.push(application_view(&console, &app, &running).await?);
+            out.push(application_view_with(&envs, &app, &running));
         }
     }
-    Ok(Json(out))
+    Ok(out)
+}
+
+/// An application with its versions, for one who may see it (API and the
+/// application page).
+pub(crate) async fn app_detail_for(
+    console: &Console,
+    caller: &Caller,
+    app: &str,
+) -> ApiResult<(ApplicationView, Vec<VersionView>)> {
+    let app = find_application(console, app).await?;
+    let access = Access::load(console, caller).await?;
+    require_sees_app(console, caller, &access, &app.name).await?;
+    let running = visible_running(console, &access).await?;
+    let versions = console.store().app_versions(&app.id).await?;
+    Ok((
+        application_view(console, &app, &running).await?,
+        versions
+            .into_iter()
+            .map(|v| version_view(v, &running))
+            .collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/_runway/console/v1/apps/{app}", params(("app" = String, Path, description = "name or key")), responses((status = 200, body = ApplicationView), (status = 404, body = runway_api::ErrorBody)))]

@@ -184,8 +184,12 @@ pub async fn layer(State(console): State<Console>, mut request: Request, next: N
     if !(change || refused) || slot.lock().recorded {
         return response;
     }
-    let (response, reason) = if status.is_success() {
+    let done = status.is_success() || status.is_redirection();
+    let (response, reason) = if done {
         (response, String::new())
+    } else if let Some(AuditReason(reason)) = response.extensions().get::<AuditReason>() {
+        let reason = reason.clone();
+        (response, reason)
     } else {
         error_message(response).await
     };
@@ -202,7 +206,7 @@ pub async fn layer(State(console): State<Console>, mut request: Request, next: N
         environment: state.environment,
         app: state.app,
         target: String::new(),
-        outcome: if status.is_success() {
+        outcome: if done {
             "done".into()
         } else {
             "refused".into()
@@ -215,6 +219,12 @@ pub async fn layer(State(console): State<Console>, mut request: Request, next: N
     write(&console, &row).await;
     response
 }
+
+/// Why a page refused a request (an HTML answer carries it as an extension,
+/// so its audit row says why as a JSON error's `message` does). A page's
+/// successful form answers with a redirect (303), which counts as done.
+#[derive(Debug, Clone)]
+pub struct AuditReason(pub String);
 
 /// The `message` of a JSON error answer (the answer is rebuilt unchanged).
 async fn error_message(response: Response) -> (Response, String) {
@@ -264,7 +274,16 @@ async fn read_audit(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
-    crate::auth::require(&console, &caller, "read the audit log", Need::ManageUsers).await?;
+    Ok(Json(entries(&console, &caller, q).await?))
+}
+
+/// The audit rows a query selects, newest first (API and the audit page).
+pub(crate) async fn entries(
+    console: &Console,
+    caller: &Caller,
+    q: AuditQuery,
+) -> ApiResult<Vec<AuditEntry>> {
+    crate::auth::require(console, caller, "read the audit log", Need::ManageUsers).await?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -284,7 +303,7 @@ async fn read_audit(
             limit,
         })
         .await?;
-    Ok(Json(rows.into_iter().map(entry).collect()))
+    Ok(rows.into_iter().map(entry).collect())
 }
 
 /// Prunes rows older than `retention` now and then every hour, until the

@@ -177,7 +177,13 @@ fn log_in_again(why: String) -> ApiError {
     ))
 }
 
-async fn authenticate_session(console: &Console, token: &str) -> Result<Caller, ApiError> {
+/// Authenticates a login session's token (`rws_…`): the one session path of
+/// bearer tokens and of the pages' cookie (expiry, idle limit, ended
+/// sessions, disabled users).
+pub(crate) async fn authenticate_session(
+    console: &Console,
+    token: &str,
+) -> Result<Caller, ApiError> {
     let (session, principal) = console
         .store()
         .session_by_hash(&hash_token(token))
@@ -248,7 +254,13 @@ pub(crate) async fn authenticate_parts(
     console: &Console,
     parts: &Parts,
 ) -> Result<Caller, ApiError> {
-    let mut caller = authenticate(console, &parts.headers).await?;
+    let caller = authenticate(console, &parts.headers).await?;
+    Ok(attach(caller, parts))
+}
+
+/// Ties an authenticated caller to the request: its client address and
+/// its audit row.
+pub(crate) fn attach(mut caller: Caller, parts: &Parts) -> Caller {
     caller.address = parts
         .extensions
         .get::<runway_server::PeerAddr>()
@@ -257,7 +269,7 @@ pub(crate) async fn authenticate_parts(
         slot.identify(&caller);
         caller.audit = Some(slot.clone());
     }
-    Ok(caller)
+    caller
 }
 
 /// Every route that touches environments, apps or plans takes a `Caller`.
@@ -282,15 +294,21 @@ impl FromRequestParts<Console> for AdminCaller {
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, ApiError> {
         let caller = authenticate_parts(console, parts).await?;
-        require(
-            console,
-            &caller,
-            "manage users, roles, teams and service accounts",
-            Need::ManageUsers,
-        )
-        .await?;
-        Ok(AdminCaller(caller))
+        as_admin(console, caller).await
     }
+}
+
+/// The caller as one that may manage users and roles, or the refusal: what
+/// the [`AdminCaller`] extractor checks, for the pages too.
+pub async fn as_admin(console: &Console, caller: Caller) -> ApiResult<AdminCaller> {
+    require(
+        console,
+        &caller,
+        "manage users, roles, teams and service accounts",
+        Need::ManageUsers,
+    )
+    .await?;
+    Ok(AdminCaller(caller))
 }
 
 // --- enforcement ---------------------------------------------------------------
@@ -425,6 +443,14 @@ impl<'a> Access<'a> {
     pub fn sees_environment(&self, env: &str) -> bool {
         let (own, apps) = levels_on(&self.caller.grants, &self.env_ref(env));
         own >= Level::Monitor || apps.values().any(|l| *l >= Level::Monitor)
+    }
+
+    /// Change & deploy on `env`, or on one of its apps through a team: the
+    /// environments a deployment may target (pages offer only those; each
+    /// plan is still checked per app by [`require`]).
+    pub fn may_deploy_to(&self, env: &str) -> bool {
+        let (own, apps) = levels_on(&self.caller.grants, &self.env_ref(env));
+        own >= Level::ChangeAndDeploy || apps.values().any(|l| *l >= Level::ChangeAndDeploy)
     }
 
     /// Monitor on `app` in at least one registered environment.

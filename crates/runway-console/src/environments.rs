@@ -349,14 +349,24 @@ async fn list_environments(
     State(console): State<Console>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<EnvironmentView>>> {
+    Ok(Json(visible_environments(&console, &caller).await?))
+}
+
+/// The environments the caller sees, with their last poll (API and the
+/// infrastructure page).
+pub(crate) async fn visible_environments(
+    console: &Console,
+    caller: &Caller,
+) -> ApiResult<Vec<EnvironmentView>> {
+    let access = crate::auth::Access::load(console, caller).await?;
     let mut out = Vec::new();
     for env in console.store().environments().await? {
         // Environments the caller has no access to are not listed.
-        if sees_environment(&console, &caller, &env.name).await? {
-            out.push(environment_view(&console, &env).await?);
+        if access.sees_environment(&env.name) {
+            out.push(environment_view(console, &env).await?);
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 #[utoipa::path(get, path = "/_runway/console/v1/environments/{env}", params(("env" = String, Path, description = "name or key")), responses((status = 200, body = EnvironmentDetail), (status = 404, body = runway_api::ErrorBody)))]

@@ -17,7 +17,8 @@
 //! [`environments`] (environments and pipelines), [`poller`] (health polls),
 //! [`apps`] (applications × environments, versions), [`trust`] (signing
 //! keys, tokens for environments), [`error`] (JSON errors),
-//! [`openapi`] (the API's OpenAPI document).
+//! [`openapi`] (the API's OpenAPI document), [`web`] (the pages: the
+//! console in a browser, on the same service functions as the API).
 //! Deployment plans and the LifeTime Deployment API v2 surface live in their
 //! own modules (`plans`, `lifetime`).
 
@@ -36,6 +37,7 @@ pub mod roles;
 pub mod server;
 pub mod trust;
 pub mod users;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +62,9 @@ struct Inner {
     pollers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     /// The signing key in memory and what was pushed where (`trust`).
     trust: trust::TrustState,
+    /// The key of the pages' CSRF tokens: derived from the console key at
+    /// start ([`Console::use_csrf_secret`]), else random.
+    csrf: std::sync::OnceLock<runway_web::csrf::CsrfKey>,
 }
 
 impl Console {
@@ -80,6 +85,7 @@ impl Console {
                 identity,
                 pollers: Mutex::new(HashMap::new()),
                 trust: trust::TrustState::default(),
+                csrf: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -96,6 +102,23 @@ impl Console {
     /// How often each environment is polled.
     pub fn poll_interval(&self) -> Duration {
         self.inner.poll_interval
+    }
+
+    /// Derives the pages' CSRF key from a secret the console keeps at rest
+    /// (its key file), so forms stay valid across a restart. Only the first
+    /// call counts.
+    pub fn use_csrf_secret(&self, secret: &[u8]) {
+        let _ = self
+            .inner
+            .csrf
+            .set(runway_web::csrf::CsrfKey::derive(secret));
+    }
+
+    /// The pages' CSRF key.
+    pub fn csrf_key(&self) -> &runway_web::csrf::CsrfKey {
+        self.inner
+            .csrf
+            .get_or_init(runway_web::csrf::CsrfKey::random)
     }
 
     fn pollers(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::JoinHandle<()>>> {
@@ -135,6 +158,7 @@ pub fn router(console: Console) -> Router {
             audit::layer,
         ))
         .layer(axum::middleware::from_fn(error::api_layer))
+        .merge(web::routes(console.clone()))
         .with_state(console)
 }
 

@@ -1677,20 +1677,102 @@ async fn list_plans(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<PlanView>>> {
-    let target = match &q.target {
-        Some(t) => Some(find_environment(&console, t).await?.id),
+    Ok(Json(
+        visible_plans(&console, &caller, q.target.as_deref()).await?,
+    ))
+}
+
+/// The plans (into `target`, if given) whose target the caller sees,
+/// newest first (API and the plan history page).
+pub(crate) async fn visible_plans(
+    console: &Console,
+    caller: &Caller,
+    target: Option<&str>,
+) -> ApiResult<Vec<PlanView>> {
+    let target = match target {
+        Some(t) => Some(find_environment(console, t).await?.id),
         None => None,
     };
-    let access = crate::auth::Access::load(&console, &caller).await?;
+    let access = crate::auth::Access::load(console, caller).await?;
     let mut out = Vec::new();
     for plan in console.store().plans(None, None, target.as_deref()).await? {
         // Only plans into environments the caller sees.
-        let (_, target, _) = plan_scope(&console, &plan).await?;
+        let (_, target, _) = plan_scope(console, &plan).await?;
         if access.sees_environment(&target) {
-            out.push(plan_view(&console, &plan).await?);
+            out.push(plan_view(console, &plan).await?);
         }
     }
-    Ok(Json(out))
+    Ok(out)
+}
+
+/// A plan with its target's front-ends, for one who may see it.
+pub(crate) async fn show_plan_for(
+    console: &Console,
+    caller: &Caller,
+    key: &str,
+) -> ApiResult<PlanView> {
+    require_sees_plan(console, caller, key).await?;
+    let plan = find_plan(console, key).await?;
+    let mut view = plan_view(console, &plan).await?;
+    view.frontends = target_progress(console, &plan).await;
+    Ok(view)
+}
+
+/// A plan's status and log rows after `after`, for one who may see it.
+pub(crate) async fn status_for(
+    console: &Console,
+    caller: &Caller,
+    key: &str,
+    after: i64,
+) -> ApiResult<PlanStatusView> {
+    require_sees_plan(console, caller, key).await?;
+    status(console, key, after).await
+}
+
+/// What a caller does to a stored plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanCommand {
+    Start,
+    Continue,
+    Abort,
+}
+
+/// Starts, continues or aborts a plan for a caller with its levels (API,
+/// the LifeTime surface's commands and the pages).
+pub(crate) async fn command(
+    console: &Console,
+    caller: &Caller,
+    key: &str,
+    command: PlanCommand,
+) -> ApiResult<PlanRecord> {
+    let action = match command {
+        PlanCommand::Start => "start a deployment plan",
+        PlanCommand::Continue => "continue a deployment plan",
+        PlanCommand::Abort => "abort a deployment plan",
+    };
+    require_stored_plan(console, caller, action, key).await?;
+    match command {
+        PlanCommand::Start => start(console, key).await,
+        PlanCommand::Continue => continue_plan(console, key).await,
+        PlanCommand::Abort => abort_plan(console, key).await,
+    }
+}
+
+/// Deletes a saved plan for a caller with its levels.
+pub(crate) async fn delete_for(console: &Console, caller: &Caller, key: &str) -> ApiResult<()> {
+    require_stored_plan(console, caller, "delete a deployment plan", key).await?;
+    delete_plan(console, key).await
+}
+
+/// Validates a plan for a caller with its levels.
+pub(crate) async fn validate_for(
+    console: &Console,
+    caller: &Caller,
+    key: &str,
+) -> ApiResult<PlanValidation> {
+    require_stored_plan(console, caller, "validate a deployment plan", key).await?;
+    let plan = find_plan(console, key).await?;
+    validate(console, &plan).await
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/plans", request_body = CreatePlan, responses((status = 201, body = PlanView, description = "saved"), (status = 400, body = runway_api::ErrorBody, description = "invalid_request: no or too many operations, an app twice, properties of an app the plan does not deploy, source = target"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "environment_not_found, app_not_found, version_not_found")))]
@@ -1709,11 +1791,7 @@ async fn show_plan(
     caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<Json<PlanView>> {
-    require_sees_plan(&console, &caller, &key).await?;
-    let plan = find_plan(&console, &key).await?;
-    let mut view = plan_view(&console, &plan).await?;
-    view.frontends = target_progress(&console, &plan).await;
-    Ok(Json(view))
+    Ok(Json(show_plan_for(&console, &caller, &key).await?))
 }
 
 #[utoipa::path(delete, path = "/_runway/console/v1/plans/{key}", params(("key" = String, Path)), responses((status = 204, description = "deleted"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_running: the plan holds its target")))]
@@ -1722,8 +1800,7 @@ async fn delete_plan_route(
     caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_stored_plan(&console, &caller, "delete a deployment plan", &key).await?;
-    delete_plan(&console, &key).await?;
+    delete_for(&console, &caller, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1733,9 +1810,7 @@ async fn validate_route(
     caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<Json<PlanValidation>> {
-    require_stored_plan(&console, &caller, "validate a deployment plan", &key).await?;
-    let plan = find_plan(&console, &key).await?;
-    Ok(Json(validate(&console, &plan).await?))
+    Ok(Json(validate_for(&console, &caller, &key).await?))
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/plans/{key}/start", params(("key" = String, Path)), responses((status = 202, body = PlanView, description = "validated and running"), (status = 401, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody, description = "plan_not_found"), (status = 409, body = runway_api::ErrorBody, description = "plan_conflicts (details: conflicts), target_busy (details: running_plan), plan_not_saved")))]
@@ -1744,8 +1819,7 @@ async fn start_route(
     caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PlanView>)> {
-    require_stored_plan(&console, &caller, "start a deployment plan", &key).await?;
-    let plan = start(&console, &key).await?;
+    let plan = command(&console, &caller, &key, PlanCommand::Start).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(plan_view(&console, &plan).await?),
@@ -1758,8 +1832,7 @@ async fn continue_route(
     caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PlanView>)> {
-    require_stored_plan(&console, &caller, "continue a deployment plan", &key).await?;
-    let plan = continue_plan(&console, &key).await?;
+    let plan = command(&console, &caller, &key, PlanCommand::Continue).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(plan_view(&console, &plan).await?),
@@ -1772,8 +1845,7 @@ async fn abort_route(
     caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PlanView>)> {
-    require_stored_plan(&console, &caller, "abort a deployment plan", &key).await?;
-    let plan = abort_plan(&console, &key).await?;
+    let plan = command(&console, &caller, &key, PlanCommand::Abort).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(plan_view(&console, &plan).await?),
@@ -1787,6 +1859,5 @@ async fn status_route(
     Path(key): Path<String>,
     Query(q): Query<PlanLogQuery>,
 ) -> ApiResult<Json<PlanStatusView>> {
-    require_sees_plan(&console, &caller, &key).await?;
-    Ok(Json(status(&console, &key, q.after).await?))
+    Ok(Json(status_for(&console, &caller, &key, q.after).await?))
 }

@@ -29,7 +29,7 @@ use runway_store::console::users::UserRecord;
 use crate::access::{
     self, EnvClass, EnvRef, Grants, Level, LevelScope, Membership, Role, built_in_roles,
 };
-use crate::auth::{AdminCaller, Myself};
+use crate::auth::{AdminCaller, Caller, Myself};
 use crate::error::{ApiError, ApiResult};
 use crate::{Console, check_name};
 
@@ -364,8 +364,13 @@ async fn team_view_of(console: &Console, t: &TeamRecord) -> ApiResult<TeamView> 
 #[utoipa::path(get, path = "/_runway/console/v1/roles", responses((status = 200, body = Vec<RoleView>, description = "built-in roles first, then custom ones by name")))]
 async fn list_roles(
     State(console): State<Console>,
-    _caller: Myself,
+    Myself(caller): Myself,
 ) -> ApiResult<Json<Vec<RoleView>>> {
+    Ok(Json(all_roles(&console, &caller).await?))
+}
+
+/// Every role, built-in first (any signed-in principal may read them).
+pub(crate) async fn all_roles(console: &Console, _caller: &Caller) -> ApiResult<Vec<RoleView>> {
     let mut out: Vec<RoleView> = built_in_roles()
         .iter()
         .map(|r| role_view(r, None))
@@ -373,7 +378,7 @@ async fn list_roles(
     for r in console.store().roles().await? {
         out.push(role_view(&role_from_record(&r), Some(r.created_at_ms)));
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 #[utoipa::path(get, path = "/_runway/console/v1/roles/{role}", params(("role" = String, Path, description = "the role's name, any case")), responses((status = 200, body = RoleView), (status = 404, body = runway_api::ErrorBody)))]
@@ -464,9 +469,21 @@ fn parse_levels(levels: &[RoleLevel]) -> ApiResult<Vec<(String, String)>> {
 #[utoipa::path(post, path = "/_runway/console/v1/roles", request_body = CreateRole, responses((status = 201, body = RoleView), (status = 400, body = runway_api::ErrorBody), (status = 403, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn create_role(
     State(console): State<Console>,
-    AdminCaller(caller): AdminCaller,
+    admin: AdminCaller,
     Json(req): Json<CreateRole>,
 ) -> ApiResult<(StatusCode, Json<RoleView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(add_role(&console, &admin, &req).await?),
+    ))
+}
+
+/// Creates a custom role (API and the roles page).
+pub(crate) async fn add_role(
+    console: &Console,
+    AdminCaller(caller): &AdminCaller,
+    req: &CreateRole,
+) -> ApiResult<RoleView> {
     check_role_name(&req.name)?;
     let levels = parse_levels(&req.levels)?;
     let r = console
@@ -481,18 +498,26 @@ async fn create_role(
             Some(&caller.principal.id),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(role_view(&role_from_record(&r), Some(r.created_at_ms))),
-    ))
+    Ok(role_view(&role_from_record(&r), Some(r.created_at_ms)))
 }
 
 #[utoipa::path(delete, path = "/_runway/console/v1/roles/{role}", params(("role" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody, description = "built-in, or still held by someone")))]
 async fn delete_role(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    admin: AdminCaller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    remove_role(&console, &admin, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a custom role nobody holds (API and the roles page).
+pub(crate) async fn remove_role(
+    console: &Console,
+    _admin: &AdminCaller,
+    name: &str,
+) -> ApiResult<()> {
+    let name = name.to_string();
     if let Some(b) = built_in_roles()
         .iter()
         .find(|r| r.name.eq_ignore_ascii_case(&name))
@@ -507,7 +532,7 @@ async fn delete_role(
             "no role {name:?} on this console (`runway role list` shows them)"
         )));
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 fn not_yourself(what: &str) -> ApiError {
@@ -523,16 +548,30 @@ fn not_yourself(what: &str) -> ApiError {
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/role", params(("user" = String, Path)), request_body = SetRole, responses((status = 200, body = UserView), (status = 400, body = runway_api::ErrorBody), (status = 403, body = runway_api::ErrorBody), (status = 404, body = runway_api::ErrorBody)))]
 async fn set_user_role(
     State(console): State<Console>,
-    AdminCaller(caller): AdminCaller,
+    admin: AdminCaller,
     Path(user): Path<String>,
     Json(req): Json<SetRole>,
 ) -> ApiResult<Json<UserView>> {
-    let user = crate::users::find_user(&console, &user).await?;
+    Ok(Json(
+        change_user_role(&console, &admin, &user, &req.role).await?,
+    ))
+}
+
+/// Gives a user another role (API and the users page): never one's own,
+/// never above the caller's rights.
+pub(crate) async fn change_user_role(
+    console: &Console,
+    AdminCaller(caller): &AdminCaller,
+    user: &str,
+    role: &str,
+) -> ApiResult<UserView> {
+    let console = console.clone();
+    let user = crate::users::find_user(&console, user).await?;
     if user.principal.id == caller.principal.id {
         return Err(not_yourself("role"));
     }
-    check_covers(&console, &caller, &user.principal, "change the role of").await?;
-    let role = existing_role(&console, &req.role).await?;
+    check_covers(&console, caller, &user.principal, "change the role of").await?;
+    let role = existing_role(&console, role).await?;
     check_grant(
         &console,
         &caller.grants,
@@ -549,7 +588,7 @@ async fn set_user_role(
         serde_json::json!({"user": user.principal.name, "role": role.name}),
     );
     let user = crate::users::find_user(&console, &user.principal.id).await?;
-    Ok(Json(crate::users::user_view(&console, &user).await?))
+    crate::users::user_view(&console, &user).await
 }
 
 // --- teams -------------------------------------------------------------------------
@@ -617,6 +656,11 @@ async fn list_teams(
     State(console): State<Console>,
     Myself(caller): Myself,
 ) -> ApiResult<Json<Vec<TeamView>>> {
+    Ok(Json(visible_teams(&console, &caller).await?))
+}
+
+/// Every team for one who may manage users; else the caller's own.
+pub(crate) async fn visible_teams(console: &Console, caller: &Caller) -> ApiResult<Vec<TeamView>> {
     let mut out = Vec::new();
     for t in console.store().teams().await? {
         if caller.is_admin()
@@ -624,10 +668,10 @@ async fn list_teams(
                 .iter()
                 .any(|m| m.principal.id == caller.principal.id)
         {
-            out.push(team_view_of(&console, &t).await?);
+            out.push(team_view_of(console, &t).await?);
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 #[utoipa::path(get, path = "/_runway/console/v1/teams/{team}", params(("team" = String, Path, description = "name or key")), responses((status = 200, body = TeamView), (status = 404, body = runway_api::ErrorBody)))]

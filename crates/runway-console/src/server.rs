@@ -130,6 +130,16 @@ impl ConsoleServer {
             }
         };
         let console = Console::with_identity(store.clone(), config.poll_interval, config.identity);
+        // The pages' CSRF tokens are derived from the console key (the file
+        // `SecretsKey::load` just read or created), so they outlive a restart.
+        let key_file = data_dir.join("console.key");
+        match std::fs::read(&key_file) {
+            Ok(secret) => console.use_csrf_secret(&secret),
+            Err(e) => {
+                store.close().await;
+                return Err(e).with_context(|| format!("failed to read {}", key_file.display()));
+            }
+        }
         console
             .start_pollers()
             .await

@@ -307,13 +307,18 @@ fn check_display_name(name: &str) -> ApiResult<()> {
 #[utoipa::path(get, path = "/_runway/console/v1/users", responses((status = 200, body = Vec<UserView>), (status = 403, body = runway_api::ErrorBody)))]
 async fn list_users(
     State(console): State<Console>,
-    _admin: AdminCaller,
+    admin: AdminCaller,
 ) -> ApiResult<Json<Vec<UserView>>> {
+    Ok(Json(users_for(&console, &admin).await?))
+}
+
+/// Every user (for one who may manage users).
+pub(crate) async fn users_for(console: &Console, _admin: &AdminCaller) -> ApiResult<Vec<UserView>> {
     let mut out = Vec::new();
     for u in console.store().users().await? {
-        out.push(user_view(&console, &u).await?);
+        out.push(user_view(console, &u).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// An administrator, or the user itself.
@@ -337,15 +342,27 @@ async fn show_user(
 #[utoipa::path(post, path = "/_runway/console/v1/users", request_body = CreateUser, responses((status = 201, body = UserCreated, description = "the user; a generated password is shown once"), (status = 400, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn create_user(
     State(console): State<Console>,
-    AdminCaller(admin): AdminCaller,
+    admin: AdminCaller,
     Json(req): Json<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserCreated>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(add_user(&console, &admin, req).await?),
+    ))
+}
+
+/// Creates a user (API and the users page).
+pub(crate) async fn add_user(
+    console: &Console,
+    AdminCaller(admin): &AdminCaller,
+    req: CreateUser,
+) -> ApiResult<UserCreated> {
     check_name("user", &req.name).map_err(|m| ApiError::bad_request("invalid_name", m))?;
     check_email(&req.email)?;
     check_display_name(&req.display_name)?;
-    let role = crate::roles::existing_role(&console, &req.role).await?;
+    let role = crate::roles::existing_role(console, &req.role).await?;
     crate::roles::check_grant(
-        &console,
+        console,
         &admin.grants,
         &role,
         &format!("new user '{}'", req.name),
@@ -373,23 +390,53 @@ async fn create_user(
             Some(&admin.principal.id),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(UserCreated {
-            user: user_view(&console, &user).await?,
-            password: generated.then_some(password),
-        }),
-    ))
+    Ok(UserCreated {
+        user: user_view(console, &user).await?,
+        password: generated.then_some(password),
+    })
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/disable", params(("user" = String, Path)), responses((status = 200, body = UserView, description = "disabled, every session ended"), (status = 404, body = runway_api::ErrorBody)))]
 async fn disable_user(
     State(console): State<Console>,
-    AdminCaller(admin): AdminCaller,
+    admin: AdminCaller,
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserView>> {
-    let user = find_user(&console, &user).await?;
-    crate::roles::check_covers(&console, &admin, &user.principal, "disable").await?;
+    Ok(Json(
+        user_action(&console, &admin, &user, UserAction::Disable).await?,
+    ))
+}
+
+/// What an administrator does to a user's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserAction {
+    Disable,
+    Enable,
+    Unlock,
+}
+
+/// Disables, enables or unlocks a user (API and the users page).
+pub(crate) async fn user_action(
+    console: &Console,
+    admin: &AdminCaller,
+    user: &str,
+    action: UserAction,
+) -> ApiResult<UserView> {
+    match action {
+        UserAction::Disable => disable(console, admin, user).await,
+        UserAction::Enable => enable(console, admin, user).await,
+        UserAction::Unlock => unlock(console, admin, user).await,
+    }
+}
+
+async fn disable(
+    console: &Console,
+    AdminCaller(admin): &AdminCaller,
+    user: &str,
+) -> ApiResult<UserView> {
+    let console = console.clone();
+    let user = find_user(&console, user).await?;
+    crate::roles::check_covers(&console, admin, &user.principal, "disable").await?;
     if user.principal.id == admin.principal.id {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -401,36 +448,56 @@ async fn disable_user(
     }
     console.store().disable_user(&user.principal.id).await?;
     let user = find_user(&console, &user.principal.id).await?;
-    Ok(Json(user_view(&console, &user).await?))
+    user_view(&console, &user).await
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/enable", params(("user" = String, Path)), responses((status = 200, body = UserView), (status = 404, body = runway_api::ErrorBody), (status = 409, body = runway_api::ErrorBody)))]
 async fn enable_user(
     State(console): State<Console>,
-    AdminCaller(admin): AdminCaller,
+    admin: AdminCaller,
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserView>> {
-    let user = find_user(&console, &user).await?;
-    crate::roles::check_covers(&console, &admin, &user.principal, "enable").await?;
+    Ok(Json(
+        user_action(&console, &admin, &user, UserAction::Enable).await?,
+    ))
+}
+
+async fn enable(
+    console: &Console,
+    AdminCaller(admin): &AdminCaller,
+    user: &str,
+) -> ApiResult<UserView> {
+    let user = find_user(console, user).await?;
+    crate::roles::check_covers(console, admin, &user.principal, "enable").await?;
     console.store().enable_user(&user.principal.id).await?;
-    let user = find_user(&console, &user.principal.id).await?;
-    Ok(Json(user_view(&console, &user).await?))
+    let user = find_user(console, &user.principal.id).await?;
+    user_view(console, &user).await
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/unlock", params(("user" = String, Path)), responses((status = 200, body = UserView, description = "lockout and failed-login count cleared"), (status = 404, body = runway_api::ErrorBody)))]
 async fn unlock_user(
     State(console): State<Console>,
-    AdminCaller(admin): AdminCaller,
+    admin: AdminCaller,
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserView>> {
-    let user = find_user(&console, &user).await?;
-    crate::roles::check_covers(&console, &admin, &user.principal, "unlock").await?;
+    Ok(Json(
+        user_action(&console, &admin, &user, UserAction::Unlock).await?,
+    ))
+}
+
+async fn unlock(
+    console: &Console,
+    AdminCaller(admin): &AdminCaller,
+    user: &str,
+) -> ApiResult<UserView> {
+    let user = find_user(console, user).await?;
+    crate::roles::check_covers(console, admin, &user.principal, "unlock").await?;
     console
         .store()
         .unlock_user(&user.principal.id, &user.principal.name)
         .await?;
-    let user = find_user(&console, &user.principal.id).await?;
-    Ok(Json(user_view(&console, &user).await?))
+    let user = find_user(console, &user.principal.id).await?;
+    user_view(console, &user).await
 }
 
 #[utoipa::path(post, path = "/_runway/console/v1/users/{user}/password", params(("user" = String, Path)), request_body = ChangePassword, responses((status = 200, body = PasswordChanged, description = "every other session of the user ended"), (status = 400, body = runway_api::ErrorBody), (status = 403, body = runway_api::ErrorBody)))]
@@ -440,7 +507,20 @@ async fn change_password(
     Path(user): Path<String>,
     Json(req): Json<ChangePassword>,
 ) -> ApiResult<Json<PasswordChanged>> {
-    let user = find_user(&console, &user).await?;
+    Ok(Json(set_password(&console, &caller, &user, req).await?))
+}
+
+/// Changes a user's password: one's own (with the current one), or
+/// another's as an administrator (API and the pages).
+pub(crate) async fn set_password(
+    console: &Console,
+    caller: &Caller,
+    user: &str,
+    req: ChangePassword,
+) -> ApiResult<PasswordChanged> {
+    let console = console.clone();
+    let caller = caller.clone();
+    let user = find_user(&console, user).await?;
     let own = caller.principal.id == user.principal.id;
     if !own {
         crate::auth::require(
@@ -511,10 +591,10 @@ async fn change_password(
         .store()
         .set_password(&user.principal.id, &hash, keep)
         .await?;
-    Ok(Json(PasswordChanged {
+    Ok(PasswordChanged {
         sessions_ended: ended,
         password: generated.then_some(password),
-    }))
+    })
 }
 
 // --- login and sessions ----------------------------------------------------------
@@ -667,7 +747,22 @@ async fn login(
     slot: Option<axum::Extension<crate::audit::AuditSlot>>,
     Json(req): Json<Login>,
 ) -> ApiResult<(StatusCode, Json<SessionCreated>)> {
-    if let Some(axum::Extension(slot)) = &slot {
+    let slot = slot.map(|axum::Extension(slot)| slot);
+    let created = log_in(&console, &address, slot.as_ref(), req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Logs a user in: the throttle, the lockout, the password check and a new
+/// session, for the API and the sign-in page alike. `slot` is the request's
+/// audit row (it names the username tried, never the password).
+pub(crate) async fn log_in(
+    console: &Console,
+    address: &str,
+    slot: Option<&crate::audit::AuditSlot>,
+    req: Login,
+) -> ApiResult<SessionCreated> {
+    let console = console.clone();
+    if let Some(slot) = slot {
         slot.login_attempt(&req.user);
     }
     if req.user.is_empty() || req.user.len() > 256 || req.password.len() > MAX_PASSWORD_BYTES {
@@ -680,7 +775,7 @@ async fn login(
     }
     // Each attempt is counted as a failure before its password is checked
     // (and given back if right): see `claim_attempt`.
-    let address_key = throttle_key(&address);
+    let address_key = throttle_key(address);
     claim_attempt(
         &console,
         FailureScope::Address,
@@ -757,17 +852,14 @@ async fn login(
     let expires_at_ms = now_ms() + identity.session_absolute.as_millis() as i64;
     console
         .store()
-        .create_session(&user.principal.id, &hash, &address, expires_at_ms)
+        .create_session(&user.principal.id, &hash, address, expires_at_ms)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(SessionCreated {
-            token,
-            user: user_view(&console, &user).await?,
-            expires_at_ms,
-            idle_timeout_ms: identity.session_idle.as_millis() as i64,
-        }),
-    ))
+    Ok(SessionCreated {
+        token,
+        user: user_view(&console, &user).await?,
+        expires_at_ms,
+        idle_timeout_ms: identity.session_idle.as_millis() as i64,
+    })
 }
 
 fn no_session(caller: &Caller) -> ApiError {
@@ -784,12 +876,18 @@ fn no_session(caller: &Caller) -> ApiError {
 
 #[utoipa::path(delete, path = "/_runway/console/v1/sessions/current", responses((status = 204, description = "this session ended"), (status = 401, body = runway_api::ErrorBody)))]
 async fn logout(State(console): State<Console>, Myself(caller): Myself) -> ApiResult<StatusCode> {
-    let session = caller.session.as_ref().ok_or_else(|| no_session(&caller))?;
+    log_out(&console, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the caller's own session (API logout and the pages' sign-out).
+pub(crate) async fn log_out(console: &Console, caller: &Caller) -> ApiResult<()> {
+    let session = caller.session.as_ref().ok_or_else(|| no_session(caller))?;
     console
         .store()
         .end_session(session.id, "logged out")
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[utoipa::path(delete, path = "/_runway/console/v1/sessions", responses((status = 200, body = SessionsEnded, description = "every session of the caller ended, this one included"), (status = 401, body = runway_api::ErrorBody)))]

@@ -109,8 +109,7 @@ impl LineChart {
                             text.axis x=(x(t)) y=(HEIGHT - 6.0) text-anchor="middle" { (time_label(t, span)) }
                         }
                         @for (n, series) in self.series.iter().enumerate() {
-                            @let mut points = series.points.clone();
-                            @let _ = points.sort_by_key(|p| p.0);
+                            @let points = { let mut p = series.points.clone(); p.sort_by_key(|p| p.0); p };
                             @let path = points.iter().map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v))).collect::<Vec<_>>().join(" ");
                             g class={ "series series-" (n % 6) } {
                                 polyline points=(path) fill="none" {}

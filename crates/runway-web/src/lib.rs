@@ -31,6 +31,7 @@ pub mod chart;
 pub mod cookie;
 pub mod csrf;
 pub mod layout;
+pub mod same_origin;
 pub mod security;
 pub mod time;
 

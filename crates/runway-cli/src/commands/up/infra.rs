@@ -222,6 +222,10 @@ impl Infrastructure {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let infra = Infrastructure::start(&args).await?;
     println!("runway: console  listening on {}", infra.console_url());
+    println!(
+        "runway: console  in a browser: {}/ (sign in as the administrator below)",
+        infra.console_url().trim_end_matches('/')
+    );
     for (name, env) in &infra.environments {
         let farm = env.frontends().len();
         println!(
