@@ -248,6 +248,8 @@ async fn a_release_manager_promotes_an_app_with_the_wizard_in_a_browser() {
     let infra = Infra::start().await;
     let url = infra.url.clone();
     let password = infra.admin_password.clone();
+    let admin = infra.admin.clone();
+    let console = infra.server.console().clone();
     with_browser("web_console_promote", |b| async move {
         b.goto(&format!("{url}/applications")).await.unwrap();
         // Not signed in: the sign-in form, which brings us back.
@@ -334,6 +336,65 @@ async fn a_release_manager_promotes_an_app_with_the_wizard_in_a_browser() {
         wait_css(&b, "#live").await;
         wait_text(&b, "finished successfully", 60).await;
         wait_text(&b, "succeeded", 5).await;
+
+        // Two-step, test → prod: the page follows the plan by itself. It
+        // waits prepared; the plan is continued elsewhere (the API), and the
+        // open page shows the end without a reload (htmx polls the fragment).
+        for env in admin.environments().await.unwrap() {
+            let _ = console.poll_once(&env.key).await;
+        }
+        b.goto(&format!("{url}/deploy?source=test&target=prod"))
+            .await
+            .unwrap();
+        wait_css(&b, "#wizard-apps").await;
+        b.find(Locator::Css("#app-hello"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.find(Locator::Css("input[name='mode'][value='prepare']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.find(Locator::Css("button[value='start']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&b, "prepared: waiting for continue or abort", 60).await;
+        wait_css(&b, "form[action$='/continue'] button").await;
+        let key = b
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .trim_start_matches("/plans/")
+            .to_string();
+        let marker = "the page was not reloaded";
+        b.execute(
+            "document.body.setAttribute('data-marker', arguments[0]);",
+            vec![serde_json::json!(marker)],
+        )
+        .await
+        .unwrap();
+        admin
+            .continue_plan(&key)
+            .await
+            .expect("continue through the API");
+        wait_text(&b, "finished successfully", 60).await;
+        let still = b
+            .execute("return document.body.getAttribute('data-marker');", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            still,
+            serde_json::json!(marker),
+            "the fragment was polled, not the page reloaded"
+        );
     })
     .await;
     infra.poll().await;
