@@ -542,6 +542,13 @@ async fn catch_up(frontend: &Frontend, client: &ControllerClient) {
         frontend.abort(*newest).await;
         staged = frontend.inner.stage_committed(&table).await;
     }
+    let ok = staged.is_ok();
+    frontend
+        .inner
+        .metrics
+        .catchups
+        .get_or_create(&crate::metrics::FrontendMetrics::outcome(ok))
+        .inc();
     match staged {
         Ok((report, failed)) => match frontend.commit(table.generation).await {
             Ok(()) => {

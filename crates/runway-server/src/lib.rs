@@ -14,7 +14,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use runway_api::REQUEST_ID_HEADER;
 
-pub use runway_net::{ConnectionSettings, PeerAddr};
+pub use runway_net::{ConnectionSettings, PeerAddr, metrics};
 
 /// A running HTTP server of Runway (controller, front-end or both).
 pub type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
