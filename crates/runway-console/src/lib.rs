@@ -29,6 +29,7 @@ pub mod auth;
 pub mod environments;
 pub mod error;
 pub mod lifetime;
+mod metrics;
 pub mod openapi;
 pub mod plans;
 pub mod poller;
