@@ -37,6 +37,7 @@ pub mod roles;
 pub mod server;
 pub mod trust;
 pub mod users;
+pub mod web_sso;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

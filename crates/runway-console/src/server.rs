@@ -149,13 +149,15 @@ impl ConsoleServer {
         let (router, registry) = crate::metrics::instrument(crate::router(console.clone()));
         let server = runway_server::spawn_server(
             listener,
-            router.merge(runway_server::metrics_router(
-                runway_server::metrics::MetricsEndpoint::new(
-                    vec![registry],
-                    config.metrics_token.clone(),
-                ),
-                runway_server::metrics::CONSOLE_PATH,
-            )),
+            router
+                .merge(runway_server::metrics_router(
+                    runway_server::metrics::MetricsEndpoint::new(
+                        vec![registry],
+                        config.metrics_token.clone(),
+                    ),
+                    runway_server::metrics::CONSOLE_PATH,
+                ))
+                .merge(crate::web_sso::routes(console.clone())),
             stopped,
             config.connections,
         );
