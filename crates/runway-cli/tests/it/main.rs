@@ -28,4 +28,5 @@ mod standby;
 mod support;
 mod timers;
 mod trust;
+mod web_dashboard;
 mod zones;

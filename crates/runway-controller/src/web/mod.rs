@@ -115,6 +115,19 @@ pub fn router(c: Controller) -> Router {
             crate::lease::standby_guard,
         ))
         .layer(axum::middleware::from_fn(runway_web::security::headers))
+        .layer(axum::middleware::from_fn(server_timing))
+}
+
+/// Says how long the server took for a page (`Server-Timing: page;dur=MS`),
+/// for the browser's developer tools and the dashboard's speed test.
+async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("page;dur={ms:.1}")) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    response
 }
 
 fn hash(secret: &str) -> String {
