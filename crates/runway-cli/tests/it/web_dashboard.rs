@@ -149,14 +149,17 @@ async fn the_dashboard_shows_a_request_its_detail_an_error_with_stderr_and_chart
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forms_without_the_session_token_from_elsewhere_or_beyond_the_scope_are_refused() {
-    let env = TestEnv::start().await;
-    let enabled = || async { env.client.frontends().await.unwrap().frontends[0].enabled };
-    let admin = sign_in(&env.url, &env.token).await;
-    let (status, html) = page(&env.url, "/_runway/frontends", &admin).await;
+    // A farm (PostgreSQL catalogs, real processes): its front-end can be
+    // disabled; the dashboard is at the controller's address.
+    let farm = crate::farm_support::Farm::start(1).await;
+    let url = farm.controller.url.clone();
+    let enabled = || async { farm.list().await.frontends[0].enabled };
+    let admin = sign_in(&url, &farm.admin).await;
+    let (status, html) = page(&url, "/_runway/frontends", &admin).await;
     assert_eq!(status, 200);
-    assert!(html.contains("/_runway/frontends/fe-1/disable"), "{html}");
+    assert!(html.contains("/_runway/frontends/fe1/disable"), "{html}");
     let csrf = field(&html, "_csrf").expect("the page's forms carry a CSRF token");
-    let disable = format!("{}/_runway/frontends/fe-1/disable", env.url);
+    let disable = format!("{url}/_runway/frontends/fe1/disable");
 
     // No CSRF token: refused, nothing changed.
     let r = http()
@@ -183,7 +186,7 @@ async fn forms_without_the_session_token_from_elsewhere_or_beyond_the_scope_are_
     assert!(enabled().await);
 
     // Another session's token: refused.
-    let other = sign_in(&env.url, &env.token).await;
+    let other = sign_in(&url, &farm.admin).await;
     let r = http()
         .post(&disable)
         .header("cookie", &other)
@@ -204,9 +207,9 @@ async fn forms_without_the_session_token_from_elsewhere_or_beyond_the_scope_are_
         .unwrap();
     assert_eq!(r.status(), 303);
     assert!(!enabled().await, "the form disabled the front-end");
-    let (_, html) = page(&env.url, "/_runway/frontends", &admin).await;
+    let (_, html) = page(&url, "/_runway/frontends", &admin).await;
     let r = http()
-        .post(format!("{}/_runway/frontends/fe-1/enable", env.url))
+        .post(format!("{url}/_runway/frontends/fe1/enable"))
         .header("cookie", &admin)
         .form(&[("_csrf", field(&html, "_csrf").unwrap().as_str())])
         .send()
@@ -216,7 +219,7 @@ async fn forms_without_the_session_token_from_elsewhere_or_beyond_the_scope_are_
     assert!(enabled().await);
 
     // A read-only token sees no button, and its POST is refused.
-    let read = env
+    let read = farm
         .client
         .create_token(&CreateToken {
             name: "viewer".into(),
@@ -225,10 +228,10 @@ async fn forms_without_the_session_token_from_elsewhere_or_beyond_the_scope_are_
         .await
         .unwrap()
         .token;
-    let viewer = sign_in(&env.url, &read).await;
-    let (status, html) = page(&env.url, "/_runway/frontends", &viewer).await;
+    let viewer = sign_in(&url, &read).await;
+    let (status, html) = page(&url, "/_runway/frontends", &viewer).await;
     assert_eq!(status, 200);
-    assert!(html.contains("fe-1"));
+    assert!(html.contains("fe1"));
     assert!(
         !html.contains("/disable") && !html.contains(">Disable<"),
         "a read-only viewer is not offered enable/disable"
@@ -247,15 +250,29 @@ async fn forms_without_the_session_token_from_elsewhere_or_beyond_the_scope_are_
 
     // Signing out ends the session on the server: the cookie is worthless.
     let r = http()
-        .post(format!("{}/_runway/logout", env.url))
+        .post(format!("{url}/_runway/logout"))
         .header("cookie", &viewer)
         .form(&[("_csrf", viewer_csrf.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    let (status, _) = page(&env.url, "/_runway/frontends", &viewer).await;
+    let (status, _) = page(&url, "/_runway/frontends", &viewer).await;
     assert_eq!(status, 303, "a signed-out session is sent to sign in");
+    // The front-end's own metrics, at its address.
+    let fe = &farm.frontends[0].1.url;
+    let text = http()
+        .get(format!("{fe}/_runway/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        has(&parse(&text), "runway_http_requests_in_flight"),
+        "{text}"
+    );
 }
 
 const PASSWORD: &str = "Tangerine-Viaduct-Osprey-42";

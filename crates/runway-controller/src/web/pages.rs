@@ -220,12 +220,16 @@ pub(crate) async fn frontends(State(web): State<Web>, viewer: Viewer) -> PageRes
                             td { code { (f.address) } }
                             @if may_change {
                                 td {
+                                    // In-process front-ends (`runway up`) are not in the
+                                    // registry: nothing to enable or disable.
+                                    @if f.last_heartbeat_ms.is_some() {
                                     @let action = if f.enabled { "disable" } else { "enable" };
                                     form.inline method="post" action={ "/_runway/frontends/" (f.name) "/" (action) } {
                                         input type="hidden" name=(runway_web::csrf::FIELD) value=(viewer.csrf_token);
                                         button type="submit" data-confirm={ (action) " front-end " (f.name) "?" } {
                                             @if f.enabled { "Disable" } @else { "Enable" }
                                         }
+                                    }
                                     }
                                 }
                             }
