@@ -346,7 +346,7 @@ pub(crate) async fn mint(
 ) -> ApiResult<EnvironmentToken> {
     let console = console.clone();
     let env = crate::environments::find_environment(&console, env).await?;
-    let (level, apps) = env_levels(&console, &caller, &env).await?;
+    let (level, apps) = env_levels(&console, caller, &env).await?;
     if level == Level::NoAccess && apps.is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -144,6 +144,20 @@ pub fn refuse_credentials(what: &str, address: &str) -> Result<(), String> {
     ))
 }
 
+/// The route answering a scrape of `endpoint` at `path`
+/// ([`metrics::ENVIRONMENT_PATH`] on the environment's roles,
+/// [`metrics::CONSOLE_PATH`] on the console), for merging into a role's
+/// router.
+pub fn metrics_router(endpoint: metrics::MetricsEndpoint, path: &str) -> axum::Router {
+    axum::Router::new().route(
+        path,
+        axum::routing::get(move |headers: http::HeaderMap| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.respond(&headers).map(axum::body::Body::from) }
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,18 +186,4 @@ mod tests {
         assert!(refuse_credentials("--advertise", "http://10.0.0.5:9101").is_ok());
         assert!(refuse_credentials("--advertise", "https://fe.example/").is_ok());
     }
-}
-
-/// The route answering a scrape of `endpoint` at `path`
-/// ([`metrics::ENVIRONMENT_PATH`] on the environment's roles,
-/// [`metrics::CONSOLE_PATH`] on the console), for merging into a role's
-/// router.
-pub fn metrics_router(endpoint: metrics::MetricsEndpoint, path: &str) -> axum::Router {
-    axum::Router::new().route(
-        path,
-        axum::routing::get(move |headers: http::HeaderMap| {
-            let endpoint = endpoint.clone();
-            async move { endpoint.respond(&headers).map(axum::body::Body::from) }
-        }),
-    )
 }

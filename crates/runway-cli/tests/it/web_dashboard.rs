@@ -273,6 +273,33 @@ async fn forms_without_the_session_token_from_elsewhere_or_beyond_the_scope_are_
         has(&parse(&text), "runway_http_requests_in_flight"),
         "{text}"
     );
+
+    // PostgreSQL catalogs: a request through the farm's front-end reaches the
+    // chart series (the log writer's upsert on this backend) and the log.
+    farm.client
+        .publish(package("tests/guests/misbehave").to_bytes(), true, None)
+        .await
+        .unwrap();
+    let r = http()
+        .get(format!("{fe}/misbehave/ok"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, charts) = page(&url, "/_runway/charts?app=misbehave", &admin).await;
+        let (_, requests) = page(&url, "/_runway/requests?app=misbehave", &admin).await;
+        if charts.contains("circle") && requests.contains(&id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the dashboard"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 const PASSWORD: &str = "Tangerine-Viaduct-Osprey-42";
@@ -392,6 +419,21 @@ async fn the_console_signs_a_user_on_to_an_environments_dashboard_once() {
     assert_eq!(r.status(), 401);
     assert!(cookie_of(&r, "runway_dashboard").is_none());
     assert!(r.text().await.unwrap().contains("already used"));
+    // The sign-on and its refused replay are in dev's audit log.
+    let rows = dev
+        .client
+        .audit(&runway_api::trust::AuditQuery {
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sso: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action == "POST /_runway/sso" && r.actor == "console:ada")
+        .map(|r| r.status)
+        .collect();
+    assert!(sso.contains(&200) && sso.contains(&401), "{rows:?}");
 
     // A token for dev is refused by test.
     let (html, _) = sso_form("dev").await;
@@ -449,6 +491,7 @@ async fn every_role_serves_metrics_with_the_documented_series() {
     env.publish(&package("tests/guests/misbehave")).await;
     assert_eq!(env.get("/misbehave/ok").await.status(), 200);
     assert_eq!(env.get("/misbehave/trap").await.status(), 500);
+    assert_eq!(env.get("/no-such-app-xyz/").await.status(), 404);
     let metrics = format!("{}/_runway/metrics", env.url);
     let r = http().get(&metrics).send().await.unwrap();
     assert_eq!(r.status(), 401, "no token, no metrics");
@@ -518,12 +561,26 @@ async fn every_role_serves_metrics_with_the_documented_series() {
         ),
         1.0
     );
-    // Labels never name a path or a request id.
+    // Labels never name a path, a request id or an app that is not running.
     assert!(
         !scrape
             .samples
             .iter()
             .any(|s| s.labels.get("path").is_some())
+    );
+    assert!(
+        !scrape
+            .samples
+            .iter()
+            .any(|s| s.labels.get("app") == Some("no-such-app-xyz"))
+    );
+    assert_eq!(
+        sum(
+            &scrape,
+            "runway_http_requests_total",
+            &[("app", ""), ("status", "4xx")]
+        ),
+        1.0
     );
     drop(env);
 

@@ -84,6 +84,9 @@ pub fn router(c: Controller) -> Router {
             post(pages::disable_frontend),
         )
         .route("/_runway/timers/{app}/{timer}/run", post(sched::run_timer))
+        .route("/_runway/login", post(login))
+        .route("/_runway/logout", post(logout))
+        .route("/_runway/sso", post(sso))
         .layer(axum::middleware::from_fn_with_state(
             c.clone(),
             crate::identity::audit_layer,
@@ -92,9 +95,7 @@ pub fn router(c: Controller) -> Router {
     Router::new()
         .route("/_runway", get(|| async { Redirect::permanent(HOME) }))
         .route(HOME, get(pages::home))
-        .route("/_runway/login", get(login_page).post(login))
-        .route("/_runway/logout", post(logout))
-        .route("/_runway/sso", post(sso))
+        .route("/_runway/login", get(login_page))
         .route("/_runway/apps", get(pages::apps))
         .route("/_runway/apps/{app}", get(pages::app))
         .route("/_runway/frontends", get(pages::frontends))
@@ -512,6 +513,7 @@ async fn login_page(State(web): State<Web>, Query(q): Query<LoginQuery>) -> Resp
 /// is a secret only its holder knows.
 async fn login(
     State(web): State<Web>,
+    slot: Option<axum::Extension<AuditSlot>>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -532,8 +534,20 @@ async fn login(
     }
     let record = match crate::identity::authenticate_local(&web.c, token).await {
         Ok(record) => record,
-        Err(e) => return refuse(ApiError::from(e).message),
+        Err(e) => {
+            let message = ApiError::from(e).message;
+            if let Some(axum::Extension(slot)) = &slot {
+                slot.refused(message.clone());
+            }
+            return refuse(message);
+        }
     };
+    if let Some(axum::Extension(slot)) = &slot {
+        slot.set(
+            format!("token:{}", record.name),
+            Some(record.id.to_string()),
+        );
+    }
     if record.scope == Scope::Join {
         return refuse(format!(
             "token '{}' is a join token (for front-ends joining the farm); sign in with a \
@@ -583,10 +597,17 @@ async fn logout(
 ///
 /// `check_origin` does not apply: the console's page is another origin by
 /// design. What protects this POST is the token itself.
-async fn sso(State(web): State<Web>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn sso(
+    State(web): State<Web>,
+    slot: Option<axum::Extension<AuditSlot>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
     let next = safe_next(form.get("next").map(String::as_str));
     let refuse = |status: StatusCode, message: String| {
+        if let Some(axum::Extension(slot)) = &slot {
+            slot.refused(message.clone());
+        }
         (
             status,
             login_form(
@@ -608,6 +629,9 @@ async fn sso(State(web): State<Web>, Form(form): Form<HashMap<String, String>>) 
         Ok(caller) => caller,
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, ApiError::from(e).message),
     };
+    if let Some(axum::Extension(slot)) = &slot {
+        slot.set(format!("console:{}", caller.sub), Some(caller.jti.clone()));
+    }
     if crate::identity::level_scope(caller.level).is_none() && caller.apps.is_empty() {
         return refuse(
             StatusCode::FORBIDDEN,
