@@ -43,11 +43,15 @@ pub struct BalancerConfig {
     /// Threads that accept and proxy, each with its own single-threaded
     /// runtime and upstream connection pool. Default: one per CPU.
     pub workers: usize,
-    /// Where requests for the platform's API (`/_runway/api/…`) go instead of
+    /// Where requests for the platform's API and dashboard (`/_runway/…`
+    /// but the front-ends' health and readiness: [`is_platform_path`]) go instead of
     /// a front-end: the controller, so the environment answers at one
     /// address. Not health-checked; never retried elsewhere. Default: none
     /// (such paths go to the front-ends like any other).
     pub platform: Option<Url>,
+    /// The bearer token `/_runway/metrics` requires (`--metrics-token`);
+    /// `None`: open.
+    pub metrics_token: Option<String>,
     /// Client connections: header-read and keep-alive timeouts, bound on
     /// connections open at once, send timeout (`--header-read-timeout-ms`,
     /// `--keep-alive-timeout-ms`, `--max-connections`, `--send-timeout-ms`).
@@ -138,8 +142,19 @@ pub enum RouteTarget {
     Static(Vec<Url>),
 }
 
-/// Paths sent to [`BalancerConfig::platform`] when it is set.
-pub const PLATFORM_API_PREFIX: &str = "/_runway/api/";
+/// Whether `path` is the controller's when [`BalancerConfig::platform`] is
+/// set: its API and the environment's dashboard, i.e. everything under
+/// `/_runway/` except the front-ends' own `/_runway/health` and
+/// `/_runway/ready` (and the balancer's `/_runway/metrics`, answered
+/// before routing).
+pub fn is_platform_path(path: &str) -> bool {
+    path == "/_runway"
+        || (path.starts_with("/_runway/")
+            && !matches!(
+                path,
+                "/_runway/health" | "/_runway/ready" | runway_net::metrics::ENVIRONMENT_PATH
+            ))
+}
 
 /// Where the balancer learns which front-ends exist.
 #[derive(Debug, Clone)]
@@ -244,6 +259,7 @@ pub fn defaults(listen: SocketAddr, discovery: Discovery) -> BalancerConfig {
         shutdown_grace: Duration::from_secs(30),
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         platform: None,
+        metrics_token: None,
         connections: runway_net::ConnectionSettings::default(),
         standby_controllers: Vec::new(),
         proxy: None,

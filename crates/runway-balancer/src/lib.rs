@@ -34,6 +34,7 @@ mod error;
 pub mod file;
 mod headers;
 mod health;
+mod metrics;
 mod pool;
 mod proxy;
 mod routes;
@@ -245,6 +246,12 @@ impl Balancer {
             max_attempts: config.max_attempts,
             eject_for: config.eject_for,
             connections: config.connections,
+            metrics: Arc::new(metrics::BalancerMetrics::new(
+                std::iter::once(members.clone())
+                    .chain(route_members.iter().cloned())
+                    .collect(),
+                config.metrics_token.clone(),
+            )),
         };
         let server_config = certificates.as_ref().map(|c| c.server_config());
         let mut listeners = Vec::with_capacity(bound.len());

@@ -76,11 +76,13 @@ pub(crate) struct Proxy {
     /// Where requests go by host and path (one catch-all pool unless the
     /// balancer is a reverse proxy with routes).
     pub routes: Arc<RouteTable>,
-    /// The controller, for `/_runway/api/…` (see [`crate::BalancerConfig::platform`]).
+    /// The controller, for its API and dashboard (see [`crate::BalancerConfig::platform`]).
     pub platform: Option<Arc<Pool>>,
     pub connector: Connector,
     pub max_attempts: u32,
     pub eject_for: Duration,
+    /// `/_runway/metrics` and the counts behind it.
+    pub metrics: Arc<crate::metrics::BalancerMetrics>,
 }
 
 /// How one attempt on one upstream ended.
@@ -131,10 +133,21 @@ impl Proxy {
         let request = Request::from_parts(parts, UpstreamBody::Streaming(body));
 
         let path_only = path.as_ref().map_or("/", |p| p.path());
+        if path_only == runway_net::metrics::ENVIRONMENT_PATH && method == Method::GET {
+            let (parts, text) = self
+                .metrics
+                .endpoint
+                .respond(request.headers())
+                .into_parts();
+            let mut response =
+                Response::from_parts(parts, ProxyBody::Full(Some(Bytes::from(text))));
+            response
+                .headers_mut()
+                .insert(headers::REQUEST_ID, request_id.clone());
+            return response;
+        }
         let pool = match &self.platform {
-            Some(platform) if path_only.starts_with(crate::config::PLATFORM_API_PREFIX) => {
-                Some(platform)
-            }
+            Some(platform) if crate::config::is_platform_path(path_only) => Some(platform),
             _ => {
                 let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
                 self.routes.pick(host, path_only)
@@ -147,6 +160,10 @@ impl Proxy {
             (Some(pool), None) => self.forward(pool, request, &request_id).await,
             (None, _) => (no_route(&request), None, 0),
         };
+        self.metrics.count(
+            upstream.as_ref().map(|u| u.name.as_str()),
+            response.status().as_u16(),
+        );
         if response.headers().get(&headers::REQUEST_ID).is_none() {
             response
                 .headers_mut()

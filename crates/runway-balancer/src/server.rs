@@ -74,6 +74,7 @@ pub(crate) struct WorkerSettings {
     pub max_attempts: u32,
     pub eject_for: Duration,
     pub connections: ConnectionSettings,
+    pub metrics: Arc<crate::metrics::BalancerMetrics>,
 }
 
 /// What a listener does with the connections it accepts.
@@ -142,6 +143,7 @@ pub(crate) fn spawn_workers(
                         connector: Connector::new(index, settings.connect_timeout),
                         max_attempts: settings.max_attempts,
                         eject_for: settings.eject_for,
+                        metrics: settings.metrics,
                     });
                     let (connections, mut closed) = mpsc::channel::<()>(1);
                     let connection_settings = settings.connections;

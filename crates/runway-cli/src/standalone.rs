@@ -60,6 +60,8 @@ pub struct StandaloneConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// How the front-ends run timers (`None`: `--no-timers`).
     pub timers: Option<runway_frontend::TimerSettings>,
+    /// The bearer token `/_runway/metrics` requires (`--metrics-token`).
+    pub metrics_token: Option<String>,
 }
 
 impl StandaloneConfig {
@@ -84,6 +86,7 @@ impl StandaloneConfig {
             connections: runway_server::ConnectionSettings::default(),
             secrets_key_file: None,
             timers: Some(runway_frontend::TimerSettings::default()),
+            metrics_token: None,
         }
     }
 
@@ -267,9 +270,22 @@ impl Standalone {
         };
         let mut servers = Vec::new();
         let mut balancer = None;
+        let metrics = |registries: Vec<_>| {
+            runway_server::metrics_router(
+                runway_server::metrics::MetricsEndpoint::new(
+                    registries,
+                    config.metrics_token.clone(),
+                ),
+                runway_server::metrics::ENVIRONMENT_PATH,
+            )
+        };
         match main {
             Some(listener) => {
                 let app = runway_controller::router(controller.clone())
+                    .merge(metrics(vec![
+                        controller.metrics_registry(),
+                        frontends[0].metrics_registry(),
+                    ]))
                     .merge(runway_frontend::router(frontends[0].clone()));
                 servers.push(serve(listener, app));
             }
@@ -282,19 +298,25 @@ impl Standalone {
                         "http://{}",
                         listener.local_addr()?
                     ))?);
-                    servers.push(serve(listener, runway_frontend::router(frontend.clone())));
+                    servers.push(serve(
+                        listener,
+                        runway_frontend::router(frontend.clone())
+                            .merge(metrics(vec![frontend.metrics_registry()])),
+                    ));
                 }
                 let listener = TcpListener::bind(loopback).await?;
                 let api = url::Url::parse(&format!("http://{}", listener.local_addr()?))?;
                 servers.push(serve(
                     listener,
-                    runway_controller::router(controller.clone()),
+                    runway_controller::router(controller.clone())
+                        .merge(metrics(vec![controller.metrics_registry()])),
                 ));
                 let mut lb = runway_balancer::BalancerConfig::new(
                     addr,
                     runway_balancer::Discovery::Static(upstreams),
                 );
                 lb.platform = Some(api);
+                lb.metrics_token = config.metrics_token.clone();
                 lb.shutdown_grace = Duration::from_secs(30);
                 lb.connections = config.connections;
                 balancer = Some(

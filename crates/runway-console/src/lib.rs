@@ -30,6 +30,7 @@ pub mod auth;
 pub mod environments;
 pub mod error;
 pub mod lifetime;
+mod metrics;
 pub mod openapi;
 pub mod plans;
 pub mod poller;
@@ -38,6 +39,7 @@ pub mod server;
 pub mod trust;
 pub mod users;
 pub mod web;
+pub mod web_sso;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -32,6 +32,8 @@ pub struct ConsoleConfig {
     pub identity: crate::users::IdentityConfig,
     /// Audit rows older than this are pruned (hourly). Default 365 days.
     pub audit_retention: Duration,
+    /// The bearer token `/metrics` requires (`--metrics-token`).
+    pub metrics_token: Option<String>,
 }
 
 impl ConsoleConfig {
@@ -46,6 +48,7 @@ impl ConsoleConfig {
             audit_retention: Duration::from_secs(
                 u64::from(crate::audit::DEFAULT_RETENTION_DAYS) * 86_400,
             ),
+            metrics_token: None,
         }
     }
 }
@@ -153,9 +156,18 @@ impl ConsoleServer {
             config.audit_retention,
         ));
         let (stop, stopped) = watch::channel(false);
+        let (router, registry) = crate::metrics::instrument(crate::router(console.clone()));
         let server = runway_server::spawn_server(
             listener,
-            crate::router(console.clone()),
+            router
+                .merge(runway_server::metrics_router(
+                    runway_server::metrics::MetricsEndpoint::new(
+                        vec![registry],
+                        config.metrics_token.clone(),
+                    ),
+                    runway_server::metrics::CONSOLE_PATH,
+                ))
+                .merge(crate::web_sso::routes(console.clone())),
             stopped,
             config.connections,
         );

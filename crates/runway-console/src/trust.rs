@@ -332,8 +332,21 @@ async fn issue_token(
     Myself(caller): Myself,
     Path(env): Path<String>,
 ) -> ApiResult<Json<EnvironmentToken>> {
-    let env = crate::environments::find_environment(&console, &env).await?;
-    let (level, apps) = env_levels(&console, &caller, &env).await?;
+    mint(&console, &caller, &env, TOKEN_TTL).await.map(Json)
+}
+
+/// A token for environment `env` (name or key) with `caller`'s levels there,
+/// living `ttl` (at most [`MAX_TOKEN_TTL_SECS`]); 403 without access. The one
+/// place console tokens are minted (the API and the dashboard sign-on).
+pub(crate) async fn mint(
+    console: &Console,
+    caller: &crate::auth::Caller,
+    env: &str,
+    ttl: Duration,
+) -> ApiResult<EnvironmentToken> {
+    let console = console.clone();
+    let env = crate::environments::find_environment(&console, env).await?;
+    let (level, apps) = env_levels(&console, caller, &env).await?;
     if level == Level::NoAccess && apps.is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -349,7 +362,7 @@ async fn issue_token(
     }
     let signer = console.signer().await?;
     let now = (now_ms() / 1000) as u64;
-    let exp = now + TOKEN_TTL.as_secs().min(MAX_TOKEN_TTL_SECS);
+    let exp = now + ttl.as_secs().clamp(1, MAX_TOKEN_TTL_SECS);
     let jti: [u8; 16] = rand::random();
     let claims = TokenClaims {
         iss: format!("{ISSUER_PREFIX}{}", console.store().id()),
@@ -370,14 +383,14 @@ async fn issue_token(
     header.kid = Some(signer.kid.clone());
     let token = jsonwebtoken::encode(&header, &claims, &signer.encoding)
         .map_err(|e| ApiError::internal(format!("cannot sign a token: {e}")))?;
-    Ok(Json(EnvironmentToken {
+    Ok(EnvironmentToken {
         token,
         environment: env.name,
         address: env.address,
         level: claims.lvl,
         apps: claims.apps,
         expires_at_ms: (exp * 1000) as i64,
-    }))
+    })
 }
 
 #[utoipa::path(get, path = "/_runway/console/v1/signing-keys", responses((status = 200, body = SigningKeys)))]

@@ -124,7 +124,9 @@ pub fn router(controller: Controller) -> Router {
             controller.clone(),
             crate::lease::standby_guard,
         ))
-        .with_state(controller)
+        .with_state(controller.clone())
+        // The dashboard's pages (`web`), under `/_runway/` too.
+        .merge(crate::web::router(controller))
 }
 
 /// Package uploads being received at once (`--max-uploads`).
@@ -458,7 +460,7 @@ async fn summary(c: &Controller, record: runway_store::AppRecord) -> ApiResult<A
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/apps", responses((status = 200, body = Vec<AppSummary>)))]
-async fn list_apps(
+pub(crate) async fn list_apps(
     State(c): State<Controller>,
     _caller: Caller<Read>,
 ) -> ApiResult<Json<Vec<AppSummary>>> {
@@ -470,7 +472,7 @@ async fn list_apps(
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/apps/{app}", responses((status = 200, body = AppDetail), (status = 404, body = runway_api::ErrorBody)))]
-async fn show_app(
+pub(crate) async fn show_app(
     State(c): State<Controller>,
     _caller: Caller<Read>,
     Path(app): Path<String>,
@@ -505,7 +507,7 @@ async fn show_app(
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/apps/{app}/versions", responses((status = 200, body = Vec<VersionSummary>)))]
-async fn list_versions(
+pub(crate) async fn list_versions(
     State(c): State<Controller>,
     _caller: Caller<Read>,
     Path(app): Path<String>,
@@ -996,7 +998,7 @@ fn frontend_list_tag(list: &FrontendList) -> String {
 }
 
 #[utoipa::path(post, path = "/_runway/api/v1/frontends/{name}/enable", responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
-async fn enable_frontend(
+pub(crate) async fn enable_frontend(
     State(c): State<Controller>,
     _caller: Caller<Admin>,
     Path(name): Path<String>,
@@ -1006,7 +1008,7 @@ async fn enable_frontend(
 }
 
 #[utoipa::path(post, path = "/_runway/api/v1/frontends/{name}/disable", responses((status = 204), (status = 404, body = runway_api::ErrorBody)))]
-async fn disable_frontend(
+pub(crate) async fn disable_frontend(
     State(c): State<Controller>,
     _caller: Caller<Admin>,
     Path(name): Path<String>,

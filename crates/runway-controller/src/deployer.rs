@@ -735,6 +735,7 @@ impl Controller {
         };
         match self.switch(staged, record, progress).await {
             Ok(rollout) => {
+                self.metrics().deployment(true);
                 self.record_progress(id, progress).await;
                 let first = &job.operations[0];
                 tracing::info!(
@@ -763,6 +764,7 @@ impl Controller {
         e: ControllerError,
         progress: &[FrontendProgress],
     ) -> ControllerError {
+        self.metrics().deployment(false);
         self.record_progress(id, progress).await;
         // The record is shown to API callers: the public message only,
         // never an internal cause (database text, host paths).

@@ -288,7 +288,7 @@ fn smtp_server(d: &runway_api::v1::SmtpDelivery, hello: &str) -> runway_runtime:
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/email", params(EmailQuery), responses((status = 200, body = EmailList)))]
-async fn list_emails(
+pub(crate) async fn list_emails(
     State(c): State<Controller>,
     _caller: Caller<Read>,
     Query(q): Query<EmailQuery>,

@@ -131,7 +131,10 @@ pub(crate) async fn authenticate(
     authenticate_local(controller, token).await
 }
 
-async fn authenticate_local(controller: &Controller, token: &str) -> ControllerResult<TokenRecord> {
+pub(crate) async fn authenticate_local(
+    controller: &Controller,
+    token: &str,
+) -> ControllerResult<TokenRecord> {
     if !token.starts_with(PREFIX) {
         return Err(unauthorized(
             "invalid token: Runway tokens start with rwt_ (or are tokens issued by this \
@@ -203,21 +206,16 @@ async fn authorize_inner(
                 Some(record.id.to_string()),
             );
         }
-        let scope = record.scope;
-        if scope < required {
-            return Err(ControllerError::forbidden(format!(
-                "token '{}' has scope {scope}, this call needs {required}; create one with \
-                 `runway token create NAME --scope {required}`",
-                record.name
-            )));
-        }
-        if record
-            .last_used_at_ms
-            .is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS)
+        let principal = Principal::Token(record);
+        let scope = check_scope(&principal, required, None)?;
+        if let Principal::Token(record) = &principal
+            && record
+                .last_used_at_ms
+                .is_none_or(|t| now_ms() - t > TOUCH_EVERY_MS)
         {
             controller.store().touch_token(record.id).await?;
         }
-        return Ok((Principal::Token(record), scope));
+        return Ok((principal, scope));
     }
     let caller = crate::trust::verify(controller, token).await?;
     if let Some(slot) = slot {
@@ -237,9 +235,36 @@ async fn authorize_inner(
                     .map(|(_, value)| value.to_string())
             })
     };
-    let level = caller.level_for_app(app.as_deref());
-    let who = describe(&Principal::Console(caller.clone()));
-    let on = match &app {
+    let principal = Principal::Console(caller);
+    let scope = check_scope(&principal, required, app.as_deref())?;
+    Ok((principal, scope))
+}
+
+/// The one permission decision: the scope `principal` has on a route that
+/// needs `required` and names `app` (if any), or why it may not use it.
+/// Bearer credentials (the API) and dashboard sessions both go through it.
+pub(crate) fn check_scope(
+    principal: &Principal,
+    required: Scope,
+    app: Option<&str>,
+) -> ControllerResult<Scope> {
+    let caller = match principal {
+        Principal::Token(record) => {
+            let scope = record.scope;
+            if scope < required {
+                return Err(ControllerError::forbidden(format!(
+                    "token '{}' has scope {scope}, this call needs {required}; create one with \
+                     `runway token create NAME --scope {required}`",
+                    record.name
+                )));
+            }
+            return Ok(scope);
+        }
+        Principal::Console(caller) => caller,
+    };
+    let level = caller.level_for_app(app);
+    let who = describe(principal);
+    let on = match app {
         Some(app) if level > caller.level => format!("on app {app} in this environment"),
         _ => "on this environment".to_string(),
     };
@@ -250,12 +275,44 @@ async fn authorize_inner(
         )));
     }
     match level_scope(level) {
-        Some(scope) if scope >= required => Ok((Principal::Console(caller), scope)),
+        Some(scope) if scope >= required => Ok(scope),
         _ => Err(ControllerError::forbidden(format!(
             "{who} has {level} {on}; this call needs {} (scope {required}): ask a console \
              administrator for that level",
             level_for(required)
         ))),
+    }
+}
+
+impl<S: RequiredScope> Caller<S> {
+    /// The caller of a dashboard page acting as `principal` on a route
+    /// naming `app`: the same decision as for a bearer credential
+    /// ([`check_scope`]), noted in the request's audit slot if any.
+    pub(crate) fn for_principal(
+        principal: Principal,
+        app: Option<&str>,
+        slot: Option<&AuditSlot>,
+    ) -> ControllerResult<Caller<S>> {
+        if let Some(slot) = slot {
+            let (actor, credential) = match &principal {
+                Principal::Token(t) => (format!("token:{}", t.name), t.id.to_string()),
+                Principal::Console(c) => (format!("console:{}", c.sub), c.jti.clone()),
+            };
+            slot.set(actor, Some(credential));
+        }
+        match check_scope(&principal, S::SCOPE, app) {
+            Ok(scope) => Ok(Caller {
+                principal,
+                scope,
+                _scope: std::marker::PhantomData,
+            }),
+            Err(e) => {
+                if let Some(slot) = slot {
+                    slot.refused(e.to_string());
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -294,13 +351,13 @@ impl AuditSlot {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, actor: String, credential: Option<String>) {
+    pub(crate) fn set(&self, actor: String, credential: Option<String>) {
         let mut who = self.lock();
         who.actor = Some(actor);
         who.credential = credential;
     }
 
-    fn refused(&self, why: String) {
+    pub(crate) fn refused(&self, why: String) {
         self.lock().refusal = Some(why);
     }
 

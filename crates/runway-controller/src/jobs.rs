@@ -52,7 +52,7 @@ fn view(r: JobRecord) -> JobView {
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/jobs", params(JobQuery), responses((status = 200, body = JobList)))]
-async fn list_jobs(
+pub(crate) async fn list_jobs(
     State(c): State<Controller>,
     _caller: Caller<Read>,
     Query(q): Query<JobQuery>,

@@ -14,9 +14,11 @@ mod hostname;
 pub mod identity;
 mod jobs;
 pub mod lease;
+mod metrics;
 pub mod server;
 mod timers;
 pub mod trust;
+pub mod web;
 mod zones;
 
 use std::path::PathBuf;
@@ -106,6 +108,8 @@ struct Inner {
     prepared_ttl_ms: std::sync::atomic::AtomicI64,
     /// The trusted console's decoded public keys (`trust`).
     trust: trust::TrustCache,
+    /// The series at `/_runway/metrics`.
+    metrics: metrics::ControllerMetrics,
 }
 
 impl Controller {
@@ -117,6 +121,7 @@ impl Controller {
         farm: Option<FarmConfig>,
     ) -> std::io::Result<Controller> {
         let blobs = BlobStore::create(&config.data_dir)?;
+        let metrics = metrics::ControllerMetrics::new(&config.environment, store.log_sink());
         Ok(Controller {
             inner: Arc::new(Inner {
                 blobs,
@@ -135,6 +140,7 @@ impl Controller {
                     runway_api::v1::PREPARED_DEPLOYMENT_TTL_MS,
                 ),
                 trust: trust::TrustCache::default(),
+                metrics,
             }),
         })
     }
@@ -154,6 +160,16 @@ impl Controller {
     /// The trusted console's keys, decoded (see [`trust`]).
     pub(crate) fn trust_cache(&self) -> &trust::TrustCache {
         &self.inner.trust
+    }
+
+    /// This controller's series, for a `/_runway/metrics` endpoint
+    /// (`runway_server::metrics::MetricsEndpoint`).
+    pub fn metrics_registry(&self) -> Arc<prometheus_client::registry::Registry> {
+        self.inner.metrics.registry.clone()
+    }
+
+    pub(crate) fn metrics(&self) -> &metrics::ControllerMetrics {
+        &self.inner.metrics
     }
 
     /// The published packages and compiled artifacts.

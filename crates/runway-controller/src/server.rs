@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub audit_retention: Duration,
     /// Header-read and keep-alive timeouts, connection bound.
     pub connections: runway_server::ConnectionSettings,
+    /// The bearer token `/_runway/metrics` requires (`--metrics-token`).
+    pub metrics_token: Option<String>,
     /// How long the controller lease lasts after its last renewal: a standby
     /// takes over at most this (plus a renewal tick) after the active
     /// controller stopped. Default 5 s.
@@ -84,6 +86,7 @@ impl ServerConfig {
             log_retention: crate::DEFAULT_LOG_RETENTION,
             audit_retention: runway_store::DEFAULT_AUDIT_RETENTION,
             connections: runway_server::ConnectionSettings::default(),
+            metrics_token: None,
             lease_ttl: Duration::from_secs(5),
             advertise: None,
             log_limits: runway_store::LogLimits::default(),
@@ -236,6 +239,13 @@ impl ControllerServer {
 
         let app = crate::router(controller.clone())
             .merge(crate::fleet_router(controller.clone()))
+            .merge(runway_server::metrics_router(
+                runway_server::metrics::MetricsEndpoint::new(
+                    vec![controller.metrics_registry()],
+                    config.metrics_token.clone(),
+                ),
+                runway_server::metrics::ENVIRONMENT_PATH,
+            ))
             .fallback(not_an_app_address);
         let (stop, stopped) = watch::channel(false);
         let (lease_stop, lease_stopped) = watch::channel(false);

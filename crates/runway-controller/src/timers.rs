@@ -178,7 +178,7 @@ fn status(
 }
 
 #[utoipa::path(get, path = "/_runway/api/v1/timers", params(TimerQuery), responses((status = 200, body = Vec<TimerStatus>), (status = 404, body = runway_api::ErrorBody)))]
-async fn list_timers(
+pub(crate) async fn list_timers(
     State(c): State<Controller>,
     _caller: Caller<Read>,
     Query(q): Query<TimerQuery>,
@@ -194,7 +194,7 @@ async fn list_timers(
 }
 
 #[utoipa::path(post, path = "/_runway/api/v1/timers/{app}/{timer}/run", responses((status = 202, body = TimerRunRequested), (status = 404, body = runway_api::ErrorBody)))]
-async fn run_timer(
+pub(crate) async fn run_timer(
     State(c): State<Controller>,
     _caller: Caller<Deploy>,
     Path((app, timer)): Path<(String, String)>,

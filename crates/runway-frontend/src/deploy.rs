@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) runtime: Runtime,
     pub(crate) store: Store,
     pub(crate) log: LogSink,
+    /// The series at `/_runway/metrics`.
+    pub(crate) metrics: Arc<crate::metrics::FrontendMetrics>,
     /// Verified copies of packages and artifacts, never fetched twice.
     cache: BlobStore,
     source: Arc<dyn ArtifactSource>,
@@ -108,7 +110,13 @@ impl Inner {
             reason: format!("cannot create cache directory {e}"),
         })?;
         let log = store.log_sink();
+        let metrics = Arc::new(crate::metrics::FrontendMetrics::new(
+            &config.name,
+            runtime.clone(),
+            log.clone(),
+        ));
         Ok(Arc::new_cyclic(|this| Inner {
+            metrics,
             config,
             runtime,
             store,
@@ -153,9 +161,12 @@ impl Inner {
     /// Stages a table for a deployment: every app must load, or nothing is
     /// staged (the controller then aborts the deployment).
     pub(crate) async fn stage(&self, table: &RoutingTable) -> Result<StageReport, StageError> {
-        self.stage_apps(table, false)
-            .await
-            .map(|(report, _)| report)
+        let staged = self.stage_apps(table, false).await;
+        self.metrics
+            .stages
+            .get_or_create(&crate::metrics::FrontendMetrics::outcome(staged.is_ok()))
+            .inc();
+        staged.map(|(report, _)| report)
     }
 
     /// Stages the committed table when catching up. The decision is already

@@ -12,6 +12,7 @@ mod email;
 mod events;
 mod internal;
 mod jobs;
+mod metrics;
 mod node;
 mod scheduler;
 mod serve;
@@ -59,6 +60,12 @@ impl Frontend {
 
     pub fn name(&self) -> &str {
         &self.inner.config.name
+    }
+
+    /// This front-end's series, for a `/_runway/metrics` endpoint
+    /// (`runway_server::metrics::MetricsEndpoint`).
+    pub fn metrics_registry(&self) -> Arc<prometheus_client::registry::Registry> {
+        self.inner.metrics.registry.clone()
     }
 }
 

@@ -71,6 +71,8 @@ pub struct NodeConfig {
     /// PEM CA bundle that other zones' HTTPS addresses are verified against
     /// (`--internal-ca`); default: the web PKI roots.
     pub internal_ca: Option<PathBuf>,
+    /// The bearer token `/_runway/metrics` requires (`--metrics-token`).
+    pub metrics_token: Option<String>,
 }
 
 /// What a front-end keeps about itself across restarts (`<data-dir>/frontend.json`).
@@ -295,7 +297,14 @@ impl FrontendNode {
 
         let smtp_source: Arc<dyn crate::SmtpSource> = Arc::new(client.clone());
         let app = crate::router(frontend.clone())
-            .merge(fleet_router(frontend.clone(), client.key.clone()));
+            .merge(fleet_router(frontend.clone(), client.key.clone()))
+            .merge(runway_server::metrics_router(
+                runway_server::metrics::MetricsEndpoint::new(
+                    vec![frontend.metrics_registry()],
+                    config.metrics_token.clone(),
+                ),
+                runway_server::metrics::ENVIRONMENT_PATH,
+            ));
         let (stop, stopped) = watch::channel(false);
         let server = runway_server::spawn_server(listener, app, stopped, config.connections);
         let agent = tokio::spawn(run_agent(
@@ -552,6 +561,13 @@ async fn catch_up(frontend: &Frontend, client: &ControllerClient) {
         frontend.abort(*newest).await;
         staged = frontend.inner.stage_committed(&table).await;
     }
+    let ok = staged.is_ok();
+    frontend
+        .inner
+        .metrics
+        .catchups
+        .get_or_create(&crate::metrics::FrontendMetrics::outcome(ok))
+        .inc();
     match staged {
         Ok((report, failed)) => match frontend.commit(table.generation).await {
             Ok(()) => {

@@ -186,12 +186,15 @@ impl Inner {
         hops: u32,
     ) -> http::Response<ResponseBody> {
         let started = Instant::now();
+        let in_flight = crate::metrics::InFlight::start(&self.metrics.in_flight);
         let request_id = runway_server::request_id(request.headers());
         let routes = self.routes.load_full();
         // Logs the request with 499 if hyper drops this future (the client
         // went away before the response head).
         let mut abandoned = Abandoned {
             log: self.log.clone(),
+            metrics: self.metrics.clone(),
+            in_flight: Some(in_flight),
             frontend: self.config.name.clone(),
             started,
             request_id: request_id.clone(),
@@ -260,6 +263,11 @@ impl Inner {
         };
         abandoned.armed = false;
         let method = abandoned.method.clone();
+        let mut response = response;
+        // The request stays in flight until its body is done.
+        if let Some(guard) = abandoned.in_flight.take() {
+            response.extensions_mut().insert(Arc::new(guard));
+        }
         self.finish(response, started, request_id, method, path, app, &self.log)
     }
 
@@ -420,6 +428,8 @@ impl Inner {
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
         let body = LoggedBody {
+            metrics: self.metrics.clone(),
+            in_flight: parts.extensions.remove::<Arc<crate::metrics::InFlight>>(),
             inner: body,
             bytes: 0,
             started,
@@ -472,6 +482,10 @@ struct LoggedBody {
     complete: bool,
     entry: Option<NewLogEntry>,
     log: LogSink,
+    metrics: Arc<crate::metrics::FrontendMetrics>,
+    /// Ends with the body.
+    #[allow(dead_code)]
+    in_flight: Option<Arc<crate::metrics::InFlight>>,
 }
 
 impl http_body::Body for LoggedBody {
@@ -521,6 +535,7 @@ impl Drop for LoggedBody {
             }
             entry.duration_us = Some(self.started.elapsed().as_micros() as i64);
             entry.bytes_out = Some(self.bytes as i64);
+            self.metrics.observe(&entry);
             self.log.write(entry);
         }
     }
@@ -532,6 +547,8 @@ impl Drop for LoggedBody {
 /// guest.
 struct Abandoned {
     log: LogSink,
+    metrics: Arc<crate::metrics::FrontendMetrics>,
+    in_flight: Option<crate::metrics::InFlight>,
     frontend: String,
     started: Instant,
     request_id: String,
@@ -546,7 +563,7 @@ impl Drop for Abandoned {
         if !self.armed {
             return;
         }
-        self.log.write(NewLogEntry {
+        let entry = NewLogEntry {
             at_ms: now_ms(),
             kind: LogKind::Request,
             level: LogLevel::Info,
@@ -561,7 +578,9 @@ impl Drop for Abandoned {
             bytes_out: Some(0),
             message: Some("client closed the connection before the response".into()),
             ..Default::default()
-        });
+        };
+        self.metrics.observe(&entry);
+        self.log.write(entry);
     }
 }
 

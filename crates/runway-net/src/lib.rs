@@ -25,6 +25,8 @@
 //! request, and a relaxed load per write; the gate's lock is taken once per
 //! connection.
 
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};

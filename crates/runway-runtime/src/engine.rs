@@ -192,6 +192,26 @@ pub(crate) struct AppGate {
     pub(crate) cpu: Arc<CpuShare>,
 }
 
+/// What a runtime's instances hold at one moment ([`Runtime::usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeUsage {
+    pub memory_budget_bytes: u64,
+    /// Memory reserved by the caps of the instances running now.
+    pub memory_reserved_bytes: u64,
+    /// Instance slots in use.
+    pub instances: u64,
+    pub max_instances: u64,
+    pub apps: Vec<AppUsage>,
+}
+
+/// One app's part of [`RuntimeUsage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppUsage {
+    pub app: String,
+    pub memory_reserved_bytes: u64,
+    pub instances: u32,
+}
+
 /// One instance of an app counted against its concurrency limit, until dropped.
 pub(crate) struct AppTicket {
     gate: Arc<AppGate>,
@@ -308,6 +328,37 @@ impl Runtime {
                 })
             })
             .clone()
+    }
+
+    /// What instances hold now, for metrics: the memory reserved by
+    /// instance caps (bytes) out of the budget, and the instance slots in use
+    /// out of `max_instances`; per app (apps that had a request since
+    /// start), its reserved memory and instances in flight.
+    pub fn usage(&self) -> RuntimeUsage {
+        let config = self.inner.config;
+        let budget_mib = u64::from(mib_ceil(config.memory_budget_bytes).min(MAX_PERMITS_U32));
+        let free_mib = self.inner.memory.available_permits() as u64;
+        let slots = u64::from(config.max_instances);
+        let free_slots = self.inner.slots.available_permits() as u64;
+        let apps = self.inner.apps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_app: Vec<AppUsage> = apps
+            .iter()
+            .map(|(name, gate)| AppUsage {
+                app: name.to_string(),
+                memory_reserved_bytes: u64::from(gate.memory_share_mib)
+                    .saturating_sub(gate.memory.available_permits() as u64)
+                    << 20,
+                instances: gate.in_flight.load(Ordering::Relaxed),
+            })
+            .collect();
+        per_app.sort_by(|a, b| a.app.cmp(&b.app));
+        RuntimeUsage {
+            memory_budget_bytes: budget_mib << 20,
+            memory_reserved_bytes: budget_mib.saturating_sub(free_mib) << 20,
+            instances: slots.saturating_sub(free_slots),
+            max_instances: slots,
+            apps: per_app,
+        }
     }
 
     /// Identifies the engine configuration an artifact was compiled for.

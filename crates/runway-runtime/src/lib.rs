@@ -28,8 +28,8 @@ pub use email::{
     check_mailbox,
 };
 pub use engine::{
-    DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_READ_TIMEOUT, Runtime, RuntimeConfig,
-    default_app_concurrency, default_app_cpu_slots, default_memory_budget_bytes,
+    AppUsage, DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_READ_TIMEOUT, Runtime, RuntimeConfig,
+    RuntimeUsage, default_app_concurrency, default_app_cpu_slots, default_memory_budget_bytes,
 };
 pub use host::{KeyValue, KvError};
 pub use invoke::{CLIENT_CLOSED, Failure, ResponseBody};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use runway_api::REQUEST_ID_HEADER;
 
-pub use runway_net::{ConnectionSettings, PeerAddr};
+pub use runway_net::{ConnectionSettings, PeerAddr, metrics};
 
 /// A running HTTP server of Runway (controller, front-end or both).
 pub type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
@@ -142,6 +142,20 @@ pub fn refuse_credentials(what: &str, address: &str) -> Result<(), String> {
          (Runway authenticates with tokens, not with credentials in URLs)",
         shown.as_str().trim_end_matches('/')
     ))
+}
+
+/// The route answering a scrape of `endpoint` at `path`
+/// ([`metrics::ENVIRONMENT_PATH`] on the environment's roles,
+/// [`metrics::CONSOLE_PATH`] on the console), for merging into a role's
+/// router.
+pub fn metrics_router(endpoint: metrics::MetricsEndpoint, path: &str) -> axum::Router {
+    axum::Router::new().route(
+        path,
+        axum::routing::get(move |headers: http::HeaderMap| {
+            let endpoint = endpoint.clone();
+            async move { endpoint.respond(&headers).map(axum::body::Body::from) }
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -39,8 +39,10 @@ mod frontends;
 mod jobs;
 mod kv;
 mod lease;
+mod log_pages;
 mod logs;
 mod properties;
+mod rollups;
 mod secrets;
 mod sessions;
 mod settings;
@@ -72,10 +74,12 @@ pub use frontends::{FrontendRecord, FrontendRegistration};
 pub use jobs::{Enqueued, JobClaim, JobOutcome, JobRecord, NewJob};
 pub use kv::{KvQuota, KvUsage, MAX_BUCKET_BYTES, MAX_KEY_BYTES};
 pub use lease::{Fence, Lease, LeaseState};
+pub use log_pages::{LogPage, MAX_ROWS_PER_REQUEST};
 pub use logs::{
     DropCause, LogDrops, LogEntry, LogKind, LogLevel, LogLimits, LogQuery, LogSink,
     MAX_MESSAGE_BYTES, MAX_PATH_BYTES, NewLogEntry, OUTPUT_BURST_SECS, ROW_OVERHEAD,
 };
+pub use rollups::{BUCKET_EDGES_US, BUCKETS, MINUTE_MS, QUARTER_MS, RollupPoint, WIDTHS_MS};
 pub use secrets::SecretsKey;
 pub use sessions::SessionRecord;
 pub use timers::{TIME_ZONE_SETTING, TimerClaim, TimerOutcome, TimerRunning, TimerState};

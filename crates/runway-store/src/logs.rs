@@ -456,6 +456,11 @@ impl LogSink {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// Entries waiting in the channel for the writer.
+    pub fn queue_depth(&self) -> usize {
+        CHANNEL_CAPACITY.saturating_sub(self.tx.capacity())
+    }
+
     /// Counts `n` rows dropped for `cause` (added to the catalog's totals by
     /// the writer).
     pub fn count_dropped(&self, cause: DropCause, n: u64) {
@@ -711,7 +716,7 @@ fn is_rejection(catalog: &Catalog, e: &StoreError) -> bool {
     }
 }
 
-const INSERT_COLUMNS: &str = "at_ms, kind, level, app, version, frontend, request_id, method, \
+pub(crate) const INSERT_COLUMNS: &str = "at_ms, kind, level, app, version, frontend, request_id, method, \
                               path, status, duration_us, bytes_out, stream, message";
 const COLUMN_COUNT: usize = 14;
 
@@ -757,11 +762,12 @@ async fn insert_batch(catalog: &Catalog, batch: &[NewLogEntry]) -> Result<()> {
         }
         q.execute(&mut *tx).await.context(what)?;
     }
+    crate::rollups::upsert_batch(&mut tx, batch).await?;
     tx.commit().await.context(what)?;
     Ok(())
 }
 
-fn entry_from_row(r: &AnyRow) -> Result<LogEntry> {
+pub(crate) fn entry_from_row(r: &AnyRow) -> Result<LogEntry> {
     let what = || "failed to decode a log entry".to_string();
     let kind: String = r.try_get("kind").context(what)?;
     let level: String = r.try_get("level").context(what)?;
@@ -899,6 +905,7 @@ impl Store {
             .rows_affected();
             total += n;
             if n < PURGE_CHUNK as u64 {
+                crate::rollups::purge_before(self.log_catalog(), before_ms).await?;
                 return Ok(total);
             }
         }

@@ -70,6 +70,13 @@ fn time_label(ms: i64, span_ms: i64) -> String {
     }
 }
 
+/// The points in time order.
+fn sorted(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    let mut points = points.to_vec();
+    points.sort_by_key(|p| p.0);
+    points
+}
+
 impl LineChart {
     /// How many points the chart draws.
     pub fn point_count(&self) -> usize {
@@ -109,7 +116,7 @@ impl LineChart {
                             text.axis x=(x(t)) y=(HEIGHT - 6.0) text-anchor="middle" { (time_label(t, span)) }
                         }
                         @for (n, series) in self.series.iter().enumerate() {
-                            @let points = { let mut p = series.points.clone(); p.sort_by_key(|p| p.0); p };
+                            @let points = sorted(&series.points);
                             @let path = points.iter().map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v))).collect::<Vec<_>>().join(" ");
                             g class={ "series series-" (n % 6) } {
                                 polyline points=(path) fill="none" {}

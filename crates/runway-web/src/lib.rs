@@ -31,7 +31,6 @@ pub mod chart;
 pub mod cookie;
 pub mod csrf;
 pub mod layout;
-pub mod same_origin;
 pub mod security;
 pub mod time;
 

@@ -84,8 +84,10 @@ pub struct ServeArgs {
     /// Proxy threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Also forward /_runway/api/… to the first --controller, so the
-    /// environment's API answers at the balancer's address too.
+    /// Also forward the controller's paths (/_runway/api/… and the
+    /// dashboard under /_runway/, all but the front-ends' /_runway/health and
+    /// /_runway/ready) to the first --controller, so the environment's API
+    /// and dashboard answer at the balancer's address too.
     #[arg(long, requires = "controller")]
     pub pass_api: bool,
     #[command(flatten)]
@@ -164,6 +166,7 @@ fn apply_tuning(config: &mut BalancerConfig, args: &ServeArgs) -> anyhow::Result
         config.workers = workers;
     }
     config.connections = args.connections.settings()?;
+    config.metrics_token = args.connections.metrics_token.clone();
     Ok(())
 }
 

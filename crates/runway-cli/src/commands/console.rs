@@ -150,6 +150,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.poll_interval = Duration::from_millis(args.poll_ms);
     config.audit_retention = Duration::from_secs(u64::from(args.audit_retention_days) * 86_400);
     config.connections = args.connections.settings()?;
+    config.metrics_token = args.connections.metrics_token.clone();
     let console = ConsoleServer::start(config).await?;
     println!("runway: console listening on http://{}", console.addr());
     print_admin_token(console.admin_token(), &args.data_dir);

@@ -87,6 +87,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.log_retention = args.limits.log_retention();
     config.audit_retention = Duration::from_secs(u64::from(args.audit_retention_days) * 86_400);
     config.connections = args.connections.settings()?;
+    config.metrics_token = args.connections.metrics_token.clone();
     config.lease_ttl = Duration::from_millis(args.lease_ms);
     config.advertise = args.advertise;
     config.log_limits = args.limits.log_limits();

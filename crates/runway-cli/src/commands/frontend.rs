@@ -178,6 +178,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .runtime(args.memory_mib.saturating_mul(1 << 20), args.max_instances),
         max_package_bytes: args.max_package_mib.saturating_mul(1 << 20),
         connections: args.connections.settings()?,
+        metrics_token: args.connections.metrics_token.clone(),
         // The size cap is the controller's to enforce.
         log_limits: args.log_output.log_limits(0),
         timers: args.timers.settings(),

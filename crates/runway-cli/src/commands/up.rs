@@ -90,6 +90,11 @@ pub struct ConnectionArgs {
     /// milliseconds (nginx's send_timeout).
     #[arg(long, default_value_t = runway_server::ConnectionSettings::default().send_timeout.as_millis() as u64)]
     pub send_timeout_ms: u64,
+    /// Require `Authorization: Bearer TOKEN` on the server's Prometheus
+    /// metrics (`/_runway/metrics`; the console's `/metrics`); without it
+    /// they are open to whoever reaches the address.
+    #[arg(long, env = "RUNWAY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl ConnectionArgs {
@@ -274,6 +279,7 @@ pub fn standalone_config(
     config.max_uploads = args.limits.max_uploads as usize;
     config.kv_quota = args.limits.kv_quota();
     config.connections = args.connections.settings()?;
+    config.metrics_token = args.connections.metrics_token.clone();
     config.timers = (!args.no_timers).then(|| args.timers.settings());
     Ok(config)
 }

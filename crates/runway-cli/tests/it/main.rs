@@ -29,4 +29,5 @@ mod support;
 mod timers;
 mod trust;
 mod web_console;
+mod web_dashboard;
 mod zones;

@@ -120,7 +120,7 @@ pub async fn submit(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    if let Err(e) = runway_web::same_origin::check(&parts.headers) {
+    if let Err(e) = runway_web::csrf::check_origin(&parts.headers) {
         return csrf_refused(&e, None);
     }
     let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {

@@ -10,7 +10,7 @@
 //!   ([`crate::auth::authenticate_session`]); without a valid session a page
 //!   redirects to `/login?next=…`.
 //! * **Every POST** goes through [`Posted`]: the browser must not say it
-//!   came from another site ([`runway_web::same_origin::check`]) and the
+//!   came from another site ([`runway_web::csrf::check_origin`]) and the
 //!   form must carry the session's CSRF token (HMAC under a key derived from
 //!   the console key). A refusal is a 403 page saying why, and an audit row.
 //! * Pages: [`infra`] (pipelines as flows of environments), [`apps`] (the
@@ -297,7 +297,7 @@ impl FromRequest<Console> for Posted {
 
     async fn from_request(request: Request, console: &Console) -> Result<Self, Response> {
         let (mut parts, body) = request.into_parts();
-        let origin = runway_web::same_origin::check(&parts.headers);
+        let origin = runway_web::csrf::check_origin(&parts.headers);
         let viewer = Viewer::from_request_parts(&mut parts, console).await?;
         if let Err(e) = origin {
             return Err(csrf_refused(&e, Some(&viewer)));

@@ -115,6 +115,7 @@ impl Infrastructure {
         let mut config = ConsoleConfig::new(data_dir.join("console"), args.listen);
         config.poll_interval = Duration::from_millis(args.console_poll_ms);
         config.audit_retention = Duration::from_secs(u64::from(args.audit_retention_days) * 86_400);
+        config.metrics_token = args.connections.metrics_token.clone();
         config.connections = match args.connections.settings() {
             Ok(c) => c,
             Err(e) => {
