@@ -123,13 +123,12 @@ pub async fn wait_css(client: &Client, css: &str) -> fantoccini::elements::Eleme
 pub async fn wait_text(client: &Client, needle: &str, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let text = client
-            .find(Locator::Css("body"))
-            .await
-            .expect("the page has a body")
-            .text()
-            .await
-            .unwrap_or_default();
+        // Between a form's post and the next page (or during a reload) there
+        // is briefly no body: that is "not yet", not a failure.
+        let text = match client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         if text.contains(needle) {
             return;
         }
