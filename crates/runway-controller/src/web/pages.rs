@@ -427,10 +427,17 @@ fn older_link(base: &str, f: &LogFilters, rows: &[LogEntry], limit: i64) -> Mark
 
 /// The app a filtered page names must be readable by the viewer (a console
 /// user may have a raise on one app only).
-fn read_check(viewer: &Viewer, f: &LogFilters) -> Result<(), PageError> {
-    viewer
-        .caller::<Read>(nonempty(&f.app).as_deref())
-        .map(|_| ())
+/// One page of log rows of `kind` matching the filters, once the viewer may
+/// read them (the app's, or the environment's when no app is named).
+async fn checked_page(
+    web: &Web,
+    viewer: &Viewer,
+    f: &LogFilters,
+    kind: LogKind,
+    rows: i64,
+) -> Result<Vec<LogEntry>, PageError> {
+    viewer.caller::<Read>(nonempty(&f.app).as_deref())?;
+    Ok(web.c.store().log_page(&f.page(kind, rows)?).await?)
 }
 
 pub(crate) async fn requests(
@@ -438,12 +445,7 @@ pub(crate) async fn requests(
     viewer: Viewer,
     Query(f): Query<LogFilters>,
 ) -> PageResult {
-    read_check(&viewer, &f)?;
-    let rows = web
-        .c
-        .store()
-        .log_page(&f.page(LogKind::Request, PAGE_ROWS)?)
-        .await?;
+    let rows = checked_page(&web, &viewer, &f, LogKind::Request, PAGE_ROWS).await?;
     let apps = app_names(&web).await?;
     let body = html! {
         (filter_form("/_runway/requests", &f, &apps, true))
@@ -547,12 +549,7 @@ pub(crate) async fn errors(
     viewer: Viewer,
     Query(f): Query<LogFilters>,
 ) -> PageResult {
-    read_check(&viewer, &f)?;
-    let rows = web
-        .c
-        .store()
-        .log_page(&f.page(LogKind::Error, ERROR_ROWS)?)
-        .await?;
+    let rows = checked_page(&web, &viewer, &f, LogKind::Error, ERROR_ROWS).await?;
     let mut around = Vec::with_capacity(rows.len());
     for r in &rows {
         let output = match &r.request_id {
@@ -607,12 +604,7 @@ pub(crate) async fn output(
     viewer: Viewer,
     Query(f): Query<LogFilters>,
 ) -> PageResult {
-    read_check(&viewer, &f)?;
-    let rows = web
-        .c
-        .store()
-        .log_page(&f.page(LogKind::Output, PAGE_ROWS)?)
-        .await?;
+    let rows = checked_page(&web, &viewer, &f, LogKind::Output, PAGE_ROWS).await?;
     let apps = app_names(&web).await?;
     let body = html! {
         (filter_form("/_runway/output", &f, &apps, false))
